@@ -1,0 +1,32 @@
+// Module entry: registers every kernel file's functions and a few informational ones.
+#include "common.h"
+
+static Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", rf::simd_name());
+  o.Set("threads", rf::num_threads());
+  return o;
+}
+
+static Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  rf::ArgReader r(info, "setThreads");
+  int n = static_cast<int>(r.num(0));
+  if (!r.ok) return info.Env().Undefined();
+  rf::set_num_threads(n);
+  return Napi::Number::New(info.Env(), rf::num_threads());
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  register_gemm(env, exports);
+  register_elementwise(env, exports);
+  register_norms(env, exports);
+  register_attention(env, exports);
+  register_optim(env, exports);
+  register_hw(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(recurformer, Init)

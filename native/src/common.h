@@ -1,0 +1,105 @@
+// Shared helpers for every kernel file: argument extraction with typed errors, SIMD dispatch, the thread pool.
+#pragma once
+#include <napi.h>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RF_X86 1
+// Marks a function compiled for AVX2 + FMA + F16C; call it only when rf::has_avx2() is true.
+#define RF_AVX2 __attribute__((target("avx2,fma,f16c")))
+#include <immintrin.h>
+#else
+#define RF_X86 0
+#define RF_AVX2
+#endif
+
+namespace rf {
+
+// ---- run-time CPU features -------------------------------------------------------------------------------
+// True when the CPU has AVX2, FMA and F16C and RECURFORMER_SIMD is not "scalar".
+bool has_avx2();
+const char* simd_name();
+
+// ---- thread pool -----------------------------------------------------------------------------------------
+// A persistent pool sized to the cores (RECURFORMER_THREADS overrides); the calling thread takes part.
+int num_threads();
+void set_num_threads(int n);
+// Runs fn(tid, nthreads) once on each of nthreads threads (tid 0 is the caller) and waits for all of them.
+// Nested calls from inside a task run serially on the calling thread.
+void parallel_run(const std::function<void(int tid, int nthreads)>& fn);
+// Splits [0, n) into contiguous ranges of at least `grain` items and runs fn(begin, end) on them in parallel.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+
+// ---- argument extraction ---------------------------------------------------------------------------------
+// Each throws a JS TypeError naming the kernel and the argument position when the type is wrong.
+struct ArgReader {
+  const Napi::CallbackInfo& info;
+  const char* kernel;
+  bool ok = true;
+  ArgReader(const Napi::CallbackInfo& i, const char* k) : info(i), kernel(k) {}
+  void fail(size_t idx, const char* what) {
+    if (!ok) return;
+    ok = false;
+    std::string msg = std::string("recurformer native ") + kernel + ": argument " + std::to_string(idx) +
+                      " must be " + what;
+    Napi::TypeError::New(info.Env(), msg).ThrowAsJavaScriptException();
+  }
+  float* f32(size_t idx, size_t* len = nullptr) {
+    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
+        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      fail(idx, "a Float32Array");
+      if (len) *len = 0;
+      return nullptr;
+    }
+    auto a = info[idx].As<Napi::Float32Array>();
+    if (len) *len = a.ElementLength();
+    return a.Data();
+  }
+  int32_t* i32(size_t idx, size_t* len = nullptr) {
+    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
+        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      fail(idx, "an Int32Array");
+      if (len) *len = 0;
+      return nullptr;
+    }
+    auto a = info[idx].As<Napi::Int32Array>();
+    if (len) *len = a.ElementLength();
+    return a.Data();
+  }
+  uint16_t* u16(size_t idx, size_t* len = nullptr) {
+    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
+        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      fail(idx, "a Uint16Array");
+      if (len) *len = 0;
+      return nullptr;
+    }
+    auto a = info[idx].As<Napi::Uint16Array>();
+    if (len) *len = a.ElementLength();
+    return a.Data();
+  }
+  double num(size_t idx) {
+    if (idx >= info.Length() || !info[idx].IsNumber()) {
+      fail(idx, "a number");
+      return 0;
+    }
+    return info[idx].As<Napi::Number>().DoubleValue();
+  }
+  int64_t i64(size_t idx) { return static_cast<int64_t>(num(idx)); }
+};
+
+// ---- half precision ----------------------------------------------------------------------------------------
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);  // round to nearest even
+
+}  // namespace rf
+
+// Registration hooks, one per kernel file (see addon.cpp).
+void register_gemm(Napi::Env env, Napi::Object exports);
+void register_elementwise(Napi::Env env, Napi::Object exports);
+void register_norms(Napi::Env env, Napi::Object exports);
+void register_attention(Napi::Env env, Napi::Object exports);
+void register_optim(Napi::Env env, Napi::Object exports);
+void register_hw(Napi::Env env, Napi::Object exports);
