@@ -33,7 +33,7 @@ function makeNative(): Backend | string {
   const names = nativeKernelNames(addon);
   const table: Record<string, unknown> = {};
   for (const n of KERNEL_NAMES) {
-    const f = (addon as Record<string, unknown>)[n];
+    const f = (addon as unknown as Record<string, unknown>)[n];
     table[n] = typeof f === 'function' ? f : (referenceKernels as unknown as Record<string, unknown>)[n];
   }
   const info = addon.info();

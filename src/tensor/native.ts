@@ -50,5 +50,5 @@ export function loadNative(): NativeLoad {
 
 /** Kernel names the loaded addon implements. */
 export function nativeKernelNames(addon: NativeAddon): string[] {
-  return KERNEL_NAMES.filter((n) => typeof (addon as Record<string, unknown>)[n] === 'function');
+  return KERNEL_NAMES.filter((n) => typeof (addon as unknown as Record<string, unknown>)[n] === 'function');
 }
