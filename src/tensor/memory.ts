@@ -1,0 +1,106 @@
+/**
+ * Storage allocation with explicit reuse.
+ *
+ * Outside a scope every op allocates a fresh Float32Array (the GC frees it). Inside `scope(fn)` the buffers of
+ * tensors created by `fn` return to a free list when `fn` ends, except those reachable from its return value or
+ * passed to `keep`; later allocations of the same length reuse them. A decode loop wrapped in a scope therefore
+ * allocates no new buffers after its first step.
+ *
+ * Contract (as tfjs `tidy`): a tensor made inside a scope must not be used after the scope unless it was returned
+ * or kept. Do not open a scope around a forward pass whose graph you still need for backward.
+ */
+export interface Storage {
+  data: Float32Array;
+}
+
+interface Scope {
+  made: Storage[];
+}
+
+const scopes: Scope[] = [];
+const free = new Map<number, Float32Array[]>();
+
+/** Counters for tests and benchmarks: fresh buffers allocated, buffers served from the free list. */
+export const memoryStats = { allocated: 0, reused: 0, pooledBytes: 0 };
+
+export function allocStorage(n: number): Storage {
+  const top = scopes[scopes.length - 1];
+  if (top) {
+    const list = free.get(n);
+    const reused = list?.pop();
+    if (reused) {
+      memoryStats.reused++;
+      memoryStats.pooledBytes -= reused.byteLength;
+      const s = { data: reused };
+      top.made.push(s);
+      return s;
+    }
+  }
+  memoryStats.allocated++;
+  const s = { data: new Float32Array(n) };
+  if (top) top.made.push(s);
+  return s;
+}
+
+/** Anything a scope function may return: tensors are found inside arrays and plain objects. */
+function collectStorages(value: unknown, out: Set<Storage>, seen: Set<unknown>): void {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+  seen.add(value);
+  const maybe = value as { storage?: Storage; grad?: unknown };
+  if (maybe.storage && maybe.storage.data instanceof Float32Array) {
+    out.add(maybe.storage);
+    if (maybe.grad) collectStorages(maybe.grad, out, seen);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collectStorages(v, out, seen);
+  } else if (value instanceof Map) {
+    for (const v of value.values()) collectStorages(v, out, seen);
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectStorages(v, out, seen);
+  }
+}
+
+const kept: Set<Storage>[] = [];
+
+/** Keeps a tensor (or anything holding tensors) alive past the innermost scope. */
+export function keep<T>(value: T): T {
+  const set = kept[kept.length - 1];
+  if (set) collectStorages(value, set, new Set());
+  return value;
+}
+
+export function scope<T>(fn: () => T): T {
+  scopes.push({ made: [] });
+  kept.push(new Set());
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    const sc = scopes.pop()!;
+    const keepSet = kept.pop()!;
+    if (result! !== undefined) collectStorages(result, keepSet, new Set());
+    const outer = scopes[scopes.length - 1];
+    for (const s of sc.made) {
+      if (keepSet.has(s)) {
+        if (outer) outer.made.push(s);
+        continue;
+      }
+      let list = free.get(s.data.length);
+      if (!list) free.set(s.data.length, (list = []));
+      list.push(s.data);
+      memoryStats.pooledBytes += s.data.byteLength;
+      // Poison the released storage in place so a use-after-scope reads NaN instead of plausible numbers.
+      s.data = POISON;
+    }
+  }
+  return result;
+}
+
+const POISON = new Float32Array(0);
+
+/** Empties the free list (frees pooled memory to the GC). */
+export function releasePool(): void {
+  free.clear();
+  memoryStats.pooledBytes = 0;
+}
