@@ -1,0 +1,42 @@
+/**
+ * CLI entry: the only place that catches errors, prints them and sets the exit code. Each command is
+ * options -> library call -> report; argument parsing is commander's.
+ */
+import { Command, CommanderError } from 'commander';
+import { RecurformerError } from '../tensor/errors.js';
+import { backend } from '../tensor/backend.js';
+
+export function buildProgram(): Command {
+  const program = new Command('recurformer')
+    .description('Make long inputs affordable for Transformer LLMs: analyze heads, convert recency heads to recurrent ones.')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('info')
+    .description('show the tensor backend in use (native or reference), its SIMD level and thread count')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) => {
+      const b = backend();
+      const info = { backend: b.name, simd: b.simd, threads: b.threads, nativeKernels: b.nativeKernels.length };
+      process.stdout.write(opts.json ? `${JSON.stringify(info)}\n`
+        : `backend ${info.backend} (simd ${info.simd}, ${info.threads} threads, ${info.nativeKernels} native kernels)\n`);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof RecurformerError) {
+      process.stderr.write(`recurformer: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
