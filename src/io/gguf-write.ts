@@ -72,13 +72,13 @@ function writeValue(s: Sink, v: GgufValue, key: string, file: string): void {
     s.raw(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
     return;
   }
-  for (const e of arr as ArrayLike<unknown>) {
+  for (const e of arr as Iterable<unknown>) {
     if (v.elemType === GgufType.ARRAY) {
       const inner = e as GgufValue;
       if (inner.type !== GgufType.ARRAY) throw new FormatError(file, `'${key}': nested element is not an array`, 'fix the value');
       s.u32(inner.elemType);
       s.u64((inner.value as GgufArrayValue).length);
-      for (const x of inner.value as ArrayLike<unknown>) writeScalar(s, inner.elemType, x, key, file);
+      for (const x of inner.value as Iterable<unknown>) writeScalar(s, inner.elemType, x, key, file);
     } else {
       writeScalar(s, v.elemType, e, key, file);
     }
