@@ -137,10 +137,10 @@ export interface TokenizerBin {
 }
 
 /**
- * Read a llama2.c tokenizer.bin. The file does not store the vocabulary size, so it must be given (from the
- * checkpoint header); the file must end exactly after that many tokens.
+ * Read a llama2.c tokenizer.bin. The file does not store the vocabulary size: pass it (from the checkpoint header)
+ * to check that the file ends exactly after that many tokens, or omit it to read tokens until the end of the file.
  */
-export function readTokenizerBin(path: string, vocabSize: number): TokenizerBin {
+export function readTokenizerBin(path: string, vocabSize?: number): TokenizerBin {
   const buf = readFileSync(path);
   const r = new BinaryReader(buf, path);
   const maxTokenLength = r.i32('max_token_length');
@@ -148,9 +148,9 @@ export function readTokenizerBin(path: string, vocabSize: number): TokenizerBin 
     throw new FormatError(path, `max_token_length ${maxTokenLength} is out of range`, 'this is not a llama2.c tokenizer.bin');
   }
   const pieces: Uint8Array[] = [];
-  const scores = new Float32Array(vocabSize);
-  for (let i = 0; i < vocabSize; i++) {
-    scores[i] = r.f32(`score of token ${i}`);
+  const scores: number[] = [];
+  for (let i = 0; vocabSize === undefined ? r.remaining > 0 : i < vocabSize; i++) {
+    scores.push(r.f32(`score of token ${i}`));
     const len = r.i32(`length of token ${i}`);
     if (len < 0 || len > maxTokenLength) {
       throw new FormatError(path, `token ${i} has length ${len} (max_token_length ${maxTokenLength})`, 'the file is corrupt');
@@ -161,5 +161,5 @@ export function readTokenizerBin(path: string, vocabSize: number): TokenizerBin 
     throw new FormatError(path, `${r.remaining} bytes left after ${vocabSize} tokens`,
       'the tokenizer has more tokens than the model vocabulary: is it the tokenizer for this checkpoint?');
   }
-  return { file: path, maxTokenLength, pieces, scores };
+  return { file: path, maxTokenLength, pieces, scores: Float32Array.from(scores) };
 }
