@@ -141,7 +141,7 @@ function readValue(r: BinaryReader, type: number, key: string, depth = 0): GgufV
     case GgufType.I16: r.need(2, what); r.pos += 2; return { type, value: r.buf.readInt16LE(r.pos - 2) };
     case GgufType.U32: return { type, value: r.u32(what) };
     case GgufType.I32: return { type, value: r.i32(what) };
-    case GgufType.F32: return { type, value: r.f32(what) };
+    case GgufType.F32: return { type, value: shortestF32(r.f32(what)) };
     case GgufType.BOOL: {
       const b = r.u8(what);
       if (b > 1) throw new FormatError(r.file, `bool ${what} is ${b}`, 'the file is corrupt');
@@ -164,6 +164,19 @@ function readValue(r: BinaryReader, type: number, key: string, depth = 0): GgufV
     default:
       throw new FormatError(r.file, `unknown metadata value type ${type} for '${key}'`, 'the file is corrupt or from a newer GGUF version');
   }
+}
+
+/**
+ * The shortest decimal that rounds to the same float32 (1e-5 rather than 9.99999974737875e-6), so hyperparameters
+ * written from decimal configs read back as the decimals they were. Same float32, so nothing computed changes.
+ */
+function shortestF32(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  for (let p = 1; p <= 9; p++) {
+    const d = Number(x.toPrecision(p));
+    if (Math.fround(d) === x) return d;
+  }
+  return x;
 }
 
 const TYPED: Partial<Record<GgufType, { size: number; make: (b: ArrayBuffer) => GgufArrayValue }>> = {

@@ -62,7 +62,8 @@ test('GGUF: the llama.cpp GPT-2 vocab file parses, and agrees with @huggingface/
   const oracle = await hfGguf(VOCAB, { allowLocalFile: true });
   const theirs = oracle.metadata as unknown as Record<string, unknown>;
   for (const [key, v] of f.metadata) {
-    const ours = ArrayBuffer.isView(v.value) ? Array.from(v.value as Int32Array) : v.value;
+    // Our F32 scalars are the shortest decimal of the stored float32; compare as float32.
+    const ours = ArrayBuffer.isView(v.value) ? Array.from(v.value as Int32Array) : v.type === GgufType.F32 ? Math.fround(v.value as number) : v.value;
     const other = theirs[key];
     assert.deepEqual(ours, typeof other === 'bigint' ? Number(other) : other, key);
   }
