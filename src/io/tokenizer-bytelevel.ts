@@ -50,6 +50,8 @@ export interface ByteLevelOptions {
   /** "left right" -> rank (lower merges first). */
   mergeRanks: Map<string, number>;
   pattern: RegExp;
+  /** The pattern's source string as given (before compileSplitPattern), to name it in other formats. */
+  patternSource: string;
   bosId: number;
   eosId: number;
   addBos: boolean;
@@ -78,6 +80,11 @@ export class ByteLevelTokenizer implements Tokenizer {
       if (!this.toId.has(t)) this.toId.set(t, id);
     });
     for (const id of [o.bosId, o.eosId]) checkId(id, this.vocabSize, o.source);
+  }
+
+  /** The vocabulary and settings this tokenizer was built from (for writing it to another format). */
+  get spec(): Readonly<ByteLevelOptions> {
+    return this.o;
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {

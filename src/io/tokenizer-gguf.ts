@@ -66,11 +66,49 @@ export function tokenizerFromGguf(f: Pick<GgufFile, 'file' | 'metadata'>): Token
     const controlIds = new Set<number>();
     for (let id = 0; id < n; id++) if (types[id] === PieceType.Control) controlIds.add(id);
     return new ByteLevelTokenizer({
-      tokens: tokens as string[], mergeRanks: new Map(merges.map((m, i) => [m, i])), pattern: compileSplitPattern(pattern, f.file),
+      tokens: tokens as string[], mergeRanks: new Map(merges.map((m, i) => [m, i])), pattern: compileSplitPattern(pattern, f.file), patternSource: pattern,
       bosId, eosId, addBos: flag('tokenizer.ggml.add_bos_token', false), controlIds, source: f.file,
     });
   }
   throw new TokenizerError(`tokenizer model '${String(model)}' is not supported`, "supported tokenizer.ggml.model values: 'llama', 'gpt2'", f.file);
+}
+
+/** GGUF vocabulary keys for a byte-level BPE tokenizer; its split pattern must be one llama.cpp names. */
+export function ggufMetadataFromByteLevel(v: {
+  tokens: readonly string[]; mergeRanks: Map<string, number>; patternSource: string; controlIds: ReadonlySet<number>;
+  bosId: number; eosId: number; addBos: boolean; source: string;
+}): Map<string, GgufValue> {
+  const pre = Object.entries(PRE_PATTERNS).find(([, p]) => p === v.patternSource)?.[0];
+  if (pre === undefined) {
+    throw new TokenizerError('this split pattern has no llama.cpp pre-tokenizer name', `supported: ${Object.keys(PRE_PATTERNS).join(', ')}`, v.source);
+  }
+  const merges = [...v.mergeRanks.entries()].sort((a, b) => a[1] - b[1]).map(([m]) => m);
+  const types = Int32Array.from(v.tokens, (_, id) => (v.controlIds.has(id) ? PieceType.Control : PieceType.Normal));
+  return new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gv.str('gpt2')],
+    ['tokenizer.ggml.pre', gv.str(pre)],
+    ['tokenizer.ggml.tokens', gv.strs([...v.tokens])],
+    ['tokenizer.ggml.token_type', gv.i32s(types)],
+    ['tokenizer.ggml.merges', gv.strs(merges)],
+    ['tokenizer.ggml.bos_token_id', gv.u32(v.bosId)],
+    ['tokenizer.ggml.eos_token_id', gv.u32(v.eosId)],
+    ['tokenizer.ggml.add_bos_token', gv.bool(v.addBos)],
+  ]);
+}
+
+/**
+ * Scores for a SentencePiece vocabulary that only has a merges list (tokenizer.json): the piece produced by merge
+ * rank r scores -r, so score order is merge order; pieces no merge produces (single characters, bytes, specials)
+ * never win a merge, and score below every merged piece. Exact when the merges list is complete and ordered by the
+ * original scores, which is how Hugging Face converts SentencePiece models.
+ */
+export function scoresFromMergeRanks(pieces: readonly string[], mergeRanks: Map<string, number>): Float32Array {
+  const best = new Map<string, number>();
+  for (const [pair, rank] of mergeRanks) {
+    const merged = pair.replace(' ', '');
+    if (!best.has(merged) || rank < best.get(merged)!) best.set(merged, rank);
+  }
+  return Float32Array.from(pieces, (p, id) => -(best.get(p) ?? mergeRanks.size + id));
 }
 
 /** GGUF vocabulary keys for a SentencePiece tokenizer (what llama.cpp needs to tokenize like we do). */

@@ -91,7 +91,7 @@ export function tokenizerFromJson(tj: Json, config: Json, source: string): Token
       pattern = regex as string;
     }
     return new ByteLevelTokenizer({
-      tokens, mergeRanks, pattern: compileSplitPattern(pattern ?? GPT2_PATTERN, source), bosId, eosId, addBos,
+      tokens, mergeRanks, pattern: compileSplitPattern(pattern ?? GPT2_PATTERN, source), patternSource: pattern ?? GPT2_PATTERN, bosId, eosId, addBos,
       controlIds: special, addPrefixSpace: byteLevel['add_prefix_space'] === true, source,
     });
   }

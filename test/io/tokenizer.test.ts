@@ -112,3 +112,16 @@ test("Llama 3's (?i:...) split pattern compiles for Node 20 and keeps its meanin
   const re = compileSplitPattern(LLAMA3_PATTERN, 'llama3');
   assert.deepEqual([..."I'M here, it'S 12345 ok\n\n".matchAll(re)].map((m) => m[0]), ['I', "'M", ' here', ',', ' it', "'S", ' ', '123', '45', ' ok', '\n\n']);
 });
+
+test('GPT-2 vocabulary written back to GGUF by us (ggufMetadataFromByteLevel) tokenizes identically', async () => {
+  const { ByteLevelTokenizer } = await import('../../src/io/tokenizer-bytelevel.js');
+  const { ggufMetadataFromByteLevel } = await import('../../src/io/tokenizer-gguf.js');
+  const src = loadTokenizer(`${FIX}/gguf-vocab-gpt2/ggml-vocab-gpt-2.gguf`);
+  assert.ok(src instanceof ByteLevelTokenizer);
+  const path = join(tempDir('gpt2vocab'), 'gpt2.gguf');
+  writeGguf(path, ggufMetadataFromByteLevel(src.spec), []);
+  const back = loadTokenizer(path);
+  const text = readFileSync(`${FIX}/gguf-vocab-gpt2/ggml-vocab-gpt-2.gguf.inp`, 'utf8');
+  assert.deepEqual(back.encode(text, { bos: false }), src.encode(text, { bos: false }));
+  assert.equal(back.decode(src.encode(text)), text);
+});
