@@ -125,3 +125,22 @@ test('GPT-2 vocabulary written back to GGUF by us (ggufMetadataFromByteLevel) to
   assert.deepEqual(back.encode(text, { bos: false }), src.encode(text, { bos: false }));
   assert.equal(back.decode(src.encode(text)), text);
 });
+
+test('whole-corpus check: the TinyStories excerpt is 384,958 tok512 tokens (count from real SentencePiece, BOS per paragraph)', () => {
+  // data/tinystories-valid-excerpt/SOURCE.md: 4,300 "\n\n"-separated paragraphs (stripped), each encoded with BOS.
+  const text = readFileSync('data/tinystories-valid-excerpt/tinystories_val.txt', 'utf8');
+  const paragraphs = text.split('\n\n').map((p) => p.trim()).filter((p) => p.length > 0);
+  assert.equal(paragraphs.length, 4300);
+  for (const tok of [tokJson(), tokBin()]) {
+    let n = 0;
+    for (const p of paragraphs) n += tok.encode(p, { bos: true }).length;
+    assert.equal(n, 384958);
+  }
+});
+
+test('SentencePiece keeps newlines and tabs at the edges (unlike the tokenizers Strip normalizer)', () => {
+  for (const tok of [tokJson(), tokBin()]) {
+    assert.deepEqual(tok.encode('\nx', { bos: false }), [410, 13, 444]);
+    assert.equal(tok.decode(tok.encode('\tx\n')), '\tx\n');
+  }
+});
