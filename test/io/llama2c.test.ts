@@ -72,3 +72,20 @@ test('llama2.c tokenizer.bin: 512 tokens, raw bytes as stored, scores', () => {
   assert.throws(() => readTokenizerBin(TOK, 511), (e: unknown) => e instanceof FormatError && e.message.includes('bytes left'));
   assert.throws(() => readTokenizerBin(TOK, 513), (e: unknown) => e instanceof FormatError && e.message.includes('truncated'));
 });
+
+test('llama2.c: a negative vocab_size means a separate classifier, read as lm_head.weight', () => {
+  const [dim, hidden, layers, heads, kvHeads, vocab, seq] = [8, 12, 1, 2, 1, 5, 4];
+  const hd = dim / heads;
+  const floats = vocab * dim + layers * dim * 2 + layers * dim * dim * 2 + layers * kvHeads * hd * dim * 2 + layers * hidden * dim * 3 + dim + seq * hd + vocab * dim;
+  const header = Buffer.alloc(28);
+  [dim, hidden, layers, heads, kvHeads, -vocab, seq].forEach((v, i) => header.writeInt32LE(v, i * 4));
+  const body = Buffer.from(Float32Array.from({ length: floats }, (_, i) => i).buffer);
+  const c = parseLlama2c(Buffer.concat([header, body]), 'sep.bin');
+  assert.equal(c.header.sharedClassifier, false);
+  assert.equal(c.config.tiedEmbeddings, false);
+  const head = c.tensors.get('lm_head.weight')!;
+  assert.deepEqual(head.shape, [5, 8]);
+  assert.equal(head.data[0], floats - vocab * dim); // the classifier is the last block of the file
+  assert.equal(c.tensors.get('model.layers.0.self_attn.k_proj.weight')!.shape.join(','), '4,8');
+  assert.equal(checkHfTensors(c.config, c.tensors, 'sep.bin').size, c.tensors.size);
+});
