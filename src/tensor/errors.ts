@@ -43,3 +43,30 @@ export class AutogradError extends RecurformerError {}
 
 /** The requested backend cannot be used. */
 export class BackendError extends RecurformerError {}
+
+/**
+ * A model, tensor or config file is malformed or unsupported. Names the file and, where one is involved, the tensor
+ * (or config key), so the user can tell which of many shards or tensors is at fault.
+ */
+export class FormatError extends RecurformerError {
+  constructor(
+    readonly file: string,
+    message: string,
+    hint = '',
+    readonly tensor?: string,
+  ) {
+    super(`${file}${tensor !== undefined ? `: tensor '${tensor}'` : ''}: ${message}`, hint);
+  }
+}
+
+/** A tokenizer file is malformed or unsupported, or a token id / piece is outside the vocabulary. */
+export class TokenizerError extends RecurformerError {
+  constructor(
+    message: string,
+    hint = '',
+    readonly file?: string,
+    readonly tokenId?: number,
+  ) {
+    super(file !== undefined ? `${file}: ${message}` : message, hint);
+  }
+}

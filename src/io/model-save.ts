@@ -1,0 +1,77 @@
+/**
+ * Write a model (config + HF-named tensors + tokenizer) as a Hugging Face folder or as a GGUF file, in F32, F16 or
+ * (HF only) BF16. The inverse of model-load.ts; `recurformer export` is a thin shell over these two functions.
+ *
+ * Tokenizers: an HF folder gets the source's tokenizer.json/tokenizer_config.json copied when the model came with
+ * them (tokenizer.json cannot be regenerated faithfully from a GGUF or tokenizer.bin vocabulary yet, so exporting
+ * such a model to HF writes no tokenizer and says so in the result). GGUF gets the tokenizer.ggml.* vocabulary.
+ */
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { FormatError } from '../tensor/errors.js';
+import { configToHf, type ModelConfig } from '../model/config.js';
+import { GgufType, type GgufValue } from './gguf.js';
+import { ggufMetadataFromConfig } from './gguf-config.js';
+import { writeGguf } from './gguf-write.js';
+import { writeSafetensors } from './safetensors.js';
+import { f32ArrayToBf16, f32ArrayToF16, toF32, writeFileAtomic, type RawDType, type RawTensor } from './tensor-file.js';
+import type { Tokenizer } from './tokenizer.js';
+import { ByteLevelTokenizer } from './tokenizer-bytelevel.js';
+import { ggufMetadataFromByteLevel, ggufMetadataFromSpm, scoresFromMergeRanks } from './tokenizer-gguf.js';
+import { SpmTokenizer } from './tokenizer-spm.js';
+import { checkHfTensors, hfToGguf } from './weight-names.js';
+
+export interface SavableModel {
+  config: ModelConfig;
+  tensors: Map<string, RawTensor>;
+  tokenizer: Tokenizer | null;
+  tokenizerSource: string | null;
+}
+
+/** The tensor in another storage dtype (the same object when it already has it). */
+export function castTensor(t: RawTensor, dtype: RawDType): RawTensor {
+  if (t.dtype === dtype) return t;
+  const f = toF32(t);
+  return { ...t, dtype, data: dtype === 'F32' ? f : dtype === 'F16' ? f32ArrayToF16(f) : f32ArrayToBf16(f) };
+}
+
+/** Write config.json, generation_config.json, model.safetensors and (when available) the tokenizer files. */
+export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32'): { tokenizerWritten: boolean } {
+  const tensors = checkHfTensors(m.config, m.tensors, dir);
+  mkdirSync(dir, { recursive: true });
+  const hf = { ...configToHf(m.config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] };
+  const json = (name: string, v: unknown) => writeFileAtomic(join(dir, name), Buffer.from(JSON.stringify(v, null, 2) + '\n'));
+  json('config.json', hf);
+  json('generation_config.json', { bos_token_id: m.config.bosId, eos_token_id: m.config.eosId.length === 1 ? m.config.eosId[0] : m.config.eosId });
+  writeSafetensors(join(dir, 'model.safetensors'), [...tensors.values()].map((t) => castTensor(t, dtype)), { format: 'pt' });
+  const src = m.tokenizerSource;
+  const srcDir = src === null ? null : existsSync(src) && statSync(src).isDirectory() ? src : src.endsWith('tokenizer.json') ? dirname(src) : null;
+  if (srcDir === null) return { tokenizerWritten: false };
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+    if (existsSync(join(srcDir, f))) copyFileSync(join(srcDir, f), join(dir, f));
+  }
+  return { tokenizerWritten: true };
+}
+
+/** GGUF v3 with llama.cpp's names and layout (q/k permuted for llama), plus the tokenizer vocabulary. */
+export function writeGgufModel(path: string, m: SavableModel, dtype: 'F32' | 'F16' = 'F32', name = 'recurformer model'): void {
+  if (m.config.ropeStyle === 'interleaved') {
+    throw new FormatError(path, 'the weights use interleaved RoPE', 'convert them with toHalfRope (model-load.ts) first; hfToGguf applies the GGUF layout');
+  }
+  const meta = ggufMetadataFromConfig(m.config, name);
+  meta.set('general.file_type', { type: GgufType.U32, value: dtype === 'F32' ? 0 : 1 });
+  if (m.tokenizer) for (const [k, v] of tokenizerMetadata(m.tokenizer, path)) meta.set(k, v);
+  // 1-D tensors (norms, biases) stay F32 in llama.cpp's F16 files; only matrices are stored in F16.
+  const tensors = hfToGguf(m.config, m.tensors, path).map((t) => castTensor(t, dtype === 'F16' && t.shape.length > 1 ? 'F16' : 'F32'));
+  writeGguf(path, meta, tensors);
+}
+
+function tokenizerMetadata(tok: Tokenizer, path: string): Map<string, GgufValue> {
+  if (tok instanceof SpmTokenizer) {
+    const s = tok.spec;
+    const scores = s.mergeRanks ? scoresFromMergeRanks(s.pieces, s.mergeRanks) : s.scores;
+    return ggufMetadataFromSpm({ ...s, scores });
+  }
+  if (tok instanceof ByteLevelTokenizer) return ggufMetadataFromByteLevel(tok.spec);
+  throw new FormatError(path, 'this tokenizer cannot be written to GGUF', 'use a SentencePiece or byte-level BPE tokenizer');
+}

@@ -1,0 +1,131 @@
+/**
+ * Byte-level BPE (GPT-2, and with other split patterns Llama 3 and Qwen2).
+ *
+ * Encode: split the text with the pre-tokenizer regex, map each piece's UTF-8 bytes to printable characters with
+ * GPT-2's bytes_to_unicode table (so that every byte is a vocabulary symbol and no byte is ever unknown), merge by
+ * the rank of each pair in the merges list, and look the symbols up. Decode is the inverse: concatenate the pieces,
+ * map characters back to bytes, decode UTF-8 (invalid bytes become U+FFFD, as in Hugging Face tokenizers).
+ */
+import { TokenizerError } from '../tensor/errors.js';
+import { bpeMerge } from './bpe-merge.js';
+import { checkId, type EncodeOptions, type Tokenizer } from './tokenizer.js';
+
+/** GPT-2's split pattern (openai/gpt-2 encoder.py), also llama.cpp's 'gpt-2' pre-tokenizer. */
+export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+/** Llama 3 (llama.cpp 'llama-bpe'). */
+export const LLAMA3_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/** Qwen2 (llama.cpp 'qwen2'): as Llama 3 but digits one at a time. */
+export const QWEN2_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * Compile a tokenizer regex for JavaScript. Node 20's V8 has no inline modifier groups, so `(?i:...)` (used by
+ * Llama 3 and Qwen2, only around ASCII contractions) is rewritten as a group with each letter as a [xX] class.
+ */
+export function compileSplitPattern(pattern: string, source: string): RegExp {
+  const rewritten = pattern.replace(/\(\?i:([^()]*)\)/g, (_, body: string) =>
+    `(?:${body.replace(/[a-zA-Z]/g, (ch) => `[${ch.toLowerCase()}${ch.toUpperCase()}]`)})`);
+  try {
+    return new RegExp(rewritten, 'gu');
+  } catch (e) {
+    throw new TokenizerError(`pre-tokenizer pattern cannot be compiled (${(e as Error).message})`,
+      'this split pattern is not supported yet', source);
+  }
+}
+
+/** GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to code points from 256 upwards. */
+function byteTables(): { toChar: string[]; toByte: Map<string, number> } {
+  const toChar: string[] = new Array(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    toChar[b] = String.fromCodePoint(printable ? b : 256 + extra++);
+  }
+  return { toChar, toByte: new Map(toChar.map((c, b) => [c, b])) };
+}
+const BYTES = byteTables();
+
+export interface ByteLevelOptions {
+  /** Piece of each id (byte-level strings, e.g. 'Ġthe'). */
+  tokens: readonly string[];
+  /** "left right" -> rank (lower merges first). */
+  mergeRanks: Map<string, number>;
+  pattern: RegExp;
+  /** The pattern's source string as given (before compileSplitPattern), to name it in other formats. */
+  patternSource: string;
+  bosId: number;
+  eosId: number;
+  addBos: boolean;
+  /** Ids that decode to no text (special/control tokens). */
+  controlIds: ReadonlySet<number>;
+  /** Hugging Face ByteLevel add_prefix_space: put a space before text that does not start with one. */
+  addPrefixSpace?: boolean;
+  source: string;
+}
+
+export class ByteLevelTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly addBos: boolean;
+  private readonly toId = new Map<string, number>();
+  /** Pre-tokenized words recur constantly in running text; caching their ids is most of the speed. */
+  private readonly cache = new Map<string, number[]>();
+
+  constructor(private readonly o: ByteLevelOptions) {
+    this.vocabSize = o.tokens.length;
+    this.bosId = o.bosId;
+    this.eosId = o.eosId;
+    this.addBos = o.addBos;
+    o.tokens.forEach((t, id) => {
+      if (!this.toId.has(t)) this.toId.set(t, id);
+    });
+    for (const id of [o.bosId, o.eosId]) checkId(id, this.vocabSize, o.source);
+  }
+
+  /** The vocabulary and settings this tokenizer was built from (for writing it to another format). */
+  get spec(): Readonly<ByteLevelOptions> {
+    return this.o;
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const ids: number[] = [];
+    if (opts.bos ?? this.addBos) ids.push(this.bosId);
+    const t = this.o.addPrefixSpace && text.length > 0 && !text.startsWith(' ') ? ' ' + text : text;
+    for (const m of t.matchAll(this.o.pattern)) ids.push(...this.encodeWord(m[0]));
+    return ids;
+  }
+
+  private encodeWord(word: string): number[] {
+    const hit = this.cache.get(word);
+    if (hit) return hit;
+    const chars = Array.from(Buffer.from(word, 'utf8'), (b) => BYTES.toChar[b]!);
+    const ids = bpeMerge(chars, (l, r) => this.o.mergeRanks.get(`${l} ${r}`)).map((sym) => {
+      const id = this.toId.get(sym);
+      if (id === undefined) {
+        throw new TokenizerError(`merged symbol ${JSON.stringify(sym)} is not in the vocabulary`, 'the merges and vocabulary do not match', this.o.source);
+      }
+      return id;
+    });
+    if (this.cache.size < 100_000) this.cache.set(word, ids);
+    return ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    const bytes: number[] = [];
+    for (const id of ids) {
+      checkId(id, this.vocabSize, this.o.source);
+      if (this.o.controlIds.has(id)) continue;
+      for (const ch of this.o.tokens[id]!) {
+        const b = BYTES.toByte.get(ch);
+        if (b !== undefined) bytes.push(b);
+        else bytes.push(...Buffer.from(ch, 'utf8')); // added tokens may hold plain text
+      }
+    }
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(new Uint8Array(bytes));
+  }
+
+  idToPiece(id: number): string {
+    checkId(id, this.vocabSize, this.o.source);
+    return this.o.tokens[id]!;
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Tokenizers from a GGUF vocabulary (llama.cpp's tokenizer.ggml.* keys), and the inverse for our GGUF export.
+ *
+ * - tokenizer.ggml.model 'llama': SentencePiece BPE from tokens + scores + token_type. add_dummy_prefix comes from
+ *   tokenizer.ggml.add_space_prefix (default true) and remove_extra_whitespaces from
+ *   tokenizer.ggml.remove_extra_whitespaces (default false, as in llama.cpp).
+ * - tokenizer.ggml.model 'gpt2': byte-level BPE from tokens + merges, with the split pattern named by
+ *   tokenizer.ggml.pre ('gpt-2', 'llama-bpe'/'llama3', 'qwen2'); other pre-tokenizers are a TokenizerError.
+ */
+import { TokenizerError } from '../tensor/errors.js';
+import { GgufType, type GgufFile, type GgufValue } from './gguf.js';
+import { gv } from './gguf-write.js';
+import { ByteLevelTokenizer, compileSplitPattern, GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN } from './tokenizer-bytelevel.js';
+import { PieceType, SpmTokenizer } from './tokenizer-spm.js';
+import type { Tokenizer } from './tokenizer.js';
+
+const PRE_PATTERNS: Record<string, string> = {
+  'gpt-2': GPT2_PATTERN,
+  default: GPT2_PATTERN,
+  'llama-bpe': LLAMA3_PATTERN,
+  llama3: LLAMA3_PATTERN,
+  qwen2: QWEN2_PATTERN,
+};
+
+export function tokenizerFromGguf(f: Pick<GgufFile, 'file' | 'metadata'>): Tokenizer {
+  const meta = (k: string) => f.metadata.get(k)?.value;
+  const need = (k: string): unknown => {
+    const v = meta(k);
+    if (v === undefined) throw new TokenizerError(`metadata key '${k}' is missing`, 'the GGUF file has no (complete) vocabulary', f.file);
+    return v;
+  };
+  const model = need('tokenizer.ggml.model');
+  const tokens = need('tokenizer.ggml.tokens');
+  if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === 'string')) {
+    throw new TokenizerError("'tokenizer.ggml.tokens' is not a string array", 'the file is corrupt', f.file);
+  }
+  const n = tokens.length;
+  const types = (meta('tokenizer.ggml.token_type') as ArrayLike<number> | undefined) ?? new Int32Array(n).fill(PieceType.Normal);
+  if (types.length !== n) throw new TokenizerError(`${n} tokens but ${types.length} token types`, 'the file is corrupt', f.file);
+  const num = (k: string, fallback: number) => {
+    const v = meta(k);
+    return typeof v === 'number' ? v : fallback;
+  };
+  const flag = (k: string, fallback: boolean) => {
+    const v = meta(k);
+    return typeof v === 'boolean' ? v : fallback;
+  };
+  const bosId = num('tokenizer.ggml.bos_token_id', model === 'llama' ? 1 : 0);
+  const eosId = num('tokenizer.ggml.eos_token_id', model === 'llama' ? 2 : 0);
+
+  if (model === 'llama') {
+    const scores = need('tokenizer.ggml.scores') as ArrayLike<number>;
+    return new SpmTokenizer({
+      pieces: tokens as string[], scores, types, bosId, eosId, unkId: num('tokenizer.ggml.unknown_token_id', 0),
+      addBos: flag('tokenizer.ggml.add_bos_token', true), addDummyPrefix: flag('tokenizer.ggml.add_space_prefix', true),
+      removeExtraWhitespaces: flag('tokenizer.ggml.remove_extra_whitespaces', false), source: f.file,
+    });
+  }
+  if (model === 'gpt2') {
+    const pre = (meta('tokenizer.ggml.pre') as string | undefined) ?? 'default';
+    const pattern = PRE_PATTERNS[pre];
+    if (!pattern) {
+      throw new TokenizerError(`pre-tokenizer '${pre}' is not supported`, `supported tokenizer.ggml.pre values: ${Object.keys(PRE_PATTERNS).join(', ')}`, f.file);
+    }
+    const merges = need('tokenizer.ggml.merges') as string[];
+    const controlIds = new Set<number>();
+    for (let id = 0; id < n; id++) if (types[id] === PieceType.Control) controlIds.add(id);
+    return new ByteLevelTokenizer({
+      tokens: tokens as string[], mergeRanks: new Map(merges.map((m, i) => [m, i])), pattern: compileSplitPattern(pattern, f.file), patternSource: pattern,
+      bosId, eosId, addBos: flag('tokenizer.ggml.add_bos_token', false), controlIds, source: f.file,
+    });
+  }
+  throw new TokenizerError(`tokenizer model '${String(model)}' is not supported`, "supported tokenizer.ggml.model values: 'llama', 'gpt2'", f.file);
+}
+
+/** GGUF vocabulary keys for a byte-level BPE tokenizer; its split pattern must be one llama.cpp names. */
+export function ggufMetadataFromByteLevel(v: {
+  tokens: readonly string[]; mergeRanks: Map<string, number>; patternSource: string; controlIds: ReadonlySet<number>;
+  bosId: number; eosId: number; addBos: boolean; source: string;
+}): Map<string, GgufValue> {
+  const pre = Object.entries(PRE_PATTERNS).find(([, p]) => p === v.patternSource)?.[0];
+  if (pre === undefined) {
+    throw new TokenizerError('this split pattern has no llama.cpp pre-tokenizer name', `supported: ${Object.keys(PRE_PATTERNS).join(', ')}`, v.source);
+  }
+  const merges = [...v.mergeRanks.entries()].sort((a, b) => a[1] - b[1]).map(([m]) => m);
+  const types = Int32Array.from(v.tokens, (_, id) => (v.controlIds.has(id) ? PieceType.Control : PieceType.Normal));
+  return new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gv.str('gpt2')],
+    ['tokenizer.ggml.pre', gv.str(pre)],
+    ['tokenizer.ggml.tokens', gv.strs([...v.tokens])],
+    ['tokenizer.ggml.token_type', gv.i32s(types)],
+    ['tokenizer.ggml.merges', gv.strs(merges)],
+    ['tokenizer.ggml.bos_token_id', gv.u32(v.bosId)],
+    ['tokenizer.ggml.eos_token_id', gv.u32(v.eosId)],
+    ['tokenizer.ggml.add_bos_token', gv.bool(v.addBos)],
+  ]);
+}
+
+/**
+ * Scores for a SentencePiece vocabulary that only has a merges list (tokenizer.json): the piece produced by merge
+ * rank r scores -r, so score order is merge order; pieces no merge produces (single characters, bytes, specials)
+ * never win a merge, and score below every merged piece. Exact when the merges list is complete and ordered by the
+ * original scores, which is how Hugging Face converts SentencePiece models.
+ */
+export function scoresFromMergeRanks(pieces: readonly string[], mergeRanks: Map<string, number>): Float32Array {
+  const best = new Map<string, number>();
+  for (const [pair, rank] of mergeRanks) {
+    const merged = pair.replace(' ', '');
+    if (!best.has(merged) || rank < best.get(merged)!) best.set(merged, rank);
+  }
+  return Float32Array.from(pieces, (p, id) => -(best.get(p) ?? mergeRanks.size + id));
+}
+
+/** GGUF vocabulary keys for a SentencePiece tokenizer (what llama.cpp needs to tokenize like we do). */
+export function ggufMetadataFromSpm(v: {
+  pieces: readonly string[]; scores: ArrayLike<number>; types: ArrayLike<number>; bosId: number; eosId: number; unkId: number;
+  addBos: boolean; addDummyPrefix: boolean; removeExtraWhitespaces: boolean;
+}): Map<string, GgufValue> {
+  return new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gv.str('llama')],
+    ['tokenizer.ggml.pre', gv.str('default')],
+    ['tokenizer.ggml.tokens', gv.strs([...v.pieces])],
+    ['tokenizer.ggml.scores', gv.f32s(Float32Array.from(v.scores))],
+    ['tokenizer.ggml.token_type', gv.i32s(Int32Array.from(v.types))],
+    ['tokenizer.ggml.bos_token_id', gv.u32(v.bosId)],
+    ['tokenizer.ggml.eos_token_id', gv.u32(v.eosId)],
+    ['tokenizer.ggml.unknown_token_id', gv.u32(v.unkId)],
+    ['tokenizer.ggml.add_bos_token', gv.bool(v.addBos)],
+    ['tokenizer.ggml.add_eos_token', gv.bool(false)],
+    ['tokenizer.ggml.add_space_prefix', gv.bool(v.addDummyPrefix)],
+    ['tokenizer.ggml.remove_extra_whitespaces', { type: GgufType.BOOL, value: v.removeExtraWhitespaces }],
+  ]);
+}
