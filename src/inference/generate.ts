@@ -1,0 +1,111 @@
+/**
+ * Text generation: parallel prefill of the prompt into the memory, then one token per step from the sampler
+ * until max tokens, an end token, or a stop string. Each step runs under noGrad and a buffer scope, so the decode
+ * loop reuses its buffers instead of allocating.
+ */
+import type { Tokenizer } from '../io/tokenizer.js';
+import type { DecoderLM } from '../model/transformer.js';
+import { ArgumentError } from '../tensor/errors.js';
+import { noGrad, scope } from '../tensor/index.js';
+import { KVCache, type AttentionMemory } from './memory.js';
+import { Sampler, type SamplerOpts } from './sampler.js';
+
+export interface GenerateOpts extends SamplerOpts {
+  maxTokens?: number;
+  /** Stop when the generated text contains one of these (the stop string is cut from the text). */
+  stop?: readonly string[];
+  /** Called with each new token and the text it completes (may be '' while a UTF-8 sequence is incomplete). */
+  onToken?: (id: number, textDelta: string) => void;
+  /** Memory factory (default: the full KV cache). */
+  memory?: (model: DecoderLM) => AttentionMemory;
+}
+
+export interface GenerateResult {
+  promptIds: number[];
+  /** Generated ids (without the prompt). */
+  ids: number[];
+  text: string;
+  stopReason: 'length' | 'eos' | 'stop' | 'context';
+}
+
+export function fullMemory(model: DecoderLM, batch = 1): KVCache {
+  const c = model.cfg;
+  return new KVCache(c.nLayers, batch, c.nKvHeads, c.headDim, c.maxPos);
+}
+
+/** Token ids for a prompt: BOS plus the encoded text (an empty prompt is BOS alone). */
+export function promptIds(tok: Tokenizer, prompt: string): number[] {
+  const ids = tok.encode(prompt, { bos: true });
+  return ids.length ? ids : [tok.bosId];
+}
+
+export function generateIds(model: DecoderLM, prompt: readonly number[], tok: Tokenizer | null,
+  opts: GenerateOpts = {}): GenerateResult {
+  const maxTokens = opts.maxTokens ?? 256;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) {
+    throw new ArgumentError('generate', 'maxTokens', `= ${maxTokens} must be a non-negative integer`);
+  }
+  if (prompt.length === 0) throw new ArgumentError('generate', 'prompt', 'is empty', 'start from the BOS token');
+  const ctx = model.cfg.maxPos;
+  if (prompt.length > ctx) {
+    throw new ArgumentError('generate', 'prompt', `has ${prompt.length} tokens, more than the context of ${ctx}`,
+      'shorten the prompt');
+  }
+  for (let i = 0; i < prompt.length; i++) {
+    const id = prompt[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= model.cfg.vocabSize) {
+      throw new ArgumentError('generate', `prompt[${i}]`, `= ${id} is outside the vocabulary [0, ${model.cfg.vocabSize})`);
+    }
+  }
+  const sampler = new Sampler(opts);
+  const memory = opts.memory ? opts.memory(model) : fullMemory(model);
+  const eos = new Set<number>(model.cfg.eosId);
+  if (tok) eos.add(tok.eosId);
+  const history: number[] = [...prompt];
+  const out: number[] = [];
+  let text = '';
+  let stopReason: GenerateResult['stopReason'] = 'length';
+  let next = noGrad(() => scope(() => {
+    const logits = model.forward(Int32Array.from(prompt), 1, prompt.length, { memory, lastOnly: true });
+    memory.advance(prompt.length);
+    return sampler.sample(logits.data, history);
+  }));
+  while (out.length < maxTokens) {
+    if (eos.has(next) || (next === model.cfg.bosId && out.length + prompt.length > 1)) {
+      stopReason = 'eos';
+      break;
+    }
+    out.push(next);
+    history.push(next);
+    if (tok) {
+      const full = tok.decode(out);
+      const delta = full.slice(text.length);
+      text = full;
+      opts.onToken?.(next, delta);
+      const hit = opts.stop?.find((s) => s.length > 0 && text.includes(s));
+      if (hit !== undefined) {
+        text = text.slice(0, text.indexOf(hit));
+        stopReason = 'stop';
+        break;
+      }
+    } else {
+      opts.onToken?.(next, '');
+    }
+    if (out.length >= maxTokens) break;
+    if (memory.length >= ctx) {
+      stopReason = 'context';
+      break;
+    }
+    const cur = next;
+    next = noGrad(() => scope(() => {
+      const logits = model.forward(Int32Array.of(cur), 1, 1, { memory });
+      memory.advance(1);
+      return sampler.sample(logits.data, history);
+    }));
+  }
+  return { promptIds: [...prompt], ids: out, text, stopReason };
+}
+
+export function generate(model: DecoderLM, tok: Tokenizer, prompt: string, opts: GenerateOpts = {}): GenerateResult {
+  return generateIds(model, promptIds(tok, prompt), tok, opts);
+}

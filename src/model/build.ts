@@ -1,0 +1,44 @@
+/**
+ * LoadedModel (raw tensors under HF names) -> DecoderLM (engine tensors). GPT-2's Conv1D weights ([in, out]) are
+ * transposed once to the nn.Linear layout so one linear path serves every family. Half-precision matrices can stay
+ * 16-bit (`dtype: 'f16'`) for decode; norms, biases and embeddings are always float32 (gathered or trained).
+ */
+import type { LoadedModel } from '../io/model-load.js';
+import { toF32, type RawTensor } from '../io/tensor-file.js';
+import { f32ArrayToF16 } from '../io/tensor-file.js';
+import { transpose2d } from '../io/weight-names.js';
+import { tensor } from '../tensor/index.js';
+import { DecoderLM } from './transformer.js';
+import { HalfWeight, type Weight } from './weights.js';
+
+export interface BuildOptions {
+  /**
+   * 'f32' (default): every weight float32 (trainable). 'f16': 2-D projection weights held as half floats (F16
+   * checkpoints keep their bytes; F32 ones are rounded), for memory-bound decode. 'keep': F16 stays half, the rest f32.
+   */
+  dtype?: 'f32' | 'f16' | 'keep';
+}
+
+const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
+
+function isProjection(name: string, t: RawTensor): boolean {
+  return t.shape.length === 2 && !/embed_tokens|wte|wpe/.test(name);
+}
+
+export function buildModel(m: LoadedModel, opts: BuildOptions = {}): DecoderLM {
+  const dtype = opts.dtype ?? 'f32';
+  const weights = new Map<string, Weight>();
+  for (const [name, raw0] of m.tensors) {
+    const raw = m.config.arch === 'gpt2' && CONV1D.test(name) ? transpose2d(raw0) : raw0;
+    const half = isProjection(name, raw) && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
+    if (half) {
+      const data = raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw));
+      weights.set(name, new HalfWeight(raw.shape, data, name));
+    } else {
+      const t = tensor(raw.dtype === 'F32' ? Float32Array.from(raw.data as Float32Array) : toF32(raw), raw.shape);
+      t.name = name;
+      weights.set(name, t);
+    }
+  }
+  return new DecoderLM(m.config, weights);
+}

@@ -1,0 +1,171 @@
+/**
+ * The decoder-only Transformer for both supported families, driven by ModelConfig:
+ *   llama: RMSNorm, RoPE (interleaved or rotate-half, scaled), GQA, optional q/k/v biases (Qwen2), optional sliding
+ *          window (Mistral), SwiGLU MLP, tied or untied head.
+ *   gpt2:  learned absolute positions, LayerNorm with bias, fused q/k/v projection, GELU MLP, tied head.
+ * Weights use the Hugging Face names, with every projection in the nn.Linear (out, in) layout (the GPT-2 loader
+ * transposes Conv1D weights once at load).
+ *
+ * Shapes: B batch, T new tokens, S keys visible (cache + new), D = dModel, Hq / Hkv heads, Dh head dim, V vocab.
+ */
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { ArgumentError, ShapeError } from '../tensor/errors.js';
+import type { AttentionMemory } from '../inference/memory.js';
+import type { ModelConfig } from './config.js';
+import { invFreqFor } from './rope.js';
+import type { TapSink } from './taps.js';
+import { HalfWeight, asTensor, linearW, type Weight } from './weights.js';
+
+export interface ForwardOpts {
+  /** Cache to read and extend; without one the call sees only its own tokens (positions from 0). */
+  memory?: AttentionMemory;
+  taps?: TapSink;
+  /** Override absolute positions (length T); default memory.length + [0, T). Used by the waiver position test. */
+  positions?: Int32Array;
+  /** Return logits only for the last position (generation). */
+  lastOnly?: boolean;
+}
+
+export class DecoderLM {
+  readonly invFreq: Float32Array;
+
+  constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>) {
+    this.invFreq = cfg.ropeStyle === 'none' ? new Float32Array(0) : invFreqFor(cfg);
+  }
+
+  w(name: string): Weight {
+    const t = this.weights.get(name);
+    if (!t) throw new ArgumentError('DecoderLM', 'weights', `lack tensor "${name}"`, 'the checkpoint is incomplete');
+    return t;
+  }
+
+  /** Float32 tensor of a weight (norms, embeddings, biases). */
+  f(name: string): Tensor {
+    return asTensor(this.w(name));
+  }
+
+  opt(name: string): Tensor | null {
+    const t = this.weights.get(name);
+    return t ? asTensor(t) : null;
+  }
+
+  /** Trainable float32 parameters in a stable order. */
+  parameters(): Tensor[] {
+    return [...this.weights.values()].filter((w): w is Tensor => !(w instanceof HalfWeight));
+  }
+
+  /** Logits (B, T, V) for token ids (B * T, row-major). */
+  forward(ids: Int32Array, B: number, Tn: number, opts: ForwardOpts = {}): Tensor {
+    const cfg = this.cfg;
+    if (ids.length !== B * Tn) throw new ShapeError('forward', 'ids', `${B * Tn} ids (B=${B}, T=${Tn})`, [ids.length]);
+    const start = opts.memory?.length ?? 0;
+    const positions = opts.positions ?? Int32Array.from({ length: Tn }, (_, i) => start + i);
+    if (positions.length !== Tn) throw new ShapeError('forward', 'positions', `[${Tn}]`, [positions.length]);
+    const maxPosUsed = positions.reduce((m, p) => Math.max(m, p), 0);
+    if (cfg.arch === 'gpt2' && maxPosUsed >= cfg.maxPos) {
+      throw new ArgumentError('forward', 'positions', `reach ${maxPosUsed}, beyond the ${cfg.maxPos} learned positions`,
+        'shorten the input');
+    }
+    let x: Tensor;
+    if (cfg.arch === 'gpt2') {
+      const tok = T.embedding(this.f('transformer.wte.weight'), ids, [B, Tn]);
+      const pos = T.embedding(this.f('transformer.wpe.weight'), positions, [Tn]);
+      x = T.add(tok, pos); // (B, T, D)
+    } else {
+      x = T.embedding(this.f('model.embed_tokens.weight'), ids, [B, Tn]);
+    }
+    for (let l = 0; l < cfg.nLayers; l++) {
+      x = this.block(l, x, B, Tn, positions, opts);
+      opts.taps?.wants(`blk.${l}.resid`) && opts.taps.put(`blk.${l}.resid`, x);
+    }
+    if (opts.lastOnly && Tn > 1) x = T.slice(x, 1, Tn - 1, Tn);
+    x = this.norm(cfg.arch === 'gpt2' ? 'transformer.ln_f' : 'model.norm', x);
+    const head = cfg.tiedEmbeddings
+      ? this.w(cfg.arch === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight')
+      : this.w('lm_head.weight');
+    return linearW(T.contiguous(x), head);
+  }
+
+  private norm(prefix: string, x: Tensor): Tensor {
+    if (this.cfg.norm === 'rms') return T.rmsnorm(x, this.f(`${prefix}.weight`), this.cfg.normEps);
+    return T.layernorm(x, this.f(`${prefix}.weight`), this.opt(`${prefix}.bias`), this.cfg.normEps);
+  }
+
+  private act(x: Tensor): Tensor {
+    switch (this.cfg.act) {
+      case 'silu': return T.silu(x);
+      case 'gelu_tanh': return T.gelu(x);
+      case 'gelu_erf': return T.geluErf(x);
+    }
+  }
+
+  /** One pre-norm block: x + attn(norm(x)), then + mlp(norm(x)). */
+  block(l: number, x: Tensor, B: number, Tn: number, positions: Int32Array, opts: ForwardOpts): Tensor {
+    const gpt2 = this.cfg.arch === 'gpt2';
+    const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
+    const h = this.norm(gpt2 ? `${p}.ln_1` : `${p}.input_layernorm`, x);
+    x = T.add(x, this.attention(l, h, B, Tn, positions, opts));
+    const h2 = this.norm(gpt2 ? `${p}.ln_2` : `${p}.post_attention_layernorm`, x);
+    return T.add(x, this.mlp(p, h2));
+  }
+
+  mlp(p: string, h: Tensor): Tensor {
+    if (this.cfg.arch === 'gpt2') {
+      const u = this.act(linearW(h, this.w(`${p}.mlp.c_fc.weight`), this.opt(`${p}.mlp.c_fc.bias`)));
+      return linearW(u, this.w(`${p}.mlp.c_proj.weight`), this.opt(`${p}.mlp.c_proj.bias`));
+    }
+    const g = this.act(linearW(h, this.w(`${p}.mlp.gate_proj.weight`)));
+    const u = linearW(h, this.w(`${p}.mlp.up_proj.weight`));
+    return linearW(T.mul(g, u), this.w(`${p}.mlp.down_proj.weight`));
+  }
+
+  /** Projections to q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh), before RoPE. */
+  qkv(l: number, h: Tensor, B: number, Tn: number): [Tensor, Tensor, Tensor] {
+    const { nHeads: Hq, nKvHeads: Hkv, headDim: Dh } = this.cfg;
+    if (this.cfg.arch === 'gpt2') {
+      const p = `transformer.h.${l}.attn`;
+      const qkv = linearW(h, this.w(`${p}.c_attn.weight`), this.opt(`${p}.c_attn.bias`)); // (B, T, 3 * Hq * Dh)
+      const q = T.reshape(T.slice(qkv, 2, 0, Hq * Dh), [B, Tn, Hq, Dh]);
+      const k = T.reshape(T.slice(qkv, 2, Hq * Dh, 2 * Hq * Dh), [B, Tn, Hkv, Dh]);
+      const v = T.reshape(T.slice(qkv, 2, 2 * Hq * Dh, 3 * Hq * Dh), [B, Tn, Hkv, Dh]);
+      return [q, k, v];
+    }
+    const p = `model.layers.${l}.self_attn`;
+    const q = linearW(h, this.w(`${p}.q_proj.weight`), this.opt(`${p}.q_proj.bias`));
+    const k = linearW(h, this.w(`${p}.k_proj.weight`), this.opt(`${p}.k_proj.bias`));
+    const v = linearW(h, this.w(`${p}.v_proj.weight`), this.opt(`${p}.v_proj.bias`));
+    return [T.reshape(q, [B, Tn, Hq, Dh]), T.reshape(k, [B, Tn, Hkv, Dh]), T.reshape(v, [B, Tn, Hkv, Dh])];
+  }
+
+  /** Multi-head attention of layer l on normalized input h (B, T, D); returns the o_proj output (B, T, D). */
+  attention(l: number, h: Tensor, B: number, Tn: number, positions: Int32Array, opts: ForwardOpts): Tensor {
+    const { nHeads: Hq, headDim: Dh } = this.cfg;
+    let [q, k, v] = this.qkv(l, h, B, Tn);
+    if (this.cfg.ropeStyle !== 'none') {
+      const ro = { positions, invFreq: this.invFreq, style: this.cfg.ropeStyle };
+      q = T.rope(q, ro);
+      k = T.rope(k, ro);
+    }
+    let qOffset = 0;
+    if (opts.memory) {
+      const view = opts.memory.update(l, T.contiguous(k), T.contiguous(v));
+      k = view.k;
+      v = view.v;
+      qOffset = view.qOffset;
+    }
+    const taps = opts.taps;
+    const wantProbs = !!taps?.wants(`blk.${l}.attn_probs`);
+    const { out, probs } = T.attention(q, k, v, {
+      qOffset, window: this.cfg.slidingWindow ?? 0, returnProbs: wantProbs,
+    }); // (B, T, Hq, Dh)
+    if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);
+    if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, out);
+    const flat = T.reshape(out, [B, Tn, Hq * Dh]);
+    if (this.cfg.arch === 'gpt2') {
+      const p = `transformer.h.${l}.attn.c_proj`;
+      return linearW(flat, this.w(`${p}.weight`), this.opt(`${p}.bias`));
+    }
+    return linearW(flat, this.w(`model.layers.${l}.self_attn.o_proj.weight`));
+  }
+}
