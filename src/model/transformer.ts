@@ -77,7 +77,7 @@ export class DecoderLM {
     }
     for (let l = 0; l < cfg.nLayers; l++) {
       x = this.block(l, x, B, Tn, positions, opts);
-      opts.taps?.wants(`blk.${l}.resid`) && opts.taps.put(`blk.${l}.resid`, x);
+      if (opts.taps?.wants(`blk.${l}.resid`)) opts.taps.put(`blk.${l}.resid`, x);
     }
     if (opts.lastOnly && Tn > 1) x = T.slice(x, 1, Tn - 1, Tn);
     x = this.norm(cfg.arch === 'gpt2' ? 'transformer.ln_f' : 'model.norm', x);
