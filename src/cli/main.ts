@@ -5,6 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { RecurformerError } from '../tensor/errors.js';
 import { backend } from '../tensor/backend.js';
+import { registerEval } from './commands/eval.js';
+import { registerExport } from './commands/export.js';
+import { registerGenerate } from './commands/generate.js';
+import { registerInspect } from './commands/inspect.js';
 
 export function buildProgram(): Command {
   const program = new Command('recurformer')
@@ -23,6 +27,10 @@ export function buildProgram(): Command {
       process.stdout.write(opts.json ? `${JSON.stringify(info)}\n`
         : `backend ${info.backend} (simd ${info.simd}, ${info.threads} threads, ${info.nativeKernels} native kernels)\n`);
     });
+  registerGenerate(program);
+  registerInspect(program);
+  registerEval(program);
+  registerExport(program);
   return program;
 }
 

@@ -1,0 +1,35 @@
+/** `recurformer export [MODEL] --format hf|gguf --out PATH`: write a model as a Hugging Face folder or GGUF. */
+import type { Command } from 'commander';
+import { ArgumentError } from '../../tensor/errors.js';
+import { loadModel, toHalfRope } from '../../io/model-load.js';
+import { writeGgufModel, writeHfFolder } from '../../io/model-save.js';
+import { defaultModelPath, printJson } from '../common.js';
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('write a model as a Hugging Face folder (safetensors) or a GGUF file')
+    .argument('[model]', 'model path (default: bundled stories260K)')
+    .requiredOption('--out <path>', 'output folder (hf) or file (gguf)')
+    .option('--format <f>', 'hf or gguf', 'hf')
+    .option('--dtype <d>', 'F32, F16 (or BF16 for hf)', 'F32')
+    .option('--json', 'print a JSON summary')
+    .action((model: string | undefined, o: { out: string; format: string; dtype: string; json?: boolean }) => {
+      const dtype = o.dtype.toUpperCase();
+      let lm = loadModel(model ?? defaultModelPath());
+      if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
+      let tokenizerWritten = true;
+      if (o.format === 'hf') {
+        if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32, F16 or BF16`);
+        tokenizerWritten = writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16').tokenizerWritten;
+      } else if (o.format === 'gguf') {
+        if (!['F32', 'F16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32 or F16 for GGUF`);
+        writeGgufModel(o.out, lm, dtype as 'F32' | 'F16');
+      } else {
+        throw new ArgumentError('export', '--format', `${o.format} is not hf or gguf`);
+      }
+      const summary = { out: o.out, format: o.format, dtype, tensors: lm.tensors.size, tokenizerWritten };
+      if (o.json) printJson(summary);
+      else process.stdout.write(`wrote ${o.out} (${o.format}, ${dtype}, ${lm.tensors.size} tensors${tokenizerWritten ? '' : ', no tokenizer'})\n`);
+    });
+}

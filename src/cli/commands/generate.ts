@@ -1,0 +1,55 @@
+/** `recurformer generate [MODEL]`: sample text from a model, streamed to stdout or as JSON. */
+import type { Command } from 'commander';
+import { TokenizerError } from '../../tensor/errors.js';
+import { generate } from '../../inference/generate.js';
+import { load, parseFloatArg, parseIntArg, printJson } from '../common.js';
+
+interface Opts {
+  prompt: string;
+  maxTokens: string;
+  temperature: string;
+  topK: string;
+  topP: string;
+  minP: string;
+  repetitionPenalty: string;
+  seed: string;
+  stop: string[];
+  dtype: 'f32' | 'f16';
+  json?: boolean;
+}
+
+export function registerGenerate(program: Command): void {
+  program
+    .command('generate')
+    .description('generate text (an empty prompt starts from BOS)')
+    .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
+    .option('-p, --prompt <text>', 'prompt text', '')
+    .option('-n, --max-tokens <n>', 'tokens to generate', '256')
+    .option('-t, --temperature <t>', 'sampling temperature (0 = greedy)', '0.8')
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', '0')
+    .option('--top-p <p>', 'nucleus sampling mass', '0.9')
+    .option('--min-p <p>', 'drop tokens below p times the top probability', '0')
+    .option('--repetition-penalty <r>', 'penalize tokens already in the context (1 = off)', '1')
+    .option('-s, --seed <s>', 'random seed', '0')
+    .option('--stop <text...>', 'stop strings', [])
+    .option('--dtype <d>', 'weights in memory: f32 or f16', 'f32')
+    .option('--json', 'print {"ids": [...], "text": "..."} instead of streaming')
+    .action((model: string | undefined, o: Opts) => {
+      const { loaded, model: lm } = load(model, o.dtype === 'f16' ? 'f16' : 'f32');
+      const tok = loaded.tokenizer;
+      if (!tok) throw new TokenizerError('the model has no tokenizer', 'pass a folder with tokenizer.json, or a .bin beside tokenizer.bin', loaded.source);
+      const r = generate(lm, tok, o.prompt, {
+        maxTokens: parseIntArg('--max-tokens', o.maxTokens),
+        temperature: parseFloatArg('--temperature', o.temperature),
+        topK: parseIntArg('--top-k', o.topK),
+        topP: parseFloatArg('--top-p', o.topP),
+        minP: parseFloatArg('--min-p', o.minP),
+        repetitionPenalty: parseFloatArg('--repetition-penalty', o.repetitionPenalty),
+        seed: parseIntArg('--seed', o.seed),
+        stop: o.stop,
+        onToken: o.json ? undefined : (_id, delta) => process.stdout.write(delta),
+      });
+      if (o.json) printJson({ ids: r.ids, text: r.text, promptIds: r.promptIds, stopReason: r.stopReason });
+      else process.stdout.write('\n');
+    });
+}

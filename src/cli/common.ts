@@ -1,0 +1,61 @@
+/** Shared CLI helpers: the default model, model loading with a typed error, progress bars, output. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { loadModel, type LoadedModel } from '../io/model-load.js';
+import { buildModel } from '../model/build.js';
+import type { DecoderLM } from '../model/transformer.js';
+import { ArgumentError } from '../tensor/errors.js';
+
+/** The package root (works from src/ under tsx and from dist/src/ when compiled). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'models'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+/** The bundled default model (stories260K, MIT), used when a command gets no MODEL argument. */
+export function defaultModelPath(): string {
+  return join(packageRoot(), 'models', 'stories260K');
+}
+
+export interface Loaded {
+  loaded: LoadedModel;
+  model: DecoderLM;
+}
+
+export function load(path: string | undefined, dtype: 'f32' | 'f16' | 'keep' = 'f32'): Loaded {
+  const loaded = loadModel(path ?? defaultModelPath());
+  return { loaded, model: buildModel(loaded, { dtype }) };
+}
+
+export function parseIntArg(name: string, v: string, min = 0): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new ArgumentError('cli', name, `= ${v} must be an integer >= ${min}`);
+  return n;
+}
+
+export function parseFloatArg(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new ArgumentError('cli', name, `= ${v} is not a number`);
+  return n;
+}
+
+/** A progress bar on stderr when it is a terminal (silent otherwise, so pipes and JSON output stay clean). */
+export function progress(label: string, total: number): { update(n: number): void; stop(): void } {
+  if (!process.stderr.isTTY || process.env.RECURFORMER_QUIET) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({
+    format: `${label} [{bar}] {value}/{total} | {duration_formatted} elapsed | eta {eta_formatted}`,
+    stream: process.stderr,
+  }, cliProgress.Presets.shades_classic);
+  bar.start(total, 0);
+  return { update: (n) => bar.update(n), stop: () => bar.stop() };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
