@@ -75,6 +75,11 @@ export function generateIds(model: DecoderLM, prompt: readonly number[], tok: To
       stopReason = 'eos';
       break;
     }
+    if (prompt.length + out.length >= ctx) {
+      // prompt + generated tokens never exceed the context the model was trained for
+      stopReason = 'context';
+      break;
+    }
     out.push(next);
     history.push(next);
     if (tok) {
@@ -92,10 +97,6 @@ export function generateIds(model: DecoderLM, prompt: readonly number[], tok: To
       opts.onToken?.(next, '');
     }
     if (out.length >= maxTokens) break;
-    if (memory.length >= ctx) {
-      stopReason = 'context';
-      break;
-    }
     const cur = next;
     next = noGrad(() => scope(() => {
       const logits = model.forward(Int32Array.of(cur), 1, 1, { memory });
