@@ -1,7 +1,8 @@
 /**
  * LoadedModel (raw tensors under HF names) -> DecoderLM (engine tensors). GPT-2's Conv1D weights ([in, out]) are
  * transposed once to the nn.Linear layout so one linear path serves every family. Half-precision matrices can stay
- * 16-bit (`dtype: 'f16'`) for decode; norms, biases and embeddings are always float32 (gathered or trained).
+ * 16-bit (`dtype: 'f16'`) for decode (token embeddings too: the gather converts rows, the tied head reads them
+ * directly); norms, biases and learned positions stay float32.
  */
 import type { LoadedModel } from '../io/model-load.js';
 import { toF32, type RawTensor } from '../io/tensor-file.js';
@@ -21,8 +22,9 @@ export interface BuildOptions {
 
 const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
 
-function isProjection(name: string, t: RawTensor): boolean {
-  return t.shape.length === 2 && !/embed_tokens|wte|wpe/.test(name);
+/** 2-D weights that may be held in half precision: projections, and token embeddings (also the tied head). */
+function isMatrix(name: string, t: RawTensor): boolean {
+  return t.shape.length === 2 && !/wpe/.test(name);
 }
 
 export function buildModel(m: LoadedModel, opts: BuildOptions = {}): DecoderLM {
@@ -30,7 +32,7 @@ export function buildModel(m: LoadedModel, opts: BuildOptions = {}): DecoderLM {
   const weights = new Map<string, Weight>();
   for (const [name, raw0] of m.tensors) {
     const raw = m.config.arch === 'gpt2' && CONV1D.test(name) ? transpose2d(raw0) : raw0;
-    const half = isProjection(name, raw) && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
+    const half = isMatrix(name, raw) && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
     if (half) {
       const data = raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw));
       weights.set(name, new HalfWeight(raw.shape, data, name));

@@ -15,7 +15,7 @@ import type { AttentionMemory } from '../inference/memory.js';
 import type { ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
-import { HalfWeight, asTensor, linearW, type Weight } from './weights.js';
+import { HalfWeight, asTensor, embeddingW, linearW, type Weight } from './weights.js';
 
 export interface ForwardOpts {
   /** Cache to read and extend; without one the call sees only its own tokens (positions from 0). */
@@ -69,11 +69,11 @@ export class DecoderLM {
     }
     let x: Tensor;
     if (cfg.arch === 'gpt2') {
-      const tok = T.embedding(this.f('transformer.wte.weight'), ids, [B, Tn]);
-      const pos = T.embedding(this.f('transformer.wpe.weight'), positions, [Tn]);
+      const tok = embeddingW(this.w('transformer.wte.weight'), ids, [B, Tn]);
+      const pos = embeddingW(this.w('transformer.wpe.weight'), positions, [Tn]);
       x = T.add(tok, pos); // (B, T, D)
     } else {
-      x = T.embedding(this.f('model.embed_tokens.weight'), ids, [B, Tn]);
+      x = embeddingW(this.w('model.embed_tokens.weight'), ids, [B, Tn]);
     }
     for (let l = 0; l < cfg.nLayers; l++) {
       x = this.block(l, x, B, Tn, positions, opts);

@@ -3,8 +3,8 @@
  * decode kernels read half floats directly (half the bytes per token), and training converts on demand.
  */
 import { K } from '../tensor/backend.js';
-import { ShapeError } from '../tensor/errors.js';
-import { Tensor, add, empty, matmul, shapeStr, tensor, type Shape } from '../tensor/index.js';
+import { ArgumentError, ShapeError } from '../tensor/errors.js';
+import { Tensor, add, embedding, empty, matmul, shapeStr, tensor, type Shape } from '../tensor/index.js';
 import { isGradEnabled } from '../tensor/autograd.js';
 
 export class HalfWeight {
@@ -39,6 +39,22 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
     y = matmul(x, w, { transB: true });
   }
   return b ? add(y, b) : y;
+}
+
+/** Rows of an embedding table picked by ids, converting half rows on the fly (inference only, no gradient). */
+export function embeddingW(w: Weight, ids: Int32Array, shape: readonly number[]): Tensor {
+  if (!(w instanceof HalfWeight)) return embedding(w, ids, shape);
+  const [V, D] = w.shape as [number, number];
+  const out = empty([...shape, D]);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new ArgumentError('embedding', `ids[${i}]`, `= ${id} is outside the vocabulary [0, ${V})`,
+        'the token id does not belong to this model\'s tokenizer');
+    }
+    K().f16ToF32(w.data.subarray(id * D, (id + 1) * D), out.data.subarray(i * D, (i + 1) * D));
+  }
+  return out;
 }
 
 /** The float32 tensor behind a weight (converting half weights). */
