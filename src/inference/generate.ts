@@ -64,6 +64,21 @@ export function generateIds(model: DecoderLM, prompt: readonly number[], tok: To
   const history: number[] = [...prompt];
   const out: number[] = [];
   let text = '';
+  let emitted = 0; // characters of `text` already handed to onToken
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  /** Length of the longest suffix of t that begins some stop string (held back until it is resolved). */
+  const pending = (t: string): number => {
+    let hold = 0;
+    for (const s of stops) {
+      for (let k = Math.min(s.length - 1, t.length); k > hold; k--) {
+        if (t.endsWith(s.slice(0, k))) {
+          hold = k;
+          break;
+        }
+      }
+    }
+    return hold;
+  };
   let stopReason: GenerateResult['stopReason'] = 'length';
   let next = noGrad(() => scope(() => {
     const logits = model.forward(Int32Array.from(prompt), 1, prompt.length, { memory, lastOnly: true });
@@ -83,16 +98,19 @@ export function generateIds(model: DecoderLM, prompt: readonly number[], tok: To
     out.push(next);
     history.push(next);
     if (tok) {
-      const full = tok.decode(out);
-      const delta = full.slice(text.length);
-      text = full;
-      opts.onToken?.(next, delta);
-      const hit = opts.stop?.find((s) => s.length > 0 && text.includes(s));
+      text = tok.decode(out);
+      const hit = stops.find((s) => text.includes(s));
       if (hit !== undefined) {
         text = text.slice(0, text.indexOf(hit));
         stopReason = 'stop';
+        if (text.length > emitted) opts.onToken?.(next, text.slice(emitted));
+        emitted = text.length;
         break;
       }
+      // stream what can no longer turn into a stop string
+      const safe = text.length - pending(text);
+      opts.onToken?.(next, safe > emitted ? text.slice(emitted, safe) : '');
+      if (safe > emitted) emitted = safe;
     } else {
       opts.onToken?.(next, '');
     }
@@ -104,6 +122,7 @@ export function generateIds(model: DecoderLM, prompt: readonly number[], tok: To
       return sampler.sample(logits.data, history);
     }));
   }
+  if (tok && text.length > emitted) opts.onToken?.(out[out.length - 1] ?? -1, text.slice(emitted));
   return { promptIds: [...prompt], ids: out, text, stopReason };
 }
 
