@@ -244,7 +244,7 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   if (!r.ok) return info.Env().Undefined();
   UnaryFn f = kUnaryTable.f[op];
   bool avx = rf::has_avx2();
-  rf::parallel_for(static_cast<int64_t>(nx), unary_grain(static_cast<int>(op)),
+  pfor(static_cast<int64_t>(nx), unary_grain(static_cast<int>(op)),
                    [&](int64_t b, int64_t e) { f(avx, x + b, y + b, e - b); });
   return info.Env().Undefined();
 }
@@ -266,7 +266,7 @@ Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   if (!r.ok) return info.Env().Undefined();
   UnaryGradFn g = kUnaryTable.g[op];
   bool avx = rf::has_avx2();
-  rf::parallel_for(n, unary_grain(static_cast<int>(op)),
+  pfor(n, unary_grain(static_cast<int>(op)),
                    [&](int64_t b, int64_t e) { g(avx, x + b, y + b, gy + b, gx + b, e - b); });
   return info.Env().Undefined();
 }
@@ -440,7 +440,7 @@ Napi::Value BinaryK(const Napi::CallbackInfo& info) {
   const int outer_rank = k - 1;
   const int64_t rows = total / inner.n;
   InnerFn f = rf::has_avx2() ? kBinaryTable.avx[op] : kBinaryTable.scalar[op];
-  rf::parallel_for(rows, grain_rows(inner.n, 16384), [&](int64_t rb, int64_t re) {
+  pfor(rows, grain_rows(inner.n, 16384), [&](int64_t rb, int64_t re) {
     // Position the odometer of the outer axes at row rb.
     int64_t idx[kMaxRank] = {0};
     int64_t ao = 0, bo = 0, rem = rb;
@@ -546,7 +546,7 @@ Napi::Value Affine(const Napi::CallbackInfo& info) {
   float* y = r.f32(3, &ny);
   if (!r.ok || !need_len(r, "y", ny, static_cast<int64_t>(nx), "x.length")) return info.Env().Undefined();
   bool avx = rf::has_avx2();
-  rf::parallel_for(static_cast<int64_t>(nx), 16384, [&](int64_t b, int64_t e) {
+  pfor(static_cast<int64_t>(nx), 16384, [&](int64_t b, int64_t e) {
 #if RF_X86
     if (avx) return affine_avx2(x + b, m, c, y + b, e - b);
 #endif
@@ -564,7 +564,7 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   float* y = r.f32(2, &ny);
   if (!r.ok || !need_len(r, "y", ny, static_cast<int64_t>(nx), "x.length")) return info.Env().Undefined();
   bool avx = rf::has_avx2();
-  rf::parallel_for(static_cast<int64_t>(nx), 16384, [&](int64_t b, int64_t e) {
+  pfor(static_cast<int64_t>(nx), 16384, [&](int64_t b, int64_t e) {
 #if RF_X86
     if (avx) return axpy_avx2(alpha, x + b, y + b, e - b);
 #endif

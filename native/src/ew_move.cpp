@@ -72,7 +72,7 @@ Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   const int outer_rank = k - 1;
   const int64_t rows = total / in.n;
   const float* base = src + offset;
-  rf::parallel_for(rows, grain_rows(in.n, 16384), [&](int64_t rb, int64_t re) {
+  pfor(rows, grain_rows(in.n, 16384), [&](int64_t rb, int64_t re) {
     int64_t idx[kMaxRank] = {0};
     int64_t so = 0, rem = rb;
     for (int d = outer_rank - 1; d >= 0; --d) {
@@ -128,7 +128,7 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   need_len(r, "x", nx, mul(mul(outer, n), inner), "outer * n * inner");
   need_len(r, "out", nout, mul(mul(outer, m), inner), "outer * idx.length * inner");
   if (!r.ok || !check_indices(r, "idx", idx, nidx, n, "n")) return info.Env().Undefined();
-  rf::parallel_for(outer * m, grain_rows(inner, 16384), [&](int64_t b, int64_t e) {
+  pfor(outer * m, grain_rows(inner, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = t / m, j = t % m;
       std::memcpy(out + t * inner, x + (o * n + idx[j]) * inner, static_cast<size_t>(inner) * sizeof(float));
@@ -168,7 +168,7 @@ Napi::Value GatherGrad(const Napi::CallbackInfo& info) {
   const bool avx = rf::has_avx2();
   const int64_t w = column_block(outer, inner, outer * m * inner);
   const int64_t blocks = (inner + w - 1) / w;
-  rf::parallel_for(outer * blocks, 1, [&](int64_t b, int64_t e) {
+  pfor(outer * blocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = t / blocks, i0 = (t % blocks) * w, wi = inner - i0 < w ? inner - i0 : w;
       for (int64_t j = 0; j < m; ++j) {
@@ -193,7 +193,7 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   if (!need_len(r, "out", nout, mul(rows, D), "ids.length * D") || D == 0) return info.Env().Undefined();
   const int64_t V = static_cast<int64_t>(nw) / D;
   if (!check_indices(r, "ids", ids, nids, V, "rows of w = w.length / D")) return info.Env().Undefined();
-  rf::parallel_for(rows, grain_rows(D, 16384), [&](int64_t b, int64_t e) {
+  pfor(rows, grain_rows(D, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       std::memcpy(out + t * D, w + static_cast<int64_t>(ids[t]) * D, static_cast<size_t>(D) * sizeof(float));
     }
@@ -217,7 +217,7 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
   const bool avx = rf::has_avx2();
   const int64_t w = column_block(1, D, rows * D);
   const int64_t blocks = (D + w - 1) / w;
-  rf::parallel_for(blocks, 1, [&](int64_t b, int64_t e) {
+  pfor(blocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t i0 = t * w, wi = D - i0 < w ? D - i0 : w;
       for (int64_t row = 0; row < rows; ++row) {
@@ -286,7 +286,7 @@ Napi::Value Conv1dCausal(const Napi::CallbackInfo& info) {
   transpose_filter(w, C, K, wt);
   const float* bp = nb ? bias : nullptr;
   const bool avx = rf::has_avx2();
-  rf::parallel_for(B * T, grain_rows(C * (K + 1), 16384), [&](int64_t b, int64_t e) {
+  pfor(B * T, grain_rows(C * (K + 1), 16384), [&](int64_t b, int64_t e) {
 #if RF_X86
     if (avx) return conv_fwd_avx2(x, wt.data(), bp, T, C, K, y, b, e);
 #endif

@@ -253,13 +253,13 @@ Napi::Value ReduceK(const Napi::CallbackInfo& info) {
   const bool avx = rf::has_avx2();
   const int o = static_cast<int>(op);
   if (inner == 1) {
-    rf::parallel_for(outer, grain_rows(n, 16384), [&](int64_t b, int64_t e) {
+    pfor(outer, grain_rows(n, 16384), [&](int64_t b, int64_t e) {
       for (int64_t row = b; row < e; ++row) y[row] = reduce_row(o, avx, x + row * n, n);
     });
     return info.Env().Undefined();
   }
   const int64_t blocks = (inner + kCols - 1) / kCols;
-  rf::parallel_for(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
+  pfor(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t oo = t / blocks, i0 = (t % blocks) * kCols;
       const int64_t w = inner - i0 < kCols ? inner - i0 : kCols;
@@ -306,7 +306,7 @@ Napi::Value Cumsum(const Napi::CallbackInfo& info) {
   if (!r.ok || total == 0) return info.Env().Undefined();
   const bool avx = rf::has_avx2();
   const int64_t blocks = (inner + kCols - 1) / kCols;
-  rf::parallel_for(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
+  pfor(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
     double acc[kCols];
     for (int64_t t = b; t < e; ++t) {
       const int64_t oo = t / blocks, i0 = (t % blocks) * kCols;

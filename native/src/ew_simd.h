@@ -86,6 +86,19 @@ inline int64_t grain_rows(int64_t row_elems, int64_t min_elems) {
   return g < 1 ? 1 : g;
 }
 
+// rf::parallel_for for work that may be tiny: below one grain it calls fn(0, n) directly, skipping the
+// std::function (a heap allocation for lambdas with many captures) and the pool. Decode steps issue dozens of
+// single-row calls where that overhead would be most of the cost.
+template <class F>
+inline void pfor(int64_t n, int64_t grain, const F& fn) {
+  if (n <= 0) return;
+  if (n <= grain || num_threads() <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  parallel_for(n, grain, fn);
+}
+
 // Runs fn(begin, end, acc) over [0, n) in contiguous chunks (one per pool thread at most, at least `grain`
 // items each). Every chunk accumulates into its own zeroed buffer of `width` floats; the buffers are then summed
 // in chunk order into `out` (which the caller adds to its destination). This keeps accumulations such as gw in

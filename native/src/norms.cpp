@@ -286,7 +286,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   RowArgs a;
   if (!read_rows(r, false, "x", "", "y", a)) return info.Env().Undefined();
   const bool avx = rf::has_avx2();
-  rf::parallel_for(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { softmax_rows(avx, a.a, a.out, a.n, b, e); });
+  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { softmax_rows(avx, a.a, a.out, a.n, b, e); });
   return info.Env().Undefined();
 }
 
@@ -295,7 +295,7 @@ Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
   RowArgs a;
   if (!read_rows(r, true, "y", "gy", "gx", a)) return info.Env().Undefined();
   const bool avx = rf::has_avx2();
-  rf::parallel_for(a.rows, grain_rows(a.n, 16384),
+  pfor(a.rows, grain_rows(a.n, 16384),
                    [&](int64_t b, int64_t e) { softmax_grad_rows(avx, a.a, a.b, a.n, a.out, b, e); });
   return info.Env().Undefined();
 }
@@ -305,7 +305,7 @@ Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
   RowArgs a;
   if (!read_rows(r, false, "x", "", "y", a)) return info.Env().Undefined();
   const bool avx = rf::has_avx2();
-  rf::parallel_for(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { log_softmax_rows(avx, a.a, a.out, a.n, b, e); });
+  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { log_softmax_rows(avx, a.a, a.out, a.n, b, e); });
   return info.Env().Undefined();
 }
 
@@ -314,7 +314,7 @@ Napi::Value LogSoftmaxGrad(const Napi::CallbackInfo& info) {
   RowArgs a;
   if (!read_rows(r, true, "y", "gy", "gx", a)) return info.Env().Undefined();
   const bool avx = rf::has_avx2();
-  rf::parallel_for(a.rows, exp_grain(a.n),
+  pfor(a.rows, exp_grain(a.n),
                    [&](int64_t b, int64_t e) { log_softmax_grad_rows(avx, a.a, a.b, a.n, a.out, b, e); });
   return info.Env().Undefined();
 }
@@ -379,7 +379,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   float* dl = nd ? d : nullptr;
   const bool avx = rf::has_avx2();
   const float gsf = static_cast<float>(gs);
-  rf::parallel_for(rows, exp_grain(V), [&](int64_t b, int64_t e) {
+  pfor(rows, exp_grain(V), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       float* di = dl ? dl + i * V : nullptr;
       if (targets[i] == ignore) {
@@ -496,7 +496,7 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
   if (!r.ok) return info.Env().Undefined();
   const float* wp = nw ? w : nullptr;
   const bool avx = rf::has_avx2();
-  rf::parallel_for(rows, grain_rows(D, 16384), [&](int64_t b, int64_t e) {
+  pfor(rows, grain_rows(D, 16384), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
 #if RF_X86
       if (avx) {
@@ -684,7 +684,7 @@ Napi::Value Layernorm(const Napi::CallbackInfo& info) {
   const float* wp = nw ? w : nullptr;
   const float* bp = nb ? b : nullptr;
   const bool avx = rf::has_avx2();
-  rf::parallel_for(rows, grain_rows(D, 16384), [&](int64_t rb, int64_t re) {
+  pfor(rows, grain_rows(D, 16384), [&](int64_t rb, int64_t re) {
     for (int64_t i = rb; i < re; ++i) {
 #if RF_X86
       if (avx) {
@@ -826,7 +826,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   need_len(r, "y", ny, total, "B * T * H * Dh");
   if (!r.ok || total == 0) return info.Env().Undefined();
   std::vector<float> cs(static_cast<size_t>(T * rotDim)), sn(static_cast<size_t>(T * rotDim));
-  rf::parallel_for(T, grain_rows(half * 40, 16384), [&](int64_t b, int64_t e) {
+  pfor(T, grain_rows(half * 40, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       float* ct = cs.data() + t * rotDim;
       float* st = sn.data() + t * rotDim;
@@ -846,7 +846,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   });
   const bool avx = rf::has_avx2();
   const size_t tail = static_cast<size_t>(Dh - rotDim) * sizeof(float);
-  rf::parallel_for(B * T * H, grain_rows(Dh, 16384), [&](int64_t b, int64_t e) {
+  pfor(B * T * H, grain_rows(Dh, 16384), [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {
       const int64_t t = (row / H) % T;
       const float* xr = x + row * Dh;

@@ -84,7 +84,7 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   const AdamConsts k{b1, 1.0 - b1, b2, 1.0 - b2, static_cast<float>(lr), static_cast<float>(eps),
                      static_cast<float>(wd), static_cast<float>(1.0 / bc1), static_cast<float>(1.0 / bc2)};
   const bool avx = rf::has_avx2();
-  rf::parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+  pfor(n, 16384, [&](int64_t b, int64_t e) {
 #if RF_X86
     if (avx) return adamw_avx2(p + b, g + b, m + b, v + b, e - b, k);
 #endif
