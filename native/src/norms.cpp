@@ -278,7 +278,8 @@ bool read_rows(ArgReader& r, bool two_inputs, const char* an, const char* bn, co
   need_len(r, an, na, total, "rows * n");
   if (two_inputs) need_len(r, bn, nb, total, "rows * n");
   need_len(r, outn, no, total, "rows * n");
-  return r.ok;
+  // n = 0 leaves nothing to do, however many rows are claimed (and does not loop over them).
+  return r.ok && total > 0;
 }
 
 Napi::Value Softmax(const Napi::CallbackInfo& info) {

@@ -356,6 +356,10 @@ test('copyStrided matches the reference: transposes, slices, broadcast, flips, r
     { name: 'rank 0', srcLen: 4, offset: 3, shape: [], strides: [] },
     { name: 'length-1 axes', srcLen: 6, offset: 0, shape: [1, 6, 1], strides: [100, 1, 100] },
     { name: 'big transpose', srcLen: 600 * 300, offset: 0, shape: [300, 600], strides: [1, 300] },
+    { name: 'tiled transpose, leftovers', srcLen: 37 * 45, offset: 0, shape: [45, 37], strides: [1, 45] },
+    { name: 'tiled, row stride 2', srcLen: 2 * 40 * 50, offset: 1, shape: [40, 50], strides: [2, 80] },
+    { name: 'tiled with planes', srcLen: 3 * 40 * 50, offset: 0, shape: [3, 50, 40], strides: [2000, 1, 50] },
+    { name: 'tiled, reversed rows', srcLen: 16 * 9, offset: 15, shape: [16, 9], strides: [-1, 16] },
     { name: 'big permute', srcLen: 64 * 48 * 33, offset: 0, shape: [48, 64, 33], strides: [33, 48 * 33, 1] },
   ];
   for (let k = 0; k < 20; k++) {
