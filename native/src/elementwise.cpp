@@ -495,8 +495,9 @@ double sumsq_scalar(const float* x, int64_t n) {
 #if RF_X86
 // 8 floats -> two 4-double halves, fma in double, back to 8 floats.
 RF_AVX2 inline __m256 fma_pd8(__m256 a, __m256d m, __m256 c) {
-  __m256d lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)), m, _mm256_cvtps_pd(_mm256_castps256_ps128(c)));
-  __m256d hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)), m, _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1)));
+  const __m256d alo = _mm256_cvtps_pd(_mm256_castps256_ps128(a)), ahi = _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1));
+  const __m256d clo = _mm256_cvtps_pd(_mm256_castps256_ps128(c)), chi = _mm256_cvtps_pd(_mm256_extractf128_ps(c, 1));
+  const __m256d lo = _mm256_fmadd_pd(alo, m, clo), hi = _mm256_fmadd_pd(ahi, m, chi);
   return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
 }
 

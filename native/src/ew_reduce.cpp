@@ -188,14 +188,18 @@ RF_AVX2 void col_lse_avx2(const float* x, int64_t n, int64_t inner, int64_t w, c
   for (; i + 8 <= w; i += 8) {
     const __m256 mv = _mm256_loadu_ps(m + i);
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j * inner + i), mv)));
+    for (int64_t j = 0; j < n; ++j) {
+      acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j * inner + i), mv)));
+    }
     _mm256_storeu_ps(s + i, acc);
   }
   if (i < w) {
     __m256i k = tail_mask(w - i);
     const __m256 mv = _mm256_maskload_ps(m + i, k);
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_maskload_ps(x + j * inner + i, k), mv)));
+    for (int64_t j = 0; j < n; ++j) {
+      acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_maskload_ps(x + j * inner + i, k), mv)));
+    }
     _mm256_maskstore_ps(s + i, k, acc);
   }
 }
