@@ -51,8 +51,8 @@ inline float un_s(float x) {
   if constexpr (OP == kSilu) return x * sigmoid_s(x);
   // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation in 1 + tanh for negative x.
   if constexpr (OP == kGeluTanh) return x / (1.f + std::exp(-2.f * kSqrt2OverPi * (x + kGeluC * x * x * x)));
-  // erfc keeps relative accuracy on the negative side, where 1 + erf would cancel.
-  if constexpr (OP == kGeluErf) return 0.5f * x * std::erfc(-x * kInvSqrt2);
+  // 1 + erf as 2 - erfc / erfc: relative accuracy on the negative side, where 1 + erf would cancel.
+  if constexpr (OP == kGeluErf) return 0.5f * x * two_phi_s(x);
   if constexpr (OP == kSigmoid) return sigmoid_s(x);
   if constexpr (OP == kSoftplus) return softplus_s(x);
   if constexpr (OP == kRelu) return x > 0.f ? x : 0.f;
@@ -86,7 +86,7 @@ inline float dun_s(float x, float y) {
     return s + 2.f * xc * ((e * s) * s) * kSqrt2OverPi * (1.f + 3.f * kGeluC * xc * xc);
   }
   if constexpr (OP == kGeluErf) {
-    return 0.5f * std::erfc(-x * kInvSqrt2) + x * std::exp(-0.5f * x * x) * kInvSqrt2Pi;
+    return 0.5f * two_phi_s(x) + x * std::exp(-0.5f * x * x) * kInvSqrt2Pi;
   }
   if constexpr (OP == kSigmoid) return y * (1.f - y);
   if constexpr (OP == kSoftplus) return sigmoid_s(x);
@@ -110,9 +110,9 @@ void unary_grad_scalar(const float* x, const float* y, const float* gy, float* g
 #if RF_X86
 // ---- AVX2 unary ------------------------------------------------------------------------------------------------
 
-// Ops with a vector form; the rest (log, tanh, GELU-erf) run the scalar loop even on AVX2 machines.
-constexpr bool has_vec_fwd(int op) { return op != kLog && op != kTanh && op != kGeluErf; }
-constexpr bool has_vec_grad(int op) { return op != kGeluErf; }
+// Ops with a vector form; log runs the scalar loop even on AVX2 machines.
+constexpr bool has_vec_fwd(int op) { return op != kLog; }
+constexpr bool has_vec_grad(int op) { return op >= 0; }
 
 template <int OP>
 RF_AVX2 inline __m256 un_v(__m256 x) {
@@ -125,6 +125,8 @@ RF_AVX2 inline __m256 un_v(__m256 x) {
   if constexpr (OP == kSilu) return _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, x))));
   // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation in 1 + tanh for negative x.
   if constexpr (OP == kGeluTanh) return _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, gelu_2u8(x)))));
+  if constexpr (OP == kGeluErf) return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), two_phi8(x));
+  if constexpr (OP == kTanh) return tanh8(x);
   if constexpr (OP == kSigmoid) return sigmoid8(x);
   if constexpr (OP == kSoftplus) return softplus8(x);
   // max(x, 0) returns its second operand for NaN, giving 0 like the reference's `x > 0 ? x : 0`.
@@ -158,6 +160,12 @@ RF_AVX2 inline __m256 dun_v(__m256 x, __m256 y) {
     __m256 poly = _mm256_fmadd_ps(_mm256_set1_ps(3.f * kGeluC), _mm256_mul_ps(xc, xc), one);
     __m256 t = _mm256_mul_ps(_mm256_mul_ps(xc, ss), _mm256_mul_ps(_mm256_set1_ps(2.f * kSqrt2OverPi), poly));
     return _mm256_add_ps(s, t);
+  }
+  if constexpr (OP == kGeluErf) {
+    // Phi(x) + x phi(x)
+    const __m256 pdf = _mm256_mul_ps(exp8(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))),
+                                     _mm256_set1_ps(kInvSqrt2Pi));
+    return _mm256_fmadd_ps(x, pdf, _mm256_mul_ps(_mm256_set1_ps(0.5f), two_phi8(x)));
   }
   if constexpr (OP == kSigmoid) return _mm256_mul_ps(y, _mm256_sub_ps(one, y));
   if constexpr (OP == kSoftplus) return sigmoid8(x);
