@@ -4,7 +4,8 @@
 //
 // Accuracy: the reference computes in float64 and rounds once. Add/Sub/Mul/Div/Max/Min in float32 give the same
 // bits (double rounding is harmless for one IEEE operation when 53 >= 2 * 24 + 2). Transcendentals use the
-// vector exp/log1p of ew_simd.h (1-2 ulp), GELU-erf and tanh use libm.
+// vector exp / log1p / tanh of ew_simd.h (1-2 ulp) and, for GELU-erf, the reference's own erfc fit; only log
+// stays on libm. The scalar fallbacks use libm with the same cancellation-free formulas.
 #include "ew_simd.h"
 
 #include <utility>
