@@ -83,6 +83,16 @@ function cases(): Case[] {
       run: (k) => k.crossEntropy(logits, targets, rows_, V, -100, losses, d, 1 / rows_),
     });
   }
+  {
+    const [B, T, H, Dh] = [1, 2048, 32, 128];
+    const x = randn(B * T * H * Dh), y = new Float32Array(x.length);
+    const positions = Int32Array.from({ length: T }, (_, t) => t);
+    const invFreq = Float32Array.from({ length: Dh / 2 }, (_, i) => Math.pow(10000, -(2 * i) / Dh));
+    out.push({
+      name: 'rope (rotate-half)', shape: `${T}x${H}x${Dh}`, bytes: 8 * x.length,
+      run: (k) => k.rope(x, B, T, H, Dh, Dh, positions, invFreq, 0, 1, y),
+    });
+  }
   const P = 3_500_000;
   const p = randn(P, 0.1), g = randn(P), m = new Float32Array(P), v = new Float32Array(P);
   out.push({

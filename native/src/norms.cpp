@@ -803,6 +803,80 @@ RF_AVX2 void rope_row_v(const float* x, float* y, const float* cs, const float* 
 }
 #endif
 
+// One time step's table row: (c_i, sign * s_i) for i < half, written in the layout described above.
+void rope_table_row_s(double pos, const float* invFreq, int64_t half, double sign, bool inter, float* ct,
+                      float* st, int64_t i0 = 0) {
+  for (int64_t i = i0; i < half; ++i) {
+    const double ang = pos * static_cast<double>(invFreq[i]);
+    const float c = static_cast<float>(std::cos(ang)), s = static_cast<float>(sign * std::sin(ang));
+    if (inter) {
+      ct[2 * i] = ct[2 * i + 1] = c;
+      st[2 * i] = -s;
+      st[2 * i + 1] = s;
+    } else {
+      ct[i] = c;
+      st[i] = s;
+    }
+  }
+}
+
+#if RF_X86
+// Four angles at a time in double, ~10x faster than libm sin + cos. The angle pos * invFreq is formed exactly as
+// the reference does (one double multiply), reduced by k = round(ang / (pi/2)) with pi/2 split in two parts and
+// FMAs (error ~1e-16 for |ang| < 2^30), then sin and cos of r in [-pi/4, pi/4] by Taylor polynomials to r^9 and
+// r^10 (truncation below 3e-9, far under a float ulp) and the quadrant k mod 4 swaps and negates them.
+// Larger angles (k would not fit the int32 quadrant) take the libm path.
+RF_AVX2 void rope_table_row_v(double pos, const float* invFreq, int64_t half, double sign, bool inter, float* ct,
+                              float* st) {
+  const __m256d pv = _mm256_set1_pd(pos), two_over_pi = _mm256_set1_pd(0.63661977236758134308);
+  const __m256d pio2_hi = _mm256_set1_pd(1.5707963267948966), pio2_lo = _mm256_set1_pd(6.123233995736766e-17);
+  const __m256d sg = _mm256_set1_pd(sign), one = _mm256_set1_pd(1.0), big = _mm256_set1_pd(1073741824.0);
+  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  int64_t i = 0;
+  for (; i + 4 <= half; i += 4) {
+    const __m256d ang = _mm256_mul_pd(pv, _mm256_cvtps_pd(_mm_loadu_ps(invFreq + i)));
+    if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_and_pd(ang, absmask), big, _CMP_NLT_UQ))) break;
+    const __m256d k = _mm256_round_pd(_mm256_mul_pd(ang, two_over_pi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(k, pio2_hi, ang);
+    r = _mm256_fnmadd_pd(k, pio2_lo, r);
+    const __m256d z = _mm256_mul_pd(r, r);
+    __m256d ps = _mm256_set1_pd(1.0 / 362880.0);
+    ps = _mm256_fmadd_pd(ps, z, _mm256_set1_pd(-1.0 / 5040.0));
+    ps = _mm256_fmadd_pd(ps, z, _mm256_set1_pd(1.0 / 120.0));
+    ps = _mm256_fmadd_pd(ps, z, _mm256_set1_pd(-1.0 / 6.0));
+    const __m256d sr = _mm256_fmadd_pd(_mm256_mul_pd(r, z), ps, r);
+    __m256d pc = _mm256_set1_pd(-1.0 / 3628800.0);
+    pc = _mm256_fmadd_pd(pc, z, _mm256_set1_pd(1.0 / 40320.0));
+    pc = _mm256_fmadd_pd(pc, z, _mm256_set1_pd(-1.0 / 720.0));
+    pc = _mm256_fmadd_pd(pc, z, _mm256_set1_pd(1.0 / 24.0));
+    pc = _mm256_fmadd_pd(pc, z, _mm256_set1_pd(-0.5));
+    const __m256d cr = _mm256_fmadd_pd(z, pc, one);
+    // Quadrant q = k mod 4: sin(r + q pi/2) = (s, c, -s, -c)[q], cos(r + q pi/2) = (c, -s, -c, s)[q].
+    const __m256i q = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+    const __m256d swap = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(q, _mm256_set1_epi64x(1)),
+                                                                _mm256_set1_epi64x(1)));
+    const __m256i sbit = _mm256_slli_epi64(_mm256_and_si256(q, _mm256_set1_epi64x(2)), 62);
+    const __m256i cbit = _mm256_slli_epi64(_mm256_and_si256(_mm256_add_epi64(q, _mm256_set1_epi64x(1)),
+                                                            _mm256_set1_epi64x(2)), 62);
+    __m256d sv = _mm256_xor_pd(_mm256_blendv_pd(sr, cr, swap), _mm256_castsi256_pd(sbit));
+    __m256d cv = _mm256_xor_pd(_mm256_blendv_pd(cr, sr, swap), _mm256_castsi256_pd(cbit));
+    const __m128 c4 = _mm256_cvtpd_ps(cv), s4 = _mm256_cvtpd_ps(_mm256_mul_pd(sg, sv));
+    if (inter) {
+      // (c0 c0 c1 c1 ...) and (-s0 s0 -s1 s1 ...)
+      _mm_storeu_ps(ct + 2 * i, _mm_unpacklo_ps(c4, c4));
+      _mm_storeu_ps(ct + 2 * i + 4, _mm_unpackhi_ps(c4, c4));
+      const __m128 ns4 = _mm_xor_ps(s4, _mm_set1_ps(-0.f));
+      _mm_storeu_ps(st + 2 * i, _mm_unpacklo_ps(ns4, s4));
+      _mm_storeu_ps(st + 2 * i + 4, _mm_unpackhi_ps(ns4, s4));
+    } else {
+      _mm_storeu_ps(ct + i, c4);
+      _mm_storeu_ps(st + i, s4);
+    }
+  }
+  rope_table_row_s(pos, invFreq, half, sign, inter, ct, st, i);
+}
+#endif
+
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   ArgReader r(info, "rope");
   size_t nx = 0, npos = 0, nf = 0, ny = 0;
@@ -827,25 +901,20 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   need_len(r, "y", ny, total, "B * T * H * Dh");
   if (!r.ok || total == 0) return info.Env().Undefined();
   std::vector<float> cs(static_cast<size_t>(T * rotDim)), sn(static_cast<size_t>(T * rotDim));
-  pfor(T, grain_rows(half * 40, 16384), [&](int64_t b, int64_t e) {
+  const bool avx = rf::has_avx2();
+  pfor(T, grain_rows(half * 8, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       float* ct = cs.data() + t * rotDim;
       float* st = sn.data() + t * rotDim;
-      for (int64_t i = 0; i < half; ++i) {
-        const double ang = static_cast<double>(pos[t]) * static_cast<double>(invFreq[i]);
-        const float c = static_cast<float>(std::cos(ang)), s = static_cast<float>(sign * std::sin(ang));
-        if (inter) {
-          ct[2 * i] = ct[2 * i + 1] = c;
-          st[2 * i] = -s;
-          st[2 * i + 1] = s;
-        } else {
-          ct[i] = c;
-          st[i] = s;
-        }
+#if RF_X86
+      if (avx) {
+        rope_table_row_v(static_cast<double>(pos[t]), invFreq, half, sign, inter, ct, st);
+        continue;
       }
+#endif
+      rope_table_row_s(static_cast<double>(pos[t]), invFreq, half, sign, inter, ct, st);
     }
   });
-  const bool avx = rf::has_avx2();
   const size_t tail = static_cast<size_t>(Dh - rotDim) * sizeof(float);
   pfor(B * T * H, grain_rows(Dh, 16384), [&](int64_t b, int64_t e) {
     for (int64_t row = b; row < e; ++row) {

@@ -607,7 +607,8 @@ test('rope matches the reference: both layouts, both signs, partial rotDim, in p
   for (const [B, T, H, Dh, rotDim] of cases) {
     const half = rotDim / 2;
     const invFreq = Float32Array.from({ length: half }, (_, i) => Math.pow(10000, -(2 * i) / rotDim));
-    const positions = Int32Array.from({ length: T }, (_, t) => (t % 2 === 0 ? t : 100000 + 37 * t));
+    // small, large, and beyond 2^30 radians (the native table falls back to libm there)
+    const positions = Int32Array.from({ length: T }, (_, t) => (t % 3 === 0 ? t : t % 3 === 1 ? 100000 + 37 * t : 2_000_000_000 - t));
     for (const interleaved of [1, 0]) {
       for (const sign of [1, -1]) {
         const x = g.f32(B * T * H * Dh);
