@@ -469,6 +469,7 @@ test('softmax / logSoftmax match the reference, masked rows included, in place t
   for (const [rows, n] of ROWS_N) {
     const x = logits(g, rows, n);
     if (rows > 4) x.fill(-Infinity, 4 * n, 5 * n);  // fully masked row: NaN in both
+    if (rows > 5) x[5 * n + (n >> 1)] = NaN;  // a NaN anywhere makes its whole row NaN
     for (const k of ['softmax', 'logSoftmax'] as const) {
       const want = new Float32Array(rows * n), got = new Float32Array(rows * n);
       R[k](x, rows, n, want);
@@ -504,6 +505,7 @@ test('crossEntropy matches the reference: ignoreIndex rows, gradScale, optional 
     for (const ignoreIndex of [-100, 3]) {
       for (const gradScale of [1, 1 / rows, 0, 2.5]) {
         const x = logits(g, rows, V, 4);
+        if (rows > 2) x[2 * V + (V >> 1)] = NaN;  // NaN logits: NaN loss and gradient row (unless ignored)
         // targets never point at a -inf logit (an infinite loss is valid but says nothing about accuracy)
         const targets = new Int32Array(rows);
         for (let r = 0; r < rows; r++) {
