@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { getBackend } from '../../src/tensor/backend.js';
 import { BinaryOp, ReduceOp, UnaryOp, type F32, type I32, type Kernels } from '../../src/tensor/kernels.js';
 import { loadNative } from '../../src/tensor/native.js';
-import { TOL, accumulation, assertClose, closeness, type Tol } from './tolerances.js';
+import { TOL, accumulation, assertClose, closeness, type Tol } from '../helpers/tolerances.js';
 
 const native = getBackend('native');
 const N: Kernels = native.kernels;
