@@ -47,38 +47,38 @@ struct ArgReader {
                       " must be " + what;
     Napi::TypeError::New(info.Env(), msg).ThrowAsJavaScriptException();
   }
-  float* f32(size_t idx, size_t* len = nullptr) {
-    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
-        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      fail(idx, "a Float32Array");
-      if (len) *len = 0;
+  // One napi_get_typedarray_info call per array (plus the type check): decode issues dozens of tiny kernels per
+  // token, so argument reading is a visible part of their cost.
+  void* typed(size_t idx, napi_typedarray_type want, const char* what, size_t* len) {
+    if (len) *len = 0;
+    if (idx >= info.Length()) {
+      fail(idx, what);
       return nullptr;
     }
-    auto a = info[idx].As<Napi::Float32Array>();
-    if (len) *len = a.ElementLength();
-    return a.Data();
+    napi_value v = info[idx];
+    bool is = false;
+    if (napi_is_typedarray(info.Env(), v, &is) != napi_ok || !is) {
+      fail(idx, what);
+      return nullptr;
+    }
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(info.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != want) {
+      fail(idx, what);
+      return nullptr;
+    }
+    if (len) *len = length;
+    return data;
+  }
+  float* f32(size_t idx, size_t* len = nullptr) {
+    return static_cast<float*>(typed(idx, napi_float32_array, "a Float32Array", len));
   }
   int32_t* i32(size_t idx, size_t* len = nullptr) {
-    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
-        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      fail(idx, "an Int32Array");
-      if (len) *len = 0;
-      return nullptr;
-    }
-    auto a = info[idx].As<Napi::Int32Array>();
-    if (len) *len = a.ElementLength();
-    return a.Data();
+    return static_cast<int32_t*>(typed(idx, napi_int32_array, "an Int32Array", len));
   }
   uint16_t* u16(size_t idx, size_t* len = nullptr) {
-    if (idx >= info.Length() || !info[idx].IsTypedArray() ||
-        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
-      fail(idx, "a Uint16Array");
-      if (len) *len = 0;
-      return nullptr;
-    }
-    auto a = info[idx].As<Napi::Uint16Array>();
-    if (len) *len = a.ElementLength();
-    return a.Data();
+    return static_cast<uint16_t*>(typed(idx, napi_uint16_array, "a Uint16Array", len));
   }
   double num(size_t idx) {
     if (idx >= info.Length() || !info[idx].IsNumber()) {
