@@ -25,6 +25,11 @@ export interface ForwardOpts {
   positions?: Int32Array;
   /** Return logits only for the last position (generation). */
   lastOnly?: boolean;
+  /**
+   * Query positions (indices into this call's T tokens) that attend only to themselves, as the first token does
+   * under a causal mask: the waiver "mask test". Inference only.
+   */
+  selfOnly?: Int32Array;
 }
 
 export class DecoderLM {
@@ -138,6 +143,32 @@ export class DecoderLM {
     return [T.reshape(q, [B, Tn, Hq, Dh]), T.reshape(k, [B, Tn, Hkv, Dh]), T.reshape(v, [B, Tn, Hkv, Dh])];
   }
 
+  /**
+   * Rewrites the rows of `selfOnly` queries as if each attended only to its own key: the softmax over one key is 1,
+   * so the output is that position's value vector (of the head's KV group) and the probability row is one-hot.
+   */
+  private applySelfOnly(selfOnly: Int32Array, out: Tensor, probs: Tensor | null, v: Tensor, qOffset: number): void {
+    const [B, Tn, Hq, Dh] = out.shape as [number, number, number, number];
+    const S = v.shape[1]!, Hkv = v.shape[2]!;
+    const nRep = Hq / Hkv;
+    const vd = T.contiguous(v).data, od = out.data;
+    for (const i of selfOnly) {
+      if (i < 0 || i >= Tn) throw new ArgumentError('forward', 'selfOnly', `position ${i} is outside [0, ${Tn})`);
+      const j = qOffset + i; // its own key
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < Hq; h++) {
+          const g = Math.floor(h / nRep);
+          od.set(vd.subarray(((b * S + j) * Hkv + g) * Dh, ((b * S + j) * Hkv + g + 1) * Dh), ((b * Tn + i) * Hq + h) * Dh);
+          if (probs) {
+            const row = ((b * Hq + h) * Tn + i) * S;
+            probs.data.fill(0, row, row + S);
+            probs.data[row + j] = 1;
+          }
+        }
+      }
+    }
+  }
+
   /** Multi-head attention of layer l on normalized input h (B, T, D); returns the o_proj output (B, T, D). */
   attention(l: number, h: Tensor, B: number, Tn: number, positions: Int32Array, opts: ForwardOpts): Tensor {
     const { nHeads: Hq, headDim: Dh } = this.cfg;
@@ -147,6 +178,10 @@ export class DecoderLM {
       q = T.rope(q, ro);
       k = T.rope(k, ro);
     }
+    const taps = opts.taps;
+    if (taps?.wants(`blk.${l}.q`)) taps.put(`blk.${l}.q`, q);
+    if (taps?.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, k);
+    if (taps?.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, v);
     let qOffset = 0;
     if (opts.memory) {
       const view = opts.memory.update(l, T.contiguous(k), T.contiguous(v));
@@ -154,11 +189,11 @@ export class DecoderLM {
       v = view.v;
       qOffset = view.qOffset;
     }
-    const taps = opts.taps;
     const wantProbs = !!taps?.wants(`blk.${l}.attn_probs`);
     const { out, probs } = T.attention(q, k, v, {
       qOffset, window: this.cfg.slidingWindow ?? 0, returnProbs: wantProbs,
     }); // (B, T, Hq, Dh)
+    if (opts.selfOnly?.length) this.applySelfOnly(opts.selfOnly, out, probs, v, qOffset);
     if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);
     if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, out);
     const flat = T.reshape(out, [B, Tn, Hq * Dh]);

@@ -127,3 +127,16 @@ test('RoPE scaling: linear divides frequencies; llama3 keeps high, divides low, 
     else assert.ok(l3[i]! < f && l3[i]! > f / 8, `band frequency ${i} blended`);
   });
 });
+
+test('selfOnly: the first token is already self-only; another self-only token changes the logits from there on', () => {
+  const cfg = VARIANTS['llama GQA'];
+  const m = buildModel(randomModel(cfg, 6));
+  const x = ids(8, cfg.vocabSize, 4);
+  const plain = prefillLogits(m, x);
+  const first = noGrad(() => Float32Array.from(m.forward(x, 1, 8, { selfOnly: Int32Array.of(0) }).data));
+  assert.deepEqual(first, plain);
+  const third = noGrad(() => Float32Array.from(m.forward(x, 1, 8, { selfOnly: Int32Array.of(3) }).data));
+  const V = cfg.vocabSize;
+  assert.deepEqual(third.subarray(0, 3 * V), plain.subarray(0, 3 * V), 'earlier positions are untouched');
+  assert.notDeepEqual(third.subarray(3 * V, 4 * V), plain.subarray(3 * V, 4 * V));
+});
