@@ -28,9 +28,12 @@ export interface GenerateResult {
   stopReason: 'length' | 'eos' | 'stop' | 'context';
 }
 
+/** The model's native memory: the full KV cache, or for a converted model the hybrid (kept KV + recurrent state). */
 export function fullMemory(model: DecoderLM, batch = 1): KVCache {
   const c = model.cfg;
-  return new KVCache(c.nLayers, batch, c.nKvHeads, c.headDim, c.maxPos);
+  const m = new KVCache(c.nLayers, batch, model.kvHeadsPerLayer(), c.headDim, c.maxPos);
+  m.hasRecurrent = model.recurrent.size > 0;
+  return m;
 }
 
 /** Token ids for a prompt: BOS plus the encoded text (an empty prompt is BOS alone). */

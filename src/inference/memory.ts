@@ -5,6 +5,7 @@
  */
 import { Tensor, empty, shapeStr } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
+import type { RecurrentState } from '../model/recurrent-head.js';
 
 export interface MemoryView {
   /** Keys and values attention should read: (B, S, Hkv, Dh). */
@@ -26,25 +27,57 @@ export interface AttentionMemory {
   bytes(): number;
   /** Forgets everything. */
   reset(): void;
+  /** Recurrent state of a layer with recurrent heads (undefined before its first token). */
+  recurrentState?(layer: number): RecurrentState | undefined;
+  setRecurrentState?(layer: number, s: RecurrentState): void;
 }
 
-/** The full KV cache: every key and value of every layer, growing by doubling up to `maxLen`. */
+/**
+ * The KV cache: every key and value of every kept KV head of every layer, growing by doubling up to `maxLen`.
+ * Layers may keep different numbers of KV heads (a converted model keeps only its attention groups); layers with
+ * recurrent heads also hold a constant-size recurrent state here, which makes this the hybrid memory.
+ */
 export class KVCache implements AttentionMemory {
-  readonly kind = 'full';
   private len = 0;
   private cap = 0;
   private readonly ks: Float32Array[];
   private readonly vs: Float32Array[];
+  private readonly kvHeads: number[];
+  private readonly states = new Map<number, RecurrentState>();
 
   constructor(
     readonly nLayers: number,
     readonly batch: number,
-    readonly nKvHeads: number,
+    kvHeads: number | readonly number[],
     readonly headDim: number,
     readonly maxLen: number,
   ) {
+    this.kvHeads = typeof kvHeads === 'number' ? new Array<number>(nLayers).fill(kvHeads) : [...kvHeads];
+    if (this.kvHeads.length !== nLayers) throw new ArgumentError('KVCache', 'kvHeads', `needs ${nLayers} entries`);
     this.ks = Array.from({ length: nLayers }, () => new Float32Array(0));
     this.vs = Array.from({ length: nLayers }, () => new Float32Array(0));
+  }
+
+  get kind(): string {
+    return this.kvHeads.some((h, l) => h === 0 || this.states.has(l)) || this.hasRecurrent ? 'hybrid' : 'full';
+  }
+
+  /** Set by the model when some layers are recurrent (the kind is hybrid even before the first token). */
+  hasRecurrent = false;
+
+  recurrentState(layer: number): RecurrentState | undefined {
+    return this.states.get(layer);
+  }
+
+  setRecurrentState(layer: number, s: RecurrentState): void {
+    this.states.set(layer, s);
+  }
+
+  /** Bytes of the recurrent states alone (constant in the sequence length). */
+  constantBytes(): number {
+    let n = 0;
+    for (const s of this.states.values()) n += (s.H.size + s.conv.size) * 4;
+    return n;
   }
 
   get length(): number {
@@ -58,8 +91,8 @@ export class KVCache implements AttentionMemory {
         'shorten the prompt or max tokens');
     }
     const cap = Math.min(this.maxLen, Math.max(n, this.cap * 2, 64));
-    const row = this.nKvHeads * this.headDim;
     for (let l = 0; l < this.nLayers; l++) {
+      const row = this.kvHeads[l]! * this.headDim;
       for (const arrs of [this.ks, this.vs]) {
         const next = new Float32Array(this.batch * cap * row);
         for (let b = 0; b < this.batch; b++) {
@@ -73,8 +106,8 @@ export class KVCache implements AttentionMemory {
 
   update(layer: number, k: Tensor, v: Tensor): MemoryView {
     const [B, T, H, D] = k.shape as [number, number, number, number];
-    if (B !== this.batch || H !== this.nKvHeads || D !== this.headDim) {
-      throw new ShapeError('KVCache.update', 'k', `[${this.batch}, T, ${this.nKvHeads}, ${this.headDim}]`, k.shape);
+    if (B !== this.batch || H !== this.kvHeads[layer] || D !== this.headDim) {
+      throw new ShapeError('KVCache.update', 'k', `[${this.batch}, T, ${this.kvHeads[layer]}, ${this.headDim}]`, k.shape);
     }
     if (v.shape.some((d, i) => d !== k.shape[i])) throw new ShapeError('KVCache.update', 'v', shapeStr(k.shape), v.shape);
     this.ensure(this.len + T);
@@ -106,11 +139,17 @@ export class KVCache implements AttentionMemory {
     this.len += T;
   }
 
+  /** KV bytes per cached token (float32 keys and values of every kept KV head). */
+  kvBytesPerToken(): number {
+    return this.kvHeads.reduce((s, h) => s + h, 0) * 2 * this.headDim * 4 * this.batch;
+  }
+
   bytes(): number {
-    return this.nLayers * 2 * this.batch * this.len * this.nKvHeads * this.headDim * 4;
+    return this.len * this.kvBytesPerToken() + this.constantBytes();
   }
 
   reset(): void {
     this.len = 0;
+    this.states.clear();
   }
 }

@@ -18,6 +18,7 @@ import { configFromGgufMetadata } from './gguf-config.js';
 import { readLlama2c } from './llama2c.js';
 import { readSafetensorsFolder } from './safetensors.js';
 import type { RawTensor } from './tensor-file.js';
+import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../convert/spec.js';
 import type { Tokenizer } from './tokenizer.js';
 import { tokenizerFromGguf } from './tokenizer-gguf.js';
 import { loadTokenizer } from './tokenizer-load.js';
@@ -32,6 +33,8 @@ export interface LoadedModel {
   tokenizer: Tokenizer | null;
   /** Where the tokenizer came from (a folder, tokenizer.json, .gguf or tokenizer.bin), for copying it on export. */
   tokenizerSource: string | null;
+  /** A converted model's recurrent heads (config.json `recurformer` section); their tensors are in `tensors`. */
+  recurformer?: RecurformerSpec;
 }
 
 export interface LoadOptions {
@@ -55,6 +58,13 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
   return opts.ropeStyle === 'half' ? toHalfRope(model) : model;
 }
 
+/** config.json without our own section (the HF config parser rejects keys it does not know that matter). */
+function stripRecurformer(json: unknown): unknown {
+  if (typeof json !== 'object' || json === null) return json;
+  const { recurformer: _drop, ...rest } = json as Record<string, unknown>;
+  return rest;
+}
+
 function fail(path: string): never {
   throw new FormatError(path, 'unrecognized model file', 'pass a Hugging Face folder, a .gguf file or a llama2.c .bin checkpoint');
 }
@@ -67,11 +77,29 @@ export function loadHfFolder(dir: string): LoadedModel {
   } catch (e) {
     throw new FormatError(cfgPath, `cannot read (${(e as Error).message})`, 'a Hugging Face model folder needs a config.json');
   }
-  const config = configFromHf(json, cfgPath);
+  const config = configFromHf(stripRecurformer(json), cfgPath);
   const st = readSafetensorsFolder(dir);
+  const rfJson = (json as Record<string, unknown>).recurformer;
+  const spec = rfJson === undefined ? undefined : parseSpec(rfJson, config, cfgPath);
+  const recurrent = new Map<string, RawTensor>();
+  if (spec) {
+    const shapes = recurrentTensorShapes(config, spec);
+    for (const [name, shape] of shapes) {
+      const t = st.tensors.get(name);
+      if (!t) throw new FormatError(st.file, 'recurrent tensor missing', `config.json's recurformer section lists its layer; re-run convert`, name);
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new FormatError(st.file, `has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`, 'the recurformer section does not match the tensors', name);
+      }
+      recurrent.set(name, t);
+      st.tensors.delete(name);
+    }
+  }
   const tensors = checkHfTensors(config, st.tensors, st.file);
+  for (const [k, v] of recurrent) tensors.set(k, v);
   const hasTok = existsSync(join(dir, 'tokenizer.json'));
-  return { source: dir, format: 'hf', config, tensors, tokenizer: hasTok ? loadTokenizer(dir) : null, tokenizerSource: hasTok ? dir : null };
+  const out: LoadedModel = { source: dir, format: 'hf', config, tensors, tokenizer: hasTok ? loadTokenizer(dir) : null, tokenizerSource: hasTok ? dir : null };
+  if (spec) out.recurformer = spec;
+  return out;
 }
 
 export function loadGgufModel(path: string): LoadedModel {

@@ -20,12 +20,14 @@ import { ByteLevelTokenizer } from './tokenizer-bytelevel.js';
 import { ggufMetadataFromByteLevel, ggufMetadataFromSpm, scoresFromMergeRanks } from './tokenizer-gguf.js';
 import { SpmTokenizer } from './tokenizer-spm.js';
 import { checkHfTensors, hfToGguf } from './weight-names.js';
+import type { RecurformerSpec } from '../convert/spec.js';
 
 export interface SavableModel {
   config: ModelConfig;
   tensors: Map<string, RawTensor>;
   tokenizer: Tokenizer | null;
   tokenizerSource: string | null;
+  recurformer?: RecurformerSpec;
 }
 
 /** The tensor in another storage dtype (the same object when it already has it). */
@@ -37,13 +39,18 @@ export function castTensor(t: RawTensor, dtype: RawDType): RawTensor {
 
 /** Write config.json, generation_config.json, model.safetensors and (when available) the tokenizer files. */
 export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32'): { tokenizerWritten: boolean } {
-  const tensors = checkHfTensors(m.config, m.tensors, dir);
+  const base = new Map([...m.tensors].filter(([k]) => !k.includes('.recurrent.')));
+  const tensors = checkHfTensors(m.config, base, dir);
+  // a converted model's recurrent tensors ride along (always float32: they are trained further)
+  for (const [k, v] of m.tensors) if (k.includes('.recurrent.')) tensors.set(k, v);
   mkdirSync(dir, { recursive: true });
-  const hf = { ...configToHf(m.config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] };
+  const hf: Record<string, unknown> = { ...configToHf(m.config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] };
+  if (m.recurformer) hf.recurformer = m.recurformer;
   const json = (name: string, v: unknown) => writeFileAtomic(join(dir, name), Buffer.from(JSON.stringify(v, null, 2) + '\n'));
   json('config.json', hf);
   json('generation_config.json', { bos_token_id: m.config.bosId, eos_token_id: m.config.eosId.length === 1 ? m.config.eosId[0] : m.config.eosId });
-  writeSafetensors(join(dir, 'model.safetensors'), [...tensors.values()].map((t) => castTensor(t, dtype)), { format: 'pt' });
+  writeSafetensors(join(dir, 'model.safetensors'),
+    [...tensors.values()].map((t) => (t.name.includes('.recurrent.') ? t : castTensor(t, dtype))), { format: 'pt' });
   const src = m.tokenizerSource;
   const srcDir = src === null ? null : existsSync(src) && statSync(src).isDirectory() ? src : src.endsWith('tokenizer.json') ? dirname(src) : null;
   if (srcDir === null) return { tokenizerWritten: false };

@@ -10,6 +10,7 @@ import { f32ArrayToF16 } from '../io/tensor-file.js';
 import { transpose2d } from '../io/weight-names.js';
 import { tensor } from '../tensor/index.js';
 import { DecoderLM } from './transformer.js';
+import type { RecurformerSpec } from '../convert/spec.js';
 import { HalfWeight, type Weight } from './weights.js';
 
 export interface BuildOptions {
@@ -27,12 +28,12 @@ function isMatrix(name: string, t: RawTensor): boolean {
   return t.shape.length === 2 && !/wpe/.test(name);
 }
 
-export function buildModel(m: LoadedModel, opts: BuildOptions = {}): DecoderLM {
+export function buildModel(m: LoadedModel, opts: BuildOptions = {}, spec?: RecurformerSpec | null): DecoderLM {
   const dtype = opts.dtype ?? 'f32';
   const weights = new Map<string, Weight>();
   for (const [name, raw0] of m.tensors) {
     const raw = m.config.arch === 'gpt2' && CONV1D.test(name) ? transpose2d(raw0) : raw0;
-    const half = isMatrix(name, raw) && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
+    const half = isMatrix(name, raw) && !name.includes('.recurrent.') && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
     if (half) {
       const data = raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw));
       weights.set(name, new HalfWeight(raw.shape, data, name));
@@ -42,5 +43,6 @@ export function buildModel(m: LoadedModel, opts: BuildOptions = {}): DecoderLM {
       weights.set(name, t);
     }
   }
-  return new DecoderLM(m.config, weights);
+  const sp = spec === undefined ? ((m as { recurformer?: RecurformerSpec }).recurformer ?? null) : spec;
+  return new DecoderLM(m.config, weights, sp);
 }

@@ -16,6 +16,22 @@ import type { ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
 import { HalfWeight, asTensor, embeddingW, linearW, type Weight } from './weights.js';
+import { headsOfGroups, layerDims, layerPrefix, type RecurformerSpec } from '../convert/spec.js';
+import {
+  recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams,
+} from './recurrent-head.js';
+
+/** A layer whose replaced KV groups run recurrent heads. */
+export interface RecurrentLayer {
+  dims: RecurrentDims;
+  params: RecurrentParams;
+  /** Query heads served by attention / by the recurrent heads, and the KV groups kept as attention. */
+  keptHeads: Int32Array;
+  replacedHeads: Int32Array;
+  keptGroups: Int32Array;
+  /** Inverse permutation: output slot h reads position inv[h] of [kept heads..., replaced heads...]. */
+  merge: Int32Array;
+}
 
 export interface ForwardOpts {
   /** Cache to read and extend; without one the call sees only its own tokens (positions from 0). */
@@ -34,9 +50,36 @@ export interface ForwardOpts {
 
 export class DecoderLM {
   readonly invFreq: Float32Array;
+  /** Recurrent layers of a converted model (empty for a plain Transformer). */
+  readonly recurrent = new Map<number, RecurrentLayer>();
 
-  constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>) {
+  constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>, readonly spec: RecurformerSpec | null = null) {
     this.invFreq = cfg.ropeStyle === 'none' ? new Float32Array(0) : invFreqFor(cfg);
+    for (const { layer, groups } of spec?.layers ?? []) {
+      if (groups.length === 0) continue;
+      const p = `${layerPrefix(cfg, layer)}.recurrent`;
+      const opt = (n: string): Tensor | undefined => (this.weights.has(`${p}.${n}`) ? this.f(`${p}.${n}`) : undefined);
+      const params: RecurrentParams = {
+        wx: this.f(`${p}.wx`), wb: this.f(`${p}.wb`), wc: this.f(`${p}.wc`), convW: this.f(`${p}.conv_w`),
+        convB: this.f(`${p}.conv_b`), wdt: this.f(`${p}.wdt`), bdt: this.f(`${p}.bdt`), aLog: this.f(`${p}.a_log`),
+        d: this.f(`${p}.d`), wz: opt('wz'), normW: opt('norm_w'),
+      };
+      const replaced = headsOfGroups(cfg, groups);
+      const kept = Array.from({ length: cfg.nHeads }, (_, h) => h).filter((h) => !replaced.includes(h));
+      const order = [...kept, ...replaced];
+      const merge = new Int32Array(cfg.nHeads);
+      order.forEach((h, i) => (merge[h] = i));
+      const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !groups.includes(g));
+      this.recurrent.set(layer, {
+        dims: layerDims(cfg, spec!, groups), params, keptHeads: Int32Array.from(kept), replacedHeads: Int32Array.from(replaced),
+        keptGroups: Int32Array.from(keptGroups), merge,
+      });
+    }
+  }
+
+  /** KV heads each layer keeps in its cache (all of them unless the layer has recurrent heads). */
+  kvHeadsPerLayer(): number[] {
+    return Array.from({ length: this.cfg.nLayers }, (_, l) => this.recurrent.get(l)?.keptGroups.length ?? this.cfg.nKvHeads);
   }
 
   w(name: string): Weight {
@@ -144,6 +187,23 @@ export class DecoderLM {
   }
 
   /**
+   * Runs layer l's recurrent heads on the normalized input h and puts their outputs into the replaced heads' slots
+   * of the attention output (B, T, Hq, Dh). With a memory, the recurrent state is read from and written back to it;
+   * a single new token uses the step form, several the chunked SSD form.
+   */
+  private mergeRecurrent(l: number, rl: RecurrentLayer, h: Tensor, attnOut: Tensor, B: number, Tn: number,
+    opts: ForwardOpts): Tensor {
+    const mem = opts.memory;
+    const prev = mem?.recurrentState?.(l) ?? zeroState(rl.dims, B);
+    const r = Tn === 1 && mem ? recurrentStep(h, rl.params, rl.dims, prev)
+      : recurrentChunked(h, rl.params, rl.dims, this.spec!.chunk, prev);
+    mem?.setRecurrentState?.(l, r.state);
+    const y = T.reshape(r.y, [B, Tn, rl.dims.nHeads, rl.dims.P]);
+    const both = rl.keptHeads.length ? T.concat([attnOut, y], 2) : y; // (B, T, kept + replaced, Dh)
+    return T.gather(both, 2, rl.merge);
+  }
+
+  /**
    * Rewrites the rows of `selfOnly` queries as if each attended only to its own key: the softmax over one key is 1,
    * so the output is that position's value vector (of the head's KV group) and the probability row is one-hot.
    */
@@ -172,7 +232,13 @@ export class DecoderLM {
   /** Multi-head attention of layer l on normalized input h (B, T, D); returns the o_proj output (B, T, D). */
   attention(l: number, h: Tensor, B: number, Tn: number, positions: Int32Array, opts: ForwardOpts): Tensor {
     const { nHeads: Hq, headDim: Dh } = this.cfg;
+    const rl = this.recurrent.get(l);
     let [q, k, v] = this.qkv(l, h, B, Tn);
+    if (rl) {
+      q = T.gather(q, 2, rl.keptHeads);
+      k = T.gather(k, 2, rl.keptGroups);
+      v = T.gather(v, 2, rl.keptGroups);
+    }
     if (this.cfg.ropeStyle !== 'none') {
       const ro = { positions, invFreq: this.invFreq, style: this.cfg.ropeStyle };
       q = T.rope(q, ro);
@@ -190,13 +256,25 @@ export class DecoderLM {
       qOffset = view.qOffset;
     }
     const wantProbs = !!taps?.wants(`blk.${l}.attn_probs`);
+    if (rl && rl.keptHeads.length === 0) {
+      // every group of this layer is recurrent: no attention at all
+      const heads = this.mergeRecurrent(l, rl, h, T.zeros([B, Tn, 0, Dh]), B, Tn, opts);
+      if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, heads);
+      return this.outProj(l, T.reshape(heads, [B, Tn, Hq * Dh]));
+    }
     const { out, probs } = T.attention(q, k, v, {
       qOffset, window: this.cfg.slidingWindow ?? 0, returnProbs: wantProbs,
     }); // (B, T, Hq, Dh)
     if (opts.selfOnly?.length) this.applySelfOnly(opts.selfOnly, out, probs, v, qOffset);
     if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);
-    if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, out);
-    const flat = T.reshape(out, [B, Tn, Hq * Dh]);
+    let heads = out;
+    if (rl) heads = this.mergeRecurrent(l, rl, h, out, B, Tn, opts);
+    if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, heads);
+    return this.outProj(l, T.reshape(heads, [B, Tn, Hq * Dh]));
+  }
+
+  /** The attention output projection (o_proj / c_proj) on the concatenated heads (B, T, Hq * Dh). */
+  outProj(l: number, flat: Tensor): Tensor {
     if (this.cfg.arch === 'gpt2') {
       const p = `transformer.h.${l}.attn.c_proj`;
       return linearW(flat, this.w(`${p}.weight`), this.opt(`${p}.bias`));

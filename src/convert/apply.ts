@@ -1,0 +1,163 @@
+/**
+ * Conversion: a plan + a loaded model -> a converted model (base tensors + recurrent tensors + spec).
+ *
+ * Init from attention (default, the "reuse pretrained weights" claim): for each replaced head h of KV group g,
+ * W_x <- W_v rows of g, W_B <- W_k rows of g, W_C <- W_q rows of h, N = head dim, so H_t C_t starts as a decayed
+ * linear attention over the same keys and values. The conv starts as the identity (last tap 1), dt as 1, D as 0, and
+ * the decay a = 1 - 1/m with m the head's measured effective window. A per-head output scale, fitted by least squares
+ * against the original head's output on calibration tokens, is folded into W_x: without it the unnormalized linear
+ * attention is several times too large (DESIGN.md). Random init (ablation) draws the projections from N(0, 0.02).
+ */
+import type { LoadedModel } from '../io/model-load.js';
+import { toF32 } from '../io/tensor-file.js';
+import type { ModelConfig } from '../model/config.js';
+import { buildModel } from '../model/build.js';
+import { TapRecorder } from '../model/taps.js';
+import { ArgumentError } from '../tensor/errors.js';
+import { Rng, noGrad } from '../tensor/index.js';
+import type { ReplacementPlan } from './plan.js';
+import { headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from './spec.js';
+
+export interface ConvertOptions {
+  init?: 'attention' | 'random';
+  /** State dim N (default: the head dim, required by init from attention). */
+  N?: number;
+  convK?: number;
+  gate?: boolean;
+  norm?: boolean;
+  chunk?: number;
+  /** Effective memory (tokens) per replaced head, keyed "layer.head"; default: the plan's window. */
+  memory?: Map<string, number>;
+  /** Token ids (BOS first) for the output-scale fit; without them the scale stays 1. */
+  calibration?: Int32Array;
+  seed?: number;
+}
+
+export interface ConvertedModel extends LoadedModel {
+  recurformer: RecurformerSpec;
+}
+
+/** Rows [start, start + count) of a row-major (rows, D) matrix. */
+function rowsOf(w: Float32Array, start: number, count: number, D: number): Float32Array {
+  return w.slice(start * D, (start + count) * D);
+}
+
+/** q, k, v weights (out, in) of layer l in the HF layout. GPT-2's fused c_attn is [in, 3 * out] (Conv1D). */
+function qkvWeights(cfg: ModelConfig, m: LoadedModel, l: number): { q: Float32Array; k: Float32Array; v: Float32Array } {
+  const D = cfg.dModel;
+  const p = layerPrefix(cfg, l);
+  if (cfg.arch === 'gpt2') {
+    const w = toF32(m.tensors.get(`${p}.attn.c_attn.weight`)!); // (D, 3D): transpose to (3D, D)
+    const t = new Float32Array(3 * D * D);
+    for (let i = 0; i < D; i++) for (let j = 0; j < 3 * D; j++) t[j * D + i] = w[i * 3 * D + j]!;
+    return { q: t.slice(0, D * D), k: t.slice(D * D, 2 * D * D), v: t.slice(2 * D * D) };
+  }
+  const g = (n: string): Float32Array => toF32(m.tensors.get(`${p}.self_attn.${n}_proj.weight`)!);
+  return { q: g('q'), k: g('k'), v: g('v') };
+}
+
+export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions = {}): ConvertedModel {
+  const cfg = m.config;
+  const Dh = cfg.headDim, D = cfg.dModel;
+  const init = o.init ?? 'attention';
+  const N = o.N ?? Dh;
+  if (init === 'attention' && N !== Dh) {
+    throw new ArgumentError('convert', 'N', `= ${N} must equal the head dim ${Dh} for init from attention`, 'use --init random for another N');
+  }
+  if (plan.nLayers !== cfg.nLayers || plan.nKvGroups !== cfg.nKvHeads) {
+    throw new ArgumentError('convert', 'plan', `is for ${plan.nLayers} layers x ${plan.nKvGroups} groups, the model has ${cfg.nLayers} x ${cfg.nKvHeads}`,
+      'the plan was made from another model\'s analysis');
+  }
+  const spec: RecurformerSpec = {
+    version: 1, P: Dh, N, convK: o.convK ?? 4, gate: o.gate ?? false, norm: o.norm ?? false, chunk: o.chunk ?? 64,
+    layers: plan.layers.filter((x) => x.groups.length > 0).map((x) => ({ layer: x.layer, groups: [...x.groups] })),
+  };
+  const shapes = recurrentTensorShapes(cfg, spec);
+  const rng = new Rng(o.seed ?? 0);
+  const tensors = new Map(m.tensors);
+  const put = (name: string, data: Float32Array): void => {
+    const shape = shapes.get(name)!;
+    tensors.set(name, { name, dtype: 'F32', shape, data });
+  };
+  for (const { layer, groups } of spec.layers) {
+    const d = layerDims(cfg, spec, groups);
+    const heads = headsOfGroups(cfg, groups);
+    const p = `${layerPrefix(cfg, layer)}.recurrent`;
+    const C = d.nHeads * d.P + d.nGroups * d.N + d.nHeads * d.N;
+    const randn = (n: number, std: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * std);
+    if (init === 'attention') {
+      const w = qkvWeights(cfg, m, layer);
+      const nRep = cfg.nHeads / cfg.nKvHeads;
+      const wx = new Float32Array(d.nHeads * Dh * D), wc = new Float32Array(d.nHeads * N * D), wb = new Float32Array(d.nGroups * N * D);
+      heads.forEach((h, i) => {
+        wx.set(rowsOf(w.v, Math.floor(h / nRep) * Dh, Dh, D), i * Dh * D);
+        wc.set(rowsOf(w.q, h * Dh, Dh, D), i * N * D);
+      });
+      groups.forEach((g, i) => wb.set(rowsOf(w.k, g * Dh, Dh, D), i * N * D));
+      put(`${p}.wx`, wx);
+      put(`${p}.wb`, wb);
+      put(`${p}.wc`, wc);
+    } else {
+      put(`${p}.wx`, randn(d.nHeads * Dh * D, 0.02));
+      put(`${p}.wb`, randn(d.nGroups * N * D, 0.02));
+      put(`${p}.wc`, randn(d.nHeads * N * D, 0.02));
+    }
+    const convW = new Float32Array(C * spec.convK);
+    for (let c = 0; c < C; c++) convW[c * spec.convK + spec.convK - 1] = 1; // identity: the conv passes the current input
+    put(`${p}.conv_w`, convW);
+    put(`${p}.conv_b`, new Float32Array(C));
+    put(`${p}.wdt`, new Float32Array(d.nHeads * D));
+    put(`${p}.bdt`, new Float32Array(d.nHeads).fill(Math.log(Math.E - 1))); // softplus(b) = 1
+    const aLog = new Float32Array(d.nHeads);
+    heads.forEach((h, i) => {
+      const mem = Math.max(1.5, o.memory?.get(`${layer}.${h}`) ?? plan.window);
+      const a = 1 - 1 / mem; // effective memory 1 / (1 - a) = mem tokens
+      aLog[i] = Math.log(-Math.log(a));
+    });
+    put(`${p}.a_log`, aLog);
+    put(`${p}.d`, new Float32Array(d.nHeads));
+    if (spec.gate) put(`${p}.wz`, randn(d.nHeads * Dh * D, 0.02));
+    if (spec.norm) put(`${p}.norm_w`, new Float32Array(Dh).fill(1));
+  }
+  const out: ConvertedModel = { ...m, tensors, recurformer: spec };
+  if (o.calibration && init === 'attention') fitOutputScales(m, out, o.calibration);
+  return out;
+}
+
+/**
+ * Least-squares scale per replaced head: alpha = <y_orig, y_rec> / <y_rec, y_rec> over the calibration tokens, folded
+ * into W_x (y is linear in x when D = 0 and the gate and norm are off).
+ */
+function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array): void {
+  const cfg = orig.config;
+  const spec = conv.recurformer;
+  if (spec.gate || spec.norm) return;
+  const want = (n: string): boolean => n.endsWith('.head_out');
+  const run = (lm: LoadedModel, spec0: RecurformerSpec | null): Map<string, Float32Array> => noGrad(() => {
+    const model = buildModel(lm, {}, spec0);
+    const rec = new TapRecorder(want);
+    model.forward(ids, 1, ids.length, { taps: rec });
+    return new Map([...rec.values].map(([k, v]) => [k, Float32Array.from(v.data)]));
+  });
+  const a = run(orig, null), b = run(conv, spec);
+  const Dh = cfg.headDim, H = cfg.nHeads;
+  for (const { layer, groups } of spec.layers) {
+    const ya = a.get(`blk.${layer}.head_out`)!, yb = b.get(`blk.${layer}.head_out`)!;
+    const heads = headsOfGroups(cfg, groups);
+    const wxT = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!;
+    const wx = wxT.data as Float32Array;
+    heads.forEach((h, i) => {
+      let num = 0, den = 0;
+      for (let t = 0; t < ids.length; t++) {
+        for (let k = 0; k < Dh; k++) {
+          const o = (t * H + h) * Dh + k;
+          num += ya[o]! * yb[o]!;
+          den += yb[o]! * yb[o]!;
+        }
+      }
+      const alpha = den > 0 ? num / den : 1;
+      const D = cfg.dModel;
+      for (let j = i * Dh * D; j < (i + 1) * Dh * D; j++) wx[j] = wx[j]! * alpha;
+    });
+  }
+}

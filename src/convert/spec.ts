@@ -1,0 +1,95 @@
+/**
+ * The `recurformer` section of a converted model's config.json: which KV groups of which layers are recurrent and
+ * the recurrent heads' hyperparameters. With it, the recurrent tensors (named `<layer prefix>.recurrent.<param>`)
+ * are part of the checkpoint. Documented in docs/convert.md.
+ */
+import type { ModelConfig } from '../model/config.js';
+import type { RecurrentDims } from '../model/recurrent-head.js';
+import { FormatError } from '../tensor/errors.js';
+
+export interface RecurformerSpec {
+  version: 1;
+  /** Head dim P (= the model's head dim) and state dim N. */
+  P: number;
+  N: number;
+  convK: number;
+  gate: boolean;
+  norm: boolean;
+  /** Chunk length of the SSD prefill. */
+  chunk: number;
+  /** Replaced KV groups per layer (layers not listed keep all their attention). */
+  layers: { layer: number; groups: number[] }[];
+}
+
+export function layerPrefix(cfg: ModelConfig, l: number): string {
+  return cfg.arch === 'gpt2' ? `transformer.h.${l}` : `model.layers.${l}`;
+}
+
+/** Query heads of the given KV groups, in order. */
+export function headsOfGroups(cfg: ModelConfig, groups: readonly number[]): number[] {
+  const nRep = cfg.nHeads / cfg.nKvHeads;
+  return groups.flatMap((g) => Array.from({ length: nRep }, (_, r) => g * nRep + r));
+}
+
+export function layerDims(cfg: ModelConfig, spec: RecurformerSpec, groups: readonly number[]): RecurrentDims {
+  const nRep = cfg.nHeads / cfg.nKvHeads;
+  return {
+    nHeads: groups.length * nRep, nGroups: groups.length,
+    groupOf: Int32Array.from({ length: groups.length * nRep }, (_, i) => Math.floor(i / nRep)),
+    P: spec.P, N: spec.N, convK: spec.convK, gate: spec.gate, norm: spec.norm, normEps: cfg.normEps,
+  };
+}
+
+/** Expected recurrent tensors (HF-style names) and shapes for a spec. */
+export function recurrentTensorShapes(cfg: ModelConfig, spec: RecurformerSpec): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const D = cfg.dModel;
+  for (const { layer, groups } of spec.layers) {
+    const d = layerDims(cfg, spec, groups);
+    const C = d.nHeads * d.P + d.nGroups * d.N + d.nHeads * d.N;
+    const p = `${layerPrefix(cfg, layer)}.recurrent`;
+    out.set(`${p}.wx`, [d.nHeads * d.P, D]);
+    out.set(`${p}.wb`, [d.nGroups * d.N, D]);
+    out.set(`${p}.wc`, [d.nHeads * d.N, D]);
+    out.set(`${p}.conv_w`, [C, d.convK]);
+    out.set(`${p}.conv_b`, [C]);
+    out.set(`${p}.wdt`, [d.nHeads, D]);
+    out.set(`${p}.bdt`, [d.nHeads]);
+    out.set(`${p}.a_log`, [d.nHeads]);
+    out.set(`${p}.d`, [d.nHeads]);
+    if (spec.gate) out.set(`${p}.wz`, [d.nHeads * d.P, D]);
+    if (spec.norm) out.set(`${p}.norm_w`, [d.P]);
+  }
+  return out;
+}
+
+function posInt(v: unknown, key: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new FormatError(file, `recurformer.${key} = ${JSON.stringify(v)} must be a positive integer`, 'fix the recurformer section of config.json');
+  }
+  return v;
+}
+
+/** Validates the section read from config.json. */
+export function parseSpec(json: unknown, cfg: ModelConfig, file: string): RecurformerSpec {
+  if (typeof json !== 'object' || json === null) throw new FormatError(file, 'recurformer section is not an object', 'fix config.json');
+  const j = json as Record<string, unknown>;
+  if (j.version !== 1) throw new FormatError(file, `recurformer.version ${JSON.stringify(j.version)} is not supported`, 'this recurformer reads version 1');
+  const layersRaw = j.layers;
+  if (!Array.isArray(layersRaw)) throw new FormatError(file, 'recurformer.layers is not a list', 'fix config.json');
+  const layers = layersRaw.map((e: unknown, i) => {
+    const o = e as { layer?: unknown; groups?: unknown };
+    const layer = o?.layer;
+    if (typeof layer !== 'number' || !Number.isInteger(layer) || layer < 0 || layer >= cfg.nLayers) {
+      throw new FormatError(file, `recurformer.layers[${i}].layer = ${JSON.stringify(layer)} is not a layer of this model (0..${cfg.nLayers - 1})`, 'fix config.json');
+    }
+    if (!Array.isArray(o.groups) || !o.groups.every((g) => Number.isInteger(g) && g >= 0 && g < cfg.nKvHeads)) {
+      throw new FormatError(file, `recurformer.layers[${i}].groups must list KV groups in 0..${cfg.nKvHeads - 1}`, 'fix config.json');
+    }
+    return { layer, groups: [...new Set(o.groups as number[])].sort((a, b) => a - b) };
+  });
+  return {
+    version: 1, P: posInt(j.P, 'P', file), N: posInt(j.N, 'N', file), convK: posInt(j.convK, 'convK', file),
+    gate: j.gate === true, norm: j.norm === true, chunk: posInt(j.chunk, 'chunk', file), layers,
+  };
+}

@@ -1,0 +1,134 @@
+/** Conversion: plans, cache accounting, hybrid decode parity, checkpoint round trip, generation. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../../src/io/model-load.js';
+import { writeHfFolder } from '../../src/io/model-save.js';
+import { buildModel } from '../../src/model/build.js';
+import type { DecoderLM } from '../../src/model/transformer.js';
+import { fullMemory, generate } from '../../src/inference/generate.js';
+import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
+import { convert } from '../../src/convert/apply.js';
+import { ArgumentError, Rng, noGrad } from '../../src/tensor/index.js';
+import { testBothBackends } from '../helpers/backends.js';
+import { TOL, assertClose } from '../helpers/tolerances.js';
+
+const HF = new URL('../../models/stories260K', import.meta.url).pathname;
+const base = loadModel(HF);
+const cfg = base.config; // 5 layers, 4 KV groups (8 query heads)
+
+/** A synthetic analysis: group (l, g) has recency score (l * 4 + g) / 20 at every window. */
+function fakeAnalysis(): AnalysisLike {
+  const groups = [];
+  for (let l = 0; l < cfg.nLayers; l++) {
+    for (let g = 0; g < cfg.nKvHeads; g++) {
+      const v = (l * 4 + g) / 20;
+      groups.push({ layer: l, kvGroup: g, groupScore: { rr: { '4': v, '16': v }, rrw: { '4': v, '16': g === 0 ? null : v } } });
+    }
+  }
+  return { groups };
+}
+
+function ids(n: number, seed: number): Int32Array {
+  const r = new Rng(seed);
+  return Int32Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + r.int(cfg.vocabSize - 3)));
+}
+
+function logitsOf(m: DecoderLM, x: Int32Array): Float32Array {
+  return noGrad(() => Float32Array.from(m.forward(x, 1, x.length).data));
+}
+
+test('plans: budget picks the highest group scores, threshold, per-layer minimum, excluded layers, undefined RRw', () => {
+  const a = fakeAnalysis();
+  const half = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
+  assert.equal(half.scores.length, 10);
+  assert.deepEqual(half.layers.map((l) => [l.layer, l.groups]), [[2, [2, 3]], [3, [0, 1, 2, 3]], [4, [0, 1, 2, 3]]]);
+  const th = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { threshold: 0.9 });
+  assert.deepEqual(th.layers, [{ layer: 4, groups: [2, 3] }]);
+  const keep = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.5, minKeepPerLayer: 2 });
+  assert.ok(keep.layers.every((l) => l.groups.length <= 2));
+  const never = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.25, neverLayers: [4] });
+  assert.ok(never.layers.every((l) => l.layer !== 4));
+  const rrw = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { score: 'rrw', budget: 0.75 });
+  assert.ok(rrw.scores.every((s) => s.kvGroup !== 0), 'groups with undefined RRw are never picked');
+  assert.throws(() => planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.5, window: 64 }),
+    (e: unknown) => e instanceof ArgumentError && /window/.test((e as Error).message));
+  assert.throws(() => planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { score: 'rrw', budget: 1 }), ArgumentError);
+});
+
+test('budget 0.5 halves the KV bytes per token exactly; budget 0 reproduces the original logits exactly', () => {
+  const orig = buildModel(base);
+  const half = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 })));
+  assert.equal(fullMemory(half).kvBytesPerToken() * 2, fullMemory(orig).kvBytesPerToken());
+  assert.equal(fullMemory(orig).kvBytesPerToken(), 5 * 4 * 8 * 2 * 4);
+  const zero = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0 })));
+  const x = ids(20, 1);
+  assert.deepEqual(logitsOf(zero, x), logitsOf(orig, x));
+});
+
+testBothBackends('hybrid model: prefill + decode == pure decode == one prefill (chunked vs step recurrent heads)', () => {
+  for (const budget of [0.25, 0.5, 1]) {
+    const conv = convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget }), { chunk: 4 });
+    const m = buildModel(conv);
+    const x = ids(11, 2);
+    const full = logitsOf(m, x);
+    const V = cfg.vocabSize;
+    for (const split of [1, 5]) {
+      const mem = fullMemory(m);
+      const out = new Float32Array(x.length * V);
+      noGrad(() => {
+        out.set(m.forward(x.subarray(0, split), 1, split, { memory: mem }).data, 0);
+        mem.advance(split);
+        for (let t = split; t < x.length; t++) {
+          out.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
+          mem.advance(1);
+        }
+      });
+      assertClose(out, full, TOL.parity, `budget ${budget} split ${split}`);
+      assert.equal(mem.kind, 'hybrid');
+      assert.ok(mem.constantBytes() > 0);
+    }
+  }
+});
+
+test('a converted checkpoint round-trips bit-exactly through a Hugging Face folder', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-conv-'));
+  try {
+    const x = ids(16, 3);
+    const conv = convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 }), { calibration: ids(64, 4) });
+    writeHfFolder(dir, conv, 'F32');
+    const cfgJson = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { recurformer: { layers: unknown[] } };
+    assert.equal(cfgJson.recurformer.layers.length, 3);
+    const back = loadModel(dir);
+    assert.deepEqual(back.recurformer, conv.recurformer);
+    for (const [k, t] of conv.tensors) assert.deepEqual(back.tensors.get(k)!.data, t.data, k);
+    assert.deepEqual(logitsOf(buildModel(back), x), logitsOf(buildModel(conv), x));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('init from attention with the fitted output scale starts closer to the original than random init', () => {
+  const plan = planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.25 });
+  const calib = ids(128, 5);
+  const x = ids(96, 6);
+  const ref = logitsOf(buildModel(base), x);
+  const mse = (m: DecoderLM): number => {
+    const l = logitsOf(m, x);
+    let s = 0;
+    for (let i = 0; i < l.length; i++) s += (l[i]! - ref[i]!) ** 2;
+    return s / l.length;
+  };
+  const att = mse(buildModel(convert(base, plan, { calibration: calib })));
+  const rnd = mse(buildModel(convert(base, plan, { init: 'random' })));
+  assert.ok(att < rnd, `attention init logit MSE ${att} should beat random ${rnd}`);
+});
+
+test('the converted model generates text', () => {
+  const m = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 }), { calibration: ids(64, 7) }));
+  const r = generate(m, base.tokenizer!, 'Once upon a time', { maxTokens: 20, temperature: 0 });
+  assert.equal(r.ids.length > 0, true);
+  assert.ok(r.text.length > 0);
+});
