@@ -3,7 +3,7 @@
  * implementations (full KV here; recurrent state, hybrid and the streaming baselines join in the conversion
  * issue), chosen by configuration, never by model name.
  */
-import { Tensor, empty, shapeStr } from '../tensor/index.js';
+import { Tensor, concat, contiguous, empty, shapeStr, slice } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import type { RecurrentState } from '../model/recurrent-head.js';
 
@@ -13,6 +13,9 @@ export interface MemoryView {
   v: Tensor;
   /** Position of the first new query among the returned keys. */
   qOffset: number;
+  /** Extra attention mask for this call (eviction baselines): only the last `window` keys plus the first `sinks`. */
+  window?: number;
+  sinks?: number;
 }
 
 export interface AttentionMemory {
@@ -151,5 +154,61 @@ export class KVCache implements AttentionMemory {
   reset(): void {
     this.len = 0;
     this.states.clear();
+  }
+}
+
+/**
+ * StreamingLLM baseline: every head keeps the first `sinks` tokens and the most recent `window` tokens; everything
+ * in between is evicted. Its cache stops growing at sinks + window tokens. Keys are cached after RoPE, so evicted
+ * tokens leave no gap in the positions of the rest.
+ */
+export class StreamingMemory implements AttentionMemory {
+  readonly kind = 'streaming';
+  private len = 0;
+  /** Per layer: retained keys/values (B, R, H, D) as tensors. */
+  private readonly kv: { k: Tensor; v: Tensor }[] = [];
+
+  constructor(readonly nLayers: number, readonly sinks: number, readonly window: number) {
+    if (!(Number.isInteger(window) && window >= 1) || !(Number.isInteger(sinks) && sinks >= 0)) {
+      throw new ArgumentError('StreamingMemory', 'window/sinks', `window ${window} must be >= 1 and sinks ${sinks} >= 0`);
+    }
+  }
+
+  get length(): number {
+    return this.len;
+  }
+
+  update(layer: number, k: Tensor, v: Tensor): MemoryView {
+    const prev = this.kv[layer];
+    const kAll = prev ? concat([prev.k, k], 1) : k;
+    const vAll = prev ? concat([prev.v, v], 1) : v;
+    const S = kAll.shape[1]!, T = k.shape[1]!;
+    // how many of the retained keys are sinks: the first min(sinks, tokens seen) positions
+    const sinkCount = Math.min(this.sinks, this.len + T);
+    // keep the sinks and the last window-1 keys: the next query adds itself to make `window` recent keys
+    const keepRecent = Math.min(this.window - 1, S - sinkCount);
+    // retained: the sink keys at the start of kAll and the most recent keepRecent keys
+    const parts = (x: Tensor): Tensor => {
+      if (sinkCount + keepRecent >= S) return contiguous(x);
+      const recent = slice(x, 1, S - keepRecent, S);
+      return contiguous(sinkCount > 0 ? concat([slice(x, 1, 0, sinkCount), recent], 1) : recent);
+    };
+    this.kv[layer] = { k: parts(kAll), v: parts(vAll) };
+    return { k: kAll, v: vAll, qOffset: S - T, window: this.window, sinks: sinkCount };
+  }
+
+  advance(T: number): void {
+    this.len += T;
+  }
+
+  bytes(): number {
+    let n = 0;
+    for (const e of this.kv) if (e) n += (e.k.size + e.v.size) * 4;
+    return n;
+  }
+
+  reset(): void {
+    this.len = 0;
+    this.kv.length = 0;
   }
 }

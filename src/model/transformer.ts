@@ -249,11 +249,16 @@ export class DecoderLM {
     if (taps?.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, k);
     if (taps?.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, v);
     let qOffset = 0;
+    let window = this.cfg.slidingWindow ?? 0, sinks = 0;
     if (opts.memory) {
       const view = opts.memory.update(l, T.contiguous(k), T.contiguous(v));
       k = view.k;
       v = view.v;
       qOffset = view.qOffset;
+      if (view.window !== undefined) {
+        window = window > 0 ? Math.min(window, view.window) : view.window;
+        sinks = view.sinks ?? 0;
+      }
     }
     const wantProbs = !!taps?.wants(`blk.${l}.attn_probs`);
     if (rl && rl.keptHeads.length === 0) {
@@ -263,7 +268,7 @@ export class DecoderLM {
       return this.outProj(l, T.reshape(heads, [B, Tn, Hq * Dh]));
     }
     const { out, probs } = T.attention(q, k, v, {
-      qOffset, window: this.cfg.slidingWindow ?? 0, returnProbs: wantProbs,
+      qOffset, window, sinks, returnProbs: wantProbs,
     }); // (B, T, Hq, Dh)
     if (opts.selfOnly?.length) this.applySelfOnly(opts.selfOnly, out, probs, v, qOffset);
     if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);

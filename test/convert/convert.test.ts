@@ -132,3 +132,30 @@ test('the converted model generates text', () => {
   assert.equal(r.ids.length > 0, true);
   assert.ok(r.text.length > 0);
 });
+
+testBothBackends('StreamingLLM memory: prefill with the sink+window mask == evicting decode; the cache stops growing', async () => {
+  const { StreamingMemory } = await import('../../src/inference/memory.js');
+  const m = buildModel(base);
+  const x = ids(30, 8);
+  const V = cfg.vocabSize;
+  for (const [sinks, window] of [[4, 8], [0, 5], [2, 1]] as const) {
+    const pre = new StreamingMemory(cfg.nLayers, sinks, window);
+    const want = noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: pre }).data));
+    const mem = new StreamingMemory(cfg.nLayers, sinks, window);
+    const got = new Float32Array(x.length * V);
+    noGrad(() => {
+      got.set(m.forward(x.subarray(0, 3), 1, 3, { memory: mem }).data, 0);
+      mem.advance(3);
+      for (let t = 3; t < x.length; t++) {
+        got.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
+        mem.advance(1);
+      }
+    });
+    assertClose(got, want, TOL.parity, `streaming sinks ${sinks} window ${window}`);
+    const perToken = cfg.nLayers * cfg.nKvHeads * cfg.headDim * 2 * 4;
+    assert.equal(mem.bytes(), perToken * (sinks + window - 1), 'holds sinks + window - 1 tokens between steps');
+  }
+  // with a window covering everything it equals full attention
+  const wide = new StreamingMemory(cfg.nLayers, 4, 1000);
+  assertClose(noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: wide }).data)), logitsOf(m, x), TOL.parity, 'wide window');
+});
