@@ -3,8 +3,9 @@ import type { Command } from 'commander';
 import { TokenizerError } from '../../tensor/errors.js';
 import { generate } from '../../inference/generate.js';
 import { load, parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
 
-interface Opts {
+interface Opts extends MemoryFlags {
   prompt: string;
   maxTokens: string;
   temperature: string;
@@ -19,7 +20,7 @@ interface Opts {
 }
 
 export function registerGenerate(program: Command): void {
-  program
+  const cmd = program
     .command('generate')
     .description('generate text (an empty prompt starts from BOS)')
     .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
@@ -33,8 +34,8 @@ export function registerGenerate(program: Command): void {
     .option('-s, --seed <s>', 'random seed', '0')
     .option('--stop <text...>', 'stop strings', [])
     .option('--dtype <d>', 'weights in memory: f32 or f16', 'f32')
-    .option('--json', 'print {"ids": [...], "text": "..."} instead of streaming')
-    .action((model: string | undefined, o: Opts) => {
+    .option('--json', 'print {"ids": [...], "text": "..."} instead of streaming');
+  addMemoryOptions(cmd).action((model: string | undefined, o: Opts) => {
       const { loaded, model: lm } = load(model, o.dtype === 'f16' ? 'f16' : 'f32');
       const tok = loaded.tokenizer;
       if (!tok) throw new TokenizerError('the model has no tokenizer', 'pass a folder with tokenizer.json, or a .bin beside tokenizer.bin', loaded.source);
@@ -47,6 +48,7 @@ export function registerGenerate(program: Command): void {
         repetitionPenalty: parseFloatArg('--repetition-penalty', o.repetitionPenalty),
         seed: parseIntArg('--seed', o.seed),
         stop: o.stop,
+        ...(memoryFactory(o) ? { memory: memoryFactory(o)! } : {}),
         onToken: o.json ? undefined : (_id, delta) => process.stdout.write(delta),
       });
       if (o.json) printJson({ ids: r.ids, text: r.text, promptIds: r.promptIds, stopReason: r.stopReason });
