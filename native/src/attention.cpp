@@ -1,4 +1,672 @@
-// Placeholder: kernels of this file are not written yet; the TS side falls back to the reference backend.
+// Fused multi-head attention (forward and backward) for the contract in src/tensor/kernels.ts.
+//
+// Forward: FlashAttention-style tiling with an online softmax. A tile is a set of "rows" (query x query-head)
+// that share one KV head: the nRep query heads of a GQA group are processed together so every K/V block loaded
+// serves all of them. For each tile we walk only the key blocks that some query of the tile can see (causal
+// upper triangle, keys behind the sliding window except the sink keys are never touched), compute a block of
+// scores, fold it into running max / sum / output, and normalise once at the end. No T x S matrix exists unless
+// probs is requested, in which case a second pass recomputes the scores against the final lse.
+//
+// Decode (few query rows, long KV cache) is memory-bound: a tile then holds every KV head of the batch entry, so
+// a key block is streamed once in address order (k is (B, S, Hkv, Dh), so one key position of all heads is
+// contiguous), and the key range is split across threads (split-K) with a log-sum-exp merge of the partial
+// results.
+//
+// Backward: FlashAttention-2 recomputation from lse. Work items are (batch, KV head, key chunk); an item owns
+// the gk / gv rows of its keys, so those are written without synchronisation. gq rows of a KV head's query
+// heads belong to that (batch, KV head): written directly when each (batch, KV head) is one item, and through
+// per-thread partial buffers summed at the end when the keys are split into several chunks.
+//
+// Threading: items are handed out from an atomic counter inside rf::parallel_run rather than as the static
+// halves rf::parallel_for would give, because causal tiles differ in cost by up to T / block; items are ordered
+// most expensive first so the tail of the schedule is short.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attn_kernels.h"
 #include "common.h"
 
-void register_attention(Napi::Env, Napi::Object) {}
+namespace {
+
+using rf::attn::KernelTable;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kPosInf = std::numeric_limits<float>::infinity();
+
+// Tile geometry. 64 query rows x 64 keys keeps the score block (16 KB) and, up to Dh = 128, the Q and O tiles in
+// L1/L2 while giving the register kernels long enough loops; the per-block softmax bookkeeping (rescaling O by
+// alpha) then costs 1/64 of the P @ V work.
+constexpr int kFwdRows = 64;
+constexpr int kFwdKeys = 64;
+constexpr int kBwdRows = 64;
+constexpr int kBwdKeys = 64;
+// A forward tile holds every KV head (decode layout) when a single KV head has at most this many query rows.
+constexpr int64_t kDecodeRows = 16;
+
+inline int64_t round8(int64_t x) { return (x + 7) & ~int64_t(7); }
+
+// Visibility of key j to query i (absolute position p = qOffset + i), kernels.ts:
+//   (!causal || j <= p) && (window <= 0 || j > p - window || j < sinks).
+// For a query this is the key interval [lo, hi] plus the sink prefix [0, sinks) clipped to hi.
+struct Mask {
+  int64_t S, qOffset, window, sinks;
+  bool causal;
+
+  int64_t hi(int64_t i) const { return causal ? std::min(qOffset + i, S - 1) : S - 1; }
+  int64_t lo(int64_t i) const { return window > 0 ? std::max<int64_t>(0, qOffset + i - window + 1) : 0; }
+  bool vis(int64_t i, int64_t j) const { return j <= hi(i) && (j >= lo(i) || j < sinks); }
+
+  // Number of keys in [j0, j1) that query i sees.
+  int64_t count(int64_t i, int64_t j0, int64_t j1) const {
+    const int64_t h = hi(i), l = lo(i);
+    const int64_t e = std::min(j1 - 1, h);
+    if (e < j0) return 0;
+    const int64_t main = std::max<int64_t>(0, e - std::max(j0, l) + 1);          // [max(j0, lo), e]
+    const int64_t sink = std::max<int64_t>(0, std::min({e + 1, sinks, l}) - j0);  // sinks below lo
+    return main + sink;
+  }
+
+  // 0: the query sees none of [j0, j1); 2: all of it; 1: some.
+  int status(int64_t i, int64_t j0, int64_t j1) const {
+    const int64_t c = count(i, j0, j1);
+    return c == 0 ? 0 : (c == j1 - j0 ? 2 : 1);
+  }
+
+  // Key blocks (at most bk keys) covering every key visible to some query in [ia, ib]: the union of the sink
+  // prefix and [lo(ia), hi(ib)] (lo and hi are non-decreasing in i). Blocks may still be invisible to a given
+  // query; callers check status().
+  void blocks(int64_t ia, int64_t ib, int64_t bk, std::vector<std::pair<int64_t, int64_t>>& out) const {
+    out.clear();
+    const int64_t h = hi(ib);
+    if (h < 0) return;
+    int64_t ivs[2][2];
+    int n = 0;
+    const int64_t sinkEnd = std::min(sinks, h + 1);
+    const int64_t l = lo(ia);
+    if (sinkEnd > 0) ivs[n][0] = 0, ivs[n][1] = sinkEnd, ++n;
+    if (l <= h) {
+      if (n == 1 && l <= ivs[0][1]) {
+        ivs[0][1] = h + 1;  // the window reaches back into the sinks: one interval
+      } else {
+        ivs[n][0] = l, ivs[n][1] = h + 1, ++n;
+      }
+    }
+    for (int t = 0; t < n; ++t)
+      for (int64_t j = ivs[t][0]; j < ivs[t][1]; j += bk) out.emplace_back(j, std::min(ivs[t][1], j + bk));
+  }
+};
+
+struct Geo {
+  int64_t B, T, S, Hq, Hkv, Dh, nRep, Dp;
+  float scale;
+  Mask mask;
+  int64_t qi(int64_t b, int64_t i, int64_t h) const { return ((b * T + i) * Hq + h) * Dh; }  // q, o, go, gq
+  int64_t ki(int64_t b, int64_t j, int64_t g) const { return ((b * S + j) * Hkv + g) * Dh; }  // k, v, gk, gv
+  int64_t li(int64_t b, int64_t h, int64_t i) const { return (b * Hq + h) * T + i; }           // lse
+};
+
+// Runs f(item, tid) for every item in [0, n), items handed out in order from a shared counter.
+template <class F>
+void run_items(int64_t n, const F& f) {
+  if (n <= 0) return;
+  if (n == 1 || rf::num_threads() <= 1) {
+    for (int64_t t = 0; t < n; ++t) f(t, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  rf::parallel_run([&](int tid, int) {
+    for (;;) {
+      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n) return;
+      f(t, tid);
+    }
+  });
+}
+
+void zero_parallel(float* x, int64_t n) {
+  rf::parallel_for(n, int64_t(1) << 16, [&](int64_t b, int64_t e) { std::memset(x + b, 0, sizeof(float) * (e - b)); });
+}
+
+// Per-thread scratch, grown on demand and kept: decode calls this dozens of times per token, and large fresh
+// allocations would come back as page faults every time.
+float* scratch_f(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+signed char* scratch_status(size_t n) {
+  thread_local std::vector<signed char> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+std::vector<std::pair<int64_t, int64_t>>& scratch_blocks() {
+  thread_local std::vector<std::pair<int64_t, int64_t>> v;
+  return v;
+}
+
+// ============================================ forward ============================================================
+
+struct FwdPlan {
+  int64_t ngT, nqT;      // KV heads and queries per tile
+  int64_t nGB, nQB;      // tiles along KV heads and queries
+  int64_t nTiles, nSplit;
+  int64_t rowsMax() const { return ngT * nqT; }  // times nRep
+};
+
+struct Tile {
+  int64_t b, g0, ng, i0, nq;
+};
+
+struct Fwd {
+  const KernelTable& K;
+  Geo g;
+  const float *q, *k, *v;
+  float *o, *lse, *probs;
+  FwdPlan plan;
+
+  Tile tile(int64_t t) const {
+    // Last query blocks first: under a causal mask they see the most keys.
+    const int64_t qb = plan.nQB - 1 - t % plan.nQB;
+    const int64_t gb = (t / plan.nQB) % plan.nGB;
+    const int64_t b = t / (plan.nQB * plan.nGB);
+    Tile tl;
+    tl.b = b;
+    tl.g0 = gb * plan.ngT;
+    tl.ng = std::min(plan.ngT, g.Hkv - tl.g0);
+    tl.i0 = qb * plan.nqT;
+    tl.nq = std::min(plan.nqT, g.T - tl.i0);
+    return tl;
+  }
+
+  // Rows of a tile: row = gg * (nq * nRep) + ii * nRep + r is query i0 + ii, head (g0 + gg) * nRep + r.
+  // Copies the tile's queries, pre-multiplied by scale so scores come out scaled.
+  void load_q(const Tile& tl, float* Qt) const {
+    const int64_t Rg = tl.nq * g.nRep;
+    for (int64_t gg = 0; gg < tl.ng; ++gg)
+      for (int64_t ii = 0; ii < tl.nq; ++ii)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          const float* src = q + g.qi(tl.b, tl.i0 + ii, (tl.g0 + gg) * g.nRep + r);
+          float* dst = Qt + (gg * Rg + ii * g.nRep + r) * g.Dp;
+          for (int64_t d = 0; d < g.Dh; ++d) dst[d] = src[d] * g.scale;
+        }
+  }
+
+  // Scores of key block [j0, j1) for the active queries [qa, qb] of the tile, masked (-inf) where invisible.
+  void scores(const Tile& tl, const float* Qt, int64_t j0, int64_t j1, int64_t qa, int64_t qb, const signed char* st,
+              float* Sb, int64_t lds) const {
+    const int64_t Rg = tl.nq * g.nRep;
+    const int nk = static_cast<int>(j1 - j0);
+    const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
+    for (int64_t gg = 0; gg < tl.ng; ++gg) {
+      const int64_t r0 = gg * Rg + qa * g.nRep;
+      K.dots(Qt + r0 * g.Dp, g.Dp, nr, k + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh, nk, static_cast<int>(g.Dh),
+             Sb + r0 * lds, lds);
+    }
+    for (int64_t ii = qa; ii <= qb; ++ii) {
+      if (st[ii] == 2) continue;
+      const int64_t i = tl.i0 + ii;
+      for (int64_t gg = 0; gg < tl.ng; ++gg)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          float* s = Sb + (gg * Rg + ii * g.nRep + r) * lds;
+          for (int64_t j = j0; j < j1; ++j)
+            if (st[ii] == 0 || !g.mask.vis(i, j)) s[j - j0] = kNegInf;
+        }
+    }
+  }
+
+  // Statuses of the tile's queries for [j0, j1); returns the active range [qa, qb] (qa = -1 if none).
+  void status(const Tile& tl, int64_t j0, int64_t j1, signed char* st, int64_t& qa, int64_t& qb) const {
+    qa = -1;
+    qb = -1;
+    for (int64_t ii = 0; ii < tl.nq; ++ii) {
+      st[ii] = static_cast<signed char>(g.mask.status(tl.i0 + ii, j0, j1));
+      if (st[ii]) {
+        if (qa < 0) qa = ii;
+        qb = ii;
+      }
+    }
+  }
+
+  // Runs the tile over blocks [kb0, kb1) of its block list, leaving the running max m, sum l and unnormalised
+  // output Ot (rows x Dp) for finalize / merge.
+  void run_tile(const Tile& tl, int64_t split, float* Qt, float* Ot, float* Sb, float* m, float* l) const {
+    const int64_t R = tl.ng * tl.nq * g.nRep;
+    const int64_t Rg = tl.nq * g.nRep;
+    const int64_t lds = round8(kFwdKeys);
+    load_q(tl, Qt);
+    std::fill(Ot, Ot + R * g.Dp, 0.0f);
+    std::fill(m, m + R, kNegInf);
+    std::fill(l, l + R, 0.0f);
+    auto& blocks = scratch_blocks();
+    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
+    const int64_t nb = static_cast<int64_t>(blocks.size());
+    const int64_t kb0 = nb * split / plan.nSplit, kb1 = nb * (split + 1) / plan.nSplit;
+    signed char* st = scratch_status(tl.nq);
+    for (int64_t kb = kb0; kb < kb1; ++kb) {
+      const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
+      int64_t qa, qb;
+      status(tl, j0, j1, st, qa, qb);
+      if (qa < 0) continue;
+      scores(tl, Qt, j0, j1, qa, qb, st, Sb, lds);
+      const int nk = static_cast<int>(j1 - j0);
+      const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
+      for (int64_t gg = 0; gg < tl.ng; ++gg) {
+        const int64_t r0 = gg * Rg + qa * g.nRep;
+        for (int64_t row = r0; row < r0 + nr; ++row) {
+          const float alpha = K.softmax_row(Sb + row * lds, nk, m + row, l + row);
+          if (alpha != 1.0f) K.scale(Ot + row * g.Dp, static_cast<int>(g.Dp), alpha);
+        }
+        K.gemm_acc(Sb + r0 * lds, lds, 1, nr, nk, v + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh,
+                   static_cast<int>(g.Dh), Ot + r0 * g.Dp, g.Dp);
+      }
+    }
+  }
+
+  // o = O / l, lse = m + log l; rows that saw no key get o = 0, lse = -inf.
+  void finalize_row(const Tile& tl, int64_t row, float mr, float lr, const float* Or) const {
+    const int64_t Rg = tl.nq * g.nRep;
+    const int64_t gg = row / Rg, ii = (row % Rg) / g.nRep, r = row % g.nRep;
+    const int64_t h = (tl.g0 + gg) * g.nRep + r;
+    float* dst = o + g.qi(tl.b, tl.i0 + ii, h);
+    if (!(lr > 0.0f)) {
+      std::fill(dst, dst + g.Dh, 0.0f);
+      lse[g.li(tl.b, h, tl.i0 + ii)] = kNegInf;
+      return;
+    }
+    const float inv = 1.0f / lr;
+    for (int64_t d = 0; d < g.Dh; ++d) dst[d] = Or[d] * inv;
+    lse[g.li(tl.b, h, tl.i0 + ii)] = mr + std::log(lr);
+  }
+
+  // probs = exp(score - lse) for visible keys, 0 elsewhere, one tile at a time (after lse is final).
+  void probs_tile(const Tile& tl, float* Qt, float* Sb) const {
+    const int64_t Rg = tl.nq * g.nRep;
+    const int64_t lds = round8(kFwdKeys);
+    load_q(tl, Qt);
+    for (int64_t gg = 0; gg < tl.ng; ++gg)
+      for (int64_t ii = 0; ii < tl.nq; ++ii)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          const int64_t h = (tl.g0 + gg) * g.nRep + r;
+          float* pr = probs + g.li(tl.b, h, tl.i0 + ii) * g.S;
+          std::fill(pr, pr + g.S, 0.0f);
+        }
+    auto& blocks = scratch_blocks();
+    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
+    signed char* st = scratch_status(tl.nq);
+    for (const auto& blk : blocks) {
+      const int64_t j0 = blk.first, j1 = blk.second;
+      int64_t qa, qb;
+      status(tl, j0, j1, st, qa, qb);
+      if (qa < 0) continue;
+      scores(tl, Qt, j0, j1, qa, qb, st, Sb, lds);
+      for (int64_t gg = 0; gg < tl.ng; ++gg)
+        for (int64_t ii = qa; ii <= qb; ++ii)
+          for (int64_t r = 0; r < g.nRep; ++r) {
+            const int64_t h = (tl.g0 + gg) * g.nRep + r;
+            const int64_t li = g.li(tl.b, h, tl.i0 + ii);
+            if (lse[li] == kNegInf) continue;
+            K.exp_shift(Sb + (gg * Rg + ii * g.nRep + r) * lds, static_cast<int>(j1 - j0), lse[li],
+                        probs + li * g.S + j0);
+          }
+    }
+  }
+
+  void run() {
+    const int64_t R = plan.rowsMax() * g.nRep;
+    const size_t tileFloats = static_cast<size_t>(2 * R * g.Dp + R * round8(kFwdKeys) + 2 * R);
+    if (plan.nSplit == 1) {
+      run_items(plan.nTiles, [&](int64_t t, int) {
+        float* Qt = scratch_f(tileFloats);
+        float* Ot = Qt + R * g.Dp;
+        float* Sb = Ot + R * g.Dp;
+        float* m = Sb + R * round8(kFwdKeys);
+        float* l = m + R;
+        const Tile tl = tile(t);
+        run_tile(tl, 0, Qt, Ot, Sb, m, l);
+        const int64_t Rt = tl.ng * tl.nq * g.nRep;
+        for (int64_t row = 0; row < Rt; ++row) finalize_row(tl, row, m[row], l[row], Ot + row * g.Dp);
+      });
+    } else {
+      // Split-K: partial (m, l, O) per (tile, split), merged with the log-sum-exp rule
+      // m = max_s m_s, l = sum_s l_s e^(m_s - m), O = sum_s O_s e^(m_s - m).
+      const int64_t part = R * (g.Dp + 2);
+      std::vector<float> partials(static_cast<size_t>(plan.nTiles * plan.nSplit * part));
+      run_items(plan.nTiles * plan.nSplit, [&](int64_t it, int) {
+        // Split-major order: both threads start on different tiles' first splits.
+        const int64_t t = it % plan.nTiles, s = it / plan.nTiles;
+        float* Qt = scratch_f(tileFloats);
+        float* Sb = Qt + 2 * R * g.Dp;
+        float* P = partials.data() + (t * plan.nSplit + s) * part;
+        run_tile(tile(t), s, Qt, P + 2 * R, Sb, P, P + R);
+      });
+      run_items(plan.nTiles, [&](int64_t t, int) {
+        const Tile tl = tile(t);
+        const int64_t Rt = tl.ng * tl.nq * g.nRep;
+        float* acc = scratch_f(static_cast<size_t>(g.Dp));
+        for (int64_t row = 0; row < Rt; ++row) {
+          float mx = kNegInf;
+          for (int64_t s = 0; s < plan.nSplit; ++s) mx = std::max(mx, partials[(t * plan.nSplit + s) * part + row]);
+          if (mx == kNegInf) {
+            finalize_row(tl, row, kNegInf, 0.0f, acc);
+            continue;
+          }
+          std::fill(acc, acc + g.Dp, 0.0f);
+          float lsum = 0;
+          for (int64_t s = 0; s < plan.nSplit; ++s) {
+            const float* P = partials.data() + (t * plan.nSplit + s) * part;
+            if (P[row] == kNegInf) continue;
+            const float w = std::exp(P[row] - mx);
+            lsum += w * P[R + row];
+            const float* Os = P + 2 * R + row * g.Dp;
+            for (int64_t d = 0; d < g.Dh; ++d) acc[d] += w * Os[d];
+          }
+          finalize_row(tl, row, mx, lsum, acc);
+        }
+      });
+    }
+    if (probs) {
+      // probs needs the final lse of each row, so it is a second pass over query tiles (one KV head per tile).
+      Fwd pp = *this;
+      pp.plan.ngT = 1;
+      pp.plan.nqT = std::max<int64_t>(1, std::min<int64_t>(g.T, kFwdRows / g.nRep));
+      pp.plan.nGB = g.Hkv;
+      pp.plan.nQB = (g.T + pp.plan.nqT - 1) / pp.plan.nqT;
+      pp.plan.nTiles = g.B * pp.plan.nGB * pp.plan.nQB;
+      const int64_t Rp = pp.plan.nqT * g.nRep;
+      run_items(pp.plan.nTiles, [&](int64_t t, int) {
+        float* Qt = scratch_f(static_cast<size_t>(Rp * g.Dp + Rp * round8(kFwdKeys)));
+        pp.probs_tile(pp.tile(t), Qt, Qt + Rp * g.Dp);
+      });
+    }
+  }
+};
+
+FwdPlan plan_forward(const Geo& g) {
+  FwdPlan p;
+  const int nt = rf::num_threads();
+  if (g.T * g.nRep <= kDecodeRows) {
+    // Decode / short chunks: all KV heads of a batch entry in one tile (up to ~kFwdRows rows) so K and V are read
+    // in address order, once.
+    p.nqT = g.T;
+    p.ngT = std::min<int64_t>(g.Hkv, std::max<int64_t>(1, kFwdRows / (g.T * g.nRep)));
+  } else {
+    p.ngT = 1;
+    p.nqT = std::max<int64_t>(1, std::min<int64_t>(g.T, kFwdRows / g.nRep));
+  }
+  p.nGB = (g.Hkv + p.ngT - 1) / p.ngT;
+  p.nQB = (g.T + p.nqT - 1) / p.nqT;
+  p.nTiles = g.B * p.nGB * p.nQB;
+  p.nSplit = 1;
+  if (nt > 1 && p.nTiles < 2 * nt) {
+    // Too few tiles to keep every thread busy: split each tile's keys, aiming at ~4 items per thread for load
+    // balance, with at least 4 key blocks per split so the merge stays negligible.
+    const int64_t keyBlocks = (g.S + kFwdKeys - 1) / kFwdKeys;
+    const int64_t want = (4 * nt + p.nTiles - 1) / p.nTiles;
+    p.nSplit = std::max<int64_t>(1, std::min(want, keyBlocks / 4));
+  }
+  return p;
+}
+
+// ============================================ backward ===========================================================
+
+struct Bwd {
+  const KernelTable& K;
+  Geo g;
+  const float *q, *k, *v, *o, *lse, *go;
+  float *gq, *gk, *gv;
+  int64_t nChunks;             // key chunks per (batch, KV head)
+  std::vector<float*> gqDest;  // per thread: where dQ accumulates (gq itself when nChunks == 1)
+
+  void item(int64_t it, int tid) const {
+    const int64_t nKB = (g.S + kBwdKeys - 1) / kBwdKeys;
+    const int64_t c = it % nChunks;
+    const int64_t bg = it / nChunks;
+    const int64_t b = bg / g.Hkv, kvh = bg % g.Hkv;
+    const int64_t kb0 = nKB * c / nChunks, kb1 = nKB * (c + 1) / nChunks;
+    float* dq = gqDest[tid];
+
+    const int64_t nqB = std::max<int64_t>(1, std::min<int64_t>(g.T, kBwdRows / g.nRep));
+    const int64_t Rmax = nqB * g.nRep, Rp = round8(Rmax), Dp = g.Dp, BK = kBwdKeys;
+    float* Qt = scratch_f(static_cast<size_t>(3 * Rmax * Dp + 2 * BK * Rp + 2 * BK * Dp + 2 * Rp));
+    float* dOt = Qt + Rmax * Dp;
+    float* dQt = dOt + Rmax * Dp;
+    float* St = dQt + Rmax * Dp;  // (keys x rows): scores -> P
+    float* dPt = St + BK * Rp;    // (keys x rows): dP -> dS
+    float* dKb = dPt + BK * Rp;
+    float* dVb = dKb + BK * Dp;
+    float* lseL = dVb + BK * Dp;
+    float* Dl = lseL + Rp;
+    signed char* st = scratch_status(static_cast<size_t>(g.T));
+    const int64_t ldk = g.Hkv * g.Dh;
+    const int Dh = static_cast<int>(g.Dh);
+
+    for (int64_t kb = kb0; kb < kb1; ++kb) {
+      const int64_t j0 = kb * BK, j1 = std::min(g.S, j0 + BK);
+      const int nk = static_cast<int>(j1 - j0);
+      int64_t ia = -1, ib = -1;
+      for (int64_t i = 0; i < g.T; ++i) {
+        st[i] = static_cast<signed char>(g.mask.status(i, j0, j1));
+        if (st[i]) {
+          if (ia < 0) ia = i;
+          ib = i;
+        }
+      }
+      if (ia < 0) continue;  // no query sees these keys: gk / gv rows stay zero
+      std::fill(dKb, dKb + nk * Dp, 0.0f);
+      std::fill(dVb, dVb + nk * Dp, 0.0f);
+      const float* kblk = k + g.ki(b, j0, kvh);
+      const float* vblk = v + g.ki(b, j0, kvh);
+      for (int64_t i0 = ia; i0 <= ib; i0 += nqB) {
+        const int64_t nq = std::min(nqB, ib - i0 + 1);
+        bool any = false;
+        for (int64_t ii = 0; ii < nq; ++ii) any = any || st[i0 + ii] != 0;
+        if (!any) continue;
+        const int R = static_cast<int>(nq * g.nRep);
+        // Row rho = ii * nRep + r is query i0 + ii of head kvh * nRep + r. Q is pre-scaled, so St holds scaled
+        // scores and dK = dS^T (scale Q) needs no extra multiply. lse = -inf (row saw nothing) becomes +inf so
+        // exp(s - lse) = 0 and the row contributes nothing.
+        for (int64_t ii = 0; ii < nq; ++ii)
+          for (int64_t r = 0; r < g.nRep; ++r) {
+            const int64_t rho = ii * g.nRep + r, h = kvh * g.nRep + r, qo = g.qi(b, i0 + ii, h);
+            float* qd = Qt + rho * Dp;
+            float* gd = dOt + rho * Dp;
+            float dsum = 0;
+            for (int64_t d = 0; d < g.Dh; ++d) {
+              qd[d] = q[qo + d] * g.scale;
+              gd[d] = go[qo + d];
+              dsum += go[qo + d] * o[qo + d];
+            }
+            const float L = lse[g.li(b, h, i0 + ii)];
+            lseL[rho] = L == kNegInf ? kPosInf : L;
+            Dl[rho] = dsum;
+          }
+        K.dots(kblk, ldk, nk, Qt, Dp, R, Dh, St, Rp);
+        K.dots(vblk, ldk, nk, dOt, Dp, R, Dh, dPt, Rp);
+        for (int64_t ii = 0; ii < nq; ++ii) {
+          if (st[i0 + ii] == 2) continue;
+          for (int64_t j = j0; j < j1; ++j) {
+            if (st[i0 + ii] != 0 && g.mask.vis(i0 + ii, j)) continue;
+            float* s = St + (j - j0) * Rp + ii * g.nRep;
+            for (int64_t r = 0; r < g.nRep; ++r) s[r] = kNegInf;
+          }
+        }
+        K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl);
+        K.gemm_acc(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp);   // dV_j += sum_rho P_j,rho dO_rho
+        K.gemm_acc(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp);   // dK_j += sum_rho dS_j,rho scale q_rho
+        std::fill(dQt, dQt + R * Dp, 0.0f);
+        K.gemm_acc(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp);  // dQ_rho += sum_j dS_j,rho k_j (A transposed)
+        for (int64_t ii = 0; ii < nq; ++ii)
+          for (int64_t r = 0; r < g.nRep; ++r) {
+            float* dst = dq + g.qi(b, i0 + ii, kvh * g.nRep + r);
+            const float* src = dQt + (ii * g.nRep + r) * Dp;
+            for (int64_t d = 0; d < g.Dh; ++d) dst[d] += g.scale * src[d];
+          }
+      }
+      for (int64_t j = j0; j < j1; ++j) {
+        std::memcpy(gk + g.ki(b, j, kvh), dKb + (j - j0) * Dp, sizeof(float) * g.Dh);
+        std::memcpy(gv + g.ki(b, j, kvh), dVb + (j - j0) * Dp, sizeof(float) * g.Dh);
+      }
+    }
+  }
+
+  void run() {
+    const int nt = rf::num_threads();
+    const int64_t groups = g.B * g.Hkv;
+    const int64_t nKB = (g.S + kBwdKeys - 1) / kBwdKeys;
+    nChunks = 1;
+    if (nt > 1 && groups < 2 * nt) nChunks = std::max<int64_t>(1, std::min(nKB, (4 * nt + groups - 1) / groups));
+    const int64_t nGq = g.B * g.T * g.Hq * g.Dh;
+    zero_parallel(gq, nGq);
+    zero_parallel(gk, g.B * g.S * g.Hkv * g.Dh);
+    zero_parallel(gv, g.B * g.S * g.Hkv * g.Dh);
+    std::vector<float> partial;
+    gqDest.assign(static_cast<size_t>(nt), gq);
+    if (nChunks > 1) {
+      // Several items of one (batch, KV head) may run at once: each thread accumulates its dQ privately.
+      partial.assign(static_cast<size_t>((nt - 1) * nGq), 0.0f);
+      for (int t = 1; t < nt; ++t) gqDest[t] = partial.data() + (t - 1) * nGq;
+    }
+    run_items(groups * nChunks, [&](int64_t it, int tid) { item(it, tid); });
+    if (nChunks > 1) {
+      rf::parallel_for(nGq, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int t = 1; t < nt; ++t) {
+          const float* p = gqDest[t];
+          for (int64_t x = b; x < e; ++x) gq[x] += p[x];
+        }
+      });
+    }
+  }
+};
+
+// ============================================ bindings ===========================================================
+
+bool is_count(double x) { return x >= 0 && std::floor(x) == x && x < 9.007199254740992e15; }
+
+// Validates sizes shared by both kernels; throws a RangeError naming the kernel and returns false on failure.
+bool check_geometry(Napi::Env env, const char* kernel, const double* dims, Geo& g) {
+  const char* names[6] = {"B", "T", "S", "Hq", "Hkv", "Dh"};
+  for (int d = 0; d < 6; ++d) {
+    if (!is_count(dims[d])) {
+      Napi::RangeError::New(env, std::string("recurformer native ") + kernel + ": " + names[d] +
+                                     " must be a non-negative integer, got " + std::to_string(dims[d]))
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+  }
+  g.B = static_cast<int64_t>(dims[0]);
+  g.T = static_cast<int64_t>(dims[1]);
+  g.S = static_cast<int64_t>(dims[2]);
+  g.Hq = static_cast<int64_t>(dims[3]);
+  g.Hkv = static_cast<int64_t>(dims[4]);
+  g.Dh = static_cast<int64_t>(dims[5]);
+  if (g.Hkv < 1 || g.Hq < 1 || g.Hq % g.Hkv != 0 || g.Dh < 1) {
+    Napi::RangeError::New(env, std::string("recurformer native ") + kernel + ": need Hq, Hkv, Dh >= 1 and Hq % Hkv == 0, got Hq=" +
+                                   std::to_string(g.Hq) + " Hkv=" + std::to_string(g.Hkv) + " Dh=" + std::to_string(g.Dh))
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  g.nRep = g.Hq / g.Hkv;
+  g.Dp = round8(g.Dh);
+  return true;
+}
+
+bool check_len(Napi::Env env, const char* kernel, const char* arg, size_t len, int64_t need) {
+  if (static_cast<int64_t>(len) >= need) return true;
+  Napi::RangeError::New(env, std::string("recurformer native ") + kernel + ": " + arg + " has " + std::to_string(len) +
+                                 " elements, expected " + std::to_string(need))
+      .ThrowAsJavaScriptException();
+  return false;
+}
+
+// Mask parameters arrive as doubles; clamp before converting (casting an out-of-range double is undefined) to a
+// range wide enough that every comparison against positions < 2^53 still comes out the same.
+int64_t clamp_pos(double x) {
+  if (std::isnan(x)) return 0;
+  return static_cast<int64_t>(std::max(-1e17, std::min(1e17, std::trunc(x))));
+}
+
+Mask make_mask(const Geo& g, double causal, double qOffset, double window, double sinks) {
+  Mask m;
+  m.S = g.S;
+  m.causal = causal != 0;
+  m.qOffset = clamp_pos(qOffset);
+  m.window = clamp_pos(window);
+  m.sinks = clamp_pos(sinks);
+  return m;
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rf::ArgReader a(info, "attention");
+  size_t nq, nk, nv, no, nl, np;
+  const float* q = a.f32(0, &nq);
+  const float* k = a.f32(1, &nk);
+  const float* v = a.f32(2, &nv);
+  double dims[6];
+  for (int d = 0; d < 6; ++d) dims[d] = a.num(3 + d);
+  const double scale = a.num(9), causal = a.num(10), qOffset = a.num(11), window = a.num(12), sinks = a.num(13);
+  float* o = a.f32(14, &no);
+  float* lse = a.f32(15, &nl);
+  float* probs = a.f32(16, &np);
+  if (!a.ok) return env.Undefined();
+  Geo g;
+  if (!check_geometry(env, "attention", dims, g)) return env.Undefined();
+  const int64_t qn = g.B * g.T * g.Hq * g.Dh, kn = g.B * g.S * g.Hkv * g.Dh;
+  if (!check_len(env, "attention", "q", nq, qn) || !check_len(env, "attention", "k", nk, kn) ||
+      !check_len(env, "attention", "v", nv, kn) || !check_len(env, "attention", "o", no, qn) ||
+      !check_len(env, "attention", "lse", nl, g.B * g.Hq * g.T))
+    return env.Undefined();
+  if (np != 0 && !check_len(env, "attention", "probs", np, g.B * g.Hq * g.T * g.S)) return env.Undefined();
+  g.scale = static_cast<float>(scale);
+  g.mask = make_mask(g, causal, qOffset, window, sinks);
+  if (g.B == 0 || g.T == 0) return env.Undefined();
+  Fwd f{rf::attn::attn_kernels(), g, q, k, v, o, lse, np ? probs : nullptr, plan_forward(g)};
+  f.run();
+  return env.Undefined();
+}
+
+Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rf::ArgReader a(info, "attentionGrad");
+  size_t nq, nk, nv, no, nl, ngo, ngq, ngk, ngv;
+  const float* q = a.f32(0, &nq);
+  const float* k = a.f32(1, &nk);
+  const float* v = a.f32(2, &nv);
+  const float* o = a.f32(3, &no);
+  const float* lse = a.f32(4, &nl);
+  const float* go = a.f32(5, &ngo);
+  double dims[6];
+  for (int d = 0; d < 6; ++d) dims[d] = a.num(6 + d);
+  const double scale = a.num(12), causal = a.num(13), qOffset = a.num(14), window = a.num(15), sinks = a.num(16);
+  float* gq = a.f32(17, &ngq);
+  float* gk = a.f32(18, &ngk);
+  float* gv = a.f32(19, &ngv);
+  if (!a.ok) return env.Undefined();
+  Geo g;
+  if (!check_geometry(env, "attentionGrad", dims, g)) return env.Undefined();
+  const int64_t qn = g.B * g.T * g.Hq * g.Dh, kn = g.B * g.S * g.Hkv * g.Dh;
+  const char* kn_ = "attentionGrad";
+  if (!check_len(env, kn_, "q", nq, qn) || !check_len(env, kn_, "k", nk, kn) || !check_len(env, kn_, "v", nv, kn) ||
+      !check_len(env, kn_, "o", no, qn) || !check_len(env, kn_, "lse", nl, g.B * g.Hq * g.T) ||
+      !check_len(env, kn_, "go", ngo, qn) || !check_len(env, kn_, "gq", ngq, qn) ||
+      !check_len(env, kn_, "gk", ngk, kn) || !check_len(env, kn_, "gv", ngv, kn))
+    return env.Undefined();
+  g.scale = static_cast<float>(scale);
+  g.mask = make_mask(g, causal, qOffset, window, sinks);
+  Bwd bw{rf::attn::attn_kernels(), g, q, k, v, o, lse, go, gq, gk, gv, 1, {}};
+  bw.run();
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("attentionGrad", Napi::Function::New(env, AttentionGrad, "attentionGrad"));
+}

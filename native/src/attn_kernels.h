@@ -1,0 +1,47 @@
+// Micro-kernels of the attention forward and backward passes (the drivers live in attention.cpp).
+//
+// Every kernel exists twice with identical semantics: an AVX2+FMA version (compiled per function with RF_AVX2)
+// and a portable scalar version. attn_kernels() picks the table once, at run time, so the baseline build runs on
+// any x86-64 and RECURFORMER_SIMD=scalar exercises the fallback. The drivers only see this table, which keeps
+// the tiling / masking / online-softmax logic in one place for both instruction sets.
+#pragma once
+#include <cstdint>
+
+namespace rf {
+namespace attn {
+
+struct KernelTable {
+  // Dot products of rows: C[m*ldc + n] = sum_{d<D} A[m*lda + d] * B[n*ldb + d] for m < M, n < N.
+  // Rows may be strided views into the original (B, T, H, Dh) tensors; reads never go past element D-1 of a row.
+  void (*dots)(const float* A, int64_t lda, int M, const float* B, int64_t ldb, int N, int D, float* C,
+               int64_t ldc);
+
+  // Accumulating product: C[m*ldc + d] += sum_{n<N} a(m, n) * X[n*ldx + d] for m < M, d < D, with
+  // a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X rows are read up to element D-1
+  // only, but C rows must have room for D rounded up to a multiple of 8 (the padding lanes receive += 0).
+  void (*gemm_acc)(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
+                   float* C, int64_t ldc);
+
+  // One online-softmax step on a row of n scores (masked entries are -inf). s must have room for n rounded up
+  // to 8. With m, l the running max and sum: turns s into p = exp(s - m_new), updates m and l, and returns
+  // alpha = exp(m_old - m_new), the factor the running output must be rescaled by. A row with no finite score
+  // is left as zeros with m, l unchanged and alpha = 1.
+  float (*softmax_row)(float* s, int n, float* m, float* l);
+
+  // Backward element-wise step on a (rows x cols) tile with row stride ld, column c belonging to query row c:
+  // s <- p = exp(s - lse[c]), dp <- ds = p * (dp - dsum[c]).
+  void (*bwd_elem)(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum);
+
+  // x[i] *= a for i < n.
+  void (*scale)(float* x, int n, float a);
+
+  // out[i] = exp(s[i] - c) for i < n (exp(-inf) = 0).
+  void (*exp_shift)(const float* s, int n, float c, float* out);
+
+  const char* name;
+};
+
+const KernelTable& attn_kernels();
+
+}  // namespace attn
+}  // namespace rf
