@@ -99,11 +99,14 @@ RF_AVX2 inline __m256i tail_mask(int rem) {
 }
 
 // e^x in float with a Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, and the classic degree-6 minimax
-// polynomial for e^r (about 1-2 ulp on the range softmax uses). Inputs below the smallest normal's log give
-// exactly 0, so exp(-inf) = 0 for masked scores; inputs are capped at 88 (results stay finite; softmax only feeds
-// values <= 0). NaN propagates: min/max return their second operand when it is NaN.
+// polynomial for e^r (about 1-2 ulp on the range softmax uses). Inputs below -86.5 give exactly 0 (so exp(-inf) = 0
+// for masked scores): the cut keeps n >= -125, so y * 2^n is always a normal float. Clamping at log(FLT_MIN)
+// instead makes every masked lane produce a denormal product, and each one costs a microcode assist (that alone
+// made the softmax step several times slower). e^-86.5 ~ 2.7e-38 is far below float resolution next to the row
+// maximum's e^0 = 1. Inputs are capped at 88 (results stay finite; softmax only feeds values <= 0). NaN
+// propagates: min/max return their second operand when it is NaN.
 RF_AVX2 inline __m256 exp256(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3365447504f);
+  const __m256 lo = _mm256_set1_ps(-86.5f);
   const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
   x = _mm256_max_ps(lo, x);
@@ -242,27 +245,63 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
   }
 }
 
-// gemm_acc register block: MR rows of C x NC chunks of 8 columns, accumulated in registers over all N. Per n:
-// NC loads of X, MR broadcasts of A, MR*NC FMAs. TAIL masks the last chunk's X load (Dh % 8 != 0).
+// gemm_acc register block: MR (<= 4) rows of C x NC (<= 2) chunks of 8 columns, accumulated in registers over
+// all N. Per n: NC loads of X, MR broadcasts of A, MR*NC FMAs. TAIL masks the last chunk's X load (Dh % 8 != 0).
+// The accumulators are named variables rather than an array: GCC kept an acc[MR][NC] array in memory and stored
+// all of it every iteration, which tripled the cost of the loop.
 template <int MR, int NC, bool TAIL>
 RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, const float* X, int64_t ldx,
                                __m256i tm, float* C, int64_t ldc) {
-  __m256 acc[MR][NC];
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_loadu_ps(C + r * ldc + 8 * c);
-  for (int n = 0; n < N; ++n) {
-    const float* x = X + n * ldx;
-    __m256 xv[NC];
-    for (int c = 0; c < NC; ++c)
-      xv[c] = (TAIL && c == NC - 1) ? _mm256_maskload_ps(x + 8 * c, tm) : _mm256_loadu_ps(x + 8 * c);
-    const float* a = A + n * acs;
-    for (int r = 0; r < MR; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r * ars);
-      for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_fmadd_ps(av, xv[c], acc[r][c]);
+  static_assert(MR >= 1 && MR <= 4 && NC >= 1 && NC <= 2, "register block");
+  const __m256 z = _mm256_setzero_ps();
+  __m256 c00 = _mm256_loadu_ps(C), c01 = NC > 1 ? _mm256_loadu_ps(C + 8) : z;
+  __m256 c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+  if (MR > 1) c10 = _mm256_loadu_ps(C + ldc), c11 = NC > 1 ? _mm256_loadu_ps(C + ldc + 8) : z;
+  if (MR > 2) c20 = _mm256_loadu_ps(C + 2 * ldc), c21 = NC > 1 ? _mm256_loadu_ps(C + 2 * ldc + 8) : z;
+  if (MR > 3) c30 = _mm256_loadu_ps(C + 3 * ldc), c31 = NC > 1 ? _mm256_loadu_ps(C + 3 * ldc + 8) : z;
+  const float* a = A;
+  const float* x = X;
+  for (int n = 0; n < N; ++n, a += acs, x += ldx) {
+    __m256 x0, x1 = z;
+    if (NC == 1) {
+      x0 = TAIL ? _mm256_maskload_ps(x, tm) : _mm256_loadu_ps(x);
+    } else {
+      x0 = _mm256_loadu_ps(x);
+      x1 = TAIL ? _mm256_maskload_ps(x + 8, tm) : _mm256_loadu_ps(x + 8);
+    }
+    __m256 av = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(av, x0, c00);
+    if (NC > 1) c01 = _mm256_fmadd_ps(av, x1, c01);
+    if (MR > 1) {
+      av = _mm256_broadcast_ss(a + ars);
+      c10 = _mm256_fmadd_ps(av, x0, c10);
+      if (NC > 1) c11 = _mm256_fmadd_ps(av, x1, c11);
+    }
+    if (MR > 2) {
+      av = _mm256_broadcast_ss(a + 2 * ars);
+      c20 = _mm256_fmadd_ps(av, x0, c20);
+      if (NC > 1) c21 = _mm256_fmadd_ps(av, x1, c21);
+    }
+    if (MR > 3) {
+      av = _mm256_broadcast_ss(a + 3 * ars);
+      c30 = _mm256_fmadd_ps(av, x0, c30);
+      if (NC > 1) c31 = _mm256_fmadd_ps(av, x1, c31);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NC; ++c) _mm256_storeu_ps(C + r * ldc + 8 * c, acc[r][c]);
+  _mm256_storeu_ps(C, c00);
+  if (NC > 1) _mm256_storeu_ps(C + 8, c01);
+  if (MR > 1) {
+    _mm256_storeu_ps(C + ldc, c10);
+    if (NC > 1) _mm256_storeu_ps(C + ldc + 8, c11);
+  }
+  if (MR > 2) {
+    _mm256_storeu_ps(C + 2 * ldc, c20);
+    if (NC > 1) _mm256_storeu_ps(C + 2 * ldc + 8, c21);
+  }
+  if (MR > 3) {
+    _mm256_storeu_ps(C + 3 * ldc, c30);
+    if (NC > 1) _mm256_storeu_ps(C + 3 * ldc + 8, c31);
+  }
 }
 
 template <int MR>
