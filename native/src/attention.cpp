@@ -211,15 +211,16 @@ struct Fwd {
   }
 
   // Scores of key block [j0, j1) for the active queries [qa, qb] of the tile, masked (-inf) where invisible.
-  void scores(const Tile& tl, const float* Qt, int64_t j0, int64_t j1, int64_t qa, int64_t qb, const signed char* st,
-              float* Sb, int64_t lds) const {
+  // jn >= 0 is the start of the next key block, whose K rows are prefetched meanwhile.
+  void scores(const Tile& tl, const float* Qt, int64_t j0, int64_t j1, int64_t jn, int64_t qa, int64_t qb,
+              const signed char* st, float* Sb, int64_t lds) const {
     const int64_t Rg = tl.nq * g.nRep;
     const int nk = static_cast<int>(j1 - j0);
     const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
     for (int64_t gg = 0; gg < tl.ng; ++gg) {
       const int64_t r0 = gg * Rg + qa * g.nRep;
       K.dots(Qt + r0 * g.Dp, g.Dp, nr, k + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh, nk, static_cast<int>(g.Dh),
-             Sb + r0 * lds, lds);
+             Sb + r0 * lds, lds, jn >= 0 ? k + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
     }
     for (int64_t ii = qa; ii <= qb; ++ii) {
       if (st[ii] == 2) continue;
@@ -263,10 +264,12 @@ struct Fwd {
     signed char* st = scratch_status(tl.nq);
     for (int64_t kb = kb0; kb < kb1; ++kb) {
       const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
+      // Prefetching only pays when the next block's rows are not already cached, i.e. long key ranges.
+      const int64_t jn = kb + 1 < kb1 && nb > 4 ? blocks[kb + 1].first : -1;
       int64_t qa, qb;
       status(tl, j0, j1, st, qa, qb);
       if (qa < 0) continue;
-      scores(tl, Qt, j0, j1, qa, qb, st, Sb, lds);
+      scores(tl, Qt, j0, j1, jn, qa, qb, st, Sb, lds);
       const int nk = static_cast<int>(j1 - j0);
       const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
       for (int64_t gg = 0; gg < tl.ng; ++gg) {
@@ -276,7 +279,7 @@ struct Fwd {
           if (alpha != 1.0f) K.scale(Ot + row * g.Dp, static_cast<int>(g.Dp), alpha);
         }
         K.gemm_acc(Sb + r0 * lds, lds, 1, nr, nk, v + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh,
-                   static_cast<int>(g.Dh), Ot + r0 * g.Dp, g.Dp);
+                   static_cast<int>(g.Dh), Ot + r0 * g.Dp, g.Dp, jn >= 0 ? v + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
       }
     }
   }
@@ -312,12 +315,13 @@ struct Fwd {
     auto& blocks = scratch_blocks();
     g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
     signed char* st = scratch_status(tl.nq);
-    for (const auto& blk : blocks) {
-      const int64_t j0 = blk.first, j1 = blk.second;
+    for (size_t kb = 0; kb < blocks.size(); ++kb) {
+      const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
+      const int64_t jn = kb + 1 < blocks.size() ? blocks[kb + 1].first : -1;
       int64_t qa, qb;
       status(tl, j0, j1, st, qa, qb);
       if (qa < 0) continue;
-      scores(tl, Qt, j0, j1, qa, qb, st, Sb, lds);
+      scores(tl, Qt, j0, j1, jn, qa, qb, st, Sb, lds);
       for (int64_t gg = 0; gg < tl.ng; ++gg)
         for (int64_t ii = qa; ii <= qb; ++ii)
           for (int64_t r = 0; r < g.nRep; ++r) {
@@ -499,8 +503,8 @@ struct Bwd {
             lseL[rho] = L == kNegInf ? kPosInf : L;
             Dl[rho] = dsum;
           }
-        K.dots(kblk, ldk, nk, Qt, Dp, R, Dh, St, Rp);
-        K.dots(vblk, ldk, nk, dOt, Dp, R, Dh, dPt, Rp);
+        K.dots(kblk, ldk, nk, Qt, Dp, R, Dh, St, Rp, nullptr);
+        K.dots(vblk, ldk, nk, dOt, Dp, R, Dh, dPt, Rp, nullptr);
         for (int64_t ii = 0; ii < nq; ++ii) {
           if (st[i0 + ii] == 2) continue;
           for (int64_t j = j0; j < j1; ++j) {
@@ -510,10 +514,10 @@ struct Bwd {
           }
         }
         K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl);
-        K.gemm_acc(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp);   // dV_j += sum_rho P_j,rho dO_rho
-        K.gemm_acc(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp);   // dK_j += sum_rho dS_j,rho scale q_rho
+        K.gemm_acc(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp, nullptr);  // dV_j += sum_rho P_j,rho dO_rho
+        K.gemm_acc(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp, nullptr);  // dK_j += sum_rho dS_j,rho scale q_rho
         std::fill(dQt, dQt + R * Dp, 0.0f);
-        K.gemm_acc(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp);  // dQ_rho += sum_j dS_j,rho k_j (A transposed)
+        K.gemm_acc(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, nullptr);  // dQ_rho += sum_j dS_j,rho k_j (A^T)
         for (int64_t ii = 0; ii < nq; ++ii)
           for (int64_t r = 0; r < g.nRep; ++r) {
             float* dst = dq + g.qi(b, i0 + ii, kvh * g.nRep + r);

@@ -17,7 +17,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // ---- scalar fallback -------------------------------------------------------------------------------------------
 
 void dots_scalar(const float* A, int64_t lda, int M, const float* B, int64_t ldb, int N, int D, float* C,
-                 int64_t ldc) {
+                 int64_t ldc, const float*) {
   for (int m = 0; m < M; ++m) {
     const float* a = A + m * lda;
     for (int n = 0; n < N; ++n) {
@@ -38,7 +38,7 @@ void dots_scalar(const float* A, int64_t lda, int M, const float* B, int64_t ldb
 }
 
 void gemm_acc_scalar(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
-                     float* C, int64_t ldc) {
+                     float* C, int64_t ldc, const float*) {
   for (int m = 0; m < M; ++m) {
     float* c = C + m * ldc;
     for (int n = 0; n < N; ++n) {
@@ -98,6 +98,14 @@ RF_AVX2 inline __m256i tail_mask(int rem) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Prefetches the cache lines of one row of D floats. The K / V rows of one KV head are Hkv * Dh floats apart,
+// a pattern the hardware prefetchers follow poorly: a single thread decoding from a KV cache in L3 / DRAM ran at a
+// third of the streaming bandwidth without this. Kernels prefetch row n of the next key block while consuming
+// row n of the current one, so the distance is one block and the requests are spread evenly.
+RF_AVX2 inline void prefetch_row(const float* p, int D) {
+  for (int off = 0; off < D; off += 16) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+
 // e^x in float with a Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, and the classic degree-6 minimax
 // polynomial for e^r (about 1-2 ulp on the range softmax uses). Inputs below -86.5 give exactly 0 (so exp(-inf) = 0
 // for masked scores): the cut keeps n >= -125, so y * 2^n is always a normal float. Clamping at log(FLT_MIN)
@@ -153,7 +161,7 @@ RF_AVX2 inline __m256 reduce_2x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m
 // latency on two ports; 6 loads per 8 FMAs). A single leftover row of A uses 1 x 8. Missing B rows at the end
 // of N reuse the last valid row and their results are dropped, which keeps a single code path.
 RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64_t ldb, int N, int D, float* C,
-                       int64_t ldc) {
+                       int64_t ldc, const float* pfB) {
   const int Dv = D & ~7;
   const int rem = D & 7;
   const __m256i tm = tail_mask(rem);
@@ -167,6 +175,8 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
       const float* b1 = nn > 1 ? b0 + ldb : b0;
       const float* b2 = nn > 2 ? b0 + 2 * ldb : b0;
       const float* b3 = nn > 3 ? b0 + 3 * ldb : b0;
+      if (pfB && m == 0)
+        for (int i = 0; i < nn; ++i) prefetch_row(pfB + (n + i) * ldb, D);
       __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
       __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
       for (int d = 0; d < Dv; d += 8) {
@@ -219,6 +229,8 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
       const int nn = std::min(8, N - n);
       const float* b[8];
       for (int i = 0; i < 8; ++i) b[i] = B + (n + (i < nn ? i : 0)) * ldb;
+      if (pfB && M == 1)
+        for (int i = 0; i < nn; ++i) prefetch_row(pfB + (n + i) * ldb, D);
       __m256 c[8];
       for (int i = 0; i < 8; ++i) c[i] = _mm256_setzero_ps();
       for (int d = 0; d < Dv; d += 8) {
@@ -245,101 +257,88 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
   }
 }
 
-// gemm_acc register block: MR (<= 4) rows of C x NC (<= 2) chunks of 8 columns, accumulated in registers over
-// all N. Per n: NC loads of X, MR broadcasts of A, MR*NC FMAs. TAIL masks the last chunk's X load (Dh % 8 != 0).
-// The accumulators are named variables rather than an array: GCC kept an acc[MR][NC] array in memory and stored
-// all of it every iteration, which tripled the cost of the loop.
+// gemm_acc register block: MR rows of C x NC chunks of 8 columns (MR * NC <= 8 accumulators), accumulated in
+// registers over all N. Per n: NC loads of X, MR broadcasts of A, MR * NC FMAs. Blocks are chosen so that every
+// row count keeps ~8 independent FMA chains (4x2, 3x2, 2x4, 1x8): with fewer the loop waits on FMA latency
+// (decode has 1-2 rows per KV head, and a 2x2 block ran at half speed). Accumulators are named and every index
+// is a compile-time constant, so they live in registers (GCC kept a loop-indexed acc[MR][NC] array in memory and
+// stored it every iteration). TAIL masks the last chunk's X load (Dh % 8 != 0).
+#define RF_ATTN_EACH8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
 template <int MR, int NC, bool TAIL>
 RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, const float* X, int64_t ldx,
-                               __m256i tm, float* C, int64_t ldc) {
-  static_assert(MR >= 1 && MR <= 4 && NC >= 1 && NC <= 2, "register block");
+                               __m256i tm, float* C, int64_t ldc, const float* pf, int pfD) {
+  static_assert(MR >= 1 && NC >= 1 && MR * NC <= 8 && MR <= 4, "register block");
+  constexpr int K = MR * NC;
   const __m256 z = _mm256_setzero_ps();
-  __m256 c00 = _mm256_loadu_ps(C), c01 = NC > 1 ? _mm256_loadu_ps(C + 8) : z;
-  __m256 c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
-  if (MR > 1) c10 = _mm256_loadu_ps(C + ldc), c11 = NC > 1 ? _mm256_loadu_ps(C + ldc + 8) : z;
-  if (MR > 2) c20 = _mm256_loadu_ps(C + 2 * ldc), c21 = NC > 1 ? _mm256_loadu_ps(C + 2 * ldc + 8) : z;
-  if (MR > 3) c30 = _mm256_loadu_ps(C + 3 * ldc), c31 = NC > 1 ? _mm256_loadu_ps(C + 3 * ldc + 8) : z;
+  __m256 c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z, c6 = z, c7 = z;
+#define RF_INIT(k) \
+  if (k < K) c##k = _mm256_loadu_ps(C + (k / NC) * ldc + 8 * (k % NC));
+  RF_ATTN_EACH8(RF_INIT)
+#undef RF_INIT
   const float* a = A;
   const float* x = X;
   for (int n = 0; n < N; ++n, a += acs, x += ldx) {
-    __m256 x0, x1 = z;
-    if (NC == 1) {
-      x0 = TAIL ? _mm256_maskload_ps(x, tm) : _mm256_loadu_ps(x);
-    } else {
-      x0 = _mm256_loadu_ps(x);
-      x1 = TAIL ? _mm256_maskload_ps(x + 8, tm) : _mm256_loadu_ps(x + 8);
-    }
-    __m256 av = _mm256_broadcast_ss(a);
-    c00 = _mm256_fmadd_ps(av, x0, c00);
-    if (NC > 1) c01 = _mm256_fmadd_ps(av, x1, c01);
-    if (MR > 1) {
-      av = _mm256_broadcast_ss(a + ars);
-      c10 = _mm256_fmadd_ps(av, x0, c10);
-      if (NC > 1) c11 = _mm256_fmadd_ps(av, x1, c11);
-    }
-    if (MR > 2) {
-      av = _mm256_broadcast_ss(a + 2 * ars);
-      c20 = _mm256_fmadd_ps(av, x0, c20);
-      if (NC > 1) c21 = _mm256_fmadd_ps(av, x1, c21);
-    }
-    if (MR > 3) {
-      av = _mm256_broadcast_ss(a + 3 * ars);
-      c30 = _mm256_fmadd_ps(av, x0, c30);
-      if (NC > 1) c31 = _mm256_fmadd_ps(av, x1, c31);
-    }
+    if (pf) prefetch_row(pf + n * ldx, pfD);
+    __m256 xv[NC];
+    for (int c = 0; c < NC; ++c)
+      xv[c] = (TAIL && c == NC - 1) ? _mm256_maskload_ps(x + 8 * c, tm) : _mm256_loadu_ps(x + 8 * c);
+    __m256 bv[MR];
+    for (int r = 0; r < MR; ++r) bv[r] = _mm256_broadcast_ss(a + r * ars);
+#define RF_FMA(k) \
+  if (k < K) c##k = _mm256_fmadd_ps(bv[(k / NC) % MR], xv[k % NC], c##k);
+    RF_ATTN_EACH8(RF_FMA)
+#undef RF_FMA
   }
-  _mm256_storeu_ps(C, c00);
-  if (NC > 1) _mm256_storeu_ps(C + 8, c01);
-  if (MR > 1) {
-    _mm256_storeu_ps(C + ldc, c10);
-    if (NC > 1) _mm256_storeu_ps(C + ldc + 8, c11);
-  }
-  if (MR > 2) {
-    _mm256_storeu_ps(C + 2 * ldc, c20);
-    if (NC > 1) _mm256_storeu_ps(C + 2 * ldc + 8, c21);
-  }
-  if (MR > 3) {
-    _mm256_storeu_ps(C + 3 * ldc, c30);
-    if (NC > 1) _mm256_storeu_ps(C + 3 * ldc + 8, c31);
-  }
+#define RF_STORE(k) \
+  if (k < K) _mm256_storeu_ps(C + (k / NC) * ldc + 8 * (k % NC), c##k);
+  RF_ATTN_EACH8(RF_STORE)
+#undef RF_STORE
 }
 
-template <int MR>
-RF_AVX2 inline void gacc_dispatch(bool two, bool tail, const float* A, int64_t ars, int64_t acs, int N,
-                                  const float* X, int64_t ldx, __m256i tm, float* C, int64_t ldc) {
-  if (two) {
-    if (tail)
-      gacc_block<MR, 2, true>(A, ars, acs, N, X, ldx, tm, C, ldc);
-    else
-      gacc_block<MR, 2, false>(A, ars, acs, N, X, ldx, tm, C, ldc);
-  } else {
-    if (tail)
-      gacc_block<MR, 1, true>(A, ars, acs, N, X, ldx, tm, C, ldc);
-    else
-      gacc_block<MR, 1, false>(A, ars, acs, N, X, ldx, tm, C, ldc);
+// Walks the column chunks of MR rows NCMAX chunks at a time (fewer for the last group).
+template <int MR, int NCMAX>
+RF_AVX2 inline void gacc_rows(const float* A, int64_t ars, int64_t acs, int N, const float* X, int64_t ldx, int nch,
+                              int rem, __m256i tm, float* C, int64_t ldc, const float* pf, int pfD) {
+  for (int c = 0; c < nch; c += NCMAX) {
+    const float* pfc = c == 0 ? pf : nullptr;  // the first column pass prefetches whole rows
+    const int nc = std::min(NCMAX, nch - c);
+    const bool tail = rem != 0 && c + nc == nch;
+    const float* Xc = X + 8 * c;
+    float* Cc = C + 8 * c;
+#define RF_CASE(w)                                                            \
+  case w:                                                                     \
+    if constexpr (w <= NCMAX) {                                               \
+      if (tail)                                                               \
+        gacc_block<MR, (w <= NCMAX ? w : 1), true>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, pfc, pfD);  \
+      else                                                                    \
+        gacc_block<MR, (w <= NCMAX ? w : 1), false>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, pfc, pfD); \
+    }                                                                         \
+    break;
+    switch (nc) {
+      RF_CASE(1) RF_CASE(2) RF_CASE(3) RF_CASE(4) RF_CASE(5) RF_CASE(6) RF_CASE(7) RF_CASE(8)
+      default: break;
+    }
+#undef RF_CASE
   }
 }
 
 RF_AVX2 void gemm_acc_avx2(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx,
-                           int D, float* C, int64_t ldc) {
+                           int D, float* C, int64_t ldc, const float* pfX) {
   if (M <= 0 || N <= 0 || D <= 0) return;
   const int nch = (D + 7) / 8;
   const int rem = D & 7;
   const __m256i tm = tail_mask(rem);
-  for (int c = 0; c < nch; c += 2) {
-    const bool two = c + 1 < nch;
-    const bool tail = rem != 0 && c + (two ? 1 : 0) == nch - 1;
-    const float* Xc = X + 8 * c;
-    float* Cc = C + 8 * c;
-    int m = 0;
-    // Four rows x two chunks = 8 accumulators; the per-row A broadcasts are shared across the two X loads.
-    for (; m + 4 <= M; m += 4) gacc_dispatch<4>(two, tail, A + m * ars, ars, acs, N, Xc, ldx, tm, Cc + m * ldc, ldc);
-    switch (M - m) {
-      case 3: gacc_dispatch<3>(two, tail, A + m * ars, ars, acs, N, Xc, ldx, tm, Cc + m * ldc, ldc); break;
-      case 2: gacc_dispatch<2>(two, tail, A + m * ars, ars, acs, N, Xc, ldx, tm, Cc + m * ldc, ldc); break;
-      case 1: gacc_dispatch<1>(two, tail, A + m * ars, ars, acs, N, Xc, ldx, tm, Cc + m * ldc, ldc); break;
-      default: break;
-    }
+  int m = 0;
+  for (; m + 4 <= M; m += 4) {
+    gacc_rows<4, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, m == 0 ? pfX : nullptr, D);
+  }
+  const float* pf = m == 0 ? pfX : nullptr;
+  switch (M - m) {
+    case 3: gacc_rows<3, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
+    case 2: gacc_rows<2, 4>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
+    case 1: gacc_rows<1, 8>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
+    default: break;
   }
 }
 

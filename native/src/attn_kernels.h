@@ -13,14 +13,16 @@ namespace attn {
 struct KernelTable {
   // Dot products of rows: C[m*ldc + n] = sum_{d<D} A[m*lda + d] * B[n*ldb + d] for m < M, n < N.
   // Rows may be strided views into the original (B, T, H, Dh) tensors; reads never go past element D-1 of a row.
+  // pfB (may be null): the first of N rows with stride ldb (the next key block) to prefetch while B is consumed.
   void (*dots)(const float* A, int64_t lda, int M, const float* B, int64_t ldb, int N, int D, float* C,
-               int64_t ldc);
+               int64_t ldc, const float* pfB);
 
   // Accumulating product: C[m*ldc + d] += sum_{n<N} a(m, n) * X[n*ldx + d] for m < M, d < D, with
   // a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X rows are read up to element D-1
   // only, but C rows must have room for D rounded up to a multiple of 8 (the padding lanes receive += 0).
+  // pfX (may be null): the first of N rows with stride ldx to prefetch while X is consumed.
   void (*gemm_acc)(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
-                   float* C, int64_t ldc);
+                   float* C, int64_t ldc, const float* pfX);
 
   // One online-softmax step on a row of n scores (masked entries are -inf). s must have room for n rounded up
   // to 8. With m, l the running max and sum: turns s into p = exp(s - m_new), updates m and l, and returns
