@@ -7,6 +7,11 @@
 // scores, fold it into running max / sum / output, and normalise once at the end. No T x S matrix exists unless
 // probs is requested, in which case a second pass recomputes the scores against the final lse.
 //
+// Prefill tiles (>= 16 rows) compute the score block transposed, S^T = K (scale Q)^T, with the same
+// broadcast-FMA kernel as P @ V (Q^T is built once per tile), so there are no horizontal reductions, and the
+// online softmax runs down the columns vectorised across query rows. Tiles with few rows (decode) use row dot
+// products instead, where a transposed layout would leave most vector lanes empty.
+//
 // Decode (few query rows, long KV cache) is memory-bound: a tile then holds every KV head of the batch entry, so
 // a key block is streamed once in address order (k is (B, S, Hkv, Dh), so one key position of all heads is
 // contiguous), and the key range is split across threads (split-K) with a log-sum-exp merge of the partial
@@ -49,7 +54,7 @@ constexpr int kBwdKeys = 64;
 // A forward tile holds every KV head (decode layout) when a single KV head has at most this many query rows.
 constexpr int64_t kDecodeRows = 16;
 
-inline int64_t round8(int64_t x) { return (x + 7) & ~int64_t(7); }
+constexpr int64_t round8(int64_t x) { return (x + 7) & ~int64_t(7); }
 
 // Visibility of key j to query i (absolute position p = qOffset + i), kernels.ts:
 //   (!causal || j <= p) && (window <= 0 || j > p - window || j < sinks).
@@ -70,6 +75,18 @@ struct Mask {
     const int64_t main = std::max<int64_t>(0, e - std::max(j0, l) + 1);          // [max(j0, lo), e]
     const int64_t sink = std::max<int64_t>(0, std::min({e + 1, sinks, l}) - j0);  // sinks below lo
     return main + sink;
+  }
+
+  // The keys of [j0, j1) that query i does NOT see, as at most two ranges: keys after hi, and keys below lo that
+  // are not sinks. Returns the number of ranges written to r.
+  int hidden(int64_t i, int64_t j0, int64_t j1, int64_t r[2][2]) const {
+    const int64_t h = hi(i), l = lo(i);
+    int n = 0;
+    const int64_t a0 = std::max(j0, h + 1);
+    if (a0 < j1) r[n][0] = a0, r[n][1] = j1, ++n;
+    const int64_t b0 = std::max(j0, std::max<int64_t>(sinks, 0)), b1 = std::min({j1, l, h + 1});
+    if (b0 < b1) r[n][0] = b0, r[n][1] = b1, ++n;
+    return n;
   }
 
   // 0: the query sees none of [j0, j1); 2: all of it; 1: some.
@@ -176,12 +193,19 @@ struct Tile {
   int64_t b, g0, ng, i0, nq;
 };
 
+// Running state of a tile: max m, sum l and unnormalised output O (rows x Dp), plus work space.
+struct TileState {
+  float *Q, *O, *S, *m, *l, *alpha;
+};
+
 struct Fwd {
   const KernelTable& K;
   Geo g;
   const float *q, *k, *v;
   float *o, *lse, *probs;
   FwdPlan plan;
+
+  static constexpr int64_t kLds = round8(kFwdKeys);  // row stride of a (rows x keys) score block
 
   Tile tile(int64_t t) const {
     // Last query blocks first: under a causal mask they see the most keys.
@@ -197,8 +221,31 @@ struct Fwd {
     return tl;
   }
 
+  int64_t rows(const Tile& tl) const { return tl.ng * tl.nq * g.nRep; }
+  // The column (transposed) path needs one KV head per tile and enough rows to fill two 8-lane chunks.
+  bool column_path(const Tile& tl) const { return tl.ng == 1 && tl.nq * g.nRep >= 16; }
+
+  // Scratch floats for one tile of the largest size.
+  size_t state_floats() const {
+    const int64_t R = plan.rowsMax() * g.nRep, Rp = round8(R);
+    const int64_t Q = std::max(R * g.Dp, g.Dh * Rp);
+    const int64_t S = std::max(R * kLds, int64_t(kFwdKeys) * Rp);
+    return static_cast<size_t>(Q + R * g.Dp + S + 3 * Rp);
+  }
+  TileState state(float* base) const {
+    const int64_t R = plan.rowsMax() * g.nRep, Rp = round8(R);
+    TileState ts;
+    ts.Q = base;
+    ts.O = ts.Q + std::max(R * g.Dp, g.Dh * Rp);
+    ts.S = ts.O + R * g.Dp;
+    ts.m = ts.S + std::max(R * kLds, int64_t(kFwdKeys) * Rp);
+    ts.l = ts.m + Rp;
+    ts.alpha = ts.l + Rp;
+    return ts;
+  }
+
   // Rows of a tile: row = gg * (nq * nRep) + ii * nRep + r is query i0 + ii, head (g0 + gg) * nRep + r.
-  // Copies the tile's queries, pre-multiplied by scale so scores come out scaled.
+  // Copies the tile's queries, pre-multiplied by scale so scores come out scaled: row-major (rows x Dp) ...
   void load_q(const Tile& tl, float* Qt) const {
     const int64_t Rg = tl.nq * g.nRep;
     for (int64_t gg = 0; gg < tl.ng; ++gg)
@@ -209,29 +256,16 @@ struct Fwd {
           for (int64_t d = 0; d < g.Dh; ++d) dst[d] = src[d] * g.scale;
         }
   }
-
-  // Scores of key block [j0, j1) for the active queries [qa, qb] of the tile, masked (-inf) where invisible.
-  // jn >= 0 is the start of the next key block, whose K rows are prefetched meanwhile.
-  void scores(const Tile& tl, const float* Qt, int64_t j0, int64_t j1, int64_t jn, int64_t qa, int64_t qb,
-              const signed char* st, float* Sb, int64_t lds) const {
-    const int64_t Rg = tl.nq * g.nRep;
-    const int nk = static_cast<int>(j1 - j0);
-    const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
-    for (int64_t gg = 0; gg < tl.ng; ++gg) {
-      const int64_t r0 = gg * Rg + qa * g.nRep;
-      K.dots(Qt + r0 * g.Dp, g.Dp, nr, k + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh, nk, static_cast<int>(g.Dh),
-             Sb + r0 * lds, lds, jn >= 0 ? k + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
-    }
-    for (int64_t ii = qa; ii <= qb; ++ii) {
-      if (st[ii] == 2) continue;
-      const int64_t i = tl.i0 + ii;
-      for (int64_t gg = 0; gg < tl.ng; ++gg)
-        for (int64_t r = 0; r < g.nRep; ++r) {
-          float* s = Sb + (gg * Rg + ii * g.nRep + r) * lds;
-          for (int64_t j = j0; j < j1; ++j)
-            if (st[ii] == 0 || !g.mask.vis(i, j)) s[j - j0] = kNegInf;
-        }
-    }
+  // ... or transposed (Dh x Rp, padding columns zero) for the column path (one KV head per tile).
+  void load_qT(const Tile& tl, float* QT, int64_t ld) const {
+    const int64_t R = rows(tl);
+    for (int64_t d = 0; d < g.Dh; ++d) std::fill(QT + d * ld + R, QT + d * ld + ld, 0.0f);
+    for (int64_t ii = 0; ii < tl.nq; ++ii)
+      for (int64_t r = 0; r < g.nRep; ++r) {
+        const float* src = q + g.qi(tl.b, tl.i0 + ii, tl.g0 * g.nRep + r);
+        const int64_t row = ii * g.nRep + r;
+        for (int64_t d = 0; d < g.Dh; ++d) QT[d * ld + row] = src[d] * g.scale;
+      }
   }
 
   // Statuses of the tile's queries for [j0, j1); returns the active range [qa, qb] (qa = -1 if none).
@@ -247,21 +281,36 @@ struct Fwd {
     }
   }
 
-  // Runs the tile over blocks [kb0, kb1) of its block list, leaving the running max m, sum l and unnormalised
-  // output Ot (rows x Dp) for finalize / merge.
-  void run_tile(const Tile& tl, int64_t split, float* Qt, float* Ot, float* Sb, float* m, float* l) const {
-    const int64_t R = tl.ng * tl.nq * g.nRep;
+  // Row path: scores (rows x keys, stride kLds) of key block [j0, j1) for the active queries [qa, qb], masked
+  // (-inf) where invisible. jn >= 0 is the start of the next key block, whose K rows are prefetched meanwhile.
+  void scores_rows(const Tile& tl, const float* Qt, int64_t j0, int64_t j1, int64_t jn, int64_t qa, int64_t qb,
+                   const signed char* st, float* Sb) const {
     const int64_t Rg = tl.nq * g.nRep;
-    const int64_t lds = round8(kFwdKeys);
-    load_q(tl, Qt);
-    std::fill(Ot, Ot + R * g.Dp, 0.0f);
-    std::fill(m, m + R, kNegInf);
-    std::fill(l, l + R, 0.0f);
-    auto& blocks = scratch_blocks();
-    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
+    const int nk = static_cast<int>(j1 - j0);
+    const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
+    for (int64_t gg = 0; gg < tl.ng; ++gg) {
+      const int64_t r0 = gg * Rg + qa * g.nRep;
+      K.dots(Qt + r0 * g.Dp, g.Dp, nr, k + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh, nk, static_cast<int>(g.Dh),
+             Sb + r0 * kLds, kLds, jn >= 0 ? k + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
+    }
+    for (int64_t ii = qa; ii <= qb; ++ii) {
+      if (st[ii] == 2) continue;
+      int64_t hr[2][2];
+      const int nh = st[ii] == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(tl.i0 + ii, j0, j1, hr);
+      for (int64_t gg = 0; gg < tl.ng; ++gg)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          float* s = Sb + (gg * Rg + ii * g.nRep + r) * kLds - j0;
+          for (int t = 0; t < nh; ++t) std::fill(s + hr[t][0], s + hr[t][1], kNegInf);
+        }
+    }
+  }
+
+  void run_tile_rows(const Tile& tl, int64_t kb0, int64_t kb1, const TileState& ts) const {
+    const int64_t Rg = tl.nq * g.nRep;
+    const auto& blocks = scratch_blocks();
     const int64_t nb = static_cast<int64_t>(blocks.size());
-    const int64_t kb0 = nb * split / plan.nSplit, kb1 = nb * (split + 1) / plan.nSplit;
-    signed char* st = scratch_status(tl.nq);
+    signed char* st = scratch_status(static_cast<size_t>(tl.nq));
+    load_q(tl, ts.Q);
     for (int64_t kb = kb0; kb < kb1; ++kb) {
       const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
       // Prefetching only pays when the next block's rows are not already cached, i.e. long key ranges.
@@ -269,19 +318,76 @@ struct Fwd {
       int64_t qa, qb;
       status(tl, j0, j1, st, qa, qb);
       if (qa < 0) continue;
-      scores(tl, Qt, j0, j1, jn, qa, qb, st, Sb, lds);
+      scores_rows(tl, ts.Q, j0, j1, jn, qa, qb, st, ts.S);
       const int nk = static_cast<int>(j1 - j0);
       const int nr = static_cast<int>((qb - qa + 1) * g.nRep);
       for (int64_t gg = 0; gg < tl.ng; ++gg) {
         const int64_t r0 = gg * Rg + qa * g.nRep;
         for (int64_t row = r0; row < r0 + nr; ++row) {
-          const float alpha = K.softmax_row(Sb + row * lds, nk, m + row, l + row);
-          if (alpha != 1.0f) K.scale(Ot + row * g.Dp, static_cast<int>(g.Dp), alpha);
+          const float alpha = K.softmax_row(ts.S + row * kLds, nk, ts.m + row, ts.l + row);
+          if (alpha != 1.0f) K.scale(ts.O + row * g.Dp, static_cast<int>(g.Dp), alpha);
         }
-        K.gemm_acc(Sb + r0 * lds, lds, 1, nr, nk, v + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh,
-                   static_cast<int>(g.Dh), Ot + r0 * g.Dp, g.Dp, jn >= 0 ? v + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
+        K.gemm(ts.S + r0 * kLds, kLds, 1, nr, nk, v + g.ki(tl.b, j0, tl.g0 + gg), g.Hkv * g.Dh,
+               static_cast<int>(g.Dh), ts.O + r0 * g.Dp, g.Dp, 1,
+               jn >= 0 ? v + g.ki(tl.b, jn, tl.g0 + gg) : nullptr);
       }
     }
+  }
+
+  void run_tile_cols(const Tile& tl, int64_t kb0, int64_t kb1, const TileState& ts) const {
+    const int64_t R = rows(tl), Rp = round8(R), ldk = g.Hkv * g.Dh;
+    const int Dh = static_cast<int>(g.Dh);
+    const auto& blocks = scratch_blocks();
+    const int64_t nb = static_cast<int64_t>(blocks.size());
+    signed char* st = scratch_status(static_cast<size_t>(tl.nq));
+    load_qT(tl, ts.Q, Rp);
+    for (int64_t kb = kb0; kb < kb1; ++kb) {
+      const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
+      const int64_t jn = kb + 1 < kb1 && nb > 4 ? blocks[kb + 1].first : -1;
+      int64_t qa, qb;
+      status(tl, j0, j1, st, qa, qb);
+      if (qa < 0) continue;
+      const int nk = static_cast<int>(j1 - j0);
+      // Active columns [c0, c1), c0 aligned to 8 so the kernels' padded column chunks stay inside Rp. Every real
+      // column of those chunks is masked below unless its query sees keys of this block.
+      const int64_t c0 = (qa * g.nRep) & ~int64_t(7), c1 = (qb + 1) * g.nRep;
+      const int64_t cEnd = std::min(R, round8(c1));
+      const float* kblk = k + g.ki(tl.b, j0, tl.g0);
+      K.gemm(kblk, ldk, 1, nk, Dh, ts.Q + c0, Rp, static_cast<int>(c1 - c0), ts.S + c0, Rp, 0, nullptr);
+      for (int64_t ii = c0 / g.nRep; ii * g.nRep < cEnd; ++ii) {
+        const int s = ii <= qb ? st[ii] : 0;
+        if (s == 2) continue;
+        int64_t hr[2][2];
+        const int nh = s == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(tl.i0 + ii, j0, j1, hr);
+        const int64_t ca = std::max(c0, ii * g.nRep), cb = std::min(cEnd, (ii + 1) * g.nRep);
+        for (int t = 0; t < nh; ++t)
+          for (int64_t j = hr[t][0]; j < hr[t][1]; ++j) {
+            float* s_ = ts.S + (j - j0) * Rp;
+            for (int64_t c = ca; c < cb; ++c) s_[c] = kNegInf;
+          }
+      }
+      K.softmax_cols(ts.S + c0, Rp, nk, static_cast<int>(c1 - c0), ts.m + c0, ts.l + c0, ts.alpha + c0);
+      for (int64_t row = c0; row < c1; ++row)
+        if (ts.alpha[row] != 1.0f) K.scale(ts.O + row * g.Dp, static_cast<int>(g.Dp), ts.alpha[row]);
+      K.gemm(ts.S + c0, 1, Rp, static_cast<int>(c1 - c0), nk, v + g.ki(tl.b, j0, tl.g0), ldk, Dh,
+             ts.O + c0 * g.Dp, g.Dp, 1, jn >= 0 ? v + g.ki(tl.b, jn, tl.g0) : nullptr);
+    }
+  }
+
+  // Runs split `split` of the tile's key blocks, leaving m, l and the unnormalised output in ts.
+  void run_tile(const Tile& tl, int64_t split, const TileState& ts) const {
+    const int64_t R = rows(tl);
+    std::fill(ts.O, ts.O + R * g.Dp, 0.0f);
+    std::fill(ts.m, ts.m + round8(R), kNegInf);
+    std::fill(ts.l, ts.l + round8(R), 0.0f);
+    auto& blocks = scratch_blocks();
+    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
+    const int64_t nb = static_cast<int64_t>(blocks.size());
+    const int64_t kb0 = nb * split / plan.nSplit, kb1 = nb * (split + 1) / plan.nSplit;
+    if (column_path(tl))
+      run_tile_cols(tl, kb0, kb1, ts);
+    else
+      run_tile_rows(tl, kb0, kb1, ts);
   }
 
   // o = O / l, lse = m + log l; rows that saw no key get o = 0, lse = -inf.
@@ -300,11 +406,11 @@ struct Fwd {
     lse[g.li(tl.b, h, tl.i0 + ii)] = mr + std::log(lr);
   }
 
-  // probs = exp(score - lse) for visible keys, 0 elsewhere, one tile at a time (after lse is final).
-  void probs_tile(const Tile& tl, float* Qt, float* Sb) const {
+  // probs = exp(score - lse) for visible keys, 0 elsewhere, one tile at a time (after lse is final). Uses the
+  // row path: this is an analysis output, not a hot one.
+  void probs_tile(const Tile& tl, const TileState& ts) const {
     const int64_t Rg = tl.nq * g.nRep;
-    const int64_t lds = round8(kFwdKeys);
-    load_q(tl, Qt);
+    load_q(tl, ts.Q);
     for (int64_t gg = 0; gg < tl.ng; ++gg)
       for (int64_t ii = 0; ii < tl.nq; ++ii)
         for (int64_t r = 0; r < g.nRep; ++r) {
@@ -314,21 +420,21 @@ struct Fwd {
         }
     auto& blocks = scratch_blocks();
     g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
-    signed char* st = scratch_status(tl.nq);
+    signed char* st = scratch_status(static_cast<size_t>(tl.nq));
     for (size_t kb = 0; kb < blocks.size(); ++kb) {
       const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
       const int64_t jn = kb + 1 < blocks.size() ? blocks[kb + 1].first : -1;
       int64_t qa, qb;
       status(tl, j0, j1, st, qa, qb);
       if (qa < 0) continue;
-      scores(tl, Qt, j0, j1, jn, qa, qb, st, Sb, lds);
+      scores_rows(tl, ts.Q, j0, j1, jn, qa, qb, st, ts.S);
       for (int64_t gg = 0; gg < tl.ng; ++gg)
         for (int64_t ii = qa; ii <= qb; ++ii)
           for (int64_t r = 0; r < g.nRep; ++r) {
             const int64_t h = (tl.g0 + gg) * g.nRep + r;
             const int64_t li = g.li(tl.b, h, tl.i0 + ii);
             if (lse[li] == kNegInf) continue;
-            K.exp_shift(Sb + (gg * Rg + ii * g.nRep + r) * lds, static_cast<int>(j1 - j0), lse[li],
+            K.exp_shift(ts.S + (gg * Rg + ii * g.nRep + r) * kLds, static_cast<int>(j1 - j0), lse[li],
                         probs + li * g.S + j0);
           }
     }
@@ -336,51 +442,49 @@ struct Fwd {
 
   void run() {
     const int64_t R = plan.rowsMax() * g.nRep;
-    const size_t tileFloats = static_cast<size_t>(2 * R * g.Dp + R * round8(kFwdKeys) + 2 * R);
     if (plan.nSplit == 1) {
       run_items(plan.nTiles, [&](int64_t t, int) {
-        float* Qt = scratch_f(tileFloats);
-        float* Ot = Qt + R * g.Dp;
-        float* Sb = Ot + R * g.Dp;
-        float* m = Sb + R * round8(kFwdKeys);
-        float* l = m + R;
+        const TileState ts = state(scratch_f(state_floats()));
         const Tile tl = tile(t);
-        run_tile(tl, 0, Qt, Ot, Sb, m, l);
-        const int64_t Rt = tl.ng * tl.nq * g.nRep;
-        for (int64_t row = 0; row < Rt; ++row) finalize_row(tl, row, m[row], l[row], Ot + row * g.Dp);
+        run_tile(tl, 0, ts);
+        for (int64_t row = 0; row < rows(tl); ++row) finalize_row(tl, row, ts.m[row], ts.l[row], ts.O + row * g.Dp);
       });
     } else {
       // Split-K: partial (m, l, O) per (tile, split), merged with the log-sum-exp rule
       // m = max_s m_s, l = sum_s l_s e^(m_s - m), O = sum_s O_s e^(m_s - m).
-      const int64_t part = R * (g.Dp + 2);
+      const int64_t part = R * (g.Dh + 2);
       std::vector<float> partials(static_cast<size_t>(plan.nTiles * plan.nSplit * part));
       run_items(plan.nTiles * plan.nSplit, [&](int64_t it, int) {
-        // Split-major order: both threads start on different tiles' first splits.
+        // Split-major order: the threads start on different tiles' first splits.
         const int64_t t = it % plan.nTiles, s = it / plan.nTiles;
-        float* Qt = scratch_f(tileFloats);
-        float* Sb = Qt + 2 * R * g.Dp;
+        const TileState ts = state(scratch_f(state_floats()));
+        const Tile tl = tile(t);
+        run_tile(tl, s, ts);
         float* P = partials.data() + (t * plan.nSplit + s) * part;
-        run_tile(tile(t), s, Qt, P + 2 * R, Sb, P, P + R);
+        const int64_t Rt = rows(tl);
+        std::copy(ts.m, ts.m + Rt, P);
+        std::copy(ts.l, ts.l + Rt, P + R);
+        for (int64_t row = 0; row < Rt; ++row)
+          std::copy(ts.O + row * g.Dp, ts.O + row * g.Dp + g.Dh, P + 2 * R + row * g.Dh);
       });
       run_items(plan.nTiles, [&](int64_t t, int) {
         const Tile tl = tile(t);
-        const int64_t Rt = tl.ng * tl.nq * g.nRep;
         float* acc = scratch_f(static_cast<size_t>(g.Dp));
-        for (int64_t row = 0; row < Rt; ++row) {
+        for (int64_t row = 0; row < rows(tl); ++row) {
           float mx = kNegInf;
           for (int64_t s = 0; s < plan.nSplit; ++s) mx = std::max(mx, partials[(t * plan.nSplit + s) * part + row]);
           if (mx == kNegInf) {
             finalize_row(tl, row, kNegInf, 0.0f, acc);
             continue;
           }
-          std::fill(acc, acc + g.Dp, 0.0f);
+          std::fill(acc, acc + g.Dh, 0.0f);
           float lsum = 0;
           for (int64_t s = 0; s < plan.nSplit; ++s) {
             const float* P = partials.data() + (t * plan.nSplit + s) * part;
             if (P[row] == kNegInf) continue;
             const float w = std::exp(P[row] - mx);
             lsum += w * P[R + row];
-            const float* Os = P + 2 * R + row * g.Dp;
+            const float* Os = P + 2 * R + row * g.Dh;
             for (int64_t d = 0; d < g.Dh; ++d) acc[d] += w * Os[d];
           }
           finalize_row(tl, row, mx, lsum, acc);
@@ -395,10 +499,9 @@ struct Fwd {
       pp.plan.nGB = g.Hkv;
       pp.plan.nQB = (g.T + pp.plan.nqT - 1) / pp.plan.nqT;
       pp.plan.nTiles = g.B * pp.plan.nGB * pp.plan.nQB;
-      const int64_t Rp = pp.plan.nqT * g.nRep;
+      pp.plan.nSplit = 1;
       run_items(pp.plan.nTiles, [&](int64_t t, int) {
-        float* Qt = scratch_f(static_cast<size_t>(Rp * g.Dp + Rp * round8(kFwdKeys)));
-        pp.probs_tile(pp.tile(t), Qt, Qt + Rp * g.Dp);
+        pp.probs_tile(pp.tile(t), pp.state(scratch_f(pp.state_floats())));
       });
     }
   }
@@ -450,10 +553,14 @@ struct Bwd {
 
     const int64_t nqB = std::max<int64_t>(1, std::min<int64_t>(g.T, kBwdRows / g.nRep));
     const int64_t Rmax = nqB * g.nRep, Rp = round8(Rmax), Dp = g.Dp, BK = kBwdKeys;
-    float* Qt = scratch_f(static_cast<size_t>(3 * Rmax * Dp + 2 * BK * Rp + 2 * BK * Dp + 2 * Rp));
+    // Q and dO are kept twice: row-major (rows x Dp) as the X operand of dK / dV, and transposed (Dh x Rp) as the
+    // X operand of the score products S^T = K (scale Q)^T and dP^T = V dO^T.
+    float* Qt = scratch_f(static_cast<size_t>(3 * Rmax * Dp + 2 * g.Dh * Rp + 2 * BK * Rp + 2 * BK * Dp + 2 * Rp));
     float* dOt = Qt + Rmax * Dp;
     float* dQt = dOt + Rmax * Dp;
-    float* St = dQt + Rmax * Dp;  // (keys x rows): scores -> P
+    float* QT = dQt + Rmax * Dp;
+    float* dOT = QT + g.Dh * Rp;
+    float* St = dOT + g.Dh * Rp;  // (keys x rows): scores -> P
     float* dPt = St + BK * Rp;    // (keys x rows): dP -> dS
     float* dKb = dPt + BK * Rp;
     float* dVb = dKb + BK * Dp;
@@ -495,29 +602,34 @@ struct Bwd {
             float* gd = dOt + rho * Dp;
             float dsum = 0;
             for (int64_t d = 0; d < g.Dh; ++d) {
-              qd[d] = q[qo + d] * g.scale;
-              gd[d] = go[qo + d];
-              dsum += go[qo + d] * o[qo + d];
+              const float qs = q[qo + d] * g.scale, gov = go[qo + d];
+              qd[d] = qs;
+              gd[d] = gov;
+              QT[d * Rp + rho] = qs;
+              dOT[d * Rp + rho] = gov;
+              dsum += gov * o[qo + d];
             }
             const float L = lse[g.li(b, h, i0 + ii)];
             lseL[rho] = L == kNegInf ? kPosInf : L;
             Dl[rho] = dsum;
           }
-        K.dots(kblk, ldk, nk, Qt, Dp, R, Dh, St, Rp, nullptr);
-        K.dots(vblk, ldk, nk, dOt, Dp, R, Dh, dPt, Rp, nullptr);
+        K.gemm(kblk, ldk, 1, nk, Dh, QT, Rp, R, St, Rp, 0, nullptr);    // S^T = K (scale Q)^T
+        K.gemm(vblk, ldk, 1, nk, Dh, dOT, Rp, R, dPt, Rp, 0, nullptr);  // dP^T = V dO^T
         for (int64_t ii = 0; ii < nq; ++ii) {
-          if (st[i0 + ii] == 2) continue;
-          for (int64_t j = j0; j < j1; ++j) {
-            if (st[i0 + ii] != 0 && g.mask.vis(i0 + ii, j)) continue;
-            float* s = St + (j - j0) * Rp + ii * g.nRep;
-            for (int64_t r = 0; r < g.nRep; ++r) s[r] = kNegInf;
-          }
+          const int s_ = st[i0 + ii];
+          if (s_ == 2) continue;
+          int64_t hr[2][2];
+          const int nh = s_ == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(i0 + ii, j0, j1, hr);
+          for (int t = 0; t < nh; ++t)
+            for (int64_t j = hr[t][0]; j < hr[t][1]; ++j) {
+              float* sr = St + (j - j0) * Rp + ii * g.nRep;
+              for (int64_t r = 0; r < g.nRep; ++r) sr[r] = kNegInf;
+            }
         }
         K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl);
-        K.gemm_acc(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp, nullptr);  // dV_j += sum_rho P_j,rho dO_rho
-        K.gemm_acc(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp, nullptr);  // dK_j += sum_rho dS_j,rho scale q_rho
-        std::fill(dQt, dQt + R * Dp, 0.0f);
-        K.gemm_acc(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, nullptr);  // dQ_rho += sum_j dS_j,rho k_j (A^T)
+        K.gemm(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp, 1, nullptr);   // dV_j += sum_rho P_j,rho dO_rho
+        K.gemm(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp, 1, nullptr);   // dK_j += sum_rho dS_j,rho scale q_rho
+        K.gemm(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, 0, nullptr);  // dQ_rho = sum_j dS_j,rho k_j (A^T)
         for (int64_t ii = 0; ii < nq; ++ii)
           for (int64_t r = 0; r < g.nRep; ++r) {
             float* dst = dq + g.qi(b, i0 + ii, kvh * g.nRep + r);

@@ -37,10 +37,11 @@ void dots_scalar(const float* A, int64_t lda, int M, const float* B, int64_t ldb
   }
 }
 
-void gemm_acc_scalar(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
-                     float* C, int64_t ldc, const float*) {
+void gemm_scalar(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
+                 float* C, int64_t ldc, int accumulate, const float*) {
   for (int m = 0; m < M; ++m) {
     float* c = C + m * ldc;
+    if (!accumulate) std::fill(c, c + D, 0.0f);
     for (int n = 0; n < N; ++n) {
       const float a = A[m * ars + n * acs];
       const float* x = X + n * ldx;
@@ -67,6 +68,29 @@ float softmax_row_scalar(float* s, int n, float* m, float* l) {
   *l = *l * alpha + sum;
   *m = mnew;
   return alpha;
+}
+
+void softmax_cols_scalar(float* St, int64_t ld, int n, int cols, float* m, float* l, float* alpha) {
+  for (int c = 0; c < cols; ++c) {
+    float mx = kNegInf;
+    for (int j = 0; j < n; ++j) mx = std::max(mx, St[j * ld + c]);
+    const float mnew = std::max(m[c], mx);
+    if (mnew == kNegInf) {  // nothing visible yet: p = 0, state unchanged
+      for (int j = 0; j < n; ++j) St[j * ld + c] = 0.0f;
+      alpha[c] = 1.0f;
+      continue;
+    }
+    const float a = std::exp(m[c] - mnew);
+    float sum = 0;
+    for (int j = 0; j < n; ++j) {
+      const float p = std::exp(St[j * ld + c] - mnew);
+      St[j * ld + c] = p;
+      sum += p;
+    }
+    l[c] = l[c] * a + sum;
+    m[c] = mnew;
+    alpha[c] = a;
+  }
 }
 
 void bwd_elem_scalar(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum) {
@@ -257,7 +281,7 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
   }
 }
 
-// gemm_acc register block: MR rows of C x NC chunks of 8 columns (MR * NC <= 8 accumulators), accumulated in
+// gemm register block: MR rows of C x NC chunks of 8 columns (MR * NC <= 8 accumulators), accumulated in
 // registers over all N. Per n: NC loads of X, MR broadcasts of A, MR * NC FMAs. Blocks are chosen so that every
 // row count keeps ~8 independent FMA chains (4x2, 3x2, 2x4, 1x8): with fewer the loop waits on FMA latency
 // (decode has 1-2 rows per KV head, and a 2x2 block ran at half speed). Accumulators are named and every index
@@ -267,15 +291,17 @@ RF_AVX2 void dots_avx2(const float* A, int64_t lda, int M, const float* B, int64
 
 template <int MR, int NC, bool TAIL>
 RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, const float* X, int64_t ldx,
-                               __m256i tm, float* C, int64_t ldc, const float* pf, int pfD) {
+                               __m256i tm, float* C, int64_t ldc, bool acc, const float* pf, int pfD) {
   static_assert(MR >= 1 && NC >= 1 && MR * NC <= 8 && MR <= 4, "register block");
   constexpr int K = MR * NC;
   const __m256 z = _mm256_setzero_ps();
   __m256 c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z, c6 = z, c7 = z;
+  if (acc) {
 #define RF_INIT(k) \
   if (k < K) c##k = _mm256_loadu_ps(C + (k / NC) * ldc + 8 * (k % NC));
-  RF_ATTN_EACH8(RF_INIT)
+    RF_ATTN_EACH8(RF_INIT)
 #undef RF_INIT
+  }
   const float* a = A;
   const float* x = X;
   for (int n = 0; n < N; ++n, a += acs, x += ldx) {
@@ -299,7 +325,7 @@ RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, 
 // Walks the column chunks of MR rows NCMAX chunks at a time (fewer for the last group).
 template <int MR, int NCMAX>
 RF_AVX2 inline void gacc_rows(const float* A, int64_t ars, int64_t acs, int N, const float* X, int64_t ldx, int nch,
-                              int rem, __m256i tm, float* C, int64_t ldc, const float* pf, int pfD) {
+                              int rem, __m256i tm, float* C, int64_t ldc, bool acc, const float* pf, int pfD) {
   for (int c = 0; c < nch; c += NCMAX) {
     const float* pfc = c == 0 ? pf : nullptr;  // the first column pass prefetches whole rows
     const int nc = std::min(NCMAX, nch - c);
@@ -310,9 +336,9 @@ RF_AVX2 inline void gacc_rows(const float* A, int64_t ars, int64_t acs, int N, c
   case w:                                                                     \
     if constexpr (w <= NCMAX) {                                               \
       if (tail)                                                               \
-        gacc_block<MR, (w <= NCMAX ? w : 1), true>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, pfc, pfD);  \
+        gacc_block<MR, (w <= NCMAX ? w : 1), true>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, acc, pfc, pfD);  \
       else                                                                    \
-        gacc_block<MR, (w <= NCMAX ? w : 1), false>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, pfc, pfD); \
+        gacc_block<MR, (w <= NCMAX ? w : 1), false>(A, ars, acs, N, Xc, ldx, tm, Cc, ldc, acc, pfc, pfD); \
     }                                                                         \
     break;
     switch (nc) {
@@ -323,21 +349,22 @@ RF_AVX2 inline void gacc_rows(const float* A, int64_t ars, int64_t acs, int N, c
   }
 }
 
-RF_AVX2 void gemm_acc_avx2(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx,
-                           int D, float* C, int64_t ldc, const float* pfX) {
+RF_AVX2 void gemm_avx2(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
+                       float* C, int64_t ldc, int accumulate, const float* pfX) {
+  const bool acc = accumulate != 0;
   if (M <= 0 || N <= 0 || D <= 0) return;
   const int nch = (D + 7) / 8;
   const int rem = D & 7;
   const __m256i tm = tail_mask(rem);
   int m = 0;
   for (; m + 4 <= M; m += 4) {
-    gacc_rows<4, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, m == 0 ? pfX : nullptr, D);
+    gacc_rows<4, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, acc, m == 0 ? pfX : nullptr, D);
   }
   const float* pf = m == 0 ? pfX : nullptr;
   switch (M - m) {
-    case 3: gacc_rows<3, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
-    case 2: gacc_rows<2, 4>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
-    case 1: gacc_rows<1, 8>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, pf, D); break;
+    case 3: gacc_rows<3, 2>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, acc, pf, D); break;
+    case 2: gacc_rows<2, 4>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, acc, pf, D); break;
+    case 1: gacc_rows<1, 8>(A + m * ars, ars, acs, N, X, ldx, nch, rem, tm, C + m * ldc, ldc, acc, pf, D); break;
     default: break;
   }
 }
@@ -364,6 +391,30 @@ RF_AVX2 float softmax_row_avx2(float* s, int n, float* m, float* l) {
   *l = *l * alpha + hsum(sum);
   *m = mnew;
   return alpha;
+}
+
+RF_AVX2 void softmax_cols_avx2(float* St, int64_t ld, int n, int cols, float* m, float* l, float* alpha) {
+  const __m256 ninf = _mm256_set1_ps(kNegInf);
+  for (int c = 0; c < cols; c += 8) {
+    __m256 mx = ninf;
+    for (int j = 0; j < n; ++j) mx = _mm256_max_ps(mx, _mm256_loadu_ps(St + j * ld + c));
+    const __m256 mo = _mm256_loadu_ps(m + c);
+    const __m256 mn = _mm256_max_ps(mo, mx);
+    // Columns with nothing visible yet keep m = -inf; subtracting 0 instead makes their p = exp(-inf) = 0
+    // rather than NaN, and their alpha is forced to 1.
+    const __m256 none = _mm256_cmp_ps(mn, ninf, _CMP_EQ_OQ);
+    const __m256 sub = _mm256_andnot_ps(none, mn);
+    const __m256 a = _mm256_blendv_ps(exp256(_mm256_sub_ps(mo, sub)), _mm256_set1_ps(1.0f), none);
+    __m256 sum = _mm256_setzero_ps();
+    for (int j = 0; j < n; ++j) {
+      const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(St + j * ld + c), sub));
+      _mm256_storeu_ps(St + j * ld + c, p);
+      sum = _mm256_add_ps(sum, p);
+    }
+    _mm256_storeu_ps(l + c, _mm256_fmadd_ps(_mm256_loadu_ps(l + c), a, sum));
+    _mm256_storeu_ps(m + c, mn);
+    _mm256_storeu_ps(alpha + c, a);
+  }
 }
 
 RF_AVX2 void bwd_elem_avx2(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse,
@@ -402,11 +453,11 @@ RF_AVX2 void exp_shift_avx2(const float* s, int n, float c, float* out) {
 
 #endif  // RF_X86
 
-const KernelTable kScalar = {dots_scalar, gemm_acc_scalar, softmax_row_scalar, bwd_elem_scalar,
-                             scale_scalar, exp_shift_scalar, "scalar"};
+const KernelTable kScalar = {dots_scalar,        gemm_scalar,  softmax_row_scalar, softmax_cols_scalar,
+                             bwd_elem_scalar,    scale_scalar, exp_shift_scalar,   "scalar"};
 #if RF_X86
-const KernelTable kAvx2 = {dots_avx2, gemm_acc_avx2, softmax_row_avx2, bwd_elem_avx2,
-                           scale_avx2, exp_shift_avx2, "avx2"};
+const KernelTable kAvx2 = {dots_avx2,     gemm_avx2,  softmax_row_avx2, softmax_cols_avx2,
+                           bwd_elem_avx2, scale_avx2, exp_shift_avx2,   "avx2"};
 #endif
 
 }  // namespace

@@ -17,18 +17,25 @@ struct KernelTable {
   void (*dots)(const float* A, int64_t lda, int M, const float* B, int64_t ldb, int N, int D, float* C,
                int64_t ldc, const float* pfB);
 
-  // Accumulating product: C[m*ldc + d] += sum_{n<N} a(m, n) * X[n*ldx + d] for m < M, d < D, with
-  // a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X rows are read up to element D-1
-  // only, but C rows must have room for D rounded up to a multiple of 8 (the padding lanes receive += 0).
+  // Product: C[m*ldc + d] = (accumulate ? C[m*ldc + d] : 0) + sum_{n<N} a(m, n) * X[n*ldx + d] for m < M, d < D,
+  // with a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X rows are read up to element D-1
+  // only. C rows must have room for D rounded up to a multiple of 8; the padding lanes are scratch (the AVX2
+  // version writes them, the scalar one does not).
   // pfX (may be null): the first of N rows with stride ldx to prefetch while X is consumed.
-  void (*gemm_acc)(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
-                   float* C, int64_t ldc, const float* pfX);
+  void (*gemm)(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
+               float* C, int64_t ldc, int accumulate, const float* pfX);
 
   // One online-softmax step on a row of n scores (masked entries are -inf). s must have room for n rounded up
   // to 8. With m, l the running max and sum: turns s into p = exp(s - m_new), updates m and l, and returns
   // alpha = exp(m_old - m_new), the factor the running output must be rescaled by. A row with no finite score
   // is left as zeros with m, l unchanged and alpha = 1.
   float (*softmax_row)(float* s, int n, float* m, float* l);
+
+  // Online-softmax step down the columns of a transposed score block St (n keys x cols query rows, row stride ld,
+  // masked entries -inf), vectorised across query rows: for each column c, turns St[:, c] into
+  // p = exp(s - m_new), updates m[c], l[c], and sets alpha[c] = exp(m_old - m_new) (1 for a column with no finite
+  // score so far). m, l, alpha and the columns up to cols rounded up to 8 are read and written (padding scratch).
+  void (*softmax_cols)(float* St, int64_t ld, int n, int cols, float* m, float* l, float* alpha);
 
   // Backward element-wise step on a (rows x cols) tile with row stride ld, column c belonging to query row c:
   // s <- p = exp(s - lse[c]), dp <- ds = p * (dp - dsum[c]).
