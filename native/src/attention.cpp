@@ -18,7 +18,9 @@
 // results.
 //
 // Backward: FlashAttention-2 recomputation from lse. Work items are (batch, KV head, key chunk); an item owns
-// the gk / gv rows of its keys, so those are written without synchronisation. gq rows of a KV head's query
+// the gk / gv rows of its keys, so it accumulates into them without synchronisation. Inside an item, query
+// blocks are the outer loop (Q, dO and their transposes are built once per query block and dQ is accumulated
+// locally) and only the key blocks the query block can see are visited. gq rows of a KV head's query
 // heads belong to that (batch, KV head): written directly when each (batch, KV head) is one item, and through
 // per-thread partial buffers summed at the end when the keys are split into several chunks.
 //
@@ -543,104 +545,128 @@ struct Bwd {
   int64_t nChunks;             // key chunks per (batch, KV head)
   std::vector<float*> gqDest;  // per thread: where dQ accumulates (gq itself when nChunks == 1)
 
+  // Key blocks of [kb0, kb1) (global grid of kBwdKeys) that some query of [i0, i1] may see: the sink prefix and
+  // [lo(i0), hi(i1)], as at most two block ranges.
+  int key_block_ranges(int64_t i0, int64_t i1, int64_t kb0, int64_t kb1, int64_t out[2][2]) const {
+    const int64_t h = g.mask.hi(i1);
+    if (h < 0) return 0;
+    int n = 0;
+    const int64_t sinkEnd = std::min(g.mask.sinks, h + 1);
+    const int64_t a0 = kb0, a1 = std::min(kb1, (std::max<int64_t>(sinkEnd, 0) + kBwdKeys - 1) / kBwdKeys);
+    const int64_t m0 = std::max(kb0, g.mask.lo(i0) / kBwdKeys), m1 = std::min(kb1, h / kBwdKeys + 1);
+    if (sinkEnd > 0 && a0 < a1) out[n][0] = a0, out[n][1] = a1, ++n;
+    if (m0 < m1) {
+      if (n == 1 && m0 <= out[0][1]) {
+        out[0][1] = std::max(out[0][1], m1);
+      } else {
+        out[n][0] = m0, out[n][1] = m1, ++n;
+      }
+    }
+    return n;
+  }
+
   void item(int64_t it, int tid) const {
     const int64_t nKB = (g.S + kBwdKeys - 1) / kBwdKeys;
     const int64_t c = it % nChunks;
     const int64_t bg = it / nChunks;
     const int64_t b = bg / g.Hkv, kvh = bg % g.Hkv;
     const int64_t kb0 = nKB * c / nChunks, kb1 = nKB * (c + 1) / nChunks;
+    if (kb0 >= kb1) return;
+    const int64_t ks = kb0 * kBwdKeys, ke = std::min(g.S, kb1 * kBwdKeys);
     float* dq = gqDest[tid];
 
     const int64_t nqB = std::max<int64_t>(1, std::min<int64_t>(g.T, kBwdRows / g.nRep));
     const int64_t Rmax = nqB * g.nRep, Rp = round8(Rmax), Dp = g.Dp, BK = kBwdKeys;
-    // Q and dO are kept twice: row-major (rows x Dp) as the X operand of dK / dV, and transposed (Dh x Rp) as the
-    // X operand of the score products S^T = K (scale Q)^T and dP^T = V dO^T.
-    float* Qt = scratch_f(static_cast<size_t>(3 * Rmax * Dp + 2 * g.Dh * Rp + 2 * BK * Rp + 2 * BK * Dp + 2 * Rp));
+    // Per query block: Q and dO row-major (rows x Dp; X operands of dK and dV) and transposed (Dh x Rp; X operands
+    // of S^T = K (scale Q)^T and dP^T = V dO^T), loaded once and reused across all key blocks of the chunk.
+    float* Qt = scratch_f(static_cast<size_t>(3 * Rmax * Dp + 2 * g.Dh * Rp + 2 * BK * Rp + 2 * Rp));
     float* dOt = Qt + Rmax * Dp;
     float* dQt = dOt + Rmax * Dp;
     float* QT = dQt + Rmax * Dp;
     float* dOT = QT + g.Dh * Rp;
     float* St = dOT + g.Dh * Rp;  // (keys x rows): scores -> P
-    float* dPt = St + BK * Rp;    // (keys x rows): dP -> dS
-    float* dKb = dPt + BK * Rp;
-    float* dVb = dKb + BK * Dp;
-    float* lseL = dVb + BK * Dp;
+    float* dPt = St + BK * Rp;    // (keys x rows): dP -> dS (scaled)
+    float* lseL = dPt + BK * Rp;
     float* Dl = lseL + Rp;
-    signed char* st = scratch_status(static_cast<size_t>(g.T));
+    signed char* st = scratch_status(static_cast<size_t>(nqB));
     const int64_t ldk = g.Hkv * g.Dh;
     const int Dh = static_cast<int>(g.Dh);
 
-    for (int64_t kb = kb0; kb < kb1; ++kb) {
-      const int64_t j0 = kb * BK, j1 = std::min(g.S, j0 + BK);
-      const int nk = static_cast<int>(j1 - j0);
-      int64_t ia = -1, ib = -1;
-      for (int64_t i = 0; i < g.T; ++i) {
-        st[i] = static_cast<signed char>(g.mask.status(i, j0, j1));
-        if (st[i]) {
-          if (ia < 0) ia = i;
-          ib = i;
-        }
+    // Queries that see some key of the chunk.
+    int64_t ia = -1, ib = -1;
+    for (int64_t i = 0; i < g.T; ++i)
+      if (g.mask.count(i, ks, ke) > 0) {
+        if (ia < 0) ia = i;
+        ib = i;
       }
-      if (ia < 0) continue;  // no query sees these keys: gk / gv rows stay zero
-      std::fill(dKb, dKb + nk * Dp, 0.0f);
-      std::fill(dVb, dVb + nk * Dp, 0.0f);
-      const float* kblk = k + g.ki(b, j0, kvh);
-      const float* vblk = v + g.ki(b, j0, kvh);
-      for (int64_t i0 = ia; i0 <= ib; i0 += nqB) {
-        const int64_t nq = std::min(nqB, ib - i0 + 1);
-        bool any = false;
-        for (int64_t ii = 0; ii < nq; ++ii) any = any || st[i0 + ii] != 0;
-        if (!any) continue;
-        const int R = static_cast<int>(nq * g.nRep);
-        // Row rho = ii * nRep + r is query i0 + ii of head kvh * nRep + r. Q is pre-scaled, so St holds scaled
-        // scores and dK = dS^T (scale Q) needs no extra multiply. lse = -inf (row saw nothing) becomes +inf so
-        // exp(s - lse) = 0 and the row contributes nothing.
-        for (int64_t ii = 0; ii < nq; ++ii)
-          for (int64_t r = 0; r < g.nRep; ++r) {
-            const int64_t rho = ii * g.nRep + r, h = kvh * g.nRep + r, qo = g.qi(b, i0 + ii, h);
-            float* qd = Qt + rho * Dp;
-            float* gd = dOt + rho * Dp;
-            float dsum = 0;
-            for (int64_t d = 0; d < g.Dh; ++d) {
-              const float qs = q[qo + d] * g.scale, gov = go[qo + d];
-              qd[d] = qs;
-              gd[d] = gov;
-              QT[d * Rp + rho] = qs;
-              dOT[d * Rp + rho] = gov;
-              dsum += gov * o[qo + d];
-            }
-            const float L = lse[g.li(b, h, i0 + ii)];
-            lseL[rho] = L == kNegInf ? kPosInf : L;
-            Dl[rho] = dsum;
+    if (ia < 0) return;  // gk / gv rows of the chunk stay zero
+
+    for (int64_t i0 = ia; i0 <= ib; i0 += nqB) {
+      const int64_t nq = std::min(nqB, ib - i0 + 1);
+      int64_t kr[2][2];
+      const int nkr = key_block_ranges(i0, i0 + nq - 1, kb0, kb1, kr);
+      if (nkr == 0) continue;
+      const int R = static_cast<int>(nq * g.nRep);
+      // Row rho = ii * nRep + r is query i0 + ii of head kvh * nRep + r. lse = -inf (the row saw nothing)
+      // becomes +inf so exp(s - lse) = 0 and the row contributes nothing.
+      for (int64_t ii = 0; ii < nq; ++ii)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          const int64_t rho = ii * g.nRep + r, h = kvh * g.nRep + r, qo = g.qi(b, i0 + ii, h);
+          float* qd = Qt + rho * Dp;
+          float* gd = dOt + rho * Dp;
+          float dsum = 0;
+          for (int64_t d = 0; d < g.Dh; ++d) {
+            const float qv = q[qo + d], gov = go[qo + d];
+            qd[d] = qv;
+            gd[d] = gov;
+            QT[d * Rp + rho] = qv * g.scale;
+            dOT[d * Rp + rho] = gov;
+            dsum += gov * o[qo + d];
           }
-        K.gemm(kblk, ldk, 1, nk, Dh, QT, Rp, R, St, Rp, 0, nullptr);    // S^T = K (scale Q)^T
-        K.gemm(vblk, ldk, 1, nk, Dh, dOT, Rp, R, dPt, Rp, 0, nullptr);  // dP^T = V dO^T
-        for (int64_t ii = 0; ii < nq; ++ii) {
-          const int s_ = st[i0 + ii];
-          if (s_ == 2) continue;
-          int64_t hr[2][2];
-          const int nh = s_ == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(i0 + ii, j0, j1, hr);
-          for (int t = 0; t < nh; ++t)
-            for (int64_t j = hr[t][0]; j < hr[t][1]; ++j) {
-              float* sr = St + (j - j0) * Rp + ii * g.nRep;
-              for (int64_t r = 0; r < g.nRep; ++r) sr[r] = kNegInf;
-            }
+          const float L = lse[g.li(b, h, i0 + ii)];
+          lseL[rho] = L == kNegInf ? kPosInf : L;
+          Dl[rho] = dsum;
         }
-        K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl);
-        K.gemm(St, Rp, 1, nk, R, dOt, Dp, Dh, dVb, Dp, 1, nullptr);   // dV_j += sum_rho P_j,rho dO_rho
-        K.gemm(dPt, Rp, 1, nk, R, Qt, Dp, Dh, dKb, Dp, 1, nullptr);   // dK_j += sum_rho dS_j,rho scale q_rho
-        K.gemm(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, 0, nullptr);  // dQ_rho = sum_j dS_j,rho k_j (A^T)
-        for (int64_t ii = 0; ii < nq; ++ii)
-          for (int64_t r = 0; r < g.nRep; ++r) {
-            float* dst = dq + g.qi(b, i0 + ii, kvh * g.nRep + r);
-            const float* src = dQt + (ii * g.nRep + r) * Dp;
-            for (int64_t d = 0; d < g.Dh; ++d) dst[d] += g.scale * src[d];
+      bool touched = false;
+      for (int t = 0; t < nkr; ++t)
+        for (int64_t kb = kr[t][0]; kb < kr[t][1]; ++kb) {
+          const int64_t j0 = kb * BK, j1 = std::min(g.S, j0 + BK);
+          const int nk = static_cast<int>(j1 - j0);
+          bool any = false;
+          for (int64_t ii = 0; ii < nq; ++ii) {
+            st[ii] = static_cast<signed char>(g.mask.status(i0 + ii, j0, j1));
+            any = any || st[ii] != 0;
           }
-      }
-      for (int64_t j = j0; j < j1; ++j) {
-        std::memcpy(gk + g.ki(b, j, kvh), dKb + (j - j0) * Dp, sizeof(float) * g.Dh);
-        std::memcpy(gv + g.ki(b, j, kvh), dVb + (j - j0) * Dp, sizeof(float) * g.Dh);
-      }
+          if (!any) continue;
+          const float* kblk = k + g.ki(b, j0, kvh);
+          const float* vblk = v + g.ki(b, j0, kvh);
+          K.gemm(kblk, ldk, 1, nk, Dh, QT, Rp, R, St, Rp, 0, nullptr);    // S^T = K (scale Q)^T
+          K.gemm(vblk, ldk, 1, nk, Dh, dOT, Rp, R, dPt, Rp, 0, nullptr);  // dP^T = V dO^T
+          for (int64_t ii = 0; ii < nq; ++ii) {
+            const int s_ = st[ii];
+            if (s_ == 2) continue;
+            int64_t hr[2][2];
+            const int nh = s_ == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(i0 + ii, j0, j1, hr);
+            for (int u = 0; u < nh; ++u)
+              for (int64_t j = hr[u][0]; j < hr[u][1]; ++j) {
+                float* sr = St + (j - j0) * Rp + ii * g.nRep;
+                for (int64_t r = 0; r < g.nRep; ++r) sr[r] = kNegInf;
+              }
+          }
+          K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl, g.scale);  // P and dS' = scale * dS
+          // gk / gv rows of these keys belong to this item: accumulate in place.
+          K.gemm(St, Rp, 1, nk, R, dOt, Dp, Dh, gv + g.ki(b, j0, kvh), ldk, 1, nullptr);   // dV_j += P^T dO
+          K.gemm(dPt, Rp, 1, nk, R, Qt, Dp, Dh, gk + g.ki(b, j0, kvh), ldk, 1, nullptr);   // dK_j += dS'^T q
+          K.gemm(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, touched ? 1 : 0, nullptr);     // dQ += dS' k
+          touched = true;
+        }
+      if (!touched) continue;
+      for (int64_t ii = 0; ii < nq; ++ii)
+        for (int64_t r = 0; r < g.nRep; ++r) {
+          float* dst = dq + g.qi(b, i0 + ii, kvh * g.nRep + r);
+          const float* src = dQt + (ii * g.nRep + r) * Dp;
+          for (int64_t d = 0; d < g.Dh; ++d) dst[d] += src[d];
+        }
     }
   }
 

@@ -93,14 +93,15 @@ void softmax_cols_scalar(float* St, int64_t ld, int n, int cols, float* m, float
   }
 }
 
-void bwd_elem_scalar(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum) {
+void bwd_elem_scalar(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum,
+                     float scale) {
   for (int r = 0; r < rows; ++r) {
     float* sr = s + r * ld;
     float* dr = dp + r * ld;
     for (int c = 0; c < cols; ++c) {
       const float p = std::exp(sr[c] - lse[c]);
       sr[c] = p;
-      dr[c] = p * (dr[c] - dsum[c]);
+      dr[c] = scale * p * (dr[c] - dsum[c]);
     }
   }
 }
@@ -296,9 +297,13 @@ RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, 
   constexpr int K = MR * NC;
   const __m256 z = _mm256_setzero_ps();
   __m256 c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z, c6 = z, c7 = z;
+  // The tail chunk of C is loaded and stored under the mask, so C rows are touched up to element D-1 only.
   if (acc) {
-#define RF_INIT(k) \
-  if (k < K) c##k = _mm256_loadu_ps(C + (k / NC) * ldc + 8 * (k % NC));
+#define RF_INIT(k)                                                                                 \
+  if (k < K) {                                                                                     \
+    float* cp = C + (k / NC) * ldc + 8 * (k % NC);                                                 \
+    c##k = (TAIL && k % NC == NC - 1) ? _mm256_maskload_ps(cp, tm) : _mm256_loadu_ps(cp);          \
+  }
     RF_ATTN_EACH8(RF_INIT)
 #undef RF_INIT
   }
@@ -316,8 +321,14 @@ RF_AVX2 inline void gacc_block(const float* A, int64_t ars, int64_t acs, int N, 
     RF_ATTN_EACH8(RF_FMA)
 #undef RF_FMA
   }
-#define RF_STORE(k) \
-  if (k < K) _mm256_storeu_ps(C + (k / NC) * ldc + 8 * (k % NC), c##k);
+#define RF_STORE(k)                                                                                \
+  if (k < K) {                                                                                     \
+    float* cp = C + (k / NC) * ldc + 8 * (k % NC);                                                 \
+    if (TAIL && k % NC == NC - 1)                                                                  \
+      _mm256_maskstore_ps(cp, tm, c##k);                                                           \
+    else                                                                                           \
+      _mm256_storeu_ps(cp, c##k);                                                                  \
+  }
   RF_ATTN_EACH8(RF_STORE)
 #undef RF_STORE
 }
@@ -418,8 +429,9 @@ RF_AVX2 void softmax_cols_avx2(float* St, int64_t ld, int n, int cols, float* m,
 }
 
 RF_AVX2 void bwd_elem_avx2(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse,
-                           const float* dsum) {
+                           const float* dsum, float scale) {
   const int cv = cols & ~7;
+  const __m256 sc = _mm256_set1_ps(scale);
   for (int r = 0; r < rows; ++r) {
     float* sr = s + r * ld;
     float* dr = dp + r * ld;
@@ -427,12 +439,13 @@ RF_AVX2 void bwd_elem_avx2(float* s, float* dp, int64_t ld, int rows, int cols, 
     for (; c < cv; c += 8) {
       const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(sr + c), _mm256_loadu_ps(lse + c)));
       _mm256_storeu_ps(sr + c, p);
-      _mm256_storeu_ps(dr + c, _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + c), _mm256_loadu_ps(dsum + c))));
+      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(dr + c), _mm256_loadu_ps(dsum + c));
+      _mm256_storeu_ps(dr + c, _mm256_mul_ps(_mm256_mul_ps(sc, p), d));
     }
     for (; c < cols; ++c) {
       const float p = std::exp(sr[c] - lse[c]);
       sr[c] = p;
-      dr[c] = p * (dr[c] - dsum[c]);
+      dr[c] = scale * p * (dr[c] - dsum[c]);
     }
   }
 }

@@ -18,9 +18,8 @@ struct KernelTable {
                int64_t ldc, const float* pfB);
 
   // Product: C[m*ldc + d] = (accumulate ? C[m*ldc + d] : 0) + sum_{n<N} a(m, n) * X[n*ldx + d] for m < M, d < D,
-  // with a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X rows are read up to element D-1
-  // only. C rows must have room for D rounded up to a multiple of 8; the padding lanes are scratch (the AVX2
-  // version writes them, the scalar one does not).
+  // with a(m, n) = A[m*ars + n*acs] (so a transposed A is just swapped strides). X and C rows are accessed up to
+  // element D-1 only, so C may be rows of a caller's tensor (the backward accumulates straight into gk / gv).
   // pfX (may be null): the first of N rows with stride ldx to prefetch while X is consumed.
   void (*gemm)(const float* A, int64_t ars, int64_t acs, int M, int N, const float* X, int64_t ldx, int D,
                float* C, int64_t ldc, int accumulate, const float* pfX);
@@ -38,8 +37,9 @@ struct KernelTable {
   void (*softmax_cols)(float* St, int64_t ld, int n, int cols, float* m, float* l, float* alpha);
 
   // Backward element-wise step on a (rows x cols) tile with row stride ld, column c belonging to query row c:
-  // s <- p = exp(s - lse[c]), dp <- ds = p * (dp - dsum[c]).
-  void (*bwd_elem)(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum);
+  // s <- p = exp(s - lse[c]), dp <- ds = scale * p * (dp - dsum[c]).
+  void (*bwd_elem)(float* s, float* dp, int64_t ld, int rows, int cols, const float* lse, const float* dsum,
+                   float scale);
 
   // x[i] *= a for i < n.
   void (*scale)(float* x, int n, float a);
