@@ -639,38 +639,58 @@ struct Bwd {
           lseL[rho] = L == kNegInf ? kPosInf : L;
           Dl[rho] = dsum;
         }
+      std::fill(dQt, dQt + R * Dp, 0.0f);
       bool touched = false;
+      // One key range [j0, j1) against the query block: only the columns (query rows) from the first to the last
+      // query that sees some of its keys take part (c0 aligned to 8 so column chunks stay inside Rp).
+      auto process = [&](int64_t j0, int64_t j1) {
+        const int nk = static_cast<int>(j1 - j0);
+        int64_t qa = -1, qb = -1;
+        for (int64_t ii = 0; ii < nq; ++ii) {
+          st[ii] = static_cast<signed char>(g.mask.status(i0 + ii, j0, j1));
+          if (st[ii]) {
+            if (qa < 0) qa = ii;
+            qb = ii;
+          }
+        }
+        if (qa < 0) return;
+        const int64_t c0 = (qa * g.nRep) & ~int64_t(7), c1 = (qb + 1) * g.nRep;
+        const int nc = static_cast<int>(c1 - c0);
+        const float* kblk = k + g.ki(b, j0, kvh);
+        const float* vblk = v + g.ki(b, j0, kvh);
+        K.gemm(kblk, ldk, 1, nk, Dh, QT + c0, Rp, nc, St + c0, Rp, 0, nullptr);    // S^T = K (scale Q)^T
+        K.gemm(vblk, ldk, 1, nk, Dh, dOT + c0, Rp, nc, dPt + c0, Rp, 0, nullptr);  // dP^T = V dO^T
+        for (int64_t ii = c0 / g.nRep; ii * g.nRep < c1; ++ii) {
+          const int s_ = st[ii];
+          if (s_ == 2) continue;
+          int64_t hr[2][2];
+          const int nh = s_ == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(i0 + ii, j0, j1, hr);
+          const int64_t ca = std::max(c0, ii * g.nRep), cb = (ii + 1) * g.nRep;
+          for (int u = 0; u < nh; ++u)
+            for (int64_t j = hr[u][0]; j < hr[u][1]; ++j) {
+              float* sr = St + (j - j0) * Rp;
+              for (int64_t col = ca; col < cb; ++col) sr[col] = kNegInf;
+            }
+        }
+        K.bwd_elem(St + c0, dPt + c0, Rp, nk, nc, lseL + c0, Dl + c0, g.scale);  // P and dS' = scale * dS
+        // gk / gv rows of these keys belong to this item: accumulate in place.
+        K.gemm(St + c0, Rp, 1, nk, nc, dOt + c0 * Dp, Dp, Dh, gv + g.ki(b, j0, kvh), ldk, 1, nullptr);  // dV += P^T dO
+        K.gemm(dPt + c0, Rp, 1, nk, nc, Qt + c0 * Dp, Dp, Dh, gk + g.ki(b, j0, kvh), ldk, 1, nullptr);  // dK += dS'^T q
+        K.gemm(dPt + c0, 1, Rp, nc, nk, kblk, ldk, Dh, dQt + c0 * Dp, Dp, 1, nullptr);  // dQ += dS' k
+        touched = true;
+      };
       for (int t = 0; t < nkr; ++t)
         for (int64_t kb = kr[t][0]; kb < kr[t][1]; ++kb) {
           const int64_t j0 = kb * BK, j1 = std::min(g.S, j0 + BK);
-          const int nk = static_cast<int>(j1 - j0);
-          bool any = false;
-          for (int64_t ii = 0; ii < nq; ++ii) {
-            st[ii] = static_cast<signed char>(g.mask.status(i0 + ii, j0, j1));
-            any = any || st[ii] != 0;
+          bool all = true;
+          for (int64_t ii = 0; ii < nq && all; ++ii) all = g.mask.status(i0 + ii, j0, j1) == 2;
+          if (all) {
+            process(j0, j1);
+          } else {
+            // A staircase block (causal diagonal, window edge): quarter blocks let queries that see none of a
+            // quarter skip it, ~35% less work on a causal diagonal.
+            for (int64_t a = j0; a < j1; a += BK / 4) process(a, std::min(j1, a + BK / 4));
           }
-          if (!any) continue;
-          const float* kblk = k + g.ki(b, j0, kvh);
-          const float* vblk = v + g.ki(b, j0, kvh);
-          K.gemm(kblk, ldk, 1, nk, Dh, QT, Rp, R, St, Rp, 0, nullptr);    // S^T = K (scale Q)^T
-          K.gemm(vblk, ldk, 1, nk, Dh, dOT, Rp, R, dPt, Rp, 0, nullptr);  // dP^T = V dO^T
-          for (int64_t ii = 0; ii < nq; ++ii) {
-            const int s_ = st[ii];
-            if (s_ == 2) continue;
-            int64_t hr[2][2];
-            const int nh = s_ == 0 ? (hr[0][0] = j0, hr[0][1] = j1, 1) : g.mask.hidden(i0 + ii, j0, j1, hr);
-            for (int u = 0; u < nh; ++u)
-              for (int64_t j = hr[u][0]; j < hr[u][1]; ++j) {
-                float* sr = St + (j - j0) * Rp + ii * g.nRep;
-                for (int64_t r = 0; r < g.nRep; ++r) sr[r] = kNegInf;
-              }
-          }
-          K.bwd_elem(St, dPt, Rp, nk, R, lseL, Dl, g.scale);  // P and dS' = scale * dS
-          // gk / gv rows of these keys belong to this item: accumulate in place.
-          K.gemm(St, Rp, 1, nk, R, dOt, Dp, Dh, gv + g.ki(b, j0, kvh), ldk, 1, nullptr);   // dV_j += P^T dO
-          K.gemm(dPt, Rp, 1, nk, R, Qt, Dp, Dh, gk + g.ki(b, j0, kvh), ldk, 1, nullptr);   // dK_j += dS'^T q
-          K.gemm(dPt, 1, Rp, R, nk, kblk, ldk, Dh, dQt, Dp, touched ? 1 : 0, nullptr);     // dQ += dS' k
-          touched = true;
         }
       if (!touched) continue;
       for (int64_t ii = 0; ii < nq; ++ii)
