@@ -62,11 +62,14 @@ constexpr int64_t round8(int64_t x) { return (x + 7) & ~int64_t(7); }
 //   (!causal || j <= p) && (window <= 0 || j > p - window || j < sinks).
 // For a query this is the key interval [lo, hi] plus the sink prefix [0, sinks) clipped to hi.
 struct Mask {
-  int64_t S, qOffset, window, sinks;
-  bool causal;
+  int64_t S;
+  int64_t hiBase;  // causal: query i sees keys j <= hiBase + i  (hiBase = floor(qOffset))
+  int64_t loBase;  // window: query i sees keys j >= loBase + i  (loBase = floor(qOffset - window) + 1)
+  int64_t sinks;   // keys j < sinks ignore the window
+  bool causal, windowed;
 
-  int64_t hi(int64_t i) const { return causal ? std::min(qOffset + i, S - 1) : S - 1; }
-  int64_t lo(int64_t i) const { return window > 0 ? std::max<int64_t>(0, qOffset + i - window + 1) : 0; }
+  int64_t hi(int64_t i) const { return causal ? std::min(hiBase + i, S - 1) : S - 1; }
+  int64_t lo(int64_t i) const { return windowed ? std::max<int64_t>(0, loBase + i) : 0; }
   bool vis(int64_t i, int64_t j) const { return j <= hi(i) && (j >= lo(i) || j < sinks); }
 
   // Number of keys in [j0, j1) that query i sees.
@@ -771,20 +774,24 @@ bool check_len(Napi::Env env, const char* kernel, const char* arg, size_t len, i
   return false;
 }
 
-// Mask parameters arrive as doubles; clamp before converting (casting an out-of-range double is undefined) to a
-// range wide enough that every comparison against positions < 2^53 still comes out the same.
-int64_t clamp_pos(double x) {
+// Mask parameters arrive as doubles. For integer positions j and i the reference's tests j <= qOffset + i,
+// j > qOffset + i - window and j < sinks are the same as j <= floor(qOffset) + i,
+// j >= floor(qOffset - window) + 1 + i and j < ceil(sinks), so fractional values behave identically. Values are
+// clamped before converting (casting an out-of-range double is undefined) to a range wide enough that every
+// comparison against positions < 2^53 comes out the same.
+int64_t to_pos(double x) {
   if (std::isnan(x)) return 0;
-  return static_cast<int64_t>(std::max(-1e17, std::min(1e17, std::trunc(x))));
+  return static_cast<int64_t>(std::max(-1e17, std::min(1e17, x)));
 }
 
 Mask make_mask(const Geo& g, double causal, double qOffset, double window, double sinks) {
   Mask m;
   m.S = g.S;
   m.causal = causal != 0;
-  m.qOffset = clamp_pos(qOffset);
-  m.window = clamp_pos(window);
-  m.sinks = clamp_pos(sinks);
+  m.windowed = window > 0;
+  m.hiBase = to_pos(std::floor(qOffset));
+  m.loBase = m.windowed ? to_pos(std::floor(qOffset - window)) + 1 : 0;
+  m.sinks = to_pos(std::ceil(sinks));
   return m;
 }
 

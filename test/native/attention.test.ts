@@ -394,6 +394,18 @@ test(THREAD_TEST, { skip: nativeSkip }, async (t) => {
   }
 });
 
+test('native attention treats fractional mask parameters like the reference', { skip: nativeSkip }, async (t) => {
+  // The contract passes positions as numbers; non-integers must compare exactly as in the reference.
+  const native = getBackend('native').kernels;
+  const s: Shape = { name: 'B1 T6 S9 H2/1 Dh5', B: 1, T: 6, S: 9, Hq: 2, Hkv: 1, Dh: 5 };
+  const cases: MaskCase[] = [
+    { name: 'causal qOffset -0.5', causal: 1, window: 0, sinks: 0, qOffset: () => -0.5 },
+    { name: 'causal qOffset 2.5, window 2.5, sinks 1.5', causal: 1, window: 2.5, sinks: 1.5, qOffset: () => 2.5 },
+    { name: 'non-causal window 0.5', causal: 0, window: 0.5, sinks: 0, qOffset: () => 1 },
+  ];
+  for (const [ci, m] of cases.entries()) await t.test(m.name, () => compareNative(native, s, m, 7000 + ci));
+});
+
 test('native attention rejects inconsistent sizes', { skip: nativeSkip }, () => {
   const native = getBackend('native').kernels;
   const f = (n: number) => new Float32Array(n);
