@@ -70,7 +70,7 @@ struct Mask {
 
   int64_t hi(int64_t i) const { return causal ? std::min(hiBase + i, S - 1) : S - 1; }
   int64_t lo(int64_t i) const { return windowed ? std::max<int64_t>(0, loBase + i) : 0; }
-  bool vis(int64_t i, int64_t j) const { return j <= hi(i) && (j >= lo(i) || j < sinks); }
+  // Query i sees key j iff j <= hi(i) && (j >= lo(i) || j < sinks).
 
   // Number of keys in [j0, j1) that query i sees.
   int64_t count(int64_t i, int64_t j0, int64_t j1) const {
@@ -161,13 +161,13 @@ template <class F>
 void run_items(int64_t n, const F& f) {
   if (n <= 0) return;
   if (n == 1 || rf::num_threads() <= 1) {
-    FlushDenormals ftz;
+    [[maybe_unused]] FlushDenormals ftz;
     for (int64_t t = 0; t < n; ++t) f(t, 0);
     return;
   }
   std::atomic<int64_t> next{0};
   rf::parallel_run([&](int tid, int) {
-    FlushDenormals ftz;
+    [[maybe_unused]] FlushDenormals ftz;
     for (;;) {
       const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
       if (t >= n) return;
