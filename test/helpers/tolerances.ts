@@ -41,6 +41,16 @@ export const TOL = {
   parityLong: { rtol: 1e-3, atol: 1e-4 },
   /** Central finite differences in float32 with step FD_EPS against analytic gradients. */
   finiteDiff: { rtol: 3e-2, atol: 3e-3 },
+  /**
+   * Attention. Oracle: the reference vs a naive float64 softmax(QK^T)V (o accumulated in float32, observed worst
+   * ~4e-8). Fwd: native vs reference, float32 dots over Dh <= 65 and online-softmax sums over up to 700 keys
+   * (observed ~1e-7). Grad: gq/gk/gv sum float32 products over a few hundred (query, key) pairs (observed ~1e-6 on
+   * entries of size 1-10). Fd: the reference gradient vs float64 central differences (observed ~2e-8).
+   */
+  attentionOracle: { rtol: 1e-6, atol: 5e-7 },
+  attentionFwd: { rtol: 2e-5, atol: 2e-6 },
+  attentionGrad: { rtol: 1e-4, atol: 1e-5 },
+  attentionFd: { rtol: 1e-5, atol: 1e-6 },
   /** Whole-model loss curves after a few dozen optimizer steps on different backends. */
   training: { rtol: 2e-2, atol: 2e-3 },
 } as const satisfies Record<string, Tol>;

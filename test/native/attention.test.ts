@@ -13,27 +13,19 @@ import { fileURLToPath } from 'node:url';
 import { getBackend } from '../../src/tensor/backend.js';
 import { loadNative } from '../../src/tensor/native.js';
 import type { Kernels } from '../../src/tensor/kernels.js';
+import { TOL } from '../helpers/tolerances.js';
 
-// ---- tolerances: |actual - expected| <= ATOL + RTOL * |expected| ---------------------------------------------------
-// Reference vs naive float64: the reference computes scores and the softmax in float64 but accumulates o in its
-// Float32Array output (one float32 rounding per visible key), so o near zero carries an absolute error of a few
-// 1e-8 per term; observed worst ~4e-8.
-const ORACLE_ATOL = 5e-7;
-const ORACLE_RTOL = 1e-6;
-// Native forward (o, lse, probs) vs reference: float32 dot products over Dh <= 65 and float32 online-softmax sums
-// over up to 700 keys; observed differences are ~1e-7 absolute, the bounds leave a 10-20x margin.
-const ATTN_FWD_ATOL = 2e-6;
-const ATTN_FWD_RTOL = 2e-5;
-// Native gradients vs reference: each gq / gk / gv entry sums float32 products over up to a few hundred
-// (query, key) pairs; observed ~1e-6 on entries of size ~1-10.
-const ATTN_GRAD_ATOL = 1e-5;
-const ATTN_GRAD_RTOL = 1e-4;
-// Reference gradient vs central differences (step FD_STEP) of the float64 naive forward: truncation error
-// ~FD_STEP^2 and cancellation ~1e-16 / FD_STEP are both negligible, so this bounds the float32 rounding of the
-// reference's inputs and outputs (observed worst ~2e-8 on gradients of size ~0.1-1).
+// Tolerances live in test/helpers/tolerances.ts (attentionOracle, attentionFwd, attentionGrad, attentionFd).
+const ORACLE_ATOL = TOL.attentionOracle.atol;
+const ORACLE_RTOL = TOL.attentionOracle.rtol;
+const ATTN_FWD_ATOL = TOL.attentionFwd.atol;
+const ATTN_FWD_RTOL = TOL.attentionFwd.rtol;
+const ATTN_GRAD_ATOL = TOL.attentionGrad.atol;
+const ATTN_GRAD_RTOL = TOL.attentionGrad.rtol;
+// Step of the float64 central differences that validate the reference attentionGrad.
 const FD_STEP = 1e-4;
-const FD_ATOL = 1e-6;
-const FD_RTOL = 1e-5;
+const FD_ATOL = TOL.attentionFd.atol;
+const FD_RTOL = TOL.attentionFd.rtol;
 
 const CHILD_ENV = 'RECURFORMER_ATTN_TEST_CHILD';
 const isChild = process.env[CHILD_ENV] === '1';
