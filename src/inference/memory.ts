@@ -3,7 +3,7 @@
  * implementations (full KV here; recurrent state, hybrid and the streaming baselines join in the conversion
  * issue), chosen by configuration, never by model name.
  */
-import { Tensor, concat, contiguous, empty, shapeStr, slice } from '../tensor/index.js';
+import { Tensor, concat, contiguous, empty, keep, shapeStr, slice } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import type { RecurrentState } from '../model/recurrent-head.js';
 
@@ -73,7 +73,8 @@ export class KVCache implements AttentionMemory {
   }
 
   setRecurrentState(layer: number, s: RecurrentState): void {
-    this.states.set(layer, s);
+    // the state outlives the step's buffer scope (generate wraps each step in one)
+    this.states.set(layer, keep(s));
   }
 
   /** Bytes of the recurrent states alone (constant in the sequence length). */
@@ -193,7 +194,8 @@ export class StreamingMemory implements AttentionMemory {
       const recent = slice(x, 1, S - keepRecent, S);
       return contiguous(sinkCount > 0 ? concat([slice(x, 1, 0, sinkCount), recent], 1) : recent);
     };
-    this.kv[layer] = { k: parts(kAll), v: parts(vAll) };
+    // retained keys outlive the step's buffer scope
+    this.kv[layer] = keep({ k: parts(kAll), v: parts(vAll) });
     return { k: kAll, v: vAll, qOffset: S - T, window: this.window, sinks: sinkCount };
   }
 

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { ITEM_SIZE } from '../../io/tensor-file.js';
 import { defaultModelPath, printJson } from '../common.js';
 import { loadModel } from '../../io/model-load.js';
+import { layerDims } from '../../convert/spec.js';
+import { stateSize } from '../../model/recurrent-head.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -19,10 +21,21 @@ export function registerInspect(program: Command): void {
         params += n;
         weightBytes += n * ITEM_SIZE[t.dtype];
       }
-      // float32 cache: keys and values of every KV head of every layer
-      const kvBytesPerToken = c.nLayers * c.nKvHeads * c.headDim * 2 * 4;
+      // float32 cache: keys and values of every kept KV head of every layer; recurrent heads hold a constant state
+      const spec = lm.recurformer;
+      const replacedGroups = spec ? spec.layers.reduce((s, l) => s + l.groups.length, 0) : 0;
+      const nRep = c.nHeads / c.nKvHeads;
+      const kvBytesPerToken = (c.nLayers * c.nKvHeads - replacedGroups) * c.headDim * 2 * 4;
+      const recurrentHeads = replacedGroups * nRep;
+      let constantStateBytes = 0;
+      for (const l of spec?.layers ?? []) {
+        const d = layerDims(c, spec!, l.groups);
+        constantStateBytes += stateSize(d) * 4;
+      }
       const info = {
         source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, kvBytesPerToken,
+        attentionHeads: c.nLayers * c.nHeads - recurrentHeads, recurrentHeads, constantStateBytes,
+        fullKvBytesPerToken: c.nLayers * c.nKvHeads * c.headDim * 2 * 4,
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
         tokenizer: lm.tokenizer ? lm.tokenizerSource : null,
@@ -37,7 +50,8 @@ export function registerInspect(program: Command): void {
         ['vocabulary / context', `${c.vocabSize} / ${c.maxPos}`],
         ['parameters', params.toLocaleString('en-US')],
         ['weight bytes', weightBytes.toLocaleString('en-US')],
-        ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)`],
+        ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)${spec ? ` of ${info.fullKvBytesPerToken.toLocaleString('en-US')} before conversion` : ''}`],
+        ['heads', `${info.attentionHeads} attention, ${recurrentHeads} recurrent (constant state ${constantStateBytes.toLocaleString('en-US')} bytes)`],
         ['positions', c.ropeStyle === 'none' ? 'learned absolute' : `RoPE ${c.ropeStyle}, theta ${c.ropeTheta}`],
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(22)}${v}\n`);

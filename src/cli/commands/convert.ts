@@ -1,0 +1,103 @@
+/**
+ * `recurformer convert [MODEL] --analysis FILE (--budget F | --threshold X) --out DIR`: plan which KV groups become
+ * recurrent (or read an edited plan with --plan), initialize the recurrent heads, write a converted HF folder.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { convert } from '../../convert/apply.js';
+import { planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
+import { loadModel, toHalfRope } from '../../io/model-load.js';
+import { writeHfFolder } from '../../io/model-save.js';
+import { writeFileAtomic } from '../../io/tensor-file.js';
+import { ArgumentError } from '../../tensor/errors.js';
+import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson } from '../common.js';
+
+interface Opts {
+  analysis?: string;
+  plan?: string;
+  budget?: string;
+  threshold?: string;
+  score: string;
+  window: string;
+  minKeep: string;
+  never: string;
+  init: string;
+  calib?: string;
+  calibTokens: string;
+  chunk: string;
+  out: string;
+  json?: boolean;
+}
+
+function readJson<T>(path: string, what: string): T {
+  if (!existsSync(path)) throw new ArgumentError('convert', what, `${path} does not exist`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (e) {
+    throw new ArgumentError('convert', what, `${path} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function registerConvert(program: Command): void {
+  program
+    .command('convert')
+    .description('replace recency-aware KV groups by recurrent heads (plan from analysis.json, init, write the model)')
+    .argument('[model]', 'model path (default: bundled stories260K)')
+    .option('--analysis <file>', 'analysis.json written by `recurformer analyze`')
+    .option('--plan <file>', 'use this (possibly hand-edited) plan instead of planning from --analysis')
+    .option('--budget <f>', 'fraction of all KV groups to replace, most recency-aware first')
+    .option('--threshold <x>', 'replace every group whose score is at least x')
+    .option('--score <s>', 'rr or rrw (waiver-adjusted)', 'rr')
+    .option('--window <k>', 'recency window whose score decides', '16')
+    .option('--min-keep <m>', 'keep at least m attention groups per layer', '0')
+    .option('--never <layers>', 'comma-separated layers never replaced', '')
+    .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
+    .option('--calib <file>', 'text for the output-scale fit (default: the bundled TinyStories excerpt)')
+    .option('--calib-tokens <n>', 'calibration tokens', '1024')
+    .option('--chunk <n>', 'SSD chunk length for prefill', '64')
+    .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
+    .option('--json', 'print a JSON summary')
+    .action((model: string | undefined, o: Opts) => {
+      let lm = loadModel(model ?? defaultModelPath());
+      if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
+      const cfg = lm.config;
+      let plan: ReplacementPlan;
+      let analysis: AnalysisLike | null = null;
+      if (o.plan) {
+        plan = readJson<ReplacementPlan>(o.plan, '--plan');
+        if (plan.schema !== 'recurformer.plan') throw new ArgumentError('convert', '--plan', `${o.plan} is not a recurformer plan`);
+      } else {
+        if (!o.analysis) throw new ArgumentError('convert', '--analysis', 'is required (or pass --plan)', 'run `recurformer analyze` first');
+        analysis = readJson<AnalysisLike>(o.analysis, '--analysis');
+        if (!Array.isArray(analysis.groups)) throw new ArgumentError('convert', '--analysis', `${o.analysis} has no groups`, 'pass analysis.json from `recurformer analyze`');
+        if ((o.budget === undefined) === (o.threshold === undefined)) {
+          throw new ArgumentError('convert', '--budget/--threshold', 'exactly one is required');
+        }
+        if (o.score !== 'rr' && o.score !== 'rrw') throw new ArgumentError('convert', '--score', `${o.score} is not rr or rrw`);
+        plan = planFromAnalysis(analysis, cfg.nLayers, cfg.nKvHeads, {
+          score: o.score, window: parseIntArg('--window', o.window, 1),
+          ...(o.budget !== undefined ? { budget: parseFloatArg('--budget', o.budget) } : { threshold: parseFloatArg('--threshold', o.threshold!) }),
+          minKeepPerLayer: parseIntArg('--min-keep', o.minKeep),
+          neverLayers: o.never ? o.never.split(',').map((x) => parseIntArg('--never', x.trim())) : [],
+        });
+      }
+      if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
+      const calibPath = o.calib ?? join(packageRoot(), 'data', 'tinystories-valid-excerpt', 'tinystories_val.txt');
+      let calibration: Int32Array | undefined;
+      if (lm.tokenizer && existsSync(calibPath)) {
+        const n = Math.min(parseIntArg('--calib-tokens', o.calibTokens, 2), cfg.maxPos);
+        calibration = Int32Array.from(lm.tokenizer.encode(readFileSync(calibPath, 'utf8').slice(0, n * 8), { bos: true }).slice(0, n));
+      }
+      // effective memory per head from the analysis' mean attention distance (geometric weights: m = mean + 1)
+      const memory = new Map<string, number>();
+      for (const h of analysis?.heads ?? []) if (typeof h.meanDistance === 'number') memory.set(`${h.layer}.${h.head}`, h.meanDistance + 1);
+      const conv = convert(lm, plan, { init: o.init, chunk: parseIntArg('--chunk', o.chunk, 1), memory, ...(calibration ? { calibration } : {}) });
+      writeHfFolder(o.out, conv, 'F32');
+      writeFileAtomic(join(o.out, 'plan.json'), Buffer.from(`${JSON.stringify(plan, null, 2)}\n`));
+      const replaced = plan.layers.reduce((s, l) => s + l.groups.length, 0);
+      const summary = { out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: plan.layers, init: o.init };
+      if (o.json) printJson(summary);
+      else process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}); plan in ${join(o.out, 'plan.json')}\n`);
+    });
+}
