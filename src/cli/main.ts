@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { RecurformerError } from '../tensor/errors.js';
 import { backend } from '../tensor/backend.js';
+import { registerAnalyze } from './commands/analyze.js';
 import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
 import { registerGenerate } from './commands/generate.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerExport(program);
+  registerAnalyze(program);
   return program;
 }
 
