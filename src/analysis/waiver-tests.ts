@@ -16,7 +16,8 @@
  *   bos/drop, bos/replace   BOS removed, or replaced by the most frequent text token. retention = mass on position 0
  *                     / baseline. Lost (< LOSE) -> feature (the BOS token's identity carries the sink); kept ->
  *                     inconclusive (whatever comes first gets it: position or first-element features).
- * Layer verdict: no-sink when its baseline sink mass < SINK_PRESENT; else from the votes: only feature votes ->
+ * Layer verdict: no-sink when its baseline sink mass is below SINK_FACTOR x the mass a uniform causal head puts on
+ * position 0 (mean over i > 0 of 1 / (i + 1), about ln(T) / T: a fixed absolute level would depend on T); else from the votes: only feature votes ->
  * feature-distribution, only positional -> positional-encoding, both -> mixed, none -> inconclusive. Overall: the
  * common verdict of the layers with a sink and a decided verdict, mixed when they differ.
  */
@@ -25,8 +26,9 @@ import { KeyMassAcc } from './sinks.js';
 import { streamAttention } from './stream.js';
 
 export const THRESHOLDS = {
-  /** A layer "has a sink" when its mean (over heads) attention on the first element is at least this. */
-  SINK_PRESENT: 0.1,
+  /** A layer "has a sink" when its mean (over heads) attention on the first element is at least this many times
+   *  the uniform-head level. */
+  SINK_FACTOR: 3,
   /** Retention at or above KEEP: the sink stayed. */
   KEEP: 0.8,
   /** Retention below LOSE: the sink is gone. Between the two: inconclusive. */
@@ -50,6 +52,8 @@ export interface TestResult {
 export interface WaiverTests {
   thresholds: typeof THRESHOLDS;
   samples: number;
+  /** The uniform causal head's mass on position 0 at this T (the no-sink reference). */
+  uniformMass: number;
   baseline: { layer: number; sinkMass: number; middleMass: number }[];
   tests: TestResult[];
   /** `lean`: what the votes say even when the layer has no sink worth explaining (verdict no-sink). */
@@ -138,6 +142,8 @@ export function runWaiverTests(model: DecoderLM, seqs: readonly Int32Array[]): W
     return { vote: retentionVote(r, 'feature', 'inconclusive'), values: { token: repl, retention: r } };
   });
 
+  let uniformMass = 0;
+  for (let i = 1; i < Tn; i++) uniformMass += 1 / (i + 1) / (Tn - 1);
   const perLayer = Array.from({ length: L }, (_, l) => {
     const votes = tests.map((t) => t.perLayer[l]!.vote);
     const feature = votes.filter((v) => v === 'feature').length, positional = votes.filter((v) => v === 'positional').length;
@@ -146,11 +152,11 @@ export function runWaiverTests(model: DecoderLM, seqs: readonly Int32Array[]): W
     else if (feature) lean = 'feature-distribution';
     else if (positional) lean = 'positional-encoding';
     else lean = 'inconclusive';
-    const verdict: Mechanism = base[l]![0]! < THRESHOLDS.SINK_PRESENT ? 'no-sink' : lean;
+    const verdict: Mechanism = base[l]![0]! < THRESHOLDS.SINK_FACTOR * uniformMass ? 'no-sink' : lean;
     return { layer: l, verdict, lean, feature, positional };
   });
   return {
-    thresholds: THRESHOLDS, samples: seqs.length,
+    thresholds: THRESHOLDS, samples: seqs.length, uniformMass,
     baseline: base.map((b, l) => ({ layer: l, sinkMass: b[0]!, middleMass: b[1]! })),
     tests, perLayer, mechanism: overall(perLayer.map((p) => p.verdict)), lean: overall(perLayer.map((p) => p.lean)),
   };

@@ -98,7 +98,7 @@ ${fig('residual norm: position 0 vs median token', residual)}
 ${fig('value norm of position 0 / median token, per head (red line 1)', vnorm)}
 ${fig('sink contribution / head output, per head', contrib)}</div>
 <h2>Waiver tests</h2>${waiverTable(a)}
-<p class="note">Thresholds: sink present &ge; ${a.waiver.tests.thresholds.SINK_PRESENT}; kept &ge; ${a.waiver.tests.thresholds.KEEP}; lost &lt; ${a.waiver.tests.thresholds.LOSE}; new waiver: share &ge; ${a.waiver.tests.thresholds.NEW_WAIVER_SHARE} of the sink and gain &ge; ${a.waiver.tests.thresholds.NEW_WAIVER_GAIN}x. See docs/analysis.md.</p>
+<p class="note">Thresholds: sink present when its mass &ge; ${a.waiver.tests.thresholds.SINK_FACTOR} &times; the uniform head's ${fmt(a.waiver.tests.uniformMass)}; kept &ge; ${a.waiver.tests.thresholds.KEEP}; lost &lt; ${a.waiver.tests.thresholds.LOSE}; new waiver: share &ge; ${a.waiver.tests.thresholds.NEW_WAIVER_SHARE} of the sink and gain &ge; ${a.waiver.tests.thresholds.NEW_WAIVER_GAIN}x. See docs/analysis.md.</p>
 </body></html>
 `;
 }
