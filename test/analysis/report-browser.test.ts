@@ -13,7 +13,8 @@ import { analyze } from '../../src/analysis/analyze.js';
 import { load } from '../../src/cli/common.js';
 import { writeAnalysis } from '../../src/report/write.js';
 
-const CHROMIUM = '/usr/bin/chromium';
+/** RF_CHROMIUM overrides the browser path (e.g. to check the skip path). */
+const CHROMIUM = process.env.RF_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
