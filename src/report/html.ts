@@ -79,12 +79,21 @@ export function renderReport(a: Analysis): string {
   const groupRows = groups.map((g) => `<tr><td>L${g.layer} g${g.kvGroup}</td><td>${g.heads.join(', ')}</td>${
     ks.map((k) => `<td>${fmt(g.groupScore.rr[k] ?? null)}</td>`).join('')}${ks.map((k) => `<td>${fmt(g.groupScore.rrw[k] ?? null)}</td>`).join('')}</tr>`).join('');
   const st = a.settings;
+  // At-a-glance summary: the most local heads and groups, the sink level against a uniform head.
+  const top = [...a.heads].sort((x, y) => (y.rrw[mid] ?? -1) - (x.rrw[mid] ?? -1)).slice(0, 6)
+    .map((h) => `L${h.layer}h${h.head} ${fmt(h.rrw[mid] ?? null)}`).join(', ');
+  const local = a.heads.filter((h) => (h.rr[mid] ?? 0) >= 0.9).length;
+  const sinkMean = a.heads.reduce((m, h) => m + (h.sink ?? 0), 0) / Math.max(1, a.heads.length);
+  const summary = `<p>${local} of ${a.heads.length} heads have RR(${esc(mid)}) &ge; 0.9; most local by RRw(${esc(mid)}): ${top}.
+Groups with score RRw(${esc(mid)}) &ge; 0.9: ${a.groups.filter((g) => (g.groupScore.rrw[mid] ?? 0) >= 0.9).length} of ${a.groups.length}.
+Mean sink mass ${fmt(sinkMean)} (a uniform head: ${fmt(a.waiver.tests.uniformMass)}).</p>`;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>recurformer analysis: ${esc(a.model.source)}</title>
 <style>${CSS}</style></head><body>
 <h1>Attention-head analysis</h1>
 <p>${esc(a.model.source)} &middot; ${esc(a.model.arch)}, ${L} layers &times; ${H} heads (${a.model.nKvHeads} KV groups), ${a.model.positions} positions.
 ${st.samples} samples &times; ${st.seq} tokens from ${esc(st.data)} (seed ${st.seed}).</p>
 <p class="verdict">Waiver mechanism: ${esc(a.waiver.mechanism)} <span class="note">(votes lean ${esc(a.waiver.lean)})</span></p>
+${summary}
 <p class="note">RR(k): mean attention on the last k+1 keys (queries beyond k). RRw(k): RR(k) / (1 - sink). Hover a cell for its numbers.</p>
 <h2>Recency (RR, RRw)</h2><div class="row">${heat}</div>
 <h2>Attention sink</h2><div class="row">${sinks}</div>
