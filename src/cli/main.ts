@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { RecurformerError } from '../tensor/errors.js';
 import { backend } from '../tensor/backend.js';
+import { registerAnalyze } from './commands/analyze.js';
 import { registerConvert } from './commands/convert.js';
 import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerExport(program);
+  registerAnalyze(program);
   registerConvert(program);
   return program;
 }

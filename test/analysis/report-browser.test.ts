@@ -1,0 +1,92 @@
+/**
+ * The report renders in headless Chromium (Debian's chromium package; .ci/run installs it when apt is available):
+ * no console errors, one heatmap cell per head in every heatmap, a screenshot under test-output/. Skips with a clear
+ * message when /usr/bin/chromium or playwright-core is missing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { analyze } from '../../src/analysis/analyze.js';
+import { load } from '../../src/cli/common.js';
+import { writeAnalysis } from '../../src/report/write.js';
+
+/** RF_CHROMIUM overrides the browser path (e.g. to check the skip path). */
+const CHROMIUM = process.env.RF_CHROMIUM ?? '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** The few playwright-core calls used here (imported dynamically so the suite typechecks without the package). */
+interface Page {
+  on(ev: 'console', f: (m: { type(): string; text(): string }) => void): void;
+  on(ev: 'pageerror', f: (e: Error) => void): void;
+  on(ev: 'request', f: (r: { url(): string }) => void): void;
+  goto(url: string): Promise<unknown>;
+  evaluate<R>(f: () => R): Promise<R>;
+  screenshot(o: { path: string; fullPage: boolean }): Promise<unknown>;
+}
+interface Context { newPage(): Promise<Page>; close(): Promise<void> }
+interface Playwright { chromium: { launchPersistentContext(dir: string, o: object): Promise<Context> } }
+
+async function playwright(): Promise<Playwright | null> {
+  try {
+    const name = 'playwright-core';
+    return (await import(name)) as Playwright;
+  } catch {
+    return null;
+  }
+}
+
+test('report.html renders in headless Chromium with one heatmap cell per head', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run this test`);
+    return;
+  }
+  const pw = await playwright();
+  if (!pw) {
+    t.skip('playwright-core is not installed: run npm install');
+    return;
+  }
+  const { loaded, model } = load(undefined);
+  const ids = loaded.tokenizer!.encode(readFileSync('data/tinystories-valid-excerpt/tinystories_val.txt', 'utf8').slice(0, 100_000), { bos: false });
+  const a = analyze(model, ids, { samples: 1, seq: 64, windows: [4, 16], seed: 0 });
+  const dir = mkdtempSync(join(tmpdir(), 'rf-report-'));
+  const profile = mkdtempSync(join(tmpdir(), 'rf-chromium-'));
+  const ctx = await pw.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+  try {
+    const { html } = writeAnalysis(dir, a);
+    const page = await ctx.newPage();
+    const errors: string[] = [], remote: string[] = [];
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('request', (r) => { if (!r.url().startsWith('file:')) remote.push(r.url()); });
+    await page.goto(pathToFileURL(resolve(html)).href);
+    // Runs in the page (the suite has no DOM lib: the page's globals are reached through globalThis).
+    const counts = await page.evaluate(() => {
+      interface El { getAttribute(n: string): string | null; querySelectorAll(s: string): { length: number } }
+      const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<El> } }).document;
+      return [...doc.querySelectorAll('svg.heatmap')].map((s) => ({
+        metric: s.getAttribute('data-metric'),
+        cells: s.querySelectorAll('rect.cell[data-layer][data-head]').length,
+        titles: s.querySelectorAll('rect.cell > title').length,
+      }));
+    });
+    const heads = a.model.nLayers * a.model.nHeads;
+    assert.deepEqual(counts.map((c) => c.metric), ['rr4', 'rr16', 'rrw4', 'rrw16', 'sink', 'sinkFirst4']);
+    for (const c of counts) {
+      assert.equal(c.cells, heads, `${c.metric}: one cell per head`);
+      assert.equal(c.titles, heads, `${c.metric}: one tooltip per cell`);
+    }
+    assert.deepEqual(errors, [], 'no console errors');
+    assert.deepEqual(remote, [], 'no network requests');
+    mkdirSync('test-output', { recursive: true });
+    await page.screenshot({ path: 'test-output/analysis-report.png', fullPage: true });
+    assert.ok(existsSync('test-output/analysis-report.png'));
+  } finally {
+    await ctx.close();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
