@@ -121,6 +121,14 @@ void pack_b_block(const Problem& P, const KernelSet& ks, int64_t k0, int64_t j0,
     ks.pack_b(ViewF{P.b.at(k0, j0), P.b.rs, P.b.cs}, kc, nc, dst);
 }
 
+// Prefetches the two cache lines a 16-float tile row may straddle, for `rows` rows.
+inline void prefetch_tile(const float* c, int64_t ldc, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 1, 3);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+  }
+}
+
 // Runs the micro-kernel over an mc x nc block of C from packed A (mc x kc) and packed B (kc x nc). Ragged tiles
 // are computed into a local tile (the packed panels are zero-padded) and merged, so the kernel never branches.
 void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc,
@@ -131,6 +139,12 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
       float* cc = c + ir * ldc + jr;
+      // C usually comes from L3 or memory (it is revisited once per K block); fetching the next tile while
+      // this one computes hides that latency, which a prefetch at the start of the same tile cannot.
+      if (ir + MR < mc)
+        prefetch_tile(c + (ir + MR) * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir - MR));
+      else if (jr + NR < nc)
+        prefetch_tile(c + jr + NR, ldc, std::min<int64_t>(MR, mc));
       if (mr == MR && nr == NR) {
         ks.micro(kc, ap + ir * kc, bp + jr * kc, cc, ldc, alpha, beta);
       } else {
