@@ -3,8 +3,9 @@
 // Large products follow the GotoBLAS / BLIS scheme: B is packed KC x NC at a time into NR-wide panels (shared by
 // all threads), each thread packs MC x KC blocks of A into MR-high panels in its own buffer, and the micro-kernel
 // walks the packed panels so that a B micro-panel stays in L1 and the A block in L2. Decode-sized problems
-// (one row of A, one column of B, a few rows against a (N, K) weight, or tiny shapes) skip packing and use
-// streaming matrix-vector kernels that read every weight exactly once.
+// (one row of A, one column of B, up to four rows against an (N, K) weight) skip packing and use streaming
+// matrix-vector kernels that read every weight exactly once; small products run on the calling thread with
+// its reused buffers, never touching the pool.
 #include "gemm_internal.h"
 
 #include <algorithm>
@@ -43,10 +44,14 @@ const Blocking& blocking() {
   return b;
 }
 
-// Products below this many multiply-adds run on one thread: waking the pool costs a few microseconds.
-constexpr int64_t kParallelMacs = int64_t(1) << 18;
-// Below this size a per-row matrix-vector loop beats packing.
-constexpr int64_t kTinyMacs = int64_t(1) << 14;
+// Thresholds measured on the 2-core reference VM (waking the pool and meeting at barriers costs a few
+// microseconds). One packed product is split across threads from about 100^3 multiply-adds; independent
+// batch items, which need no barriers, from a quarter of that in total; a matrix-vector product from 64K
+// weights. Smaller products run on the calling thread with its reused buffers and no synchronization at all,
+// which measured faster than a non-packing loop down to 8^3 (the N-API call itself dominates below that).
+constexpr int64_t kParallelMacs = int64_t(1) << 20;
+constexpr int64_t kParallelBatchMacs = int64_t(1) << 18;
+constexpr int64_t kParallelGemvElems = int64_t(1) << 16;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -236,11 +241,11 @@ const float* contiguous(const float* v, int64_t n, int64_t inc) {
 template <typename F>
 void maybe_parallel(bool parallel, int64_t rows, int64_t k, F&& fn) {
   const int64_t work = rows * std::max<int64_t>(k, 1);
-  if (!parallel || work < kParallelMacs / 4 || rf::num_threads() == 1) {
+  if (!parallel || work < kParallelGemvElems || rf::num_threads() == 1) {
     fn(int64_t(0), rows);
     return;
   }
-  const int64_t grain = std::max<int64_t>(8, ceil_div(kParallelMacs / 8, std::max<int64_t>(k, 1)));
+  const int64_t grain = std::max<int64_t>(8, ceil_div(kParallelGemvElems / 2, std::max<int64_t>(k, 1)));
   rf::parallel_for(rows, grain, [&](int64_t r0, int64_t r1) { fn(r0, r1); });
 }
 
@@ -309,13 +314,6 @@ void run_product(const Problem& P, const KernelSet& ks, bool parallel) {
   if (P.M == 1) return gemv_row(P, ks, contiguous(P.a.p, P.K, P.a.cs), P.c, parallel);
   if (P.N == 1 && !P.bh.p) return gemv_col(P, ks, parallel);
   if (P.M <= 4 && dot_form_b && P.a.cs == 1) return gemv_few_rows(P, ks, parallel);
-  if (macs <= kTinyMacs) {
-    for (int64_t i = 0; i < P.M; ++i) {
-      const float* x = contiguous(P.a.at(i, 0), P.K, P.a.cs);
-      gemv_row(P, ks, x, P.c + i * P.ldc, false);
-    }
-    return;
-  }
   const int nt = rf::num_threads();
   if (!parallel || nt == 1 || macs < kParallelMacs) return run_region(P, ks, 0, P.M, 0, P.N);
   if (P.M >= int64_t(nt) * MR * 4) return run_split_rows(P, ks);
@@ -346,8 +344,8 @@ void run_batched(const Batched& g, const KernelSet& ks) {
   const int64_t macs = P.M * P.N * std::max<int64_t>(P.K, 1);
   const bool disjoint = g.strideC >= P.M * P.N;
   const bool many = g.batch % nt == 0 || g.batch >= 4 * nt || macs < kParallelMacs;
-  if (g.batch > 1 && nt > 1 && disjoint && many && macs * g.batch >= kParallelMacs) {
-    const int64_t grain = std::max<int64_t>(1, kParallelMacs / 2 / macs);
+  if (g.batch > 1 && nt > 1 && disjoint && many && macs * g.batch >= kParallelBatchMacs) {
+    const int64_t grain = std::max<int64_t>(1, kParallelBatchMacs / 2 / macs);
     rf::parallel_for(g.batch, grain, [&](int64_t b0, int64_t b1) {
       for (int64_t i = b0; i < b1; ++i) run_product(g.item(i), ks, false);
     });
