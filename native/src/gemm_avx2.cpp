@@ -183,37 +183,41 @@ RF_AVX2 void micro_avx2(int64_t kc, const float* a, const float* b, float* c, in
 
 // ---- matrix-vector ---------------------------------------------------------------------------------------------
 
-// R weight rows against MX activation rows, 8 k per step (16 when MX == 1, with two accumulator sets so each
-// row has two FMA chains in flight). Sums land in s[m][r]; the k tail is finished in scalar code.
+// R weight rows against MX activation rows, 16 k per step. Sums land in s[m][r]; the k tail is finished in
+// scalar code. With one activation row each weight row gets two accumulators so at least eight FMA chains are
+// in flight; with more rows the MX * R accumulators already are.
 template <int R, int MX, typename T>
 RF_AVX2 inline void dot_block(int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, float s[MX][R]) {
   __m256 acc[MX][R], acc2[R];
   for (int m = 0; m < MX; ++m)
     for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
   for (int r = 0; r < R; ++r) acc2[r] = _mm256_setzero_ps();
+  // Software prefetch 1 KiB ahead in every row: the hardware streamer stops at each 4 KiB page boundary and
+  // ramps up again, which costs bandwidth on rows spanning several pages. Prefetching past the end of a row
+  // is harmless (prefetches never fault).
+  constexpr int64_t PF = 1024 / sizeof(T);
   int64_t k = 0;
-  if (MX == 1) {
-    // Software prefetch 1 KiB ahead in every row: the hardware streamer stops at each 4 KiB page boundary and
-    // ramps up again, which costs a few percent of bandwidth on rows spanning several pages. Prefetching past
-    // the end of a row is harmless (prefetches never fault).
-    constexpr int64_t PF = 1024 / sizeof(T);
-    for (; k + 16 <= K; k += 16) {
+  for (; k + 16 <= K; k += 16) {
+    for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + k + PF), _MM_HINT_T0);
+    if (MX == 1) {
       __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + k + PF), _MM_HINT_T0);
       for (int r = 0; r < R; ++r) {
         acc[0][r] = _mm256_fmadd_ps(load8(w + r * ldw + k), x0, acc[0][r]);
         acc2[r] = _mm256_fmadd_ps(load8(w + r * ldw + k + 8), x1, acc2[r]);
       }
+    } else {
+      for (int h = 0; h < 16; h += 8)
+        for (int r = 0; r < R; ++r) {
+          __m256 wv = load8(w + r * ldw + k + h);
+          for (int m = 0; m < MX; ++m) acc[m][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * ldx + k + h), acc[m][r]);
+        }
     }
   }
-  for (; k + 8 <= K; k += 8) {
-    __m256 xv[MX];
-    for (int m = 0; m < MX; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + k);
+  for (; k + 8 <= K; k += 8)
     for (int r = 0; r < R; ++r) {
       __m256 wv = load8(w + r * ldw + k);
-      for (int m = 0; m < MX; ++m) acc[m][r] = _mm256_fmadd_ps(wv, xv[m], acc[m][r]);
+      for (int m = 0; m < MX; ++m) acc[m][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * ldx + k), acc[m][r]);
     }
-  }
   for (int r = 0; r < R; ++r) acc[0][r] = _mm256_add_ps(acc[0][r], acc2[r]);
   for (int m = 0; m < MX; ++m)
     for (int r = 0; r < R; ++r) s[m][r] = hsum(acc[m][r]);
@@ -233,11 +237,12 @@ inline void store_dots(const float s[MX][R], int rows, float* y, int64_t ldy, fl
     }
 }
 
-// Four weight rows per pass for one or two activation rows, two for three or four (to stay within 16 ymm).
+// Four weight rows per pass (four concurrent memory streams), three with four activation rows so the
+// accumulators stay within the 16 ymm registers.
 template <int MX, typename T>
 RF_AVX2 void gemv_dot_mx(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, float* y,
                          int64_t ldy, float alpha, float beta) {
-  constexpr int R = MX <= 2 ? 4 : 2;
+  constexpr int R = MX <= 3 ? 4 : 3;
   int64_t r = 0;
   for (; r + R <= rows; r += R) {
     float s[MX][R];
