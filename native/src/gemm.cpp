@@ -3,7 +3,7 @@
 // Large products follow the GotoBLAS / BLIS scheme: B is packed KC x NC at a time into NR-wide panels (shared by
 // all threads), each thread packs MC x KC blocks of A into MR-high panels in its own buffer, and the micro-kernel
 // walks the packed panels so that a B micro-panel stays in L1 and the A block in L2. Decode-sized problems
-// (one row of A, one column of B, up to four rows against an (N, K) weight) skip packing and use streaming
+// (one row of A, one column of B, up to eight rows against an (N, K) weight) skip packing and use streaming
 // matrix-vector kernels that read every weight exactly once; small products run on the calling thread with
 // its reused buffers, never touching the pool.
 #include "gemm_internal.h"
@@ -52,6 +52,9 @@ const Blocking& blocking() {
 constexpr int64_t kParallelMacs = int64_t(1) << 20;
 constexpr int64_t kParallelBatchMacs = int64_t(1) << 18;
 constexpr int64_t kParallelGemvElems = int64_t(1) << 16;
+// Up to this many rows of A against an (N, K) weight, blocked dot products beat packing (measured crossover
+// between 8 and 12 rows for 4096 x 4096 weights in f32 and f16).
+constexpr int64_t kSmallM = 8;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -174,11 +177,22 @@ void compute_rows(const Problem& P, const KernelSet& ks, const float* bp, int64_
   }
 }
 
+// Width of a packed B block for a thread that owns `rows` rows of C. With few rows each packed B element is
+// used only a few times, so the block must stay in L2 between being written and read (otherwise the packed
+// copy costs a round trip through L3 on top of the read of B itself); with many rows the NC of the blocking
+// applies and B is reused from L1 micro-panel by micro-panel.
+int64_t nc_cap(int64_t rows, int64_t kc) {
+  constexpr int64_t kL2Floats = (int64_t(1) << 20) / sizeof(float);  // half of a 2 MiB L2
+  const Blocking& bl = blocking();
+  if (rows > bl.mc) return bl.nc;
+  return std::min(bl.nc, std::max<int64_t>(4 * NR, kL2Floats / kc / NR * NR));
+}
+
 // Single-threaded blocked product of the C block rows [m0, m1) x columns [n0, n1).
 void run_region(const Problem& P, const KernelSet& ks, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (m1 <= m0 || n1 <= n0) return;
-  const int64_t nc_step = balanced_block(n1 - n0, blocking().nc, NR);
   const int64_t kc_step = balanced_block(P.K, blocking().kc, 8);
+  const int64_t nc_step = balanced_block(n1 - n0, nc_cap(m1 - m0, kc_step), NR);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
   for (int64_t jc = n0; jc < n1; jc += nc_step) {
     const int64_t nc = std::min(nc_step, n1 - jc);
@@ -194,8 +208,8 @@ void run_region(const Problem& P, const KernelSet& ks, int64_t m0, int64_t m1, i
 // buffer, meet at a barrier, then each multiplies its own rows (with its own packed A) against the whole block.
 // Packing B once instead of once per thread matters: for square sizes it is a few percent of the work.
 void run_split_rows(const Problem& P, const KernelSet& ks) {
-  const int64_t nc_step = balanced_block(P.N, blocking().nc, NR);
   const int64_t kc_step = balanced_block(P.K, blocking().kc, 8);
+  const int64_t nc_step = balanced_block(P.N, nc_cap(ceil_div(P.M, rf::num_threads()), kc_step), NR);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
   SpinBarrier bar;
   rf::parallel_run([&](int tid, int nt) {
@@ -284,15 +298,32 @@ void gemv_col(const Problem& P, const KernelSet& ks, bool parallel) {
   }
 }
 
-// A few activation rows (M <= 4) against a weight stored (N, K): all rows share each weight load.
+// A few activation rows against a weight stored (N, K) (the decode / small-batch case). Packing would copy
+// every weight once more than it is used; instead the weight is walked in blocks of rows small enough to stay
+// in L2 while every group of up to four activation rows is dotted against the block, so each weight comes
+// from memory once. A half weight block is first widened into an L2-resident float copy, so the conversion
+// is paid once rather than once per activation group.
 void gemv_few_rows(const Problem& P, const KernelSet& ks, bool parallel) {
-  const int64_t N = P.N, K = P.K;
-  const int mx = static_cast<int>(P.M);
-  maybe_parallel(parallel, N, K * P.M, [&](int64_t r0, int64_t r1) {
-    if (P.bh.p)
-      ks.gemv_dot_h(r1 - r0, K, P.bh.at(0, r0), P.bh.cs, P.a.p, P.a.rs, mx, P.c + r0, P.ldc, P.alpha, P.beta);
-    else
-      ks.gemv_dot(r1 - r0, K, P.b.at(0, r0), P.b.cs, P.a.p, P.a.rs, mx, P.c + r0, P.ldc, P.alpha, P.beta);
+  const int64_t N = P.N, K = P.K, M = P.M;
+  const int64_t groups = ceil_div(M, 4), group = ceil_div(M, groups);  // balanced: 5 -> 3 + 2, not 4 + 1
+  const int64_t block = std::max<int64_t>(4, std::min<int64_t>(N, (int64_t(256) << 10) / (K * 4) / 4 * 4));
+  maybe_parallel(parallel, N, K * M, [&](int64_t r0, int64_t r1) {
+    float* wide = P.bh.p && groups > 1 ? tl_bpack.get(static_cast<size_t>(block * K + 16)) : nullptr;
+    for (int64_t r = r0; r < r1; r += block) {
+      const int64_t rows = std::min(block, r1 - r);
+      const float* w = P.bh.p ? wide : P.b.at(0, r);
+      const int64_t ldw = P.bh.p ? K : P.b.cs;
+      if (wide) ks.f16_to_f32(P.bh.at(0, r), wide, rows * K);  // rows are contiguous: (N, K) layout
+      for (int64_t m = 0; m < M; m += group) {
+        const int mx = static_cast<int>(std::min(group, M - m));
+        const float* x = P.a.at(m, 0);
+        float* y = P.c + m * P.ldc + r;
+        if (P.bh.p && !wide)
+          ks.gemv_dot_h(rows, K, P.bh.at(0, r), P.bh.cs, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
+        else
+          ks.gemv_dot(rows, K, w, ldw, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
+      }
+    }
   });
 }
 
@@ -313,7 +344,7 @@ void run_product(const Problem& P, const KernelSet& ks, bool parallel) {
   const bool dot_form_b = P.bh.p != nullptr || P.b.rs == 1;
   if (P.M == 1) return gemv_row(P, ks, contiguous(P.a.p, P.K, P.a.cs), P.c, parallel);
   if (P.N == 1 && !P.bh.p) return gemv_col(P, ks, parallel);
-  if (P.M <= 4 && dot_form_b && P.a.cs == 1) return gemv_few_rows(P, ks, parallel);
+  if (P.M <= kSmallM && dot_form_b && P.a.cs == 1) return gemv_few_rows(P, ks, parallel);
   const int nt = rf::num_threads();
   if (!parallel || nt == 1 || macs < kParallelMacs) return run_region(P, ks, 0, P.M, 0, P.N);
   if (P.M >= int64_t(nt) * MR * 4) return run_split_rows(P, ks);
