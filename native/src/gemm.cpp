@@ -283,10 +283,10 @@ void gemv_row(const Problem& P, const KernelSet& ks, const float* x, float* y, b
 }
 
 // N == 1 with a float B: c[:, 0] = alpha * op(A) x + beta * c[:, 0], x = op(B)[:, 0], the mirror of gemv_row.
+// C is (M, 1), so its single column is contiguous.
 void gemv_col(const Problem& P, const KernelSet& ks, bool parallel) {
   const int64_t M = P.M, K = P.K;
   const float* x = contiguous(P.b.p, K, P.b.rs);
-  if (P.ldc != 1) return;  // unreachable: C is (M, 1) so its row stride is 1
   if (P.a.cs == 1) {
     maybe_parallel(parallel, M, K, [&](int64_t r0, int64_t r1) {
       ks.gemv_dot(r1 - r0, K, P.a.at(r0, 0), P.a.rs, x, K, 1, P.c + r0, 1, P.alpha, P.beta);
