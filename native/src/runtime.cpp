@@ -48,7 +48,10 @@ struct Pool {
 
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
-    for (int t = 1; t < nthreads; ++t) workers.emplace_back([this, t] { loop(t); });
+    // New workers must treat the current generation as already seen: after set_num_threads restarts the
+    // pool the counter is non-zero, and a worker starting from 0 would run a task that does not exist.
+    const uint64_t current = generation.load(std::memory_order_acquire);
+    for (int t = 1; t < nthreads; ++t) workers.emplace_back([this, t, current] { loop(t, current); });
   }
 
   void shutdown() {
@@ -63,8 +66,7 @@ struct Pool {
     stop = false;
   }
 
-  void loop(int tid) {
-    uint64_t seen = 0;
+  void loop(int tid, uint64_t seen) {
     for (;;) {
       uint64_t g = generation.load(std::memory_order_acquire);
       int spins = 0;

@@ -1,0 +1,359 @@
+// AVX2 / FMA / F16C kernel set for the GEMM driver. Every function here carries RF_AVX2 and is only reached
+// through avx2_kernels() after rf::has_avx2() said yes, so the rest of the addon stays baseline x86-64.
+#include "gemm_internal.h"
+
+#if RF_X86
+#include <cstring>
+
+namespace rf::gemm {
+namespace {
+
+// ---- small helpers --------------------------------------------------------------------------------------------
+
+RF_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Eight consecutive weights as floats; the half overload converts on the fly so one template serves both.
+RF_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+RF_AVX2 inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float to_f32(float v) { return v; }
+inline float to_f32(uint16_t h) { return rf::half_to_float(h); }
+
+// In-register 8x8 transpose: row i of the input becomes column i of the output.
+RF_AVX2 inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {  // h selects rows 0-3 or 4-7
+    __m256* tt = t + 4 * h;
+    __m256* uu = u + 4 * h;
+    uu[0] = _mm256_shuffle_ps(tt[0], tt[2], 0x44);
+    uu[1] = _mm256_shuffle_ps(tt[0], tt[2], 0xEE);
+    uu[2] = _mm256_shuffle_ps(tt[1], tt[3], 0x44);
+    uu[3] = _mm256_shuffle_ps(tt[1], tt[3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// ---- packing ----------------------------------------------------------------------------------------------------
+
+// Slow but general packer for ragged edges and unusual strides: dst[k * W + i] = src(i, k), zero past `rows`.
+template <int W, typename T>
+inline void pack_panel_generic(View<T> v, int64_t rows, int64_t k0, int64_t k1, float* dst) {
+  for (int64_t k = k0; k < k1; ++k)
+    for (int i = 0; i < W; ++i) dst[k * W + i] = i < rows ? to_f32(*v.at(i, k)) : 0.0f;
+}
+
+// A panel from row-major A (cs == 1): six rows are contiguous along k, so read 8 k at a time from each row,
+// transpose in registers and write 8 groups of 6. Rows 6 and 7 of the transpose are dummies.
+RF_AVX2 void pack_a_panel_rows(ViewF a, int64_t kc, float* dst) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(a.at(i, k));
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8(r);
+    for (int j = 0; j < 8; ++j) {
+      float* d = dst + (k + j) * MR;
+      _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+    }
+  }
+  pack_panel_generic<MR>(a, MR, k, kc, dst);
+}
+
+RF_AVX2 void pack_a_avx2(ViewF a, int64_t mc, int64_t kc, float* dst) {
+  for (int64_t i = 0; i < mc; i += MR, dst += MR * kc) {
+    int64_t rows = mc - i < MR ? mc - i : MR;
+    ViewF p{a.at(i, 0), a.rs, a.cs};
+    if (rows == MR && p.cs == 1) {
+      pack_a_panel_rows(p, kc, dst);
+    } else if (rows == MR && p.rs == 1) {  // transposed A: the six values of one k are contiguous
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = p.at(0, k);
+        _mm_storeu_ps(dst + k * MR, _mm_loadu_ps(s));
+        dst[k * MR + 4] = s[4];
+        dst[k * MR + 5] = s[5];
+      }
+    } else {
+      pack_panel_generic<MR>(p, rows, 0, kc, dst);
+    }
+  }
+}
+
+// B panel from a view whose columns are contiguous along k (rs == 1: the transposed (N, K) weight layout):
+// 16 columns x 8 k are read as 16 short rows, transposed as two 8x8 blocks and stored as 8 rows of 16.
+template <typename T>
+RF_AVX2 void pack_b_panel_cols(View<T> b, int64_t kc, float* dst) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    for (int h = 0; h < 2; ++h) {
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = load8(b.at(k, 8 * h + j));
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (k + j) * NR + 8 * h, r[j]);
+    }
+  }
+  // View b as (column, k) so the generic packer's "row" index walks the 16 columns.
+  pack_panel_generic<NR>(View<T>{b.p, b.cs, b.rs}, NR, k, kc, dst);
+}
+
+template <typename T>
+RF_AVX2 void pack_b_any(View<T> b, int64_t kc, int64_t nc, float* dst) {
+  for (int64_t j = 0; j < nc; j += NR, dst += NR * kc) {
+    int64_t cols = nc - j < NR ? nc - j : NR;
+    View<T> p{b.at(0, j), b.rs, b.cs};
+    if (cols == NR && p.rs == 1) {
+      pack_b_panel_cols(p, kc, dst);
+    } else if (cols == NR && p.cs == 1 && sizeof(T) == 4) {  // row-major B: each k row is 16 contiguous floats
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = reinterpret_cast<const float*>(p.at(k, 0));
+        _mm256_store_ps(dst + k * NR, _mm256_loadu_ps(s));
+        _mm256_store_ps(dst + k * NR + 8, _mm256_loadu_ps(s + 8));
+      }
+    } else if (cols == NR && p.cs == 1) {
+      for (int64_t k = 0; k < kc; ++k) {
+        _mm256_store_ps(dst + k * NR, load8(p.at(k, 0)));
+        _mm256_store_ps(dst + k * NR + 8, load8(p.at(k, 8)));
+      }
+    } else {
+      pack_panel_generic<NR>(View<T>{p.p, p.cs, p.rs}, cols, 0, kc, dst);
+    }
+  }
+}
+
+RF_AVX2 void pack_b_avx2(ViewF b, int64_t kc, int64_t nc, float* dst) { pack_b_any(b, kc, nc, dst); }
+RF_AVX2 void pack_b_h_avx2(ViewH b, int64_t kc, int64_t nc, float* dst) { pack_b_any(b, kc, nc, dst); }
+
+// ---- micro-kernel -----------------------------------------------------------------------------------------------
+
+// C(6x16) = alpha * A(6 x kc) . B(kc x 16) + beta * C. Per k: two aligned B loads, six A broadcasts, twelve
+// FMAs into twelve independent accumulators (enough chains to cover FMA latency on both ports).
+RF_AVX2 void micro_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                        float beta) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(x, b0, c00);
+    c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(x, b0, c10);
+    c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(x, b0, c20);
+    c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(x, b0, c30);
+    c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(x, b0, c40);
+    c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(x, b0, c50);
+    c51 = _mm256_fmadd_ps(x, b1, c51);
+    a += MR;
+    b += NR;
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < MR; ++i) {
+    float* row = c + i * ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m256 v = _mm256_mul_ps(va, acc[i][h]);
+      if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8 * h), v);
+      _mm256_storeu_ps(row + 8 * h, v);
+    }
+  }
+}
+
+// ---- matrix-vector ---------------------------------------------------------------------------------------------
+
+// R weight rows against MX activation rows, 16 k per step. Sums land in s[m][r]; the k tail is finished in
+// scalar code. With one activation row each weight row gets two accumulators so at least eight FMA chains are
+// in flight; with more rows the MX * R accumulators already are.
+template <int R, int MX, typename T>
+RF_AVX2 inline void dot_block(int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, float s[MX][R]) {
+  __m256 acc[MX][R], acc2[R];
+  for (int m = 0; m < MX; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r) acc2[r] = _mm256_setzero_ps();
+  // Software prefetch 1 KiB ahead in every row: the hardware streamer stops at each 4 KiB page boundary and
+  // ramps up again, which costs bandwidth on rows spanning several pages. Prefetching past the end of a row
+  // is harmless (prefetches never fault).
+  constexpr int64_t PF = 1024 / sizeof(T);
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + k + PF), _MM_HINT_T0);
+    if (MX == 1) {
+      __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+      for (int r = 0; r < R; ++r) {
+        acc[0][r] = _mm256_fmadd_ps(load8(w + r * ldw + k), x0, acc[0][r]);
+        acc2[r] = _mm256_fmadd_ps(load8(w + r * ldw + k + 8), x1, acc2[r]);
+      }
+    } else {
+      for (int h = 0; h < 16; h += 8)
+        for (int r = 0; r < R; ++r) {
+          __m256 wv = load8(w + r * ldw + k + h);
+          for (int m = 0; m < MX; ++m) acc[m][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * ldx + k + h), acc[m][r]);
+        }
+    }
+  }
+  for (; k + 8 <= K; k += 8)
+    for (int r = 0; r < R; ++r) {
+      __m256 wv = load8(w + r * ldw + k);
+      for (int m = 0; m < MX; ++m) acc[m][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * ldx + k), acc[m][r]);
+    }
+  for (int r = 0; r < R; ++r) acc[0][r] = _mm256_add_ps(acc[0][r], acc2[r]);
+  for (int m = 0; m < MX; ++m)
+    for (int r = 0; r < R; ++r) s[m][r] = hsum(acc[m][r]);
+  for (; k < K; ++k)
+    for (int r = 0; r < R; ++r) {
+      float wv = to_f32(w[r * ldw + k]);
+      for (int m = 0; m < MX; ++m) s[m][r] += wv * x[m * ldx + k];
+    }
+}
+
+template <int R, int MX>
+inline void store_dots(const float s[MX][R], int rows, float* y, int64_t ldy, float alpha, float beta) {
+  for (int m = 0; m < MX; ++m)
+    for (int r = 0; r < rows; ++r) {
+      float v = alpha * s[m][r];
+      y[m * ldy + r] = beta == 0.0f ? v : v + beta * y[m * ldy + r];
+    }
+}
+
+// Four weight rows per pass (four concurrent memory streams), three with four activation rows so the
+// accumulators stay within the 16 ymm registers.
+template <int MX, typename T>
+RF_AVX2 void gemv_dot_mx(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, float* y,
+                         int64_t ldy, float alpha, float beta) {
+  constexpr int R = MX <= 3 ? 4 : 3;
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    float s[MX][R];
+    dot_block<R, MX>(K, w + r * ldw, ldw, x, ldx, s);
+    store_dots<R, MX>(s, R, y + r, ldy, alpha, beta);
+  }
+  for (; r < rows; ++r) {
+    float s[MX][1];
+    dot_block<1, MX>(K, w + r * ldw, ldw, x, ldx, s);
+    store_dots<1, MX>(s, 1, y + r, ldy, alpha, beta);
+  }
+}
+
+template <typename T>
+RF_AVX2 void gemv_dot_any(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, int mx,
+                          float* y, int64_t ldy, float alpha, float beta) {
+  switch (mx) {
+    case 1: gemv_dot_mx<1>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
+    case 2: gemv_dot_mx<2>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
+    case 3: gemv_dot_mx<3>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
+    default: gemv_dot_mx<4>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
+  }
+}
+
+RF_AVX2 void gemv_dot_avx2(int64_t rows, int64_t K, const float* w, int64_t ldw, const float* x, int64_t ldx, int mx,
+                           float* y, int64_t ldy, float alpha, float beta) {
+  gemv_dot_any(rows, K, w, ldw, x, ldx, mx, y, ldy, alpha, beta);
+}
+
+RF_AVX2 void gemv_dot_h_avx2(int64_t rows, int64_t K, const uint16_t* w, int64_t ldw, const float* x, int64_t ldx,
+                             int mx, float* y, int64_t ldy, float alpha, float beta) {
+  gemv_dot_any(rows, K, w, ldw, x, ldx, mx, y, ldy, alpha, beta);
+}
+
+// y = alpha * x^T B + beta * y with B row-major (K, n). Columns go in chunks whose partial sums stay in L1
+// while four rows of B stream past per pass, so each B element is read once and y is touched K/4 times in L1.
+RF_AVX2 void gemv_axpy_avx2(int64_t K, int64_t n, const float* b, int64_t ldb, const float* x, float* y,
+                            float alpha, float beta) {
+  constexpr int64_t CH = 1024;
+  alignas(64) float acc[CH];
+  for (int64_t j0 = 0; j0 < n; j0 += CH) {
+    const int64_t w = n - j0 < CH ? n - j0 : CH;
+    const int64_t wv = w / 8 * 8;
+    std::memset(acc, 0, sizeof(float) * static_cast<size_t>(w));
+    int64_t p = 0;
+    for (; p + 4 <= K; p += 4) {
+      const float* b0 = b + p * ldb + j0;
+      const float *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+      __m256 x0 = _mm256_set1_ps(x[p]), x1 = _mm256_set1_ps(x[p + 1]);
+      __m256 x2 = _mm256_set1_ps(x[p + 2]), x3 = _mm256_set1_ps(x[p + 3]);
+      for (int64_t j = 0; j < wv; j += 8) {
+        __m256 s = _mm256_fmadd_ps(x0, _mm256_loadu_ps(b0 + j), _mm256_load_ps(acc + j));
+        s = _mm256_fmadd_ps(x1, _mm256_loadu_ps(b1 + j), s);
+        s = _mm256_fmadd_ps(x2, _mm256_loadu_ps(b2 + j), s);
+        s = _mm256_fmadd_ps(x3, _mm256_loadu_ps(b3 + j), s);
+        _mm256_store_ps(acc + j, s);
+      }
+      for (int64_t j = wv; j < w; ++j) acc[j] += x[p] * b0[j] + x[p + 1] * b1[j] + x[p + 2] * b2[j] + x[p + 3] * b3[j];
+    }
+    for (; p < K; ++p) {
+      const float* b0 = b + p * ldb + j0;
+      __m256 x0 = _mm256_set1_ps(x[p]);
+      for (int64_t j = 0; j < wv; j += 8)
+        _mm256_store_ps(acc + j, _mm256_fmadd_ps(x0, _mm256_loadu_ps(b0 + j), _mm256_load_ps(acc + j)));
+      for (int64_t j = wv; j < w; ++j) acc[j] += x[p] * b0[j];
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      float v = alpha * acc[j];
+      y[j0 + j] = beta == 0.0f ? v : v + beta * y[j0 + j];
+    }
+  }
+}
+
+// ---- half <-> float ---------------------------------------------------------------------------------------------
+
+// vcvtps2ph with round-to-nearest-even matches rf::float_to_half on every input (subnormals, inf, nan
+// included); the scalar helper finishes the tails so the two paths agree bit for bit.
+RF_AVX2 void f32_to_f16_avx2(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m128i h0 = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    __m128i h1 = _mm256_cvtps_ph(_mm256_loadu_ps(src + i + 8), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h0);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i + 8), h1);
+  }
+  for (; i < n; ++i) dst[i] = rf::float_to_half(src[i]);
+}
+
+RF_AVX2 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(dst + i, load8(src + i));
+    _mm256_storeu_ps(dst + i + 8, load8(src + i + 8));
+  }
+  for (; i < n; ++i) dst[i] = rf::half_to_float(src[i]);
+}
+
+}  // namespace
+
+const KernelSet& avx2_kernels() {
+  static const KernelSet ks{pack_a_avx2,   pack_b_avx2,     pack_b_h_avx2,   micro_avx2,     gemv_dot_avx2,
+                            gemv_dot_h_avx2, gemv_axpy_avx2, f32_to_f16_avx2, f16_to_f32_avx2};
+  return ks;
+}
+
+}  // namespace rf::gemm
+
+#else  // not x86: the scalar set stands in
+
+namespace rf::gemm {
+const KernelSet& avx2_kernels() { return scalar_kernels(); }
+}  // namespace rf::gemm
+
+#endif

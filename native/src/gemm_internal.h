@@ -1,0 +1,59 @@
+// Internal interface between the GEMM driver (gemm.cpp) and its two kernel sets, AVX2/FMA/F16C
+// (gemm_avx2.cpp) and portable scalar (gemm_scalar.cpp). The driver picks one set per call with rf::has_avx2(),
+// so both sets must produce the same packed layouts and the same results up to rounding.
+#pragma once
+#include "common.h"
+
+namespace rf::gemm {
+
+// Register block of the micro-kernel: 6 rows x 16 columns = 12 ymm accumulators, leaving registers for two B
+// vectors and one A broadcast (the classic shape for 16 architectural ymm registers and two FMA ports).
+constexpr int MR = 6;
+constexpr int NR = 16;
+
+// A strided matrix view: element (i, j) lives at p[i * rs + j * cs]. Every operand the public API can describe
+// has rs == 1 or cs == 1; the packers take fast paths for those and fall back to plain loops otherwise.
+template <typename T>
+struct View {
+  const T* p;
+  int64_t rs, cs;
+  const T* at(int64_t i, int64_t j) const { return p + i * rs + j * cs; }
+};
+using ViewF = View<float>;
+using ViewH = View<uint16_t>;
+
+struct KernelSet {
+  // op(A) rows [0, mc) x cols [0, kc) of `a` -> MR-row panels, layout [panel][k][MR], rows past mc zeroed.
+  void (*pack_a)(ViewF a, int64_t mc, int64_t kc, float* dst);
+  // op(B) rows [0, kc) x cols [0, nc) -> NR-column panels, layout [panel][k][NR], columns past nc zeroed.
+  void (*pack_b)(ViewF b, int64_t kc, int64_t nc, float* dst);
+  // Same for a half-precision B, converted to float while packing.
+  void (*pack_b_h)(ViewH b, int64_t kc, int64_t nc, float* dst);
+  // C[0:MR, 0:NR] = alpha * Apanel . Bpanel + beta * C over kc steps; beta == 0 never reads C.
+  void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
+  // Dot-form matrix-vector for mx (1..4) activation rows: y[m * ldy + r] = alpha * <w_r, x_m> + beta * y[..]
+  // for r < rows, where w_r = w + r * ldw and x_m = x + m * ldx are contiguous over K.
+  void (*gemv_dot)(int64_t rows, int64_t K, const float* w, int64_t ldw, const float* x, int64_t ldx, int mx,
+                   float* y, int64_t ldy, float alpha, float beta);
+  void (*gemv_dot_h)(int64_t rows, int64_t K, const uint16_t* w, int64_t ldw, const float* x, int64_t ldx, int mx,
+                     float* y, int64_t ldy, float alpha, float beta);
+  // Axpy-form matrix-vector: y[0:n] = alpha * sum_k x[k] * b[k * ldb + 0:n] + beta * y[0:n].
+  void (*gemv_axpy)(int64_t K, int64_t n, const float* b, int64_t ldb, const float* x, float* y, float alpha,
+                    float beta);
+  void (*f32_to_f16)(const float* src, uint16_t* dst, int64_t n);
+  void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+};
+
+const KernelSet& avx2_kernels();
+const KernelSet& scalar_kernels();
+
+// Writes a computed MR x NR tile (row stride NR) into the mr x nr corner of C with alpha / beta.
+inline void merge_tile(const float* t, int mr, int nr, float* c, int64_t ldc, float alpha, float beta) {
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      float v = alpha * t[i * NR + j];
+      c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+    }
+}
+
+}  // namespace rf::gemm
