@@ -1,7 +1,9 @@
 /** The --memory flag shared by generate and eval: which attention memory runs, and the baseline's budget. */
 import type { Command } from 'commander';
 import { fullMemory } from '../inference/generate.js';
-import { StreamingMemory, type AttentionMemory } from '../inference/memory.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../inference/memory.js';
+import type { ReplacementPlan } from '../convert/plan.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { parseIntArg } from './common.js';
@@ -10,13 +12,15 @@ export interface MemoryFlags {
   memory: string;
   sinks: string;
   window: string;
+  plan?: string;
 }
 
 export function addMemoryOptions(cmd: Command): Command {
   return cmd
-    .option('--memory <kind>', 'full (the model\'s own: full KV, or hybrid KV + recurrent state for a converted model) or streaming (StreamingLLM: sinks + window for every head)', 'full')
+    .option('--memory <kind>', 'full (the model\'s own: full KV, or hybrid KV + recurrent state for a converted model), streaming (StreamingLLM: sinks + window for every head) or streaming-heads (the --plan groups keep sinks + window, the others full KV)', 'full')
     .option('--sinks <n>', 'streaming: attention-sink tokens kept', '4')
-    .option('--window <n>', 'streaming: most recent tokens kept', '256');
+    .option('--window <n>', 'streaming: most recent tokens kept', '256')
+    .option('--plan <file>', 'streaming-heads: the plan.json whose KV groups keep only sinks + window');
 }
 
 /** A memory factory for generate(), or null for the model's own memory. */
@@ -26,7 +30,19 @@ export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemor
     const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);
     return (m) => new StreamingMemory(m.cfg.nLayers, sinks, window);
   }
-  throw new ArgumentError('cli', '--memory', `${f.memory} is not a memory kind`, 'use full or streaming (streaming-heads is not implemented yet)');
+  if (f.memory === 'streaming-heads') {
+    if (!f.plan) throw new ArgumentError('cli', '--plan', 'is required with --memory streaming-heads', 'pass the plan.json written by convert');
+    if (!existsSync(f.plan)) throw new ArgumentError('cli', '--plan', `${f.plan} does not exist`);
+    const plan = JSON.parse(readFileSync(f.plan, 'utf8')) as ReplacementPlan;
+    if (plan.schema !== 'recurformer.plan') throw new ArgumentError('cli', '--plan', `${f.plan} is not a recurformer plan`);
+    const groups = new Map(plan.layers.map((l) => [l.layer, l.groups]));
+    const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);
+    return (m) => {
+      if (m.recurrent.size > 0) throw new ArgumentError('cli', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');
+      return new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, m.cfg.maxPos, groups, sinks, window);
+    };
+  }
+  throw new ArgumentError('cli', '--memory', `${f.memory} is not a memory kind`, 'use full, streaming or streaming-heads');
 }
 
 export function makeMemory(f: MemoryFlags, m: DecoderLM): AttentionMemory {

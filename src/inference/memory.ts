@@ -30,6 +30,10 @@ export interface AttentionMemory {
   bytes(): number;
   /** Forgets everything. */
   reset(): void;
+  /** KV groups of a layer that keep only sinks + window (the streaming-heads baseline); none by default. */
+  windowedGroups?(layer: number): readonly number[];
+  /** Stores and returns the windowed groups' keys/values (with their window mask) for `windowedGroups`. */
+  updateWindowed?(layer: number, k: Tensor, v: Tensor): MemoryView;
   /** Recurrent state of a layer with recurrent heads (undefined before its first token). */
   recurrentState?(layer: number): RecurrentState | undefined;
   setRecurrentState?(layer: number, s: RecurrentState): void;
@@ -212,5 +216,52 @@ export class StreamingMemory implements AttentionMemory {
   reset(): void {
     this.len = 0;
     this.kv.length = 0;
+  }
+}
+
+/**
+ * The streaming-heads baseline at the hybrid's budget: the KV groups a plan would make recurrent keep only sinks +
+ * window of keys instead (evicting the rest), the other groups keep their full KV cache. The model attends the two
+ * sets separately and merges the heads.
+ */
+export class StreamingHeadsMemory implements AttentionMemory {
+  readonly kind = 'streaming-heads';
+  private readonly full: KVCache;
+  private readonly windowed: StreamingMemory;
+
+  constructor(readonly nLayers: number, nKvHeads: number, headDim: number, maxLen: number,
+    private readonly groups: ReadonlyMap<number, readonly number[]>, sinks: number, window: number) {
+    this.full = new KVCache(nLayers, 1, Array.from({ length: nLayers }, (_, l) => nKvHeads - (groups.get(l)?.length ?? 0)), headDim, maxLen);
+    this.windowed = new StreamingMemory(nLayers, sinks, window);
+  }
+
+  get length(): number {
+    return this.full.length;
+  }
+
+  windowedGroups(layer: number): readonly number[] {
+    return this.groups.get(layer) ?? [];
+  }
+
+  update(layer: number, k: Tensor, v: Tensor): MemoryView {
+    return this.full.update(layer, k, v);
+  }
+
+  updateWindowed(layer: number, k: Tensor, v: Tensor): MemoryView {
+    return this.windowed.update(layer, k, v);
+  }
+
+  advance(T: number): void {
+    this.full.advance(T);
+    this.windowed.advance(T);
+  }
+
+  bytes(): number {
+    return this.full.bytes() + this.windowed.bytes();
+  }
+
+  reset(): void {
+    this.full.reset();
+    this.windowed.reset();
   }
 }

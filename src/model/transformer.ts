@@ -204,6 +204,32 @@ export class DecoderLM {
   }
 
   /**
+   * Streaming-heads baseline: the memory's windowed KV groups attend over sinks + window only, the rest over the
+   * full cache; the two head sets are merged back into the original head order. (B, T, Hq, Dh) out.
+   */
+  private splitWindowed(l: number, q: Tensor, k: Tensor, v: Tensor, wg: readonly number[], opts: ForwardOpts): Tensor {
+    const cfg = this.cfg;
+    const winHeads = headsOfGroups(cfg, wg);
+    const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !wg.includes(g));
+    const keptHeads = headsOfGroups(cfg, keptGroups);
+    const mem = opts.memory!;
+    const parts: Tensor[] = [];
+    if (keptGroups.length) {
+      const view = mem.update(l, T.contiguous(T.gather(k, 2, keptGroups)), T.contiguous(T.gather(v, 2, keptGroups)));
+      parts.push(T.attention(T.gather(q, 2, keptHeads), view.k, view.v, {
+        qOffset: view.qOffset, window: cfg.slidingWindow ?? 0,
+      }).out);
+    }
+    const wv = mem.updateWindowed!(l, T.contiguous(T.gather(k, 2, wg)), T.contiguous(T.gather(v, 2, wg)));
+    const window = cfg.slidingWindow ? Math.min(cfg.slidingWindow, wv.window ?? Infinity) : wv.window ?? 0;
+    parts.push(T.attention(T.gather(q, 2, winHeads), wv.k, wv.v, { qOffset: wv.qOffset, window, sinks: wv.sinks ?? 0 }).out);
+    const order = [...keptHeads, ...winHeads];
+    const merge = new Int32Array(cfg.nHeads);
+    order.forEach((h, i) => (merge[h] = i));
+    return T.gather(parts.length > 1 ? T.concat(parts, 2) : parts[0]!, 2, merge);
+  }
+
+  /**
    * Rewrites the rows of `selfOnly` queries as if each attended only to its own key: the softmax over one key is 1,
    * so the output is that position's value vector (of the head's KV group) and the probability row is one-hot.
    */
@@ -245,6 +271,8 @@ export class DecoderLM {
       k = T.rope(k, ro);
     }
     const taps = opts.taps;
+    const wg = !rl ? opts.memory?.windowedGroups?.(l) : undefined;
+    if (wg && wg.length > 0) return this.outProj(l, T.reshape(this.splitWindowed(l, q, k, v, wg, opts), [B, Tn, Hq * Dh]));
     if (taps?.wants(`blk.${l}.q`)) taps.put(`blk.${l}.q`, q);
     if (taps?.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, k);
     if (taps?.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, v);

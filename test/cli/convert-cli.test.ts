@@ -38,6 +38,11 @@ test('convert --budget 0.5, then inspect reports half the KV bytes and the recur
     // an edited plan is accepted as is
     const again = await runCli(['convert', '--plan', join(out, 'plan.json'), '--out', join(dir, 'conv2'), '--json']);
     assert.equal(again.code, 0, again.stderr);
+    // the same groups as the streaming-heads baseline on the original model
+    const sh = await runCli(['generate', '--temperature', '0', '--max-tokens', '30', '--memory', 'streaming-heads', '--plan', join(out, 'plan.json'), '--window', '8', '--json']);
+    assert.equal(sh.code, 0, sh.stderr);
+    const noPlan = await runCli(['generate', '--memory', 'streaming-heads']);
+    assert.match(noPlan.stderr, /--plan is required/);
     const bad = await runCli(['convert', '--analysis', a, '--out', join(dir, 'x')]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /exactly one is required/);

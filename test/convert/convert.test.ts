@@ -170,3 +170,30 @@ testBothBackends('StreamingLLM memory: prefill with the sink+window mask == evic
   const wide = new StreamingMemory(cfg.nLayers, 4, 1000);
   assertClose(noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: wide }).data)), logitsOf(m, x), TOL.parity, 'wide window');
 });
+
+testBothBackends('streaming-heads baseline: selected groups keep sinks + window, the rest full; prefill == decode', async () => {
+  const { StreamingHeadsMemory } = await import('../../src/inference/memory.js');
+  const m = buildModel(base);
+  const plan = planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
+  const groups = new Map(plan.layers.map((l) => [l.layer, l.groups]));
+  const x = ids(24, 9);
+  const V = cfg.vocabSize;
+  const mk = (w: number) => new StreamingHeadsMemory(cfg.nLayers, cfg.nKvHeads, cfg.headDim, 64, groups, 2, w);
+  assertClose(noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: mk(100) }).data)), logitsOf(m, x), TOL.parity,
+    'a window longer than the text equals full attention');
+  const pre = noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: mk(6) }).data));
+  assert.notDeepEqual(pre, logitsOf(m, x));
+  const mem = mk(6);
+  const got = new Float32Array(x.length * V);
+  noGrad(() => {
+    got.set(m.forward(x.subarray(0, 4), 1, 4, { memory: mem }).data, 0);
+    mem.advance(4);
+    for (let t = 4; t < x.length; t++) {
+      got.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
+      mem.advance(1);
+    }
+  });
+  assertClose(got, pre, TOL.parity, 'streaming heads decode == prefill');
+  const group = cfg.headDim * 2 * 4;
+  assert.equal(mem.bytes(), 10 * group * 24 + 10 * group * (2 + 6 - 1), '10 full groups x 24 tokens + 10 windowed groups x 7');
+});
