@@ -1,6 +1,7 @@
 /**
  * `npm run bench:cache`: cache bytes and decode tokens/s at 512, 2k, 8k and 32k cached positions for the full KV
- * cache, the hybrid cache with 25/50/75% of KV groups recurrent, and StreamingLLM at the hybrid-50% budget, on
+ * cache, the hybrid cache with 25/50/75% of KV groups recurrent, streaming heads and StreamingLLM at the hybrid-50%
+ * budget, on
  * stories260K and a ~110M-parameter random Llama model. Caches are filled with synthetic keys and values (decode
  * cost depends on the cache size, not its contents). For each hybrid, the decode speedup over full attention is
  * compared with the speedup its bytes read per token allow: (weights + full KV) / (weights + kept KV + state).
@@ -9,7 +10,7 @@
 import { loadModel, type LoadedModel } from '../src/io/model-load.js';
 import { buildModel } from '../src/model/build.js';
 import type { DecoderLM } from '../src/model/transformer.js';
-import { KVCache, StreamingMemory, type AttentionMemory } from '../src/inference/memory.js';
+import { KVCache, StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../src/inference/memory.js';
 import { convert } from '../src/convert/apply.js';
 import { planFromAnalysis } from '../src/convert/plan.js';
 import { Rng, backend, noGrad, scope, tensor } from '../src/tensor/index.js';
@@ -39,12 +40,16 @@ function fill(m: DecoderLM, mem: AttentionMemory, len: number): void {
   for (let s = 0; s < len; s += block) {
     const n = Math.min(block, len - s);
     for (let l = 0; l < m.cfg.nLayers; l++) {
-      if (kv[l] === 0) continue;
-      const size = n * kv[l]! * m.cfg.headDim;
-      const d = new Float32Array(size);
-      for (let i = 0; i < size; i++) d[i] = rng.normal() * 0.5;
-      const t = tensor(d, [1, n, kv[l]!, m.cfg.headDim]);
-      mem.update(l, t, t);
+      const win = mem.windowedGroups?.(l).length ?? 0;
+      for (const [heads, windowed] of [[kv[l]! - win, false], [win, true]] as const) {
+        if (heads === 0) continue;
+        const size = n * heads * m.cfg.headDim;
+        const d = new Float32Array(size);
+        for (let i = 0; i < size; i++) d[i] = rng.normal() * 0.5;
+        const t = tensor(d, [1, n, heads, m.cfg.headDim]);
+        if (windowed) mem.updateWindowed!(l, t, t);
+        else mem.update(l, t, t);
+      }
     }
     mem.advance(n);
   }
@@ -95,6 +100,19 @@ function benchModel(name: string, lm: LoadedModel, positions: number[]): void {
       }
       rows.push(row);
     }
+    // streaming heads at the 50% hybrid's budget: the same groups hold as many tokens as the recurrent state's bytes
+    const half = variants[2]!;
+    const halfPlan = plan(lm, 0.5);
+    const halfMem = new KVCache(half[1].cfg.nLayers, 1, half[1].kvHeadsPerLayer(), half[1].cfg.headDim, 64);
+    halfMem.hasRecurrent = true;
+    noGrad(() => half[1].forward(Int32Array.of(1), 1, 1, { memory: halfMem }));
+    const replacedGroups = halfPlan.layers.reduce((s, l) => s + l.groups.length, 0);
+    const tokens = Math.max(2, Math.round(halfMem.constantBytes() / (replacedGroups * 2 * half[1].cfg.headDim * 4)));
+    const sinksH = Math.min(4, tokens - 1);
+    const shm = new StreamingHeadsMemory(half[1].cfg.nLayers, half[1].cfg.nKvHeads, half[1].cfg.headDim, maxLen,
+      new Map(halfPlan.layers.map((l) => [l.layer, l.groups])), sinksH, tokens - sinksH);
+    fill(variants[0]![1], shm, P);
+    rows.push({ model: name, memory: `streaming heads 50% (${tokens} tok)`, positions: P, cacheBytes: shm.bytes(), tokPerS: decodeRate(variants[0]![1], shm, P >= 8192 ? 8 : 24) });
     // StreamingLLM at the budget of the 50% hybrid: sinks 4 + a window of half the positions
     const sm = new StreamingMemory(variants[0]![1].cfg.nLayers, 4, Math.max(1, Math.floor(P / 2) - 4));
     fill(variants[0]![1], sm, P);
