@@ -1,0 +1,28 @@
+/**
+ * recurformer's library API. The CLI (src/cli) is a thin shell over these functions.
+ *
+ *   const lm = loadModel('models/stories260K');          // HF folder, .gguf or llama2.c .bin
+ *   const model = buildModel(lm);                         // DecoderLM on the tensor engine
+ *   generate(model, lm.tokenizer!, 'Once upon a time', { maxTokens: 50, temperature: 0 }).text;
+ */
+export * as tensor from './tensor/index.js';
+export { loadModel, type LoadedModel, type LoadOptions } from './io/model-load.js';
+export { writeHfFolder, writeGgufModel } from './io/model-save.js';
+export { loadTokenizer } from './io/tokenizer-load.js';
+export type { Tokenizer } from './io/tokenizer.js';
+export type { ModelConfig } from './model/config.js';
+export { buildModel, type BuildOptions } from './model/build.js';
+export { DecoderLM, type ForwardOpts } from './model/transformer.js';
+export { TapRecorder, type TapSink } from './model/taps.js';
+export { recurrentChunked, recurrentStep, type RecurrentDims, type RecurrentParams, type RecurrentState } from './model/recurrent-head.js';
+export { generate, generateIds, fullMemory, type GenerateOpts, type GenerateResult } from './inference/generate.js';
+export { Sampler, type SamplerOpts } from './inference/sampler.js';
+export {
+  KVCache, StreamingMemory, StreamingHeadsMemory, type AttentionMemory, type MemoryView,
+} from './inference/memory.js';
+export { perplexity, perplexityOfIds, type PplResult } from './eval/perplexity.js';
+export { analyze, parseWindows } from './analysis/analyze.js';
+export { writeAnalysis } from './report/write.js';
+export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';
+export { convert, type ConvertOptions, type ConvertedModel } from './convert/apply.js';
+export type { RecurformerSpec } from './convert/spec.js';
