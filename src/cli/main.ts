@@ -9,6 +9,7 @@ import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerServe } from './commands/serve.js';
 
 export function buildProgram(): Command {
   const program = new Command('recurformer')
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerEval(program);
   registerExport(program);
+  registerServe(program);
   return program;
 }
 
