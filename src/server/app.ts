@@ -106,7 +106,7 @@ export function createServer(o: ServerOptions): RecurformerServer {
 
   app.setErrorHandler(async (err, _req, reply) => {
     const e = toApiError(err);
-    if (e.status >= 500) process.emitWarning(`recurformer serve: ${(err as Error).stack ?? String(err)}`);
+    if (!(err instanceof ApiError) && e.status >= 500) process.emitWarning(`recurformer serve: ${(err as Error).stack ?? String(err)}`);
     return reply.code(e.status).headers(e.headers).send(e.body());
   });
   app.setNotFoundHandler(async (req, reply) =>

@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { promptIds } from '../inference/generate.js';
 import { DecodeSession, fullAttentionBytes, type StepEvent } from '../inference/session.js';
 import { RecurformerError } from '../tensor/errors.js';
-import { ApiError, badRequest, toApiError } from './errors.js';
+import { ApiError, badRequest, shuttingDown, toApiError } from './errors.js';
 import { chatSchema, completionSchema, parseBody, type ChatRequest, type CompletionRequest } from './schema.js';
 import type { ServerContext } from './context.js';
 import type { Job } from './scheduler.js';
@@ -88,6 +88,8 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
     if (!cancelled) {
       sse.end(finishReason(result.stopReason), body.stream_options?.include_usage
         ? usage(result.promptIds.length, result.ids.length) : null);
+    } else {
+      sse.fail(shuttingDown()); // cancelled by shutdown while the client listens (a no-op if the client left)
     }
     ctx.metrics.request(route, cancelled ? 499 : 200, (performance.now() - t0) / 1000);
     return;
@@ -95,13 +97,17 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
   const job = ctx.scheduler.submit(session, (ev) => {
     if (ev.id >= 0) ctx.metrics.decoded(session.memoryKind);
   });
+  let clientGone = false;
   const onClose = (): void => {
-    if (!reply.raw.writableEnded) job.cancel();
+    if (reply.raw.writableEnded) return;
+    clientGone = true;
+    job.cancel();
   };
   reply.raw.on('close', onClose);
   const { result, cancelled } = await job.promise.finally(() => reply.raw.off('close', onClose));
   ctx.metrics.request(route, cancelled ? 499 : 200, (performance.now() - t0) / 1000);
-  if (cancelled) return; // nobody is listening
+  if (cancelled && clientGone) return; // nobody is listening
+  if (cancelled) throw shuttingDown(); // shutdown cancelled it after its grace period
   const choice = kind === 'chat'
     ? { index: 0, message: { role: 'assistant', content: result.text }, finish_reason: finishReason(result.stopReason), logprobs: null }
     : { index: 0, text: result.text, finish_reason: finishReason(result.stopReason), logprobs: null };
@@ -149,7 +155,7 @@ class SseWriter {
 
   /** An unexpected failure after the headers went out: report it in-band, then close. */
   fail(e: ApiError): void {
-    if (this.reply.raw.writableEnded) return;
+    if (this.reply.raw.writableEnded || this.reply.raw.destroyed) return;
     this.write(e.body());
     this.reply.raw.end('data: [DONE]\n\n');
   }
