@@ -33,26 +33,34 @@ function sampling(ctx: number) {
   };
 }
 
-export function completionSchema(ctx: number) {
-  return z.object({
+/** Builds a schema once per context size (zod schemas are costly to construct, cheap to reuse). */
+function memo<S>(build: (ctx: number) => S): (ctx: number) => S {
+  const cache = new Map<number, S>();
+  return (ctx) => {
+    let s = cache.get(ctx);
+    if (!s) cache.set(ctx, (s = build(ctx)));
+    return s;
+  };
+}
+
+export const completionSchema = memo((ctx: number) =>
+  z.object({
     ...sampling(ctx),
     // OpenAI also allows token arrays and batches; one text prompt is what a single-session server serves
     prompt: z.union([text, z.array(text).length(1)]),
-  });
-}
+  }));
 
 const contentPart = z.object({ type: z.literal('text'), text });
 
-export function chatSchema(ctx: number) {
-  return z.object({
+export const chatSchema = memo((ctx: number) =>
+  z.object({
     ...sampling(ctx),
     max_completion_tokens: z.int().min(1).max(ctx).nullish(),
     messages: z.array(z.object({
       role: z.enum(['system', 'developer', 'user', 'assistant']),
       content: z.union([text, z.array(contentPart).max(64)]),
     })).min(1).max(256),
-  });
-}
+  }));
 
 export type CompletionRequest = z.infer<ReturnType<typeof completionSchema>>;
 export type ChatRequest = z.infer<ReturnType<typeof chatSchema>>;

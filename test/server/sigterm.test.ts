@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 test('recurformer serve: SIGTERM finishes the running stream, then the process exits 0', async () => {
-  const env = { ...process.env, RECURFORMER_QUIET: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, RECURFORMER_QUIET: '1' };
   delete env.NODE_TEST_CONTEXT; // or the child would think it is a test file
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
     "import { main } from './src/cli/main.ts'; process.exitCode = await main(['serve', '--port', '0', '--max-concurrent', '2']);"],
