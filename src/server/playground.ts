@@ -36,7 +36,8 @@ function draw() {
   g.fillStyle = '#4a5263'; g.font = '11px sans-serif';
   g.fillText((maxY / 1024).toFixed(1) + ' KiB', 2, 12); g.fillText('0', L - 10, H - B);
   g.fillText(maxT + ' tokens', W - 70, H - 6);
-  for (const [key, color, dash] of [['full', '#d9822b', [6, 4]], ['bytes', '#2656a8', []]]) {
+  // held bytes first, the dashed full-attention line on top: for the KV cache the two coincide
+  for (const [key, color, dash] of [['bytes', '#2656a8', []], ['full', '#d9822b', [6, 4]]]) {
     g.strokeStyle = color; g.lineWidth = 2; g.setLineDash(dash); g.beginPath();
     points.forEach((p, i) => (i ? g.lineTo(x(p.tokens), y(p[key])) : g.moveTo(x(p.tokens), y(p[key]))));
     g.stroke(); g.setLineDash([]);
