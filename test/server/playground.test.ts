@@ -49,21 +49,22 @@ test('playground: a prompt streams a reply and updates the cache chart, without 
     await page.fill('#prompt', 'Once upon a time');
     await page.click('#send');
     // tokens stream: the reply grows while the chart gains points, one per token
-    await page.waitForFunction(() => Number(document.getElementById('chart')!.dataset.points) >= 10);
-    await page.waitForFunction(() => !(document.getElementById('send') as HTMLButtonElement).disabled);
+    // (browser-side code as strings: the test's TypeScript has no DOM types)
+    await page.waitForFunction("Number(document.getElementById('chart').dataset.points) >= 10");
+    await page.waitForFunction("!document.getElementById('send').disabled");
     const reply = await page.textContent('[data-testid="reply"]');
     assert.ok(reply && reply.trim().length > 10, `reply: ${reply}`);
     const points = Number(await page.getAttribute('#chart', 'data-points'));
     assert.ok(points >= 10, `${points} chart points`);
     assert.match((await page.textContent('#stats'))!, /memory: full[\s\S]*cache bytes: \d+[\s\S]*full attention: \d+/);
     // the canvas has been drawn on (not blank)
-    const inked = await page.evaluate(() => {
-      const c = document.getElementById('chart') as HTMLCanvasElement;
-      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    const inked = await page.evaluate(`(() => {
+      const c = document.getElementById('chart');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
       let n = 0;
-      for (let i = 3; i < d.length; i += 4) if (d[i]! > 0) n++;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
       return n;
-    });
+    })()`) as number;
     assert.ok(inked > 500, `${inked} inked pixels`);
     assert.equal(await page.textContent('#err'), '');
     mkdirSync(OUT, { recursive: true });
