@@ -61,7 +61,8 @@ export function createServer(o: ServerOptions): RecurformerServer {
   };
   const bodyLimit = o.bodyLimit ?? 1 << 20;
   // idle keep-alive sockets must not hold close() open; busy ones finish their response first
-  const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: 'idle', return503OnClosing: true });
+  // requestTimeout: a client that never finishes sending its request is dropped (408) instead of holding a socket
+  const app = Fastify({ logger: false, bodyLimit, requestTimeout: 60_000, forceCloseConnections: 'idle', return503OnClosing: true });
   let closing: Promise<void> | null = null;
   const keyHash = o.apiKey ? sha256(o.apiKey) : null;
 
@@ -80,7 +81,8 @@ export function createServer(o: ServerOptions): RecurformerServer {
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    if (!route.startsWith('/v1/') || reply.statusCode >= 400) metrics.request(route, reply.statusCode);
+    // generation routes count their own successes (with their duration, and streams are hijacked from this hook)
+    if (!GENERATION_ROUTES.has(route) || reply.statusCode >= 400) metrics.request(route, reply.statusCode);
   });
 
   // JSON bodies: strict UTF-8 (fastify's default would silently turn invalid bytes into U+FFFD), then JSON.parse
@@ -143,5 +145,7 @@ export function createServer(o: ServerOptions): RecurformerServer {
     },
   };
 }
+
+const GENERATION_ROUTES = new Set(['/v1/completions', '/v1/chat/completions']);
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();

@@ -9,6 +9,7 @@ test('/metrics counts requests and tokens after a completion, and every sample l
   try {
     await s.client.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 12, temperature: 0 });
     await fetch(`${s.url}/v1/completions`, { method: 'POST', body: '{', headers: { 'content-type': 'application/json' } });
+    await s.client.models.list();
     const res = await fetch(`${s.url}/metrics`);
     assert.match(res.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
     const text = await res.text();
@@ -24,6 +25,7 @@ test('/metrics counts requests and tokens after a completion, and every sample l
     }
     assert.equal(samples.get('recurformer_requests_total{route="/v1/completions",status="200"}'), 1);
     assert.equal(samples.get('recurformer_requests_total{route="/v1/completions",status="400"}'), 1);
+    assert.equal(samples.get('recurformer_requests_total{route="/v1/models",status="200"}'), 1);
     assert.equal(samples.get('recurformer_prompt_tokens_total{memory_kind="full"}'), 3);
     assert.equal(samples.get('recurformer_completion_tokens_total{memory_kind="full"}'), 12);
     assert.equal(samples.get('recurformer_queue_depth'), 0);
