@@ -1,6 +1,6 @@
 /**
- * Chat prompts: the model's own Jinja chat template (tokenizer_config.json's `chat_template`, rendered by
- * @huggingface/jinja as transformers does), or DEFAULT_CHAT_TEMPLATE when the model ships none (stories260K is a
+ * Chat prompts: the model's own Jinja chat template (tokenizer_config.json's `chat_template` or GGUF's
+ * `tokenizer.chat_template`, rendered by @huggingface/jinja as transformers does), or DEFAULT_CHAT_TEMPLATE when the model ships none (stories260K is a
  * story model with no chat format).
  *
  * Special tokens are never parsed out of text (see io/tokenizer.ts), so a template's leading `{{ bos_token }}` is
@@ -9,6 +9,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
+import { ggufOpt, readGguf } from '../io/gguf.js';
+import type { Tokenizer } from '../io/tokenizer.js';
 import { FormatError } from '../tensor/errors.js';
 import { badRequest } from './errors.js';
 
@@ -45,8 +47,16 @@ interface TokenizerConfig {
 
 const tokenText = (t: TokenizerConfig['bos_token']): string => (typeof t === 'string' ? t : t?.content ?? '');
 
-/** Reads the chat template beside a model (a Hugging Face folder), falling back to the default. */
-export function loadChatTemplate(modelPath: string): ChatTemplate {
+/**
+ * Reads a model's chat template: tokenizer_config.json in a Hugging Face folder, the `tokenizer.chat_template` key
+ * of a GGUF file; the default otherwise. `tok` supplies BOS/EOS texts the config does not name.
+ */
+export function loadChatTemplate(modelPath: string, tok?: Tokenizer): ChatTemplate {
+  const pieces = { bos: tok ? tok.idToPiece(tok.bosId) : '<s>', eos: tok ? tok.idToPiece(tok.eosId) : '</s>' };
+  if (modelPath.endsWith('.gguf') && existsSync(modelPath)) {
+    const src = ggufOpt(readGguf(modelPath, { tensors: false }), 'tokenizer.chat_template', 'string');
+    return src ? makeChatTemplate(src, modelPath, pieces.bos, pieces.eos) : makeChatTemplate(DEFAULT_CHAT_TEMPLATE, 'default');
+  }
   const file = existsSync(modelPath) && statSync(modelPath).isDirectory() ? join(modelPath, 'tokenizer_config.json') : '';
   let cfg: TokenizerConfig = {};
   if (file && existsSync(file)) {
@@ -58,7 +68,7 @@ export function loadChatTemplate(modelPath: string): ChatTemplate {
   }
   let src = cfg.chat_template;
   if (Array.isArray(src)) src = src.find((t) => t.name === 'default')?.template ?? src[0]?.template;
-  const bos = tokenText(cfg.bos_token), eos = tokenText(cfg.eos_token);
+  const bos = tokenText(cfg.bos_token) || pieces.bos, eos = tokenText(cfg.eos_token) || pieces.eos;
   const hasOwn = typeof src === 'string' && src.length > 0;
   return makeChatTemplate(hasOwn ? src as string : DEFAULT_CHAT_TEMPLATE, hasOwn ? file : 'default', bos, eos);
 }

@@ -40,7 +40,7 @@ export function registerServe(program: Command): void {
       if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'serve a folder with tokenizer.json', loaded.source);
       const server = createServer({
         model, tokenizer: loaded.tokenizer, modelId: basename(path).replace(/\.(gguf|bin)$/, ''),
-        chatTemplate: loadChatTemplate(path),
+        chatTemplate: loadChatTemplate(path, loaded.tokenizer),
         apiKey: o.apiKey,
         maxQueue: parseIntArg('--max-queue', o.maxQueue),
         maxConcurrent: parseIntArg('--max-concurrent', o.maxConcurrent, 1),
