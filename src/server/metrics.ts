@@ -64,9 +64,11 @@ export class Metrics {
         const [route, status] = k.split('\t');
         return [`{route="${route}",status="${status}"}`, v];
       }));
-    series('recurformer_request_duration_seconds_sum', 'counter', 'Total seconds spent on generation requests.',
-      [['', round(this.latencySum)]]);
-    series('recurformer_request_duration_seconds_count', 'counter', 'Generation requests timed.', [['', this.latencyCount]]);
+    // a summary without quantiles: _sum and _count under one TYPE line
+    out.push('# HELP recurformer_request_duration_seconds Time from request to the last token, generation requests.',
+      '# TYPE recurformer_request_duration_seconds summary',
+      `recurformer_request_duration_seconds_sum ${round(this.latencySum)}`,
+      `recurformer_request_duration_seconds_count ${this.latencyCount}`);
     series('recurformer_prompt_tokens_total', 'counter', 'Prompt tokens prefilled.', byKind(this.promptTokens));
     series('recurformer_completion_tokens_total', 'counter', 'Tokens generated.', byKind(this.completionTokens));
     series('recurformer_cancelled_total', 'counter', 'Sessions cancelled (client gone or shutdown).', byKind(this.cancelled));

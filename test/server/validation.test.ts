@@ -1,6 +1,7 @@
 /** Bad input never crashes or hangs the server: every case gets a 4xx in OpenAI's error shape. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import OpenAI from 'openai';
 import { post, startServer, type TestServer } from './helpers.js';
 
@@ -54,6 +55,24 @@ const cases: [string, () => Promise<Awaited<ReturnType<typeof post>>>, number, s
 for (const [name, send, status, code, param] of cases) {
   test(`${name} -> ${status} ${code}`, async () => assertError(await send(), status, code, param));
 }
+
+test('an oversize chunked body (no Content-Length) is a 413 too', async () => {
+  const u = new URL(`${s.url}/v1/completions`);
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => (b += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+    });
+    req.on('error', reject);
+    req.write('{"model":"stories260K","prompt":"');
+    for (let i = 0; i < 80; i++) req.write('a'.repeat(1024));
+    req.end('"}');
+  });
+  assert.equal(status, 413);
+  assert.equal(JSON.parse(body).error.code, 'body_too_large');
+});
 
 test('an unknown route is a 404 in the error shape', async () => {
   const r = await fetch(`${s.url}/v1/embeddings`);
