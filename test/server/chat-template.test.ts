@@ -2,13 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gv, writeGguf } from '../../src/io/gguf-write.js';
 import { ApiError } from '../../src/server/errors.js';
 import { loadChatTemplate, makeChatTemplate } from '../../src/server/chat-template.js';
-import { runCli } from '../helpers/cli.js';
-import { MODEL_DIR } from './helpers.js';
+import { MODEL_DIR, runCliChild } from './helpers.js';
 
 const msgs = [{ role: 'system', content: 'Be kind.' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' },
   { role: 'user', content: 'A story?' }];
@@ -43,8 +43,21 @@ test('a template that raises is a 400 naming messages', () => {
   assert.throws(() => t.render(msgs), (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === 'messages');
 });
 
+test('serve on a port in use fails with exit code 1 and a hint', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (blocker.address() as AddressInfo).port;
+    const r = await runCliChild(['serve', '--port', String(port)]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)[\s\S]*--port 0/);
+  } finally {
+    blocker.close();
+  }
+});
+
 test('serve rejects a bad flag with exit code 1 before listening', async () => {
-  const r = await runCli(['serve', '--port', 'http']);
+  const r = await runCliChild(['serve', '--port', 'http']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--port = http must be an integer/);
 });

@@ -2,8 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { runCli } from '../helpers/cli.js';
-import { startServer, type TestServer } from './helpers.js';
+import { runCliChild, startServer, type TestServer } from './helpers.js';
 
 const golden = readFileSync(new URL('../fixtures/golden/stories260K-greedy.txt', import.meta.url), 'utf8').trimEnd();
 let s: TestServer;
@@ -19,7 +18,7 @@ test('greedy completion of an empty prompt (max_tokens 256, temperature 0) equal
 });
 
 test('greedy completion equals `recurformer generate` for the same prompt (ids and text)', async () => {
-  const cli = await runCli(['generate', '--prompt', 'Tim and his dog', '--temperature', '0', '--max-tokens', '60', '--json']);
+  const cli = await runCliChild(['generate', '--prompt', 'Tim and his dog', '--temperature', '0', '--max-tokens', '60', '--json']);
   assert.equal(cli.code, 0, cli.stderr);
   const want = JSON.parse(cli.stdout) as { text: string; ids: number[]; promptIds: number[] };
   const r = await s.client.completions.create({ model: 'stories260K', prompt: 'Tim and his dog', max_tokens: 60, temperature: 0 });

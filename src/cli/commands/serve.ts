@@ -5,7 +5,7 @@
  */
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { TokenizerError } from '../../tensor/errors.js';
+import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { loadChatTemplate } from '../../server/chat-template.js';
 import { createServer } from '../../server/app.js';
 import { defaultModelPath, load, parseIntArg } from '../common.js';
@@ -47,7 +47,15 @@ export function registerServe(program: Command): void {
         bodyLimit: parseIntArg('--body-limit', o.bodyLimit, 1),
         graceMs: parseIntArg('--grace-ms', o.graceMs),
       });
-      const url = await server.listen(o.host, parseIntArg('--port', o.port));
+      const port = parseIntArg('--port', o.port);
+      let url: string;
+      try {
+        url = await server.listen(o.host, port);
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? (e as Error).message;
+        throw new ArgumentError('serve', '--host/--port', `cannot listen on ${o.host}:${port} (${code})`,
+          code === 'EADDRINUSE' ? 'the port is taken: pick another, or --port 0 for a free one' : 'check the address');
+      }
       process.stderr.write(`recurformer: serving ${server.context.modelId} on ${url} (playground at ${url}/)\n`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
