@@ -19,7 +19,14 @@ import { fullMemory, type GenerateOpts, type GenerateResult } from './generate.j
 import type { AttentionMemory } from './memory.js';
 import { Sampler } from './sampler.js';
 
-export type SessionOpts = Omit<GenerateOpts, 'onToken'>;
+export interface SessionOpts extends Omit<GenerateOpts, 'onToken'> {
+  /**
+   * Text is what the new tokens add to the prompt's text (decode(prompt + ids) minus decode(prompt)), as an
+   * OpenAI completion is, so `prompt + text` reads right: a SentencePiece word after the prompt keeps its leading
+   * space. Default false: text = decode(ids), exactly as generateIds (which drops that space).
+   */
+  continuation?: boolean;
+}
 
 export interface StepEvent {
   /** The token emitted by this step, or -1 when the step only finished the session. */
@@ -120,7 +127,7 @@ export class DecodeSession {
     this.history.push(next);
     let delta = '';
     if (this.tok) {
-      this.text = this.tok.decode(out);
+      this.text = this.decodeOut();
       const hit = this.stops.find((s) => this.text.includes(s));
       if (hit !== undefined) {
         this.text = this.text.slice(0, this.text.indexOf(hit));
@@ -169,6 +176,17 @@ export class DecodeSession {
     }
     this.dispose();
     return { id, delta, done: true };
+  }
+
+  private promptText: string | null = null;
+
+  private decodeOut(): string {
+    const tok = this.tok!;
+    if (!this.opts.continuation) return tok.decode(this.ids);
+    this.promptText ??= tok.decode(this.prompt);
+    const full = tok.decode([...this.prompt, ...this.ids]);
+    // decoding is prefix-stable for text-made prompts; fall back to the ids alone if a tokenizer ever is not
+    return full.startsWith(this.promptText) ? full.slice(this.promptText.length) : tok.decode(this.ids);
   }
 
   /** Length of the longest suffix of t that begins some stop string (held back until it is resolved). */

@@ -60,6 +60,8 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
       repetitionPenalty: body.repetition_penalty ?? 1,
       seed: body.seed ?? Math.floor(Math.random() * 2 ** 31),
       stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+      // a completion continues the prompt's text (keeps the leading space); a chat reply stands alone
+      continuation: kind === 'text',
     });
   } catch (e) {
     // the schema bounds every option, so this is a client error the schema missed, not a server fault

@@ -32,6 +32,20 @@ for (const [prompt, stop, maxTokens] of [['Once upon a time', [], 80], ['Tim', [
   });
 }
 
+test('continuation: the text is what the tokens add to the prompt, so prompt + text reads right', async () => {
+  for (const prompt of ['Lily', 'Once upon a time', '']) {
+    const ids = promptIds(tok, prompt);
+    const plain = await generateAsync(new DecodeSession(model, tok, ids, { maxTokens: 20, temperature: 0 }));
+    let streamed = '';
+    const cont = await generateAsync(new DecodeSession(model, tok, ids, { maxTokens: 20, temperature: 0, continuation: true }),
+      (_i, d) => (streamed += d));
+    assert.deepEqual(cont.ids, plain.ids);
+    assert.equal(prompt + cont.text, tok.decode([...ids, ...cont.ids]));
+    assert.equal(streamed, cont.text);
+    assert.equal(cont.text.trimStart(), plain.text.trimStart());
+  }
+});
+
 test('bytes grow with the length like full attention, and cancel frees them at once', () => {
   const s = new DecodeSession(model, tok, promptIds(tok, 'Once upon'), { maxTokens: 50, temperature: 0 });
   assert.equal(s.bytes(), 0);
