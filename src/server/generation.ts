@@ -90,10 +90,11 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
     if (!cancelled) {
       sse.end(finishReason(result.stopReason), body.stream_options?.include_usage
         ? usage(result.promptIds.length, result.ids.length) : null);
-    } else {
-      sse.fail(shuttingDown()); // cancelled by shutdown while the client listens (a no-op if the client left)
+    } else if (!sse.clientGone) {
+      sse.fail(shuttingDown()); // cancelled by shutdown while the client listens
     }
-    ctx.metrics.request(route, cancelled ? 499 : 200, (performance.now() - t0) / 1000);
+    // 499: the client went away (nginx's code); 503: shutdown cancelled it
+    ctx.metrics.request(route, !cancelled ? 200 : sse.clientGone ? 499 : 503, (performance.now() - t0) / 1000);
     return;
   }
   const job = ctx.scheduler.submit(session, (ev) => {
@@ -107,7 +108,7 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
   };
   reply.raw.on('close', onClose);
   const { result, cancelled } = await job.promise.finally(() => reply.raw.off('close', onClose));
-  ctx.metrics.request(route, cancelled ? 499 : 200, (performance.now() - t0) / 1000);
+  ctx.metrics.request(route, !cancelled ? 200 : clientGone ? 499 : 503, (performance.now() - t0) / 1000);
   if (cancelled && clientGone) return; // nobody is listening
   if (cancelled) throw shuttingDown(); // shutdown cancelled it after its grace period
   const choice = kind === 'chat'
@@ -120,6 +121,7 @@ const usage = (p: number, c: number) => ({ prompt_tokens: p, completion_tokens: 
 
 /** Writes OpenAI stream chunks on a hijacked reply. */
 class SseWriter {
+  clientGone = false;
   private readonly object: string;
 
   constructor(private readonly ctx: ServerContext, private readonly reply: FastifyReply, private readonly kind: Kind,
@@ -133,7 +135,9 @@ class SseWriter {
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     // the client went away: cancel its session now (frees the cache), even mid-token
     raw.on('close', () => {
-      if (!raw.writableEnded) job.cancel();
+      if (raw.writableEnded) return;
+      this.clientGone = true;
+      job.cancel();
     });
     if (this.kind === 'chat') this.chunk({ role: 'assistant', content: '' }, null);
   }

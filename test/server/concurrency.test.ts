@@ -112,6 +112,7 @@ test('a client that disconnects mid-stream cancels its session and frees its cac
     assert.ok(job.session.ids.length < 345, 'stopped before the end');
     assert.equal(await metric(s, 'recurformer_cache_bytes{memory_kind="full"}'), 0);
     assert.equal(await metric(s, 'recurformer_cancelled_total{memory_kind="full"}'), 1);
+    assert.equal(await metric(s, 'recurformer_requests_total{route="/v1/completions",status="499"}'), 1);
   } finally {
     await s.close();
   }
