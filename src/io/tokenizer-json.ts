@@ -20,6 +20,7 @@ import { TokenizerError } from '../tensor/errors.js';
 import { ByteLevelTokenizer, compileSplitPattern, GPT2_PATTERN } from './tokenizer-bytelevel.js';
 import { PieceType, SpmTokenizer } from './tokenizer-spm.js';
 import type { Tokenizer } from './tokenizer.js';
+import { checkTokenizerJsonShape } from './tokenizer-json-shape.js';
 
 type Json = Record<string, unknown>;
 
@@ -42,6 +43,7 @@ export function tokenizerFromJson(tj: Json, config: Json, source: string): Token
   const fail = (msg: string, hint = 'this tokenizer.json layout is not supported'): never => {
     throw new TokenizerError(msg, hint, source);
   };
+  checkTokenizerJsonShape(tj, source);
   const model = (tj['model'] ?? fail('no "model"')) as Json;
   if (model['type'] !== 'BPE') fail(`model type ${JSON.stringify(model['type'])} is not supported`, 'supported: BPE (GPT-2, Llama, Mistral, Qwen2 style)');
   const vocab = (model['vocab'] ?? fail('model has no vocab')) as Record<string, number>;
@@ -56,6 +58,7 @@ export function tokenizerFromJson(tj: Json, config: Json, source: string): Token
     if (!pieceOf.has(id)) pieceOf.set(id, a['content'] as string);
     if (a['special'] === true) special.add(id);
   }
+  if (pieceOf.size === 0) fail('the vocabulary is empty', 'the file is corrupt');
   const vocabSize = Math.max(...pieceOf.keys()) + 1;
   const tokens: string[] = [];
   for (let id = 0; id < vocabSize; id++) tokens.push(pieceOf.get(id) ?? fail(`no token has id ${id}`, 'the vocabulary has holes; the file is corrupt'));

@@ -1,0 +1,69 @@
+/**
+ * `recurformer serve [MODEL]`: the OpenAI-compatible HTTP server (src/server/). Binds to loopback unless told
+ * otherwise; SIGTERM and SIGINT shut it down gracefully (running sessions finish within the grace period), after
+ * which the command returns and the process exits 0.
+ */
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
+import { loadChatTemplate } from '../../server/chat-template.js';
+import { createServer } from '../../server/app.js';
+import { defaultModelPath, load, parseIntArg } from '../common.js';
+
+interface Opts {
+  host: string;
+  port: string;
+  apiKey?: string;
+  maxQueue: string;
+  maxConcurrent: string;
+  bodyLimit: string;
+  graceMs: string;
+  dtype: 'f32' | 'f16';
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a model over an OpenAI-compatible HTTP API, with a playground at /')
+    .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
+    .option('--host <host>', 'address to bind (loopback by default)', '127.0.0.1')
+    .option('--port <port>', 'port (0 picks a free one)', '8080')
+    .option('--api-key <key>', 'require "Authorization: Bearer KEY" on every route but /health')
+    .option('--max-queue <n>', 'requests that may wait for a decode slot (more get 429)', '16')
+    .option('--max-concurrent <n>', 'sessions decoding at once, interleaved token by token', '4')
+    .option('--body-limit <bytes>', 'largest request body', String(1 << 20))
+    .option('--grace-ms <ms>', 'on SIGTERM, how long running sessions may finish before being cancelled', '10000')
+    .option('--dtype <d>', 'weights in memory: f32 or f16', 'f32')
+    .action(async (modelArg: string | undefined, o: Opts) => {
+      const path = modelArg ?? defaultModelPath();
+      const { loaded, model } = load(path, o.dtype === 'f16' ? 'f16' : 'f32');
+      if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'serve a folder with tokenizer.json', loaded.source);
+      const server = createServer({
+        model, tokenizer: loaded.tokenizer, modelId: basename(path).replace(/\.(gguf|bin)$/, ''),
+        chatTemplate: loadChatTemplate(path, loaded.tokenizer),
+        apiKey: o.apiKey,
+        maxQueue: parseIntArg('--max-queue', o.maxQueue),
+        maxConcurrent: parseIntArg('--max-concurrent', o.maxConcurrent, 1),
+        bodyLimit: parseIntArg('--body-limit', o.bodyLimit, 1),
+        graceMs: parseIntArg('--grace-ms', o.graceMs),
+      });
+      const port = parseIntArg('--port', o.port);
+      let url: string;
+      try {
+        url = await server.listen(o.host, port);
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? (e as Error).message;
+        throw new ArgumentError('serve', '--host/--port', `cannot listen on ${o.host}:${port} (${code})`,
+          code === 'EADDRINUSE' ? 'the port is taken: pick another, or --port 0 for a free one' : 'check the address');
+      }
+      process.stderr.write(`recurformer: serving ${server.context.modelId} on ${url} (playground at ${url}/)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          process.stderr.write(`recurformer: ${sig}, shutting down\n`);
+          void server.shutdown().then(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}
