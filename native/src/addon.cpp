@@ -26,6 +26,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_optim(env, exports);
   register_hw(env, exports);
+  register_bf16(env, exports);
   return exports;
 }
 

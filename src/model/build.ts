@@ -15,8 +15,8 @@ import { HalfWeight, type Weight } from './weights.js';
 
 export interface BuildOptions {
   /**
-   * 'f32' (default): every weight float32 (trainable). 'f16': 2-D projection weights held as half floats (F16
-   * checkpoints keep their bytes; F32 ones are rounded), for memory-bound decode. 'keep': F16 stays half, the rest f32.
+   * 'f32' (default): every weight float32 (trainable). 'f16': 2-D weights held 16-bit for memory-bound decode (F16 and
+   * BF16 checkpoints keep their bits, F32 ones are rounded to F16). 'keep': F16/BF16 stay 16-bit, F32 stays f32.
    */
   dtype?: 'f32' | 'f16' | 'keep';
 }
@@ -33,10 +33,12 @@ export function buildModel(m: LoadedModel, opts: BuildOptions = {}, spec?: Recur
   const weights = new Map<string, Weight>();
   for (const [name, raw0] of m.tensors) {
     const raw = m.config.arch === 'gpt2' && CONV1D.test(name) ? transpose2d(raw0) : raw0;
-    const half = isMatrix(name, raw) && !name.includes('.recurrent.') && (dtype === 'f16' || (dtype === 'keep' && raw.dtype === 'F16'));
+    const sixteen = raw.dtype === 'F16' || raw.dtype === 'BF16';
+    const half = isMatrix(name, raw) && !name.includes('.recurrent.') && (dtype === 'f16' || (dtype === 'keep' && sixteen));
     if (half) {
-      const data = raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw));
-      weights.set(name, new HalfWeight(raw.shape, data, name));
+      // 16-bit checkpoints keep their bits (F16 or BF16); float32 ones are rounded to F16
+      if (raw.dtype === 'BF16') weights.set(name, new HalfWeight(raw.shape, raw.data as Uint16Array, name, 'bf16'));
+      else weights.set(name, new HalfWeight(raw.shape, raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw)), name));
     } else {
       const t = tensor(raw.dtype === 'F32' ? Float32Array.from(raw.data as Float32Array) : toF32(raw), raw.shape);
       t.name = name;

@@ -8,17 +8,26 @@ import { Tensor, add, embedding, empty, matmul, shapeStr, tensor, type Shape } f
 import { isGradEnabled } from '../tensor/autograd.js';
 
 export class HalfWeight {
-  constructor(readonly shape: Shape, readonly data: Uint16Array, readonly name?: string) {}
+  /** `kind`: IEEE half ('f16') or bfloat16 ('bf16') bit patterns. */
+  constructor(readonly shape: Shape, readonly data: Uint16Array, readonly name?: string, readonly kind: 'f16' | 'bf16' = 'f16') {}
   get size(): number {
     return this.data.length;
+  }
+  /** Widens 16-bit values (a row range, or everything) to float32. */
+  widen(src: Uint16Array, dst: Float32Array): void {
+    if (this.kind === 'bf16') K().bf16ToF32(src, dst);
+    else K().f16ToF32(src, dst);
   }
   /** A float32 copy (for training or for ops without a half-precision kernel). */
   toTensor(): Tensor {
     const out = new Float32Array(this.data.length);
-    K().f16ToF32(this.data, out);
+    this.widen(this.data, out);
     return tensor(out, this.shape);
   }
 }
+
+/** Up to this many activation rows, 16-bit weights are read directly; beyond, widened once for the f32 GEMM. */
+const DIRECT_ROWS = 8;
 
 export type Weight = Tensor | HalfWeight;
 
@@ -31,9 +40,14 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
       const [N, Kd] = w.shape as [number, number];
       if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
       const M = x.size / Kd;
-      y = empty([...x.shape.slice(0, -1), N]);
       const xd = x.isContiguous() ? x.data : Float32Array.from(x.toArray());
-      K().gemmF16(M, N, Kd, xd, w.data, 0, y.data);
+      if (w.kind === 'bf16' && M > DIRECT_ROWS) {
+        y = matmul(x, w.toTensor(), { transB: true });
+      } else {
+        y = empty([...x.shape.slice(0, -1), N]);
+        if (w.kind === 'bf16') K().gemmBF16(M, N, Kd, xd, w.data, 0, y.data);
+        else K().gemmF16(M, N, Kd, xd, w.data, 0, y.data);
+      }
     }
   } else {
     y = matmul(x, w, { transB: true });
@@ -52,7 +66,7 @@ export function embeddingW(w: Weight, ids: Int32Array, shape: readonly number[])
       throw new ArgumentError('embedding', `ids[${i}]`, `= ${id} is outside the vocabulary [0, ${V})`,
         'the token id does not belong to this model\'s tokenizer');
     }
-    K().f16ToF32(w.data.subarray(id * D, (id + 1) * D), out.data.subarray(i * D, (i + 1) * D));
+    w.widen(w.data.subarray(id * D, (id + 1) * D), out.data.subarray(i * D, (i + 1) * D));
   }
   return out;
 }

@@ -75,6 +75,14 @@ export interface Kernels {
    */
   gemmF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void;
 
+  /**
+   * C = A @ W^T + beta * C with W (N, K) stored as bfloat16 bit patterns (the top half of an IEEE float), for
+   * decode with BF16 checkpoints kept 16-bit in memory.
+   */
+  gemmBF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void;
+  /** bfloat16 bits -> float32 (exact). */
+  bf16ToF32(src: F16, dst: F32): void;
+
   /** Convert float32 -> half (round to nearest even) and back. */
   f32ToF16(src: F32, dst: F16): void;
   f16ToF32(src: F16, dst: F32): void;
@@ -192,7 +200,7 @@ export interface Kernels {
 
 /** Names of all kernels, used to check that a backend (or the addon) is complete. */
 export const KERNEL_NAMES = [
-  'gemm', 'gemmF16', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
+  'gemm', 'gemmF16', 'gemmBF16', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
   'reduce', 'copyStrided', 'softmax', 'softmaxGrad', 'logSoftmax', 'logSoftmaxGrad', 'crossEntropy', 'embedding',
   'embeddingGrad', 'rmsnorm', 'rmsnormGrad', 'layernorm', 'layernormGrad', 'rope', 'attention', 'attentionGrad',
   'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'adamw',

@@ -47,6 +47,8 @@ export const TOL = {
    * (observed ~1e-7). Grad: gq/gk/gv sum float32 products over a few hundred (query, key) pairs (observed ~1e-6 on
    * entries of size 1-10). Fd: the reference gradient vs float64 central differences (observed ~2e-8).
    */
+  /** GEMM vs a naive float64 product: rtol * sqrt(K) * (|want| + 1), float32 sums of K products. */
+  gemmPerSqrtK: { rtol: 1e-5, atol: 0 },
   attentionOracle: { rtol: 1e-6, atol: 5e-7 },
   attentionFwd: { rtol: 2e-5, atol: 2e-6 },
   attentionGrad: { rtol: 1e-4, atol: 1e-5 },

@@ -14,6 +14,7 @@ import type { DecoderLM } from '../../src/model/transformer.js';
 import { fullMemory, generateIds } from '../../src/inference/generate.js';
 import { ArgumentError, Rng, noGrad } from '../../src/tensor/index.js';
 import { invFreqFor } from '../../src/model/rope.js';
+import { HalfWeight } from '../../src/model/weights.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
 import { testBothBackends } from '../helpers/backends.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
@@ -139,4 +140,24 @@ test('selfOnly: the first token is already self-only; another self-only token ch
   const V = cfg.vocabSize;
   assert.deepEqual(third.subarray(0, 3 * V), plain.subarray(0, 3 * V), 'earlier positions are untouched');
   assert.notDeepEqual(third.subarray(3 * V, 4 * V), plain.subarray(3 * V, 4 * V));
+});
+
+testBothBackends('BF16 checkpoints stay 16-bit in memory (dtype keep) and match their float32 widening', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-bf16-'));
+  try {
+    for (const cfg of [VARIANTS['llama GQA'], VARIANTS.gpt2]) {
+      const path = join(dir, cfg.arch);
+      writeHfFolder(path, randomModel(cfg, 12), 'BF16');
+      const lm = loadModel(path);
+      const kept = buildModel(lm, { dtype: 'keep' });
+      const halves = [...kept.weights.values()].filter((w) => w instanceof HalfWeight);
+      assert.ok(halves.length > 0 && halves.every((w) => (w as HalfWeight).kind === 'bf16'), 'matrices held as bf16');
+      const x = ids(9, cfg.vocabSize, 3);
+      const wide = buildModel(lm, { dtype: 'f32' });
+      assertClose(prefillLogits(kept, x), prefillLogits(wide, x), TOL.parity, `${cfg.arch} bf16 direct vs widened (prefill > 8 rows widens)`);
+      assertClose(cachedLogits(kept, x, 2), prefillLogits(wide, x), TOL.parity, `${cfg.arch} bf16 decode reads 16-bit weights`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Kernels } from '../../src/tensor/kernels.js';
 import { loadNative, type NativeAddon } from '../../src/tensor/native.js';
+import { TOL } from '../helpers/tolerances.js';
 
 type GemmKernels = Pick<Kernels, 'gemm' | 'gemmF16' | 'f32ToF16' | 'f16ToF32'>;
 type Addon = NativeAddon & GemmKernels;
@@ -117,12 +118,12 @@ function bitsOf(x: number): number {
 }
 
 /**
- * |got - want| <= 1e-5 * sqrt(K) * (|want| + 1) everywhere; reports the first offender. NaN matches NaN only:
- * that is the untouched NaN padding between strided batch items, which must stay as it was.
+ * |got - want| <= TOL.gemmPerSqrtK * sqrt(K) * (|want| + 1) everywhere (test/helpers/tolerances.ts); reports the
+ * first offender. NaN matches NaN only: that is the untouched NaN padding between strided batch items.
  */
 function assertClose(got: Float32Array, want: Float32Array, K: number, what: string): void {
   assert.equal(got.length, want.length);
-  const tol = 1e-5 * Math.sqrt(Math.max(K, 1));
+  const tol = TOL.gemmPerSqrtK.rtol * Math.sqrt(Math.max(K, 1));
   for (let i = 0; i < got.length; i++) {
     const g = got[i]!, w = want[i]!;
     if (Number.isNaN(g) && Number.isNaN(w)) continue;

@@ -15,7 +15,7 @@ interface Opts extends MemoryFlags {
   repetitionPenalty: string;
   seed: string;
   stop: string[];
-  dtype: 'f32' | 'f16';
+  dtype: 'f32' | 'f16' | 'keep';
   json?: boolean;
 }
 
@@ -33,10 +33,10 @@ export function registerGenerate(program: Command): void {
     .option('--repetition-penalty <r>', 'penalize tokens already in the context (1 = off)', '1')
     .option('-s, --seed <s>', 'random seed', '0')
     .option('--stop <text...>', 'stop strings', [])
-    .option('--dtype <d>', 'weights in memory: f32 or f16', 'f32')
+    .option('--dtype <d>', 'weights in memory: f32, f16 (16-bit for decode; BF16 checkpoints stay bf16) or keep (as stored)', 'f32')
     .option('--json', 'print {"ids": [...], "text": "..."} instead of streaming');
   addMemoryOptions(cmd).action((model: string | undefined, o: Opts) => {
-      const { loaded, model: lm } = load(model, o.dtype === 'f16' ? 'f16' : 'f32');
+      const { loaded, model: lm } = load(model, o.dtype === 'f16' || o.dtype === 'keep' ? o.dtype : 'f32');
       const tok = loaded.tokenizer;
       if (!tok) throw new TokenizerError('the model has no tokenizer', 'pass a folder with tokenizer.json, or a .bin beside tokenizer.bin', loaded.source);
       const r = generate(lm, tok, o.prompt, {

@@ -79,3 +79,24 @@ export function f32ToF16(src: F32, dst: F16): void {
 export function f16ToF32(src: F16, dst: F32): void {
   for (let i = 0; i < src.length; i++) dst[i] = halfToFloat(src[i]!);
 }
+
+/** bfloat16 bits -> float (exact: the bits are the top half of a float32). */
+export function bf16ToFloat(h: number): number {
+  u32buf[0] = (h & 0xffff) << 16;
+  return f32buf[0]!;
+}
+
+export function gemmBF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void {
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[i * K + k]! * bf16ToFloat(w[j * K + k]!);
+      const idx = i * N + j;
+      c[idx] = beta === 0 ? s : s + beta * c[idx]!;
+    }
+  }
+}
+
+export function bf16ToF32(src: F16, dst: F32): void {
+  for (let i = 0; i < src.length; i++) dst[i] = bf16ToFloat(src[i]!);
+}
