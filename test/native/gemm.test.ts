@@ -6,6 +6,7 @@
  * child process with RECURFORMER_SIMD=scalar so the portable kernels are checked too.
  */
 import { test } from 'node:test';
+import { Rng } from '../../src/tensor/rng.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -23,16 +24,10 @@ const isChild = process.env.RF_GEMM_TEST_CHILD === '1';
 
 // ---- oracles ------------------------------------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
+/** Seeded uniform [0, 1) draws (the engine's xoshiro128** Rng) so a failure reproduces. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function randomArray(n: number, rand: () => number): Float32Array {

@@ -5,6 +5,7 @@
  * RECURFORMER_SIMD=scalar so that the scalar fallbacks are covered as well.
  */
 import { test } from 'node:test';
+import { Rng } from '../../src/tensor/rng.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -27,16 +28,10 @@ const MINE = [
 
 // ---- inputs ------------------------------------------------------------------------------------------------------
 
-/** mulberry32: small, fast, seedable. */
+/** Seeded uniform [0, 1) draws (the engine's xoshiro128** Rng) so a failure reproduces. */
 function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 class Gen {

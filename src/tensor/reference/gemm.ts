@@ -61,15 +61,20 @@ export function floatToHalf(x: number): number {
   return sign | out;
 }
 
-export function gemmF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void {
+/** C = A @ W^T + beta * C for a 16-bit weight widened element by element with `widen`. */
+function gemm16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32, widen: (h: number) => number): void {
   for (let i = 0; i < M; i++) {
     for (let j = 0; j < N; j++) {
       let s = 0;
-      for (let k = 0; k < K; k++) s += a[i * K + k]! * halfToFloat(w[j * K + k]!);
+      for (let k = 0; k < K; k++) s += a[i * K + k]! * widen(w[j * K + k]!);
       const idx = i * N + j;
       c[idx] = beta === 0 ? s : s + beta * c[idx]!;
     }
   }
+}
+
+export function gemmF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void {
+  gemm16(M, N, K, a, w, beta, c, halfToFloat);
 }
 
 export function f32ToF16(src: F32, dst: F16): void {
@@ -87,14 +92,7 @@ export function bf16ToFloat(h: number): number {
 }
 
 export function gemmBF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void {
-  for (let i = 0; i < M; i++) {
-    for (let j = 0; j < N; j++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += a[i * K + k]! * bf16ToFloat(w[j * K + k]!);
-      const idx = i * N + j;
-      c[idx] = beta === 0 ? s : s + beta * c[idx]!;
-    }
-  }
+  gemm16(M, N, K, a, w, beta, c, bf16ToFloat);
 }
 
 export function bf16ToF32(src: F16, dst: F32): void {
