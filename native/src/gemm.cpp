@@ -85,8 +85,9 @@ struct Scratch {
 
 thread_local Scratch tl_apack, tl_bpack, tl_row;
 
-// Spin barrier for the threads of one parallel_run; they sit on dedicated cores, and the phases between two
-// barriers are short (one packed B panel), so sleeping would cost more than it saves.
+// Spin barrier for the threads of one parallel_run; they normally sit on dedicated cores, and the phases
+// between two barriers are short (one packed B panel), so sleeping would cost more than it saves. After about
+// 150 us of spinning the waiter yields, in case the thread it waits for shares its core with other work.
 struct SpinBarrier {
   std::atomic<int> arrived{0};
   std::atomic<int> phase{0};
@@ -102,7 +103,7 @@ struct SpinBarrier {
 #if RF_X86
       __builtin_ia32_pause();
 #endif
-      if (spins > (1 << 16)) std::this_thread::yield();
+      if (spins > (1 << 12)) std::this_thread::yield();
     }
   }
 };
