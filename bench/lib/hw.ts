@@ -5,23 +5,40 @@
  */
 import type { NativeAddon } from '../../src/tensor/native.js';
 
+/** Kernel set and blocking of the native packed GEMM (native/src/gemm.cpp). */
+export interface GemmInfo {
+  isa: 'avx512' | 'avx2' | 'scalar';
+  mr: number;
+  nr: number;
+  mc: number;
+  kc: number;
+  nc: number;
+}
+
 /** The addon functions the engine benchmark needs, all present. */
 export type BenchAddon = NativeAddon &
-  Required<Pick<NativeAddon, 'gemm' | 'gemmF16' | 'f32ToF16' | 'measureFmaPeak' | 'measureBandwidth'>>;
+  Required<Pick<NativeAddon, 'gemm' | 'gemmF16' | 'f32ToF16' | 'measureBandwidth'>> & {
+    /** isa 'avx512' measures zmm FMAs (NaN without AVX-512F); the default is AVX2. */
+    measureFmaPeak(seconds: number, threads: number, isa?: 'avx2' | 'avx512'): number;
+    gemmInfo(): GemmInfo;
+  };
 
 export function requireBenchAddon(addon: NativeAddon | null, why: string | null): BenchAddon {
   if (!addon) throw new Error(`native addon unavailable (${why ?? 'unknown'}); run \`npm run build:native\``);
-  const missing = (['gemm', 'gemmF16', 'f32ToF16', 'measureFmaPeak', 'measureBandwidth'] as const).filter(
-    (n) => typeof addon[n] !== 'function',
+  const fns = addon as unknown as Record<string, unknown>;
+  const missing = ['gemm', 'gemmF16', 'f32ToF16', 'measureFmaPeak', 'measureBandwidth', 'gemmInfo'].filter(
+    (n) => typeof fns[n] !== 'function',
   );
   if (missing.length > 0) throw new Error(`native addon lacks ${missing.join(', ')}; rebuild it`);
-  return addon as BenchAddon;
+  return addon as unknown as BenchAddon;
 }
 
 export interface HwFigures {
   /** AVX2 FMA GFLOPS on all pool threads (2 on the reference machine) and on one thread. */
   peakGflops: number;
   peakGflops1: number;
+  /** AVX-512 FMA GFLOPS on all pool threads, or null without AVX-512F. */
+  peakGflops512: number | null;
   /** Streaming-read GB/s on all pool threads over a buffer larger than the last-level cache. */
   bandwidthGBs: number;
   threads: number;
@@ -40,8 +57,9 @@ function bestOf(n: number, probe: () => number): number {
 export function measureHw(addon: BenchAddon, threads: number): HwFigures {
   const peakGflops = bestOf(3, () => addon.measureFmaPeak(0.5, threads));
   const peakGflops1 = bestOf(3, () => addon.measureFmaPeak(0.5, 1));
+  const p512 = bestOf(2, () => addon.measureFmaPeak(0.5, threads, 'avx512'));
   const bandwidthGBs = bestOf(3, () => addon.measureBandwidth(BANDWIDTH_BYTES, 1.0, threads));
-  return { peakGflops, peakGflops1, bandwidthGBs, threads };
+  return { peakGflops, peakGflops1, peakGflops512: Number.isFinite(p512) && p512 > 0 ? p512 : null, bandwidthGBs, threads };
 }
 
 /**

@@ -26,21 +26,20 @@ struct Blocking {
   int64_t mc, kc, nc;
 };
 
-// MC x KC floats of A sit in L2 (2 MB per core here), a KC x NR micro-panel of B in L1 (48 KB), the KC x NC
-// panel of B in the shared L3. RECURFORMER_GEMM_BLOCKS="mc,kc,nc" overrides them for tuning runs.
-Blocking read_blocking() {
-  Blocking b{192, 384, 3072};
-  if (const char* env = std::getenv("RECURFORMER_GEMM_BLOCKS")) {
-    long mc = 0, kc = 0, nc = 0;
-    if (std::sscanf(env, "%ld,%ld,%ld", &mc, &kc, &nc) == 3 && mc > 0 && kc > 0 && nc > 0) b = {mc, kc, nc};
-  }
-  b.mc = std::max<int64_t>(MR, b.mc / MR * MR);
-  b.nc = std::max<int64_t>(NR, b.nc / NR * NR);
-  return b;
-}
-
-const Blocking& blocking() {
-  static const Blocking b = read_blocking();
+// The kernel set's cache blocking (see KernelSet), or RECURFORMER_GEMM_BLOCKS="mc,kc,nc" for tuning runs;
+// MC and NC are rounded to whole register blocks.
+Blocking blocking(const KernelSet& ks) {
+  static const Blocking override = [] {
+    Blocking b{0, 0, 0};
+    if (const char* env = std::getenv("RECURFORMER_GEMM_BLOCKS")) {
+      long mc = 0, kc = 0, nc = 0;
+      if (std::sscanf(env, "%ld,%ld,%ld", &mc, &kc, &nc) == 3 && mc > 0 && kc > 0 && nc > 0) b = {mc, kc, nc};
+    }
+    return b;
+  }();
+  Blocking b = override.mc > 0 ? override : Blocking{ks.mc, ks.kc, ks.nc};
+  b.mc = std::max<int64_t>(ks.mr, b.mc / ks.mr * ks.mr);
+  b.nc = std::max<int64_t>(ks.nr, b.nc / ks.nr * ks.nr);
   return b;
 }
 
@@ -86,8 +85,9 @@ struct Scratch {
 
 thread_local Scratch tl_apack, tl_bpack, tl_row;
 
-// Spin barrier for the threads of one parallel_run; they sit on dedicated cores, and the phases between two
-// barriers are short (one packed B panel), so sleeping would cost more than it saves.
+// Spin barrier for the threads of one parallel_run; they normally sit on dedicated cores, and the phases
+// between two barriers are short (one packed B panel), so sleeping would cost more than it saves. After about
+// 150 us of spinning the waiter yields, in case the thread it waits for shares its core with other work.
 struct SpinBarrier {
   std::atomic<int> arrived{0};
   std::atomic<int> phase{0};
@@ -103,7 +103,7 @@ struct SpinBarrier {
 #if RF_X86
       __builtin_ia32_pause();
 #endif
-      if (spins > (1 << 16)) std::this_thread::yield();
+      if (spins > (1 << 12)) std::this_thread::yield();
     }
   }
 };
@@ -129,19 +129,19 @@ void pack_b_block(const Problem& P, const KernelSet& ks, int64_t k0, int64_t j0,
     ks.pack_b(ViewF{P.b.at(k0, j0), P.b.rs, P.b.cs}, kc, nc, dst);
 }
 
-// Prefetches the two cache lines a 16-float tile row may straddle, for `rows` rows.
-inline void prefetch_tile(const float* c, int64_t ldc, int64_t rows) {
-  for (int64_t i = 0; i < rows; ++i) {
-    __builtin_prefetch(c + i * ldc, 1, 3);
-    __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
-  }
+// Prefetches the cache lines of `rows` rows of a tile `width` floats wide.
+inline void prefetch_tile(const float* c, int64_t ldc, int64_t rows, int width) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int j = 0; j < width; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+  for (int64_t i = 0; i < rows; ++i) __builtin_prefetch(c + i * ldc + width - 1, 1, 3);
 }
 
 // Runs the micro-kernel over an mc x nc block of C from packed A (mc x kc) and packed B (kc x nc). Ragged tiles
 // are computed into a local tile (the packed panels are zero-padded) and merged, so the kernel never branches.
 void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc,
                   float* c, int64_t ldc, float alpha, float beta) {
-  alignas(64) float tile[MR * NR];
+  alignas(64) float tile[kMaxMR * kMaxNR];
+  const int MR = ks.mr, NR = ks.nr;
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
     for (int64_t ir = 0; ir < mc; ir += MR) {
@@ -150,14 +150,14 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
       // C usually comes from L3 or memory (it is revisited once per K block); fetching the next tile while
       // this one computes hides that latency, which a prefetch at the start of the same tile cannot.
       if (ir + MR < mc)
-        prefetch_tile(c + (ir + MR) * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir - MR));
+        prefetch_tile(c + (ir + MR) * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir - MR), NR);
       else if (jr + NR < nc)
-        prefetch_tile(c + jr + NR, ldc, std::min<int64_t>(MR, mc));
+        prefetch_tile(c + jr + NR, ldc, std::min<int64_t>(MR, mc), NR);
       if (mr == MR && nr == NR) {
         ks.micro(kc, ap + ir * kc, bp + jr * kc, cc, ldc, alpha, beta);
       } else {
         ks.micro(kc, ap + ir * kc, bp + jr * kc, tile, NR, 1.0f, 0.0f);
-        merge_tile(tile, mr, nr, cc, ldc, alpha, beta);
+        merge_tile(tile, NR, mr, nr, cc, ldc, alpha, beta);
       }
     }
   }
@@ -167,7 +167,7 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
 void compute_rows(const Problem& P, const KernelSet& ks, const float* bp, int64_t m0, int64_t m1, int64_t k0,
                   int64_t kc, int64_t j0, int64_t nc) {
   if (m1 <= m0) return;
-  const int64_t mc_step = balanced_block(m1 - m0, blocking().mc, MR);
+  const int64_t mc_step = balanced_block(m1 - m0, blocking(ks).mc, ks.mr);
   float* ap = tl_apack.get(static_cast<size_t>(mc_step * kc + 64));
   const float beta = k0 == 0 ? P.beta : 1.0f;
   for (int64_t ic = m0; ic < m1; ic += mc_step) {
@@ -181,18 +181,18 @@ void compute_rows(const Problem& P, const KernelSet& ks, const float* bp, int64_
 // used only a few times, so the block must stay in L2 between being written and read (otherwise the packed
 // copy costs a round trip through L3 on top of the read of B itself); with many rows the NC of the blocking
 // applies and B is reused from L1 micro-panel by micro-panel.
-int64_t nc_cap(int64_t rows, int64_t kc) {
+int64_t nc_cap(const KernelSet& ks, int64_t rows, int64_t kc) {
   constexpr int64_t kL2Floats = (int64_t(1) << 20) / sizeof(float);  // half of a 2 MiB L2
-  const Blocking& bl = blocking();
+  const Blocking bl = blocking(ks);
   if (rows > bl.mc) return bl.nc;
-  return std::min(bl.nc, std::max<int64_t>(4 * NR, kL2Floats / kc / NR * NR));
+  return std::min(bl.nc, std::max<int64_t>(4 * ks.nr, kL2Floats / kc / ks.nr * ks.nr));
 }
 
 // Single-threaded blocked product of the C block rows [m0, m1) x columns [n0, n1).
 void run_region(const Problem& P, const KernelSet& ks, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (m1 <= m0 || n1 <= n0) return;
-  const int64_t kc_step = balanced_block(P.K, blocking().kc, 8);
-  const int64_t nc_step = balanced_block(n1 - n0, nc_cap(m1 - m0, kc_step), NR);
+  const int64_t kc_step = balanced_block(P.K, blocking(ks).kc, 8);
+  const int64_t nc_step = balanced_block(n1 - n0, nc_cap(ks, m1 - m0, kc_step), ks.nr);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
   for (int64_t jc = n0; jc < n1; jc += nc_step) {
     const int64_t nc = std::min(nc_step, n1 - jc);
@@ -208,10 +208,11 @@ void run_region(const Problem& P, const KernelSet& ks, int64_t m0, int64_t m1, i
 // buffer, meet at a barrier, then each multiplies its own rows (with its own packed A) against the whole block.
 // Packing B once instead of once per thread matters: for square sizes it is a few percent of the work.
 void run_split_rows(const Problem& P, const KernelSet& ks) {
-  const int64_t kc_step = balanced_block(P.K, blocking().kc, 8);
-  const int64_t nc_step = balanced_block(P.N, nc_cap(ceil_div(P.M, rf::num_threads()), kc_step), NR);
+  const int64_t kc_step = balanced_block(P.K, blocking(ks).kc, 8);
+  const int64_t nc_step = balanced_block(P.N, nc_cap(ks, ceil_div(P.M, rf::num_threads()), kc_step), ks.nr);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
   SpinBarrier bar;
+  const int64_t MR = ks.mr, NR = ks.nr;
   rf::parallel_run([&](int tid, int nt) {
     const int64_t row_panels = ceil_div(P.M, MR);
     const int64_t m0 = std::min(P.M, row_panels * tid / nt * MR);
@@ -234,6 +235,7 @@ void run_split_rows(const Problem& P, const KernelSet& ks) {
 // Multi-threaded product split over columns, for short-and-wide C: each thread runs an independent blocked
 // product on its own columns (A is small, so packing it once per thread is cheap).
 void run_split_cols(const Problem& P, const KernelSet& ks) {
+  const int64_t NR = ks.nr;
   rf::parallel_run([&](int tid, int nt) {
     const int64_t panels = ceil_div(P.N, NR);
     const int64_t n0 = std::min(P.N, panels * tid / nt * NR), n1 = std::min(P.N, panels * (tid + 1) / nt * NR);
@@ -347,8 +349,8 @@ void run_product(const Problem& P, const KernelSet& ks, bool parallel) {
   if (P.M <= kSmallM && dot_form_b && P.a.cs == 1) return gemv_few_rows(P, ks, parallel);
   const int nt = rf::num_threads();
   if (!parallel || nt == 1 || macs < kParallelMacs) return run_region(P, ks, 0, P.M, 0, P.N);
-  if (P.M >= int64_t(nt) * MR * 4) return run_split_rows(P, ks);
-  if (P.N >= int64_t(nt) * NR * 2) return run_split_cols(P, ks);
+  if (P.M >= int64_t(nt) * ks.mr * 4) return run_split_rows(P, ks);
+  if (P.N >= int64_t(nt) * ks.nr * 2) return run_split_cols(P, ks);
   run_split_rows(P, ks);
 }
 
@@ -385,7 +387,12 @@ void run_batched(const Batched& g, const KernelSet& ks) {
   for (int64_t i = 0; i < g.batch; ++i) run_product(g.item(i), ks, true);
 }
 
-const KernelSet& kernels() { return rf::has_avx2() ? avx2_kernels() : scalar_kernels(); }
+// AVX-512 when the CPU has it (unless RECURFORMER_SIMD=avx2), else AVX2, else the portable set.
+const KernelSet& kernels() {
+  if (!rf::has_avx2()) return scalar_kernels();
+  const KernelSet* wide = avx512_kernels();
+  return wide ? *wide : avx2_kernels();
+}
 
 // ---- N-API ------------------------------------------------------------------------------------------------------
 
@@ -514,9 +521,24 @@ Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// gemmInfo() -> { isa, mr, nr, mc, kc, nc }: the kernel set the packed GEMM uses and its blocking.
+Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
+  const KernelSet& ks = kernels();
+  const Blocking bl = blocking(ks);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("isa", ks.name);
+  o.Set("mr", ks.mr);
+  o.Set("nr", ks.nr);
+  o.Set("mc", static_cast<double>(bl.mc));
+  o.Set("kc", static_cast<double>(bl.kc));
+  o.Set("nc", static_cast<double>(bl.nc));
+  return o;
+}
+
 }  // namespace
 
 void register_gemm(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemmInfo", Napi::Function::New(env, GemmInfo, "gemmInfo"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("gemmF16", Napi::Function::New(env, GemmF16, "gemmF16"));
   exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16, "f32ToF16"));

@@ -1,12 +1,26 @@
-// AVX2 / FMA / F16C kernel set for the GEMM driver. Every function here carries RF_AVX2 and is only reached
-// through avx2_kernels() after rf::has_avx2() said yes, so the rest of the addon stays baseline x86-64.
+// SIMD kernel sets for the GEMM driver: AVX2 / FMA / F16C (6 x 16 register block) and AVX-512F (12 x 32),
+// which shares the AVX2 packers (templated on the panel width) and matrix-vector kernels. Every function here
+// carries RF_AVX2 or RF_AVX512 and is only reached after the run-time checks in the driver, so the rest of the
+// addon stays baseline x86-64.
 #include "gemm_internal.h"
 
 #if RF_X86
+#include <cstdlib>
 #include <cstring>
+
+// Marks a function compiled for AVX-512F on top of AVX2; call it only when avx512_kernels() is not null.
+#define RF_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
 namespace rf::gemm {
 namespace {
+
+// Register blocks: AVX2 6 x 16 = 12 ymm accumulators, leaving registers for two B vectors and one A broadcast
+// out of 16; AVX-512 12 x 32 = 24 zmm accumulators plus two B vectors and a broadcast out of 32. Both keep
+// more accumulators than FMA latency x FMA ports, and both read fewer operands than they multiply per step.
+constexpr int MR = 6;
+constexpr int NR = 16;
+constexpr int MR512 = 12;
+constexpr int NR512 = 32;
 
 // ---- small helpers --------------------------------------------------------------------------------------------
 
@@ -47,6 +61,7 @@ RF_AVX2 inline void transpose8(__m256 r[8]) {
 }
 
 // ---- packing ----------------------------------------------------------------------------------------------------
+// Every packer is templated on its panel width W (MR or NR of the set it serves) and T (float, or half for B).
 
 // Slow but general packer for ragged edges and unusual strides: dst[k * W + i] = src(i, k), zero past `rows`.
 template <int W, typename T>
@@ -55,86 +70,87 @@ inline void pack_panel_generic(View<T> v, int64_t rows, int64_t k0, int64_t k1, 
     for (int i = 0; i < W; ++i) dst[k * W + i] = i < rows ? to_f32(*v.at(i, k)) : 0.0f;
 }
 
-// A panel from row-major A (cs == 1): six rows are contiguous along k, so read 8 k at a time from each row,
-// transpose in registers and write 8 groups of 6. Rows 6 and 7 of the transpose are dummies.
+// Stores the first n (4, 6 or 8) floats of v.
+RF_AVX2 inline void store_first(float* d, __m256 v, int n) {
+  if (n == 8) {
+    _mm256_storeu_ps(d, v);
+    return;
+  }
+  _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+  if (n == 6) _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(v, 1));
+}
+
+// A panel of W rows from row-major A (cs == 1): each row is contiguous along k, so read 8 k at a time from
+// up to 8 rows, transpose in registers and write 8 groups of W. Missing rows of a group are zero dummies.
+template <int W>
 RF_AVX2 void pack_a_panel_rows(ViewF a, int64_t kc, float* dst) {
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
-    __m256 r[8];
-    for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(a.at(i, k));
-    r[6] = r[7] = _mm256_setzero_ps();
-    transpose8(r);
-    for (int j = 0; j < 8; ++j) {
-      float* d = dst + (k + j) * MR;
-      _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+    for (int g = 0; g < W; g += 8) {
+      const int n = W - g < 8 ? W - g : 8;
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = i < n ? _mm256_loadu_ps(a.at(g + i, k)) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) store_first(dst + (k + j) * W + g, r[j], n);
     }
   }
-  pack_panel_generic<MR>(a, MR, k, kc, dst);
+  pack_panel_generic<W>(a, W, k, kc, dst);
 }
 
-RF_AVX2 void pack_a_avx2(ViewF a, int64_t mc, int64_t kc, float* dst) {
-  for (int64_t i = 0; i < mc; i += MR, dst += MR * kc) {
-    int64_t rows = mc - i < MR ? mc - i : MR;
+template <int W>
+RF_AVX2 void pack_a_any(ViewF a, int64_t mc, int64_t kc, float* dst) {
+  for (int64_t i = 0; i < mc; i += W, dst += W * kc) {
+    const int64_t rows = mc - i < W ? mc - i : W;
     ViewF p{a.at(i, 0), a.rs, a.cs};
-    if (rows == MR && p.cs == 1) {
-      pack_a_panel_rows(p, kc, dst);
-    } else if (rows == MR && p.rs == 1) {  // transposed A: the six values of one k are contiguous
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = p.at(0, k);
-        _mm_storeu_ps(dst + k * MR, _mm_loadu_ps(s));
-        dst[k * MR + 4] = s[4];
-        dst[k * MR + 5] = s[5];
-      }
+    if (rows == W && p.cs == 1) {
+      pack_a_panel_rows<W>(p, kc, dst);
+    } else if (rows == W && p.rs == 1) {  // transposed A: the W values of one k are contiguous
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * W, p.at(0, k), W * sizeof(float));
     } else {
-      pack_panel_generic<MR>(p, rows, 0, kc, dst);
+      pack_panel_generic<W>(p, rows, 0, kc, dst);
     }
   }
 }
 
 // B panel from a view whose columns are contiguous along k (rs == 1: the transposed (N, K) weight layout):
-// 16 columns x 8 k are read as 16 short rows, transposed as two 8x8 blocks and stored as 8 rows of 16.
-template <typename T>
+// W columns x 8 k are read as W short rows, transposed as W / 8 blocks of 8x8 and stored as 8 rows of W.
+template <int W, typename T>
 RF_AVX2 void pack_b_panel_cols(View<T> b, int64_t kc, float* dst) {
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < W / 8; ++h) {
       __m256 r[8];
       for (int j = 0; j < 8; ++j) r[j] = load8(b.at(k, 8 * h + j));
       transpose8(r);
-      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (k + j) * NR + 8 * h, r[j]);
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + (k + j) * W + 8 * h, r[j]);
     }
   }
-  // View b as (column, k) so the generic packer's "row" index walks the 16 columns.
-  pack_panel_generic<NR>(View<T>{b.p, b.cs, b.rs}, NR, k, kc, dst);
+  // View b as (column, k) so the generic packer's "row" index walks the W columns.
+  pack_panel_generic<W>(View<T>{b.p, b.cs, b.rs}, W, k, kc, dst);
 }
 
-template <typename T>
+template <int W, typename T>
 RF_AVX2 void pack_b_any(View<T> b, int64_t kc, int64_t nc, float* dst) {
-  for (int64_t j = 0; j < nc; j += NR, dst += NR * kc) {
-    int64_t cols = nc - j < NR ? nc - j : NR;
+  for (int64_t j = 0; j < nc; j += W, dst += W * kc) {
+    const int64_t cols = nc - j < W ? nc - j : W;
     View<T> p{b.at(0, j), b.rs, b.cs};
-    if (cols == NR && p.rs == 1) {
-      pack_b_panel_cols(p, kc, dst);
-    } else if (cols == NR && p.cs == 1 && sizeof(T) == 4) {  // row-major B: each k row is 16 contiguous floats
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = reinterpret_cast<const float*>(p.at(k, 0));
-        _mm256_store_ps(dst + k * NR, _mm256_loadu_ps(s));
-        _mm256_store_ps(dst + k * NR + 8, _mm256_loadu_ps(s + 8));
-      }
-    } else if (cols == NR && p.cs == 1) {
-      for (int64_t k = 0; k < kc; ++k) {
-        _mm256_store_ps(dst + k * NR, load8(p.at(k, 0)));
-        _mm256_store_ps(dst + k * NR + 8, load8(p.at(k, 8)));
-      }
+    if (cols == W && p.rs == 1) {
+      pack_b_panel_cols<W>(p, kc, dst);
+    } else if (cols == W && p.cs == 1) {  // row-major B: each k row is W contiguous values
+      for (int64_t k = 0; k < kc; ++k)
+        for (int h = 0; h < W / 8; ++h) _mm256_store_ps(dst + k * W + 8 * h, load8(p.at(k, 8 * h)));
     } else {
-      pack_panel_generic<NR>(View<T>{p.p, p.cs, p.rs}, cols, 0, kc, dst);
+      pack_panel_generic<W>(View<T>{p.p, p.cs, p.rs}, cols, 0, kc, dst);
     }
   }
 }
 
-RF_AVX2 void pack_b_avx2(ViewF b, int64_t kc, int64_t nc, float* dst) { pack_b_any(b, kc, nc, dst); }
-RF_AVX2 void pack_b_h_avx2(ViewH b, int64_t kc, int64_t nc, float* dst) { pack_b_any(b, kc, nc, dst); }
+RF_AVX2 void pack_a_avx2(ViewF a, int64_t mc, int64_t kc, float* dst) { pack_a_any<MR>(a, mc, kc, dst); }
+RF_AVX2 void pack_b_avx2(ViewF b, int64_t kc, int64_t nc, float* dst) { pack_b_any<NR>(b, kc, nc, dst); }
+RF_AVX2 void pack_b_h_avx2(ViewH b, int64_t kc, int64_t nc, float* dst) { pack_b_any<NR>(b, kc, nc, dst); }
+RF_AVX2 void pack_a_512(ViewF a, int64_t mc, int64_t kc, float* dst) { pack_a_any<MR512>(a, mc, kc, dst); }
+RF_AVX2 void pack_b_512(ViewF b, int64_t kc, int64_t nc, float* dst) { pack_b_any<NR512>(b, kc, nc, dst); }
+RF_AVX2 void pack_b_h_512(ViewH b, int64_t kc, int64_t nc, float* dst) { pack_b_any<NR512>(b, kc, nc, dst); }
 
 // ---- micro-kernel -----------------------------------------------------------------------------------------------
 
@@ -177,6 +193,36 @@ RF_AVX2 void micro_avx2(int64_t kc, const float* a, const float* b, float* c, in
       __m256 v = _mm256_mul_ps(va, acc[i][h]);
       if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8 * h), v);
       _mm256_storeu_ps(row + 8 * h, v);
+    }
+  }
+}
+
+// C(12x32) = alpha * A(12 x kc) . B(kc x 32) + beta * C: per k two aligned 64-byte B loads, twelve A
+// broadcasts, 24 FMAs into 24 zmm accumulators.
+RF_AVX512 void micro_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                            float beta) {
+  __m512 acc[MR512][2];
+  for (int i = 0; i < MR512; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < MR512; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR512; ++i) {
+      const __m512 x = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+    }
+    a += MR512;
+    b += NR512;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < MR512; ++i) {
+    float* row = c + i * ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m512 v = _mm512_mul_ps(va, acc[i][h]);
+      if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16 * h), v);
+      _mm512_storeu_ps(row + 16 * h, v);
     }
   }
 }
@@ -340,11 +386,61 @@ RF_AVX2 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = rf::half_to_float(src[i]);
 }
 
+// The AVX2 set: AVX2 packers and micro-kernel, F16C matrix-vector kernels and conversions.
+KernelSet make_avx2() {
+  KernelSet k{};
+  k.name = "avx2";
+  k.mr = MR;
+  k.nr = NR;
+  k.mc = 192;
+  k.kc = 384;
+  k.nc = 3072;
+  k.pack_a = pack_a_avx2;
+  k.pack_b = pack_b_avx2;
+  k.pack_b_h = pack_b_h_avx2;
+  k.micro = micro_avx2;
+  k.gemv_dot = gemv_dot_avx2;
+  k.gemv_dot_h = gemv_dot_h_avx2;
+  k.gemv_axpy = gemv_axpy_avx2;
+  k.f32_to_f16 = f32_to_f16_avx2;
+  k.f16_to_f32 = f16_to_f32_avx2;
+  return k;
+}
+
+// AVX-512F and the OS saving zmm state (libgcc checks XCR0 before reporting the feature); RECURFORMER_SIMD=avx2
+// keeps the AVX2 set, e.g. to compare the two or to cover it in tests on an AVX-512 machine.
+bool avx512_usable() {
+  const char* env = std::getenv("RECURFORMER_SIMD");
+  if (env && std::strcmp(env, "avx2") == 0) return false;
+  __builtin_cpu_init();
+  return rf::has_avx2() && __builtin_cpu_supports("avx512f");
+}
+
 }  // namespace
 
 const KernelSet& avx2_kernels() {
-  static const KernelSet ks{pack_a_avx2,   pack_b_avx2,     pack_b_h_avx2,   micro_avx2,     gemv_dot_avx2,
-                            gemv_dot_h_avx2, gemv_axpy_avx2, f32_to_f16_avx2, f16_to_f32_avx2};
+  static const KernelSet ks = make_avx2();
+  return ks;
+}
+
+// Only the packed-GEMM pieces change: matrix-vector products are memory-bound, so they keep the AVX2 kernels
+// (and wider vectors would not read memory any faster).
+const KernelSet* avx512_kernels() {
+  static const KernelSet* ks = [] () -> const KernelSet* {
+    if (!avx512_usable()) return nullptr;
+    static KernelSet k = make_avx2();
+    k.name = "avx512";
+    k.mr = MR512;
+    k.nr = NR512;
+    k.mc = 192;
+    k.kc = 256;
+    k.nc = 3072;
+    k.pack_a = pack_a_512;
+    k.pack_b = pack_b_512;
+    k.pack_b_h = pack_b_h_512;
+    k.micro = micro_avx512;
+    return &k;
+  }();
   return ks;
 }
 
@@ -354,6 +450,7 @@ const KernelSet& avx2_kernels() {
 
 namespace rf::gemm {
 const KernelSet& avx2_kernels() { return scalar_kernels(); }
+const KernelSet* avx512_kernels() { return nullptr; }
 }  // namespace rf::gemm
 
 #endif

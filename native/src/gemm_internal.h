@@ -1,15 +1,15 @@
-// Internal interface between the GEMM driver (gemm.cpp) and its two kernel sets, AVX2/FMA/F16C
-// (gemm_avx2.cpp) and portable scalar (gemm_scalar.cpp). The driver picks one set per call with rf::has_avx2(),
-// so both sets must produce the same packed layouts and the same results up to rounding.
+// Internal interface between the GEMM driver (gemm.cpp) and its kernel sets: AVX-512 (gemm_avx2.cpp, used
+// when the CPU has it), AVX2/FMA/F16C (gemm_avx2.cpp) and portable scalar (gemm_scalar.cpp). The driver picks
+// one set per call; each set packs into the panel layout of its own register block (mr x nr), and all sets
+// produce the same results up to rounding.
 #pragma once
 #include "common.h"
 
 namespace rf::gemm {
 
-// Register block of the micro-kernel: 6 rows x 16 columns = 12 ymm accumulators, leaving registers for two B
-// vectors and one A broadcast (the classic shape for 16 architectural ymm registers and two FMA ports).
-constexpr int MR = 6;
-constexpr int NR = 16;
+// Largest register block of any set; sizes the stack tile used for ragged edges.
+constexpr int kMaxMR = 16;
+constexpr int kMaxNR = 32;
 
 // A strided matrix view: element (i, j) lives at p[i * rs + j * cs]. Every operand the public API can describe
 // has rs == 1 or cs == 1; the packers take fast paths for those and fall back to plain loops otherwise.
@@ -23,6 +23,11 @@ using ViewF = View<float>;
 using ViewH = View<uint16_t>;
 
 struct KernelSet {
+  const char* name;
+  // Register block of the micro-kernel, and the default cache blocking that goes with it: an MC x KC block of
+  // A sits in L2, a KC x NR micro-panel of B in L1, the KC x NC panel of B in L3.
+  int mr, nr;
+  int64_t mc, kc, nc;
   // op(A) rows [0, mc) x cols [0, kc) of `a` -> MR-row panels, layout [panel][k][MR], rows past mc zeroed.
   void (*pack_a)(ViewF a, int64_t mc, int64_t kc, float* dst);
   // op(B) rows [0, kc) x cols [0, nc) -> NR-column panels, layout [panel][k][NR], columns past nc zeroed.
@@ -46,12 +51,15 @@ struct KernelSet {
 
 const KernelSet& avx2_kernels();
 const KernelSet& scalar_kernels();
+// The AVX-512 set, or nullptr when the CPU (or the OS) lacks AVX-512F.
+const KernelSet* avx512_kernels();
 
-// Writes a computed MR x NR tile (row stride NR) into the mr x nr corner of C with alpha / beta.
-inline void merge_tile(const float* t, int mr, int nr, float* c, int64_t ldc, float alpha, float beta) {
+// Writes the mr x nr corner of a computed tile (row stride ldt) into C with alpha / beta.
+inline void merge_tile(const float* t, int64_t ldt, int mr, int nr, float* c, int64_t ldc, float alpha,
+                       float beta) {
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
-      float v = alpha * t[i * NR + j];
+      float v = alpha * t[i * ldt + j];
       c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
     }
 }

@@ -7,6 +7,9 @@
 namespace rf::gemm {
 namespace {
 
+constexpr int MR = 6;
+constexpr int NR = 16;
+
 inline float to_f32(float v) { return v; }
 inline float to_f32(uint16_t h) { return rf::half_to_float(h); }
 
@@ -35,7 +38,7 @@ void micro_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t 
   for (int64_t k = 0; k < kc; ++k, a += MR, b += NR)
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-  merge_tile(&acc[0][0], MR, NR, c, ldc, alpha, beta);
+  merge_tile(&acc[0][0], NR, MR, NR, c, ldc, alpha, beta);
 }
 
 // Eight partial sums per dot product keep the dependency chain short and let the compiler use SIMD lanes.
@@ -101,9 +104,25 @@ void f16_to_f32_scalar(const uint16_t* src, float* dst, int64_t n) {
 }  // namespace
 
 const KernelSet& scalar_kernels() {
-  static const KernelSet ks{pack_a_scalar,     pack_b_scalar,     pack_b_h_scalar,   micro_scalar,
-                            gemv_dot_scalar,   gemv_dot_h_scalar, gemv_axpy_scalar,  f32_to_f16_scalar,
-                            f16_to_f32_scalar};
+  static const KernelSet ks = [] {
+    KernelSet k{};
+    k.name = "scalar";
+    k.mr = MR;
+    k.nr = NR;
+    k.mc = 192;
+    k.kc = 384;
+    k.nc = 3072;
+    k.pack_a = pack_a_scalar;
+    k.pack_b = pack_b_scalar;
+    k.pack_b_h = pack_b_h_scalar;
+    k.micro = micro_scalar;
+    k.gemv_dot = gemv_dot_scalar;
+    k.gemv_dot_h = gemv_dot_h_scalar;
+    k.gemv_axpy = gemv_axpy_scalar;
+    k.f32_to_f16 = f32_to_f16_scalar;
+    k.f16_to_f32 = f16_to_f32_scalar;
+    return k;
+  }();
   return ks;
 }
 
