@@ -11,6 +11,7 @@ import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerTrain } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('recurformer')
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerAnalyze(program);
   registerConvert(program);
+  registerTrain(program);
   return program;
 }
 

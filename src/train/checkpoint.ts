@@ -8,8 +8,9 @@
  * weights and AdamW's first and second moments (m, v) per trainable tensor. Frozen weights are not stored: resume
  * rebuilds them from the model the config names (they never change).
  *
- * Test hook: with RECURFORMER_CKPT_PAUSE_MS=n set, the writer pauses n ms halfway through the temp file (after
- * printing "checkpoint-write-paused" to stderr), so a test can kill the process in the middle of a write.
+ * Test hook: with RECURFORMER_CKPT_PAUSE="STEP:MS" set, the writer of the checkpoint at step STEP pauses MS ms halfway
+ * through the temp file (after printing "checkpoint-write-paused" to stderr), so a test can kill the process in the
+ * middle of that write.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -53,10 +54,11 @@ function sleepMs(ms: number): void {
 }
 
 /** Atomic write of byte chunks, with the mid-write pause hook for crash tests. */
-function writeAtomicWithHook(path: string, chunks: readonly Uint8Array[]): void {
+function writeAtomicWithHook(path: string, chunks: readonly Uint8Array[], step: number): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
-  const pause = Number(process.env.RECURFORMER_CKPT_PAUSE_MS ?? 0);
+  const [atStep, ms] = (process.env.RECURFORMER_CKPT_PAUSE ?? '').split(':').map(Number);
+  const pause = atStep === step && ms! > 0 ? ms! : 0;
   const total = chunks.reduce((s, c) => s + c.byteLength, 0);
   const fd = openSync(tmp, 'w', 0o644);
   try {
@@ -110,7 +112,7 @@ export function saveCheckpoint(dir: string, state: CheckpointState, t: Checkpoin
   pre.write(MAGIC, 0, 'latin1');
   pre.writeUInt32LE(header.length, 8);
   const path = join(dir, CHECKPOINT_FILE);
-  writeAtomicWithHook(path, [pre, header, ...blobs]);
+  writeAtomicWithHook(path, [pre, header, ...blobs], state.step);
   return path;
 }
 
