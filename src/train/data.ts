@@ -14,11 +14,11 @@
  * The shard file (`tokens-<key>.bin` in the cache dir): magic "RFTOKENS", u32 version, u32 bytes per token (2 or 4),
  * u32 count, u32 reserved, then the tokens little-endian. `<key>` hashes the sources' contents and the tokenizer's
  * identity, so a changed file or tokenizer gets a fresh shard and an unchanged one is reused without re-tokenizing.
- * The shard is read into one typed array (Uint16Array when the vocabulary fits); the corpus is never held as a JS
- * number array, only each piece while it is encoded.
+ * The shard is read straight into one typed array (Uint16Array when the vocabulary fits); the corpus is never held
+ * as a JS number array (only each piece while it is encoded) and never twice.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { writeFileAtomic } from '../io/tensor-file.js';
@@ -142,7 +142,7 @@ export function tokenizeSources(files: readonly string[], tok: Tokenizer, opts: 
       pieces(doc).forEach((p, i) => buf.push(tok.encode(p, { bos: i === 0 })));
     }
   }
-  return buf.data.slice(0, buf.length);
+  return buf.data.subarray(0, buf.length); // a view: no second copy of the stream
 }
 
 export function writeShard(path: string, tokens: Uint16Array | Int32Array): void {
@@ -155,20 +155,32 @@ export function writeShard(path: string, tokens: Uint16Array | Int32Array): void
 }
 
 export function readShard(path: string): Uint16Array | Int32Array {
-  const buf = readFileSync(path);
-  if (buf.length < HEADER || buf.toString('latin1', 0, 8) !== MAGIC) {
-    throw new FormatError(path, 'is not a token shard (bad magic)', 'delete it; it is rebuilt from the sources');
+  // read straight into the typed array's (aligned) buffer: the file's bytes are never held twice
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(HEADER);
+    if (size < HEADER || readSync(fd, head, 0, HEADER, 0) !== HEADER || head.toString('latin1', 0, 8) !== MAGIC) {
+      throw new FormatError(path, 'is not a token shard (bad magic)', 'delete it; it is rebuilt from the sources');
+    }
+    const version = head.readUInt32LE(8), width = head.readUInt32LE(12), n = head.readUInt32LE(16);
+    if (version !== VERSION) throw new FormatError(path, `shard version ${version}, expected ${VERSION}`, 'delete it; it is rebuilt');
+    if ((width !== 2 && width !== 4) || size !== HEADER + n * width) {
+      throw new FormatError(path, `has ${size} bytes, expected ${HEADER + n * width} (${n} tokens of ${width} bytes)`,
+        'the shard is truncated; delete it');
+    }
+    const out = width === 2 ? new Uint16Array(n) : new Int32Array(n);
+    const bytes = new Uint8Array(out.buffer);
+    let off = 0;
+    while (off < bytes.length) {
+      const got = readSync(fd, bytes, off, bytes.length - off, HEADER + off);
+      if (got === 0) throw new FormatError(path, `ended after ${off} of ${bytes.length} token bytes`, 'the shard is truncated; delete it');
+      off += got;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
   }
-  const version = buf.readUInt32LE(8), width = buf.readUInt32LE(12), n = buf.readUInt32LE(16);
-  if (version !== VERSION) throw new FormatError(path, `shard version ${version}, expected ${VERSION}`, 'delete it; it is rebuilt');
-  if ((width !== 2 && width !== 4) || buf.length !== HEADER + n * width) {
-    throw new FormatError(path, `has ${buf.length} bytes, expected ${HEADER + n * width} (${n} tokens of ${width} bytes)`,
-      'the shard is truncated; delete it');
-  }
-  // copy into an aligned buffer (the file buffer's offset need not be a multiple of 4)
-  const bytes = new Uint8Array(n * width);
-  bytes.set(buf.subarray(HEADER));
-  return width === 2 ? new Uint16Array(bytes.buffer) : new Int32Array(bytes.buffer);
 }
 
 export interface Shard {
