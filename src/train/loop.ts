@@ -12,7 +12,7 @@
  * is random (no dropout), the frozen weights are rebuilt from the same files (or the same seeded init), and every
  * kernel is deterministic for a fixed thread count, so the resumed run computes the same bits.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedModel } from '../io/model-load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
@@ -21,7 +21,7 @@ import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError, FormatError } from '../tensor/errors.js';
 import * as T from '../tensor/index.js';
 import { AdamW, type Tensor } from '../tensor/index.js';
-import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
+import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import { makeTrainConfig, type TrainConfig } from './config.js';
 import { Batcher, loadShard, PackedData, type DataPosition } from './data.js';
 import { evaluate, objective, type EvalOut } from './objectives.js';
@@ -240,6 +240,8 @@ export function runTraining(cfgIn: Record<string, unknown> | TrainConfig | null,
     cfg = makeTrainConfig({ ...cfgIn });
   }
   mkdirSync(cfg.out, { recursive: true });
+  // temp files of checkpoint writes that never finished (a killed run) are garbage
+  for (const f of readdirSync(cfg.out)) if (f.startsWith(`.${CHECKPOINT_FILE}.`) && f.endsWith('.tmp')) unlinkSync(join(cfg.out, f));
   const s = openSession(cfg, restore);
   const logPath = join(cfg.out, METRICS_FILE);
   if (restore) trimLog(logPath, s.step);

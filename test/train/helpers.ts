@@ -1,5 +1,5 @@
 /** Shared fixtures of the training tests: stories260K converted at budget 0.5 (synthetic scores), a small corpus. */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convert } from '../../src/convert/apply.js';
@@ -30,7 +30,7 @@ export function convertedModel(): string {
   const base = loadModel(TEACHER);
   const cfg = base.config;
   const plan = planFromAnalysis(fakeAnalysis(cfg.nLayers, cfg.nKvHeads), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
-  const dir = join(mkdtempSync(join(tmpdir(), 'rf-train-conv-')), 'model');
+  const dir = join(tmp('conv'), 'model');
   writeHfFolder(dir, convert(base, plan, { chunk: 16 }), 'F32');
   converted = dir;
   return dir;
@@ -38,12 +38,19 @@ export function convertedModel(): string {
 
 /** The first `chars` characters of the TinyStories excerpt as a file in a fresh temp dir. */
 export function smallCorpus(chars = 40_000): string {
-  const dir = mkdtempSync(join(tmpdir(), 'rf-train-data-'));
-  const p = join(dir, 'stories.txt');
+  const p = join(tmp('data'), 'stories.txt');
   writeFileSync(p, readFileSync(STORIES, 'utf8').slice(0, chars));
   return p;
 }
 
+const made: string[] = [];
+process.on('exit', () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temp dir, removed when the process exits. */
 export function tmp(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `rf-train-${prefix}-`));
+  const d = mkdtempSync(join(tmpdir(), `rf-train-${prefix}-`));
+  made.push(d);
+  return d;
 }

@@ -80,5 +80,6 @@ test('kill -9 while writing the step-20 checkpoint leaves step 10 loadable; resu
   assert.equal(ck.state.step, 10, 'the previous checkpoint survives intact');
   const r = runTraining(null, { resume: out });
   assert.equal(r.steps, 20);
+  assert.ok(!readdirSync(out).some((f) => f.endsWith('.tmp')), 'the resumed run removes the stale temp file');
   assertSameState(straight, out);
 });

@@ -45,7 +45,7 @@ export function trainValuesFromCli(model: string | undefined, o: TrainCliOpts): 
   const int = (n: string, v: string | undefined, min = 0): number | undefined => (v === undefined ? undefined : parseIntArg(n, v, min));
   const num = (n: string, v: string | undefined): number | undefined => (v === undefined ? undefined : parseFloatArg(n, v));
   const v: Record<string, unknown> = {
-    stage: o.stage, model, teacher: o.teacher, init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
+    stage: o.stage ?? (o.init ? 'pretrain' : undefined), model, teacher: o.teacher, init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
     cacheDir: o.cache, valFraction: num('--val-fraction', o.valFraction), steps: int('--steps', o.steps, 1),
     batch: int('--batch', o.batch, 1), seq: int('--seq', o.seq, 1), accum: int('--accum', o.accum, 1), lr: num('--lr', o.lr),
     minLrRatio: num('--min-lr', o.minLr), warmup: int('--warmup', o.warmup), clip: num('--clip', o.clip),
@@ -68,7 +68,7 @@ export function registerTrain(program: Command): void {
     .argument('[model]', 'the student: a converted model (align/distill) or a model to keep pretraining')
     .option('--teacher <model>', 'the original model (align/distill)')
     .option('--data <path>', 'a text file, a .jsonl file or a folder of them')
-    .option('--stage <s>', 'align | distill | pretrain', undefined)
+    .option('--stage <s>', 'align | distill | pretrain (default distill; pretrain with --init)')
     .option('--init <config>', 'pretrain a fresh model with this HF config.json')
     .option('--tokenizer <path>', 'tokenizer for --init (default: MODEL\'s)')
     .option('--steps <n>', 'optimizer steps (default 200)')
