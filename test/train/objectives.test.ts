@@ -11,7 +11,7 @@ import { configToHf } from '../../src/model/config.js';
 import * as T from '../../src/tensor/index.js';
 import { makeTrainConfig } from '../../src/train/config.js';
 import { distillKL } from '../../src/train/losses.js';
-import { openSession, readMetrics, runTraining, trainStep } from '../../src/train/loop.js';
+import { openSession, readMetrics, runTraining, trainStep, validate } from '../../src/train/loop.js';
 import { selectTrainable } from '../../src/train/model-setup.js';
 import { buildModel } from '../../src/model/build.js';
 import { loadModel } from '../../src/io/model-load.js';
@@ -110,4 +110,15 @@ test('trainable sets: recurrent, recurrent+norms, all; a plain model has no recu
   assert.throws(() => selectTrainable(buildModel(loadModel(TEACHER)), 'recurrent'), /no recurrent heads/);
   assert.throws(() => makeTrainConfig({ data, out: 'x', stage: 'distill', model }), /teacher/);
   assert.throws(() => makeTrainConfig({ data, out: 'x', stage: 'pretrain', init: 'c.json', bogus: 1 }), /bogus is not a training option/);
+});
+
+test('GPT-2 pretraining round trip: the saved HF folder (Conv1D layout) reproduces the final validation loss', () => {
+  const dir = tmp('gpt2');
+  const init = join(dir, 'config.json');
+  writeFileSync(init, JSON.stringify(configToHf(tinyConfig('gpt2', { vocabSize: 512, bosId: 1, eosId: [2] }))));
+  const base = { stage: 'pretrain', data, cacheDir: cache, batch: 4, seq: 32, evalBatches: 2 };
+  const r = runTraining({ ...base, init, tokenizer: TEACHER, steps: 20, lr: 1e-2, evalEvery: 0, saveEvery: 0, out: join(dir, 'run') });
+  assert.ok(r.lastEval!.loss < r.firstEval!.loss);
+  const again = validate(openSession(makeTrainConfig({ ...base, model: r.modelDir, out: join(dir, 'again') })));
+  assertClose(again.loss, r.lastEval!.loss, TOL.parity, 'val loss of the reloaded model');
 });
