@@ -122,3 +122,14 @@ test('GPT-2 pretraining round trip: the saved HF folder (Conv1D layout) reproduc
   const again = validate(openSession(makeTrainConfig({ ...base, model: r.modelDir, out: join(dir, 'again') })));
   assertClose(again.loss, r.lastEval!.loss, TOL.parity, 'val loss of the reloaded model');
 });
+
+test('gradient accumulation: 2 micro-batches of B equal one batch of 2B (same sequences, same update)', () => {
+  const common = { stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 3, seq: 16, lr: 1e-2, warmup: 0, clip: 0 };
+  const a = openSession(makeTrainConfig({ ...common, batch: 2, accum: 2, out: tmp('acc2') }));
+  const b = openSession(makeTrainConfig({ ...common, batch: 4, accum: 1, out: tmp('acc1') }));
+  const ra = trainStep(a), rb = trainStep(b);
+  assert.equal(ra.type, 'train');
+  assertClose(ra.loss, rb.loss, TOL.parity, 'loss');
+  assertClose(ra.gradNorm, rb.gradNorm, TOL.parity, 'gradient norm (Adam normalizes the first update, so check it too)');
+  a.params.forEach((p, i) => assertClose(p.data, b.params[i]!.data, TOL.parity, a.names[i]!));
+});
