@@ -12,6 +12,7 @@ import { registerExport } from './commands/export.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerServe } from './commands/serve.js';
+import { registerTrain } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('recurformer')
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerAnalyze(program);
   registerConvert(program);
   registerServe(program);
+  registerTrain(program);
   return program;
 }
 

@@ -124,6 +124,7 @@ export class DecoderLM {
       x = embeddingW(this.w('model.embed_tokens.weight'), ids, [B, Tn]);
     }
     for (let l = 0; l < cfg.nLayers; l++) {
+      if (opts.taps?.wants(`blk.${l}.in`)) opts.taps.put(`blk.${l}.in`, x); // the block's input (teacher forcing)
       x = this.block(l, x, B, Tn, positions, opts);
       if (opts.taps?.wants(`blk.${l}.resid`)) opts.taps.put(`blk.${l}.resid`, x);
     }
@@ -135,7 +136,7 @@ export class DecoderLM {
     return linearW(T.contiguous(x), head);
   }
 
-  private norm(prefix: string, x: Tensor): Tensor {
+  norm(prefix: string, x: Tensor): Tensor {
     if (this.cfg.norm === 'rms') return T.rmsnorm(x, this.f(`${prefix}.weight`), this.cfg.normEps);
     return T.layernorm(x, this.f(`${prefix}.weight`), this.opt(`${prefix}.bias`), this.cfg.normEps);
   }

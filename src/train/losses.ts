@@ -1,0 +1,79 @@
+/**
+ * Training objectives.
+ *
+ *   distillKL   KL(teacher || student) over next-token distributions at temperature tau, averaged over positions and
+ *               multiplied by tau^2 (Hinton et al. 2015: keeps gradient magnitudes comparable across temperatures):
+ *                 p = softmax(z_t / tau), q = softmax(z_s / tau), loss = tau^2 * mean_rows sum_v p (log p - log q)
+ *               d loss / d z_s = tau * (q - p) / rows. The teacher's logits are constants (no gradient).
+ *   mse         mean squared error, used by head alignment (stage 1).
+ *   crossEntropy (from the engine) for pretraining and the optional CE term of distillation.
+ */
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { ShapeError, ArgumentError } from '../tensor/errors.js';
+
+interface KlSaved {
+  q: Float32Array;
+  p: Float32Array;
+  rows: number;
+}
+
+/** Row-wise softmax of x / tau into out (float64 sums); returns log-sum-exp of the scaled row. */
+function softmaxRow(x: Float32Array, o: number, V: number, tau: number, out: Float32Array): number {
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, x[o + v]! / tau);
+  let s = 0;
+  for (let v = 0; v < V; v++) {
+    const e = Math.exp(x[o + v]! / tau - m);
+    out[o + v] = e;
+    s += e;
+  }
+  for (let v = 0; v < V; v++) out[o + v] = out[o + v]! / s;
+  return m + Math.log(s);
+}
+
+/** KL(teacher || student) at temperature tau, mean over rows, times tau^2. Logits (..., V); a scalar out. */
+export function distillKL(student: Tensor, teacher: Tensor, tau = 1): Tensor {
+  if (student.shape.length !== teacher.shape.length || student.shape.some((d, i) => d !== teacher.shape[i])) {
+    throw new ShapeError('distillKL', 'teacher', `[${student.shape.join(', ')}] (the student's shape)`, teacher.shape,
+      'teacher and student must share the vocabulary and the batch');
+  }
+  if (!(tau > 0)) throw new ArgumentError('distillKL', 'tau', `= ${tau} must be > 0`);
+  const [out] = T.applyCustom<KlSaved>({
+    name: 'distillKL',
+    forward([s, t]) {
+      const V = s!.shape[s!.rank - 1]!;
+      const rows = s!.size / V;
+      const sd = T.contiguousData(s!), td = T.contiguousData(t!);
+      const q = new Float32Array(sd.length), p = new Float32Array(td.length);
+      let total = 0;
+      for (let r = 0; r < rows; r++) {
+        const o = r * V;
+        const lseS = softmaxRow(sd, o, V, tau, q);
+        const lseT = softmaxRow(td, o, V, tau, p);
+        let kl = 0;
+        for (let v = 0; v < V; v++) {
+          const pv = p[o + v]!;
+          if (pv > 0) kl += pv * ((td[o + v]! / tau - lseT) - (sd[o + v]! / tau - lseS));
+        }
+        total += kl;
+      }
+      const y = T.scalar((tau * tau * total) / rows);
+      return { outputs: [y], saved: { q, p, rows } };
+    },
+    backward([g], saved) {
+      const gs = T.empty(student.shape);
+      const f = (g!.data[0]! * tau) / saved.rows;
+      const { q, p } = saved;
+      for (let i = 0; i < q.length; i++) gs.data[i] = f * (q[i]! - p[i]!);
+      return [gs, null];
+    },
+  }, [student, teacher]);
+  return out!;
+}
+
+/** Mean of (a - b)^2 over all elements. */
+export function mse(a: Tensor, b: Tensor): Tensor {
+  const d = T.sub(a, b);
+  return T.mean(T.mul(d, d));
+}

@@ -1,0 +1,103 @@
+/**
+ * Models for training: loading student and teacher, a fresh model from a config (pretraining), choosing the
+ * trainable tensors, and writing the trained student back as a Hugging Face folder.
+ */
+import { readFileSync } from 'node:fs';
+import { loadModel, type LoadedModel } from '../io/model-load.js';
+import { writeHfFolder } from '../io/model-save.js';
+import type { RawTensor } from '../io/tensor-file.js';
+import { loadTokenizer } from '../io/tokenizer-load.js';
+import { transpose2d, weightTable } from '../io/weight-names.js';
+import { buildModel } from '../model/build.js';
+import { configFromHf, type ModelConfig } from '../model/config.js';
+import type { DecoderLM } from '../model/transformer.js';
+import { ArgumentError, FormatError } from '../tensor/errors.js';
+import { Rng, type Tensor } from '../tensor/index.js';
+import type { Trainable } from './config.js';
+
+const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
+/** Projections writing into the residual stream: scaled down at init by 1/sqrt(2 L) (GPT-2). */
+const RESIDUAL_OUT = /(o_proj|down_proj|attn\.c_proj|mlp\.c_proj)\.weight$/;
+
+/** Reads an HF config.json (or a bare config object in that format) for a fresh model. */
+export function readInitConfig(path: string): ModelConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new FormatError(path, `cannot read the model config (${(e as Error).message})`, 'pass a Hugging Face style config.json to --init');
+  }
+  return configFromHf(json, path);
+}
+
+/**
+ * A fresh model: N(0, 0.02) matrices and embeddings (residual output projections 0.02 / sqrt(2 L)), norm gains 1,
+ * biases 0. Seeded, so a resumed pretraining run rebuilds the same frozen tensors (and then loads the trained ones).
+ */
+export function freshModel(cfg: ModelConfig, seed: number, tokenizerPath: string | null): LoadedModel {
+  const rng = new Rng(seed);
+  const tensors = new Map<string, RawTensor>();
+  const std = 0.02, resStd = 0.02 / Math.sqrt(2 * cfg.nLayers);
+  for (const e of weightTable(cfg)) {
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const vector = e.shape.length === 1;
+    if (vector) {
+      if (/(norm|ln_\d|ln_f)\.weight$/.test(e.hf)) data.fill(1);
+    } else {
+      const s = RESIDUAL_OUT.test(e.hf) ? resStd : std;
+      for (let i = 0; i < n; i++) data[i] = rng.normal() * s;
+    }
+    tensors.set(e.hf, { name: e.hf, dtype: 'F32', shape: [...e.shape], data });
+  }
+  const tokenizer = tokenizerPath ? loadTokenizer(tokenizerPath) : null;
+  if (tokenizer && tokenizer.vocabSize > cfg.vocabSize) {
+    throw new ArgumentError('train', 'init', `vocab_size ${cfg.vocabSize} is smaller than the tokenizer's ${tokenizer.vocabSize}`,
+      'raise vocab_size in the config');
+  }
+  return { source: '<init>', format: 'hf', config: cfg, tensors, tokenizer, tokenizerSource: tokenizerPath };
+}
+
+export function loadForTraining(path: string): { loaded: LoadedModel; model: DecoderLM } {
+  const loaded = loadModel(path);
+  return { loaded, model: buildModel(loaded, { dtype: 'f32' }) };
+}
+
+function isNorm(name: string, t: Tensor): boolean {
+  return t.rank === 1 && /(norm|ln_\d+|ln_f)\.weight$|(ln_\d+|ln_f)\.bias$|\.recurrent\.norm_w$/.test(name);
+}
+
+/** The tensors that train, by name, in the model's stable order; marks them (and only them) as requiring grad. */
+export function selectTrainable(model: DecoderLM, which: Trainable): { names: string[]; params: Tensor[] } {
+  const names: string[] = [], params: Tensor[] = [];
+  for (const [name, w] of model.weights) {
+    const t = w as Tensor;
+    const on = which === 'all' || name.includes('.recurrent.') || (which === 'recurrent+norms' && isNorm(name, t));
+    t.requiresGrad = on;
+    if (on) {
+      t.name = name;
+      names.push(name);
+      params.push(t);
+    }
+  }
+  if (params.length === 0) {
+    throw new ArgumentError('train', 'trainable', `= ${which} selects no tensors of this model`,
+      which === 'all' ? 'the model has no float32 weights' : 'the model has no recurrent heads: convert it first, or use --trainable all');
+  }
+  return { names, params };
+}
+
+/** Writes the model's current weights (with its tokenizer and recurformer section) as an HF folder. */
+export function saveTrainedModel(dir: string, loaded: LoadedModel, model: DecoderLM): void {
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, w] of model.weights) {
+    const t = w as Tensor;
+    let raw: RawTensor = { name, dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) };
+    if (model.cfg.arch === 'gpt2' && CONV1D.test(name)) raw = transpose2d(raw); // back to Conv1D's (in, out)
+    tensors.set(name, raw);
+  }
+  writeHfFolder(dir, {
+    config: model.cfg, tensors, tokenizer: loaded.tokenizer, tokenizerSource: loaded.tokenizerSource,
+    ...(model.spec ? { recurformer: model.spec } : {}),
+  }, 'F32');
+}

@@ -1,0 +1,127 @@
+/**
+ * The three objectives as functions of a batch: each returns the scalar loss to minimize (with a graph when grad is
+ * enabled) and the numbers to log.
+ *
+ * align (stage 1), what exactly happens: the teacher (the original model) runs the batch once without grad, with taps
+ *   on every replaced layer l: `blk.{l}.in` (the residual stream entering block l) and `blk.{l}.head_out` (per-head
+ *   outputs before o_proj, (B, T, Hq, Dh)). For each replaced layer the student's recurrent heads are applied to
+ *   norm_l(teacher's block input) (the student's own input_layernorm / ln_1 gain, which equals the teacher's unless
+ *   norms train), and the loss is the MSE between their outputs and the teacher's outputs of the same (replaced)
+ *   query heads, averaged over layers. Teacher forcing makes layers independent: an early layer's error never
+ *   changes a later layer's input, and the student's full forward is never run. Only recurrent tensors get
+ *   gradients (plus norms with --trainable recurrent+norms).
+ * distill (stage 2): KL(teacher || student) at temperature tau on every position's next-token distribution, plus
+ *   ceWeight * cross-entropy on the data's next tokens.
+ * pretrain: cross-entropy on the next tokens.
+ */
+import { recurrentChunked, zeroState } from '../model/recurrent-head.js';
+import { TapRecorder } from '../model/taps.js';
+import type { DecoderLM } from '../model/transformer.js';
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { ArgumentError } from '../tensor/errors.js';
+import type { Stage } from './config.js';
+import type { Batch } from './data.js';
+import { distillKL, mse } from './losses.js';
+
+export interface ObjectiveOpts {
+  stage: Stage;
+  temperature: number;
+  ceWeight: number;
+}
+
+export interface LossOut {
+  loss: Tensor;
+  /** Extra numbers for the log (already computed, no graph). */
+  parts: Record<string, number>;
+}
+
+function inputNormName(m: DecoderLM, l: number): string {
+  return m.cfg.arch === 'gpt2' ? `transformer.h.${l}.ln_1` : `model.layers.${l}.input_layernorm`;
+}
+
+/** Stage 1 loss: mean over replaced layers of the teacher-forced per-head MSE (see the header). */
+export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): LossOut {
+  const layers = [...student.recurrent.keys()].sort((x, y) => x - y);
+  if (layers.length === 0) throw new ArgumentError('align', 'model', 'has no recurrent heads', 'convert the model first');
+  const wanted = new Set(layers.flatMap((l) => [`blk.${l}.in`, `blk.${l}.head_out`]));
+  const taps = new TapRecorder((n) => wanted.has(n));
+  T.noGrad(() => teacher.forward(b.inputs, b.B, b.T, { taps }));
+  const parts: Record<string, number> = {};
+  let total: Tensor | null = null;
+  for (const l of layers) {
+    const rl = student.recurrent.get(l)!;
+    const x = taps.values.get(`blk.${l}.in`)!; // (B, T, D), constant
+    const h = student.norm(inputNormName(student, l), x);
+    const r = recurrentChunked(h, rl.params, rl.dims, student.spec!.chunk, zeroState(rl.dims, b.B));
+    const y = T.reshape(r.y, [b.B, b.T, rl.dims.nHeads, rl.dims.P]); // (B, T, replaced heads, P)
+    const target = T.gather(taps.values.get(`blk.${l}.head_out`)!, 2, rl.replacedHeads); // (B, T, replaced heads, Dh)
+    const e = mse(y, target);
+    parts[`mse.${l}`] = e.item();
+    total = total ? T.add(total, e) : e;
+  }
+  return { loss: T.affine(total!, 1 / layers.length), parts };
+}
+
+/** Stage 2 loss: tau^2 KL(teacher || student) + ceWeight * CE. */
+export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o: ObjectiveOpts): LossOut {
+  const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T));
+  const sl = student.forward(b.inputs, b.B, b.T);
+  const kl = distillKL(sl, tl, o.temperature);
+  const parts: Record<string, number> = { kl: kl.item() };
+  if (o.ceWeight > 0) {
+    const ce = T.crossEntropy(sl, b.targets);
+    parts.ce = ce.item();
+    return { loss: T.add(kl, T.affine(ce, o.ceWeight)), parts };
+  }
+  return { loss: kl, parts };
+}
+
+export function pretrainLoss(student: DecoderLM, b: Batch): LossOut {
+  const ce = T.crossEntropy(student.forward(b.inputs, b.B, b.T), b.targets);
+  return { loss: ce, parts: {} };
+}
+
+export function objective(student: DecoderLM, teacher: DecoderLM | null, b: Batch, o: ObjectiveOpts): LossOut {
+  if (o.stage === 'pretrain') return pretrainLoss(student, b);
+  if (!teacher) throw new ArgumentError('train', 'teacher', `is required for stage ${o.stage}`);
+  return o.stage === 'align' ? alignLoss(student, teacher, b) : distillLoss(student, teacher, b, o);
+}
+
+export interface EvalOut {
+  /** The objective on the validation batches. */
+  loss: number;
+  /** Student cross-entropy (nats/token) and perplexity on the validation batches. */
+  ce: number;
+  ppl: number;
+  /** KL(teacher || student) at temperature 1 (align/distill). */
+  kl?: number;
+  tokens: number;
+}
+
+/** Validation: mean objective, student CE / perplexity and (with a teacher) KL at tau = 1, token-weighted. */
+export function evaluate(student: DecoderLM, teacher: DecoderLM | null, batches: Iterable<Batch>, o: ObjectiveOpts): EvalOut {
+  let loss = 0, ce = 0, kl = 0, tokens = 0;
+  T.noGrad(() => {
+    for (const b of batches) {
+      T.scope(() => {
+        const n = b.B * b.T;
+        const sl = student.forward(b.inputs, b.B, b.T);
+        const c = T.crossEntropy(sl, b.targets).item();
+        ce += c * n;
+        if (teacher) {
+          const tl = teacher.forward(b.inputs, b.B, b.T);
+          const k = distillKL(sl, tl, 1).item();
+          kl += k * n;
+          if (o.stage === 'distill') loss += (o.temperature === 1 ? k : distillKL(sl, tl, o.temperature).item()) * n + o.ceWeight * c * n;
+        }
+        if (o.stage === 'align') loss += alignLoss(student, teacher!, b).loss.item() * n;
+        if (o.stage === 'pretrain') loss += c * n;
+        tokens += n;
+      });
+    }
+  });
+  const out: EvalOut = { loss: loss / tokens, ce: ce / tokens, ppl: Math.exp(ce / tokens), tokens };
+  if (teacher) out.kl = kl / tokens;
+  return out;
+}

@@ -1,0 +1,49 @@
+/** `recurformer train`: pure flag parsing, a run with --json, the metrics log and the loss-curve report. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { trainValuesFromCli } from '../../src/cli/commands/train.js';
+import { ArgumentError } from '../../src/tensor/errors.js';
+import { readMetrics } from '../../src/train/loop.js';
+import { lineChart } from '../../src/train/report.js';
+import { runCli } from '../helpers/cli.js';
+import { convertedModel, smallCorpus, TEACHER, tmp } from './helpers.js';
+
+test('flags -> config values: numbers parsed, absent flags absent, bad numbers are typed errors', () => {
+  const v = trainValuesFromCli('m', { data: 'd', out: 'o', steps: '12', lr: '1e-3', trainable: 'all', clip: '0' });
+  assert.deepEqual(v, { model: 'm', data: 'd', out: 'o', steps: 12, lr: 1e-3, trainable: 'all', clip: 0 });
+  assert.throws(() => trainValuesFromCli(undefined, { steps: '1.5' }), ArgumentError);
+  assert.throws(() => trainValuesFromCli(undefined, { lr: 'fast' }), ArgumentError);
+  assert.equal(trainValuesFromCli(undefined, { resume: 'r' }).out, 'r');
+});
+
+test('train --json: summary, metrics.jsonl, report.html with SVG curves, an HF model folder', async () => {
+  const out = tmp('cli');
+  const r = await runCli(['train', convertedModel(), '--teacher', TEACHER, '--data', smallCorpus(20_000), '--stage', 'distill',
+    '--steps', '6', '--batch', '2', '--seq', '16', '--eval-every', '3', '--eval-batches', '1', '--out', out, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { steps: number; first: { kl: number }; last: { kl: number }; report: string; model: string };
+  assert.equal(s.steps, 6);
+  assert.ok(Number.isFinite(s.first.kl) && Number.isFinite(s.last.kl));
+  const m = readMetrics(out);
+  assert.equal(m.filter((x) => x.type === 'train').length, 6);
+  assert.deepEqual(m.filter((x) => x.type === 'eval').map((x) => x.step), [0, 3, 6]);
+  const html = readFileSync(join(out, 'report.html'), 'utf8');
+  assert.ok(html.includes('<polyline') && html.includes('training loss') && html.includes('distill'));
+  assert.ok(existsSync(join(s.model, 'config.json')));
+  const bad = await runCli(['train', '--data', 'x', '--stage', 'distill', '--out', tmp('bad')]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /model is required/);
+});
+
+test('lineChart: one polyline per non-empty series, finite coordinates, log scale for wide ranges', () => {
+  const svg = lineChart('loss', [
+    { name: 'a', color: '#000', points: [[0, 100], [1, 10], [2, 1]] },
+    { name: 'b', color: '#111', points: [[0, NaN]] },
+  ]);
+  assert.equal(svg.match(/<polyline/g)?.length, 1);
+  assert.ok(svg.includes('log scale'));
+  assert.ok(!svg.includes('NaN'));
+  assert.match(lineChart('empty', []), /no data/);
+});
