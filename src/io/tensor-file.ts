@@ -157,15 +157,24 @@ export function tensorBytes(t: RawTensor): Uint8Array {
  * in the same directory (rename is only atomic within a filesystem), fsync it, rename over the target, then fsync the
  * directory so the rename itself survives a crash. `data` may be a list of chunks to avoid one large concatenation.
  */
-export function writeFileAtomic(path: string, data: Uint8Array | readonly Uint8Array[]): void {
+export function writeFileAtomic(path: string, data: Uint8Array | readonly Uint8Array[],
+  onProgress?: (written: number, total: number) => void): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   const chunks = data instanceof Uint8Array ? [data] : data;
+  const total = chunks.reduce((s, c) => s + c.byteLength, 0);
   const fd = openSync(tmp, 'w', 0o644);
   try {
+    let written = 0;
     for (const chunk of chunks) {
       let off = 0;
-      while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
+      while (off < chunk.byteLength) {
+        // pieces of 1 MiB at most, so progress (and the crash tests' pause hook) can land mid-file
+        const n = writeSync(fd, chunk, off, Math.min(chunk.byteLength - off, 1 << 20));
+        off += n;
+        written += n;
+        onProgress?.(written, total);
+      }
     }
     fsyncSync(fd);
   } catch (e) {

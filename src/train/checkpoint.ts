@@ -12,8 +12,9 @@
  * through the temp file (after printing "checkpoint-write-paused" to stderr), so a test can kill the process in the
  * middle of that write.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/tensor-file.js';
 import { FormatError } from '../tensor/errors.js';
 import type { TrainConfig } from './config.js';
 import type { DataPosition } from './data.js';
@@ -53,44 +54,21 @@ function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Atomic write of byte chunks, with the mid-write pause hook for crash tests. */
+/**
+ * Atomic write of byte chunks (writeFileAtomic) with the crash tests' hook: RECURFORMER_CKPT_PAUSE=STEP:MS pauses
+ * half way through writing the checkpoint of that step, so a test can SIGKILL the process mid-write.
+ */
 function writeAtomicWithHook(path: string, chunks: readonly Uint8Array[], step: number): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
   const [atStep, ms] = (process.env.RECURFORMER_CKPT_PAUSE ?? '').split(':').map(Number);
   const pause = atStep === step && ms! > 0 ? ms! : 0;
-  const total = chunks.reduce((s, c) => s + c.byteLength, 0);
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    let written = 0, paused = false;
-    for (const chunk of chunks) {
-      let off = 0;
-      while (off < chunk.byteLength) {
-        // write in pieces so the pause can land in the middle of the file
-        const n = writeSync(fd, chunk, off, Math.min(chunk.byteLength - off, 1 << 16));
-        off += n;
-        written += n;
-        if (pause > 0 && !paused && written >= total / 2) {
-          paused = true;
-          process.stderr.write('checkpoint-write-paused\n');
-          sleepMs(pause);
-        }
-      }
+  let paused = false;
+  writeFileAtomic(path, chunks, pause > 0 ? (written, total) => {
+    if (!paused && written >= total / 2) {
+      paused = true;
+      process.stderr.write('checkpoint-write-paused\n');
+      sleepMs(pause);
     }
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  } : undefined);
 }
 
 export function saveCheckpoint(dir: string, state: CheckpointState, t: CheckpointTensors): string {
