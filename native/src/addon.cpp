@@ -27,6 +27,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_optim(env, exports);
   register_hw(env, exports);
   register_bf16(env, exports);
+  register_ssd(env, exports);
   return exports;
 }
 

@@ -104,3 +104,4 @@ void register_attention(Napi::Env env, Napi::Object exports);
 void register_optim(Napi::Env env, Napi::Object exports);
 void register_hw(Napi::Env env, Napi::Object exports);
 void register_bf16(Napi::Env env, Napi::Object exports);
+void register_ssd(Napi::Env env, Napi::Object exports);

@@ -191,6 +191,18 @@ export interface Kernels {
     gbias: F32): void;
 
   /**
+   * One decode step of the recurrent (SSD) heads of a layer, fused (inference only). Channels C = H*P + G*N + H*N
+   * hold [x | B (per group) | C (per head)] before the conv. For each batch item b:
+   *   conv[c] = silu(bias[c] + sum_{k<K-1} w[c,k] * win[b,k,c] + w[c,K-1] * xbc[b,c]);  win' = last K-1 inputs
+   *   per head h (group groupOf[h]): a = exp(-exp(aLog[h]) * dt[b,h]);
+   *   S'[b,h] = a * S[b,h] + dt[b,h] * x_h B_g^T  (P x N);  y[b,h,:] = S'[b,h] C_h + d[h] * x_h
+   * xbc (B, C), dt (B, H) (already softplus'd), win (B, K-1, C) read and written in place, S (B, H, P, N) in place,
+   * y (B, H*P) written.
+   */
+  ssdStep(xbc: F32, dt: F32, win: F32, convW: F32, convB: F32, S: F32, aLog: F32, d: F32, groupOf: I32,
+    B: number, H: number, G: number, P: number, N: number, K: number, y: F32): void;
+
+  /**
    * One AdamW step on a flat parameter (decoupled weight decay): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
    * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p), with bc1 = 1 - b1^t and bc2 = 1 - b2^t given.
    */
@@ -203,7 +215,7 @@ export const KERNEL_NAMES = [
   'gemm', 'gemmF16', 'gemmBF16', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
   'reduce', 'copyStrided', 'softmax', 'softmaxGrad', 'logSoftmax', 'logSoftmaxGrad', 'crossEntropy', 'embedding',
   'embeddingGrad', 'rmsnorm', 'rmsnormGrad', 'layernorm', 'layernormGrad', 'rope', 'attention', 'attentionGrad',
-  'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'adamw',
+  'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'ssdStep', 'adamw',
 ] as const satisfies readonly (keyof Kernels)[];
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

@@ -126,3 +126,22 @@ testBothBackends('without input the state decays by exactly a = exp(-exp(A_log) 
     assert.ok(Math.abs(norm(h11) / norm(h1) - a ** 10) < 1e-4 * a ** 10, `decay ${norm(h11) / norm(h1)} vs ${a ** 10}`);
   });
 });
+
+testBothBackends('the fused inference step (one ssdStep kernel) equals the op-by-op step, state included', () => {
+  for (const [name, d] of VARIANTS) {
+    const p = params(d, 11);
+    const rng = new Rng(12);
+    let sOps = zeroState(d, 2), sFused = zeroState(d, 2);
+    for (let t = 0; t < 5; t++) {
+      const u = T.randn([2, 1, D], rng);
+      // grad enabled + a parameter requiring grad -> the op-by-op path; noGrad -> the fused kernel
+      const a = recurrentStep(u, p, d, sOps);
+      const b = T.noGrad(() => recurrentStep(u, p, d, sFused));
+      assertClose(b.y.toArray(), a.y.toArray(), TOL.parity, `${name} step ${t}: y`);
+      assertClose(b.state.H.toArray(), a.state.H.toArray(), TOL.parity, `${name} step ${t}: H`);
+      assertClose(b.state.conv.toArray(), a.state.conv.toArray(), TOL.parity, `${name} step ${t}: conv window`);
+      sOps = { H: a.state.H.detach(), conv: a.state.conv.detach() };
+      sFused = b.state;
+    }
+  }
+});

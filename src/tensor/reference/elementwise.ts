@@ -255,3 +255,37 @@ export function conv1dCausalGrad(x: F32, w: F32, gy: F32, B: number, T: number, 
     }
   }
 }
+
+export function ssdStep(xbc: F32, dt: F32, win: F32, convW: F32, convB: F32, S: F32, aLog: F32, d: F32, groupOf: I32,
+  B: number, H: number, G: number, P: number, N: number, K: number, y: F32): void {
+  const C = H * P + G * N + H * N;
+  const conv = new Float64Array(C);
+  for (let b = 0; b < B; b++) {
+    for (let c = 0; c < C; c++) {
+      let s = convB.length ? convB[c]! : 0;
+      for (let k = 0; k < K - 1; k++) s += convW[c * K + k]! * win[(b * (K - 1) + k) * C + c]!;
+      const cur = xbc[b * C + c]!;
+      s += convW[c * K + K - 1]! * cur;
+      conv[c] = s / (1 + Math.exp(-s)); // silu
+      // slide the window: drop the oldest input, append the current one
+      for (let k = 0; k < K - 2; k++) win[(b * (K - 1) + k) * C + c] = win[(b * (K - 1) + k + 1) * C + c]!;
+      if (K > 1) win[(b * (K - 1) + K - 2) * C + c] = cur;
+    }
+    for (let h = 0; h < H; h++) {
+      const g = groupOf[h]!;
+      const dth = dt[b * H + h]!;
+      const a = Math.exp(-Math.exp(aLog[h]!) * dth);
+      const xo = h * P, bo = H * P + g * N, co = H * P + G * N + h * N;
+      for (let p = 0; p < P; p++) {
+        let acc = 0;
+        for (let n = 0; n < N; n++) {
+          const i = ((b * H + h) * P + p) * N + n;
+          const v = a * S[i]! + dth * conv[xo + p]! * conv[bo + n]!;
+          S[i] = v;
+          acc += v * conv[co + n]!;
+        }
+        y[(b * H + h) * P + p] = acc + d[h]! * conv[xo + p]!;
+      }
+    }
+  }
+}
