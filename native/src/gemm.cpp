@@ -129,19 +129,22 @@ void pack_b_block(const Problem& P, const KernelSet& ks, int64_t k0, int64_t j0,
     ks.pack_b(ViewF{P.b.at(k0, j0), P.b.rs, P.b.cs}, kc, nc, dst);
 }
 
-// Prefetches the cache lines of `rows` rows of a tile `width` floats wide.
-inline void prefetch_tile(const float* c, int64_t ldc, int64_t rows, int width) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int j = 0; j < width; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
-  for (int64_t i = 0; i < rows; ++i) __builtin_prefetch(c + i * ldc + width - 1, 1, 3);
+// Prefetches the cache lines of `rows` rows of a tile NR floats wide.
+template <int NR>
+inline void prefetch_tile(const float* c, int64_t ldc, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);  // the row may straddle one more line
+  }
 }
 
 // Runs the micro-kernel over an mc x nc block of C from packed A (mc x kc) and packed B (kc x nc). Ragged tiles
 // are computed into a local tile (the packed panels are zero-padded) and merged, so the kernel never branches.
-void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc,
-                  float* c, int64_t ldc, float alpha, float beta) {
-  alignas(64) float tile[kMaxMR * kMaxNR];
-  const int MR = ks.mr, NR = ks.nr;
+// MR and NR are template parameters so the tile walk compiles to constant strides (measurably faster at 2048).
+template <int MR, int NR>
+void macro_kernel_t(const KernelSet& ks, const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc,
+                    float* c, int64_t ldc, float alpha, float beta) {
+  alignas(64) float tile[MR * NR];
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
     for (int64_t ir = 0; ir < mc; ir += MR) {
@@ -150,9 +153,9 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
       // C usually comes from L3 or memory (it is revisited once per K block); fetching the next tile while
       // this one computes hides that latency, which a prefetch at the start of the same tile cannot.
       if (ir + MR < mc)
-        prefetch_tile(c + (ir + MR) * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir - MR), NR);
+        prefetch_tile<NR>(c + (ir + MR) * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir - MR));
       else if (jr + NR < nc)
-        prefetch_tile(c + jr + NR, ldc, std::min<int64_t>(MR, mc), NR);
+        prefetch_tile<NR>(c + jr + NR, ldc, std::min<int64_t>(MR, mc));
       if (mr == MR && nr == NR) {
         ks.micro(kc, ap + ir * kc, bp + jr * kc, cc, ldc, alpha, beta);
       } else {
@@ -161,6 +164,16 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
       }
     }
   }
+}
+
+void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t mc, int64_t nc, int64_t kc,
+                  float* c, int64_t ldc, float alpha, float beta) {
+  if (ks.mr == kMR512 && ks.nr == kNR512)
+    return macro_kernel_t<kMR512, kNR512>(ks, ap, bp, mc, nc, kc, c, ldc, alpha, beta);
+  if (ks.mr == kMR256 && ks.nr == kNR256)
+    return macro_kernel_t<kMR256, kNR256>(ks, ap, bp, mc, nc, kc, c, ldc, alpha, beta);
+  std::fprintf(stderr, "recurformer: gemm kernel set %s has an unknown register block\n", ks.name);
+  std::abort();
 }
 
 // rows [m0, m1) against the already packed B block (k0, kc) x (j0, nc); A is packed MC rows at a time.

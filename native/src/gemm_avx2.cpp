@@ -14,13 +14,10 @@
 namespace rf::gemm {
 namespace {
 
-// Register blocks: AVX2 6 x 16 = 12 ymm accumulators, leaving registers for two B vectors and one A broadcast
-// out of 16; AVX-512 12 x 32 = 24 zmm accumulators plus two B vectors and a broadcast out of 32. Both keep
-// more accumulators than FMA latency x FMA ports, and both read fewer operands than they multiply per step.
-constexpr int MR = 6;
-constexpr int NR = 16;
-constexpr int MR512 = 12;
-constexpr int NR512 = 32;
+constexpr int MR = kMR256;
+constexpr int NR = kNR256;
+constexpr int MR512 = kMR512;
+constexpr int NR512 = kNR512;
 
 // ---- small helpers --------------------------------------------------------------------------------------------
 

@@ -7,9 +7,13 @@
 
 namespace rf::gemm {
 
-// Largest register block of any set; sizes the stack tile used for ragged edges.
-constexpr int kMaxMR = 16;
-constexpr int kMaxNR = 32;
+// The register blocks (rows x columns of C held in registers by one micro-kernel call) the sets use. The
+// driver instantiates its tile walk for each, so a set must use one of these.
+// AVX2 and scalar: 6 x 16 = 12 ymm accumulators, leaving registers for two B vectors and one A broadcast out
+// of 16. AVX-512: 12 x 32 = 24 zmm accumulators plus two B vectors and a broadcast out of 32. Both keep more
+// accumulators in flight than FMA latency x FMA ports, and load fewer operands than they multiply per step.
+constexpr int kMR256 = 6, kNR256 = 16;
+constexpr int kMR512 = 12, kNR512 = 32;
 
 // A strided matrix view: element (i, j) lives at p[i * rs + j * cs]. Every operand the public API can describe
 // has rs == 1 or cs == 1; the packers take fast paths for those and fall back to plain loops otherwise.

@@ -7,8 +7,8 @@
 namespace rf::gemm {
 namespace {
 
-constexpr int MR = 6;
-constexpr int NR = 16;
+constexpr int MR = kMR256;
+constexpr int NR = kNR256;
 
 inline float to_f32(float v) { return v; }
 inline float to_f32(uint16_t h) { return rf::half_to_float(h); }
