@@ -1,5 +1,5 @@
 /** Shared CLI helpers: the default model, model loading with a typed error, progress bars, output. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
@@ -58,4 +58,14 @@ export function progress(label: string, total: number): { update(n: number): voi
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** Parses a JSON file named by a CLI argument; a missing file or bad JSON is an ArgumentError naming both. */
+export function readJsonArg<T>(path: string, op: string, arg: string): T {
+  if (!existsSync(path)) throw new ArgumentError(op, arg, `${path} does not exist`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (e) {
+    throw new ArgumentError(op, arg, `${path} is not valid JSON (${(e as Error).message})`);
+  }
 }

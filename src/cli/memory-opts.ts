@@ -1,12 +1,11 @@
 /** The --memory flag shared by generate and eval: which attention memory runs, and the baseline's budget. */
 import type { Command } from 'commander';
 import { fullMemory } from '../inference/generate.js';
-import { existsSync, readFileSync } from 'node:fs';
 import { StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../inference/memory.js';
 import type { ReplacementPlan } from '../convert/plan.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
-import { parseIntArg } from './common.js';
+import { parseIntArg, readJsonArg } from './common.js';
 
 export interface MemoryFlags {
   memory: string;
@@ -32,8 +31,7 @@ export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemor
   }
   if (f.memory === 'streaming-heads') {
     if (!f.plan) throw new ArgumentError('cli', '--plan', 'is required with --memory streaming-heads', 'pass the plan.json written by convert');
-    if (!existsSync(f.plan)) throw new ArgumentError('cli', '--plan', `${f.plan} does not exist`);
-    const plan = JSON.parse(readFileSync(f.plan, 'utf8')) as ReplacementPlan;
+    const plan = readJsonArg<ReplacementPlan>(f.plan, 'cli', '--plan');
     if (plan.schema !== 'recurformer.plan') throw new ArgumentError('cli', '--plan', `${f.plan} is not a recurformer plan`);
     const groups = new Map(plan.layers.map((l) => [l.layer, l.groups]));
     const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);

@@ -31,6 +31,25 @@ export function headsOfGroups(cfg: ModelConfig, groups: readonly number[]): numb
   return groups.flatMap((g) => Array.from({ length: nRep }, (_, r) => g * nRep + r));
 }
 
+/** A layer's heads split into those kept as plain attention and those of `groups`, with the merge permutation. */
+export interface HeadSplit {
+  keptGroups: number[];
+  keptHeads: number[];
+  /** Query heads of `groups`, in order. */
+  splitHeads: number[];
+  /** Output slot h reads position merge[h] of [kept heads..., split heads...]. */
+  merge: Int32Array;
+}
+
+export function headSplit(cfg: ModelConfig, groups: readonly number[]): HeadSplit {
+  const splitHeads = headsOfGroups(cfg, groups);
+  const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !groups.includes(g));
+  const keptHeads = headsOfGroups(cfg, keptGroups);
+  const merge = new Int32Array(cfg.nHeads);
+  [...keptHeads, ...splitHeads].forEach((h, i) => (merge[h] = i));
+  return { keptGroups, keptHeads, splitHeads, merge };
+}
+
 export function layerDims(cfg: ModelConfig, spec: RecurformerSpec, groups: readonly number[]): RecurrentDims {
   const nRep = cfg.nHeads / cfg.nKvHeads;
   return {

@@ -6,6 +6,7 @@
 import { Tensor, concat, contiguous, empty, keep, shapeStr, slice } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import type { RecurrentState } from '../model/recurrent-head.js';
+import type { DecoderLM } from '../model/transformer.js';
 
 export interface MemoryView {
   /** Keys and values attention should read: (B, S, Hkv, Dh). */
@@ -66,7 +67,7 @@ export class KVCache implements AttentionMemory {
   }
 
   get kind(): string {
-    return this.kvHeads.some((h, l) => h === 0 || this.states.has(l)) || this.hasRecurrent ? 'hybrid' : 'full';
+    return this.hasRecurrent || this.states.size > 0 ? 'hybrid' : 'full';
   }
 
   /** Set by the model when some layers are recurrent (the kind is hybrid even before the first token). */
@@ -264,4 +265,12 @@ export class StreamingHeadsMemory implements AttentionMemory {
     this.full.reset();
     this.windowed.reset();
   }
+}
+
+/** The model's native memory: the full KV cache, or for a converted model the hybrid (kept KV + recurrent state). */
+export function fullMemory(model: DecoderLM, batch = 1): KVCache {
+  const c = model.cfg;
+  const m = new KVCache(c.nLayers, batch, model.kvHeadsPerLayer(), c.headDim, c.maxPos);
+  m.hasRecurrent = model.recurrent.size > 0;
+  return m;
 }

@@ -1,6 +1,7 @@
 /**
- * A decode session: the same generation as `generateIds` (generate.ts), cut into synchronous steps so a caller
- * can interleave many sessions token by token, yield to the event loop between tokens, and cancel one at once.
+ * A decode session: the decode loop, cut into synchronous steps so a caller can interleave many sessions token by
+ * token, yield to the event loop between tokens, and cancel one at once. `generateIds` (generate.ts) runs one to the
+ * end; the server interleaves many.
  *
  * Glossary:
  *   prefill  - one parallel forward pass over the prompt that fills the memory and samples the first token;
@@ -8,15 +9,13 @@
  *   delta    - the text that token completes, minus any suffix that may still turn into a stop string;
  *   dispose  - drop the memory (the KV cache) so its buffers can be collected; the session is finished after.
  *
- * Semantics are generateIds' exactly (same checks, same order, same stop reasons): the session test compares
- * both on the golden greedy text and on sampled, stop-string runs.
  */
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope } from '../tensor/index.js';
-import { fullMemory, type GenerateOpts, type GenerateResult } from './generate.js';
-import type { AttentionMemory } from './memory.js';
+import type { GenerateOpts, GenerateResult } from './generate.js';
+import { fullMemory, type AttentionMemory } from './memory.js';
 import { Sampler } from './sampler.js';
 
 export interface SessionOpts extends Omit<GenerateOpts, 'onToken'> {

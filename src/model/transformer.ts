@@ -16,7 +16,7 @@ import type { ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
 import { HalfWeight, asTensor, embeddingW, linearW, type Weight } from './weights.js';
-import { headsOfGroups, layerDims, layerPrefix, type RecurformerSpec } from '../convert/spec.js';
+import { headSplit, layerDims, layerPrefix, type HeadSplit, type RecurformerSpec } from '../convert/spec.js';
 import {
   recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams,
 } from './recurrent-head.js';
@@ -52,6 +52,8 @@ export class DecoderLM {
   readonly invFreq: Float32Array;
   /** Recurrent layers of a converted model (empty for a plain Transformer). */
   readonly recurrent = new Map<number, RecurrentLayer>();
+  /** Head splits of the streaming-heads baseline, computed once per layer and group set. */
+  private readonly splits = new Map<string, HeadSplit>();
 
   constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>, readonly spec: RecurformerSpec | null = null) {
     this.invFreq = cfg.ropeStyle === 'none' ? new Float32Array(0) : invFreqFor(cfg);
@@ -64,15 +66,10 @@ export class DecoderLM {
         convB: this.f(`${p}.conv_b`), wdt: this.f(`${p}.wdt`), bdt: this.f(`${p}.bdt`), aLog: this.f(`${p}.a_log`),
         d: this.f(`${p}.d`), wz: opt('wz'), normW: opt('norm_w'),
       };
-      const replaced = headsOfGroups(cfg, groups);
-      const kept = Array.from({ length: cfg.nHeads }, (_, h) => h).filter((h) => !replaced.includes(h));
-      const order = [...kept, ...replaced];
-      const merge = new Int32Array(cfg.nHeads);
-      order.forEach((h, i) => (merge[h] = i));
-      const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !groups.includes(g));
+      const split = headSplit(cfg, groups);
       this.recurrent.set(layer, {
-        dims: layerDims(cfg, spec!, groups), params, keptHeads: Int32Array.from(kept), replacedHeads: Int32Array.from(replaced),
-        keptGroups: Int32Array.from(keptGroups), merge,
+        dims: layerDims(cfg, spec!, groups), params, keptHeads: Int32Array.from(split.keptHeads),
+        replacedHeads: Int32Array.from(split.splitHeads), keptGroups: Int32Array.from(split.keptGroups), merge: split.merge,
       });
     }
   }
@@ -210,9 +207,10 @@ export class DecoderLM {
    */
   private splitWindowed(l: number, q: Tensor, k: Tensor, v: Tensor, wg: readonly number[], opts: ForwardOpts): Tensor {
     const cfg = this.cfg;
-    const winHeads = headsOfGroups(cfg, wg);
-    const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !wg.includes(g));
-    const keptHeads = headsOfGroups(cfg, keptGroups);
+    const key = `${l}:${wg.join(',')}`;
+    let split = this.splits.get(key);
+    if (!split) this.splits.set(key, (split = headSplit(cfg, wg)));
+    const { keptGroups, keptHeads, splitHeads: winHeads, merge } = split;
     const mem = opts.memory!;
     const parts: Tensor[] = [];
     if (keptGroups.length) {
@@ -224,9 +222,6 @@ export class DecoderLM {
     const wv = mem.updateWindowed!(l, T.contiguous(T.gather(k, 2, wg)), T.contiguous(T.gather(v, 2, wg)));
     const window = cfg.slidingWindow ? Math.min(cfg.slidingWindow, wv.window ?? Infinity) : wv.window ?? 0;
     parts.push(T.attention(T.gather(q, 2, winHeads), wv.k, wv.v, { qOffset: wv.qOffset, window, sinks: wv.sinks ?? 0 }).out);
-    const order = [...keptHeads, ...winHeads];
-    const merge = new Int32Array(cfg.nHeads);
-    order.forEach((h, i) => (merge[h] = i));
     return T.gather(parts.length > 1 ? T.concat(parts, 2) : parts[0]!, 2, merge);
   }
 

@@ -3,8 +3,8 @@
  * decode kernels read half floats directly (half the bytes per token), and training converts on demand.
  */
 import { K } from '../tensor/backend.js';
-import { ArgumentError, ShapeError } from '../tensor/errors.js';
-import { Tensor, add, embedding, empty, matmul, shapeStr, tensor, type Shape } from '../tensor/index.js';
+import { ShapeError } from '../tensor/errors.js';
+import { Tensor, add, checkTokenIds, contiguousData, embedding, empty, matmul, shapeStr, tensor, type Shape } from '../tensor/index.js';
 import { isGradEnabled } from '../tensor/autograd.js';
 
 export class HalfWeight {
@@ -40,7 +40,7 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
       const [N, Kd] = w.shape as [number, number];
       if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
       const M = x.size / Kd;
-      const xd = x.isContiguous() ? x.data : Float32Array.from(x.toArray());
+      const xd = contiguousData(x);
       if (w.kind === 'bf16' && M > DIRECT_ROWS) {
         y = matmul(x, w.toTensor(), { transB: true });
       } else {
@@ -59,13 +59,10 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
 export function embeddingW(w: Weight, ids: Int32Array, shape: readonly number[]): Tensor {
   if (!(w instanceof HalfWeight)) return embedding(w, ids, shape);
   const [V, D] = w.shape as [number, number];
+  checkTokenIds(ids, V);
   const out = empty([...shape, D]);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
-    if (!Number.isInteger(id) || id < 0 || id >= V) {
-      throw new ArgumentError('embedding', `ids[${i}]`, `= ${id} is outside the vocabulary [0, ${V})`,
-        'the token id does not belong to this model\'s tokenizer');
-    }
     w.widen(w.data.subarray(id * D, (id + 1) * D), out.data.subarray(i * D, (i + 1) * D));
   }
   return out;

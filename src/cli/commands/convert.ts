@@ -11,7 +11,7 @@ import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { writeHfFolder } from '../../io/model-save.js';
 import { writeFileAtomic } from '../../io/tensor-file.js';
 import { ArgumentError } from '../../tensor/errors.js';
-import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
 
 interface Opts {
   analysis?: string;
@@ -28,15 +28,6 @@ interface Opts {
   chunk: string;
   out: string;
   json?: boolean;
-}
-
-function readJson<T>(path: string, what: string): T {
-  if (!existsSync(path)) throw new ArgumentError('convert', what, `${path} does not exist`);
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
-  } catch (e) {
-    throw new ArgumentError('convert', what, `${path} is not valid JSON (${(e as Error).message})`);
-  }
 }
 
 export function registerConvert(program: Command): void {
@@ -65,11 +56,11 @@ export function registerConvert(program: Command): void {
       let plan: ReplacementPlan;
       let analysis: AnalysisLike | null = null;
       if (o.plan) {
-        plan = readJson<ReplacementPlan>(o.plan, '--plan');
+        plan = readJsonArg<ReplacementPlan>(o.plan, 'convert', '--plan');
         if (plan.schema !== 'recurformer.plan') throw new ArgumentError('convert', '--plan', `${o.plan} is not a recurformer plan`);
       } else {
         if (!o.analysis) throw new ArgumentError('convert', '--analysis', 'is required (or pass --plan)', 'run `recurformer analyze` first');
-        analysis = readJson<AnalysisLike>(o.analysis, '--analysis');
+        analysis = readJsonArg<AnalysisLike>(o.analysis, 'convert', '--analysis');
         if (!Array.isArray(analysis.groups)) throw new ArgumentError('convert', '--analysis', `${o.analysis} has no groups`, 'pass analysis.json from `recurformer analyze`');
         if ((o.budget === undefined) === (o.threshold === undefined)) {
           throw new ArgumentError('convert', '--budget/--threshold', 'exactly one is required');

@@ -7,6 +7,7 @@ import { record } from '../autograd.js';
 import { K } from '../backend.js';
 import { ShapeError } from '../errors.js';
 import { Tensor, empty, shapeSize, shapeStr, zeros } from '../tensor.js';
+import { contiguousData } from './view.js';
 
 export interface MatmulOpts {
   transA?: boolean;
@@ -44,8 +45,7 @@ function operand(t: Tensor, trans: boolean, arg: string): Operand {
     data = t.storage.data.subarray(t.offset, t.offset + t.size);
     storedTrans = true;
   } else {
-    data = new Float32Array(t.size);
-    K().copyStrided(t.storage.data, t.offset, Int32Array.from(t.strides), Int32Array.from(t.shape), data);
+    data = contiguousData(t);
   }
   const effTrans = storedTrans !== trans;
   return { data, trans: effTrans, batch, batchShape, rows: trans ? c : r, cols: trans ? r : c };

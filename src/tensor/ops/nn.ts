@@ -18,18 +18,23 @@ function checkVector(w: Tensor | null | undefined, D: number, op: string, arg: s
   if (w && (w.rank !== 1 || w.shape[0] !== D)) throw new ShapeError(op, arg, `[${D}]`, w.shape);
 }
 
+/** Throws an ArgumentError naming the first id outside [0, V). */
+export function checkTokenIds(ids: Int32Array, V: number, op = 'embedding'): void {
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i]!;
+    if (t < 0 || t >= V) {
+      throw new ArgumentError(op, `ids[${i}]`, `= ${t} is outside the vocabulary [0, ${V})`,
+        'the token id does not belong to this model\'s tokenizer');
+    }
+  }
+}
+
 /** Rows of a (V, D) table picked by integer ids; output shape idsShape + [D]. */
 export function embedding(w: Tensor, ids: Int32Array | readonly number[], idsShape?: readonly number[]): Tensor {
   if (w.rank !== 2) throw new ShapeError('embedding', 'weight', '[vocab, dim]', w.shape);
   const [V, D] = w.shape as [number, number];
   const ix = ids instanceof Int32Array ? ids : Int32Array.from(ids);
-  for (let i = 0; i < ix.length; i++) {
-    const t = ix[i]!;
-    if (!Number.isInteger(t) || t < 0 || t >= V) {
-      throw new ArgumentError('embedding', `ids[${i}]`, `= ${t} is outside the vocabulary [0, ${V})`,
-        'the token id does not belong to this model\'s tokenizer');
-    }
-  }
+  checkTokenIds(ix, V);
   const shape = idsShape ?? [ix.length];
   if (shapeSize(shape) !== ix.length) throw new ShapeError('embedding', 'idsShape', `${ix.length} elements`, shape);
   const out = empty([...shape, D]);

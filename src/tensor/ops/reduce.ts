@@ -92,30 +92,31 @@ function lastAxisRows(x: Tensor): { rows: number; n: number } {
   return { rows: n === 0 ? 0 : x.size / n, n };
 }
 
-/** Softmax over the last axis. */
-export function softmax(x: Tensor): Tensor {
+/** A row-wise op over the last axis whose backward reads only its output: softmax and log-softmax. */
+function rowwise(name: string, x: Tensor,
+  fwd: (x: Float32Array, rows: number, n: number, y: Float32Array) => void,
+  bwd: (y: Float32Array, gy: Float32Array, rows: number, n: number, gx: Float32Array) => void): Tensor {
   const { rows, n } = lastAxisRows(x);
   const out = empty(x.shape);
-  K().softmax(contiguousData(x), rows, n, out.data);
-  record('softmax', [x], [out], ([g]) => {
+  fwd(contiguousData(x), rows, n, out.data);
+  record(name, [x], [out], ([g]) => {
     const gx = empty(x.shape);
-    K().softmaxGrad(out.data, g!.data, rows, n, gx.data);
+    bwd(out.data, g!.data, rows, n, gx.data);
     return [gx];
   });
   return out;
 }
 
+/** Softmax over the last axis. */
+export function softmax(x: Tensor): Tensor {
+  const k = K();
+  return rowwise('softmax', x, k.softmax, k.softmaxGrad);
+}
+
 /** Log-softmax over the last axis. */
 export function logSoftmax(x: Tensor): Tensor {
-  const { rows, n } = lastAxisRows(x);
-  const out = empty(x.shape);
-  K().logSoftmax(contiguousData(x), rows, n, out.data);
-  record('logSoftmax', [x], [out], ([g]) => {
-    const gx = empty(x.shape);
-    K().logSoftmaxGrad(out.data, g!.data, rows, n, gx.data);
-    return [gx];
-  });
-  return out;
+  const k = K();
+  return rowwise('logSoftmax', x, k.logSoftmax, k.logSoftmaxGrad);
 }
 
 /** Inclusive cumulative sum along an axis. */

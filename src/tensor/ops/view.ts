@@ -4,19 +4,23 @@ import { K } from '../backend.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { Tensor, empty, normAxis, shapeSize, shapeStr, zeros, type Shape } from '../tensor.js';
 
+/** t itself when contiguous, otherwise a contiguous copy of its elements. No autograd. */
+function materialize(t: Tensor): Tensor {
+  if (t.isContiguous()) return t;
+  const out = empty(t.shape);
+  K().copyStrided(t.storage.data, t.offset, Int32Array.from(t.strides), Int32Array.from(t.shape), out.data);
+  return out;
+}
+
 /** The elements of t as a contiguous Float32Array (zero-copy when t is contiguous). No autograd. */
 export function contiguousData(t: Tensor): Float32Array {
-  if (t.isContiguous()) return t.data;
-  const out = new Float32Array(t.size);
-  K().copyStrided(t.storage.data, t.offset, Int32Array.from(t.strides), Int32Array.from(t.shape), out);
-  return out;
+  return materialize(t).data;
 }
 
 /** t itself when contiguous, otherwise a contiguous copy (gradient passes straight through). */
 export function contiguous(t: Tensor): Tensor {
   if (t.isContiguous()) return t;
-  const out = empty(t.shape);
-  K().copyStrided(t.storage.data, t.offset, Int32Array.from(t.strides), Int32Array.from(t.shape), out.data);
+  const out = materialize(t);
   record('contiguous', [t], [out], ([g]) => [g!]);
   return out;
 }
@@ -63,13 +67,6 @@ export function permute(t: Tensor, perm: readonly number[]): Tensor {
     const gs = new Tensor(g!.storage, t.shape, inv.map((p) => g!.strides[p]!), g!.offset);
     return [materialize(gs)];
   });
-  return out;
-}
-
-function materialize(t: Tensor): Tensor {
-  if (t.isContiguous()) return t;
-  const out = empty(t.shape);
-  K().copyStrided(t.storage.data, t.offset, Int32Array.from(t.strides), Int32Array.from(t.shape), out.data);
   return out;
 }
 

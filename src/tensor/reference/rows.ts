@@ -1,14 +1,20 @@
 /** Reference row-wise kernels: softmax, log-softmax, cross-entropy, RMSNorm, LayerNorm, RoPE. */
 import type { F32, I32 } from '../kernels.js';
 
+/** log(sum_j exp(x[o + j])) over one row of n, computed stably (max subtracted). */
+function rowLogSumExp(x: F32, o: number, n: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < n; j++) m = Math.max(m, x[o + j]!);
+  let s = 0;
+  for (let j = 0; j < n; j++) s += Math.exp(x[o + j]! - m);
+  return m + Math.log(s);
+}
+
 export function softmax(x: F32, rows: number, n: number, y: F32): void {
   for (let r = 0; r < rows; r++) {
     const o = r * n;
-    let m = -Infinity;
-    for (let j = 0; j < n; j++) m = Math.max(m, x[o + j]!);
-    let s = 0;
-    for (let j = 0; j < n; j++) s += Math.exp(x[o + j]! - m);
-    for (let j = 0; j < n; j++) y[o + j] = Math.exp(x[o + j]! - m) / s;
+    const lse = rowLogSumExp(x, o, n);
+    for (let j = 0; j < n; j++) y[o + j] = Math.exp(x[o + j]! - lse);
   }
 }
 
@@ -24,11 +30,7 @@ export function softmaxGrad(y: F32, gy: F32, rows: number, n: number, gx: F32): 
 export function logSoftmax(x: F32, rows: number, n: number, y: F32): void {
   for (let r = 0; r < rows; r++) {
     const o = r * n;
-    let m = -Infinity;
-    for (let j = 0; j < n; j++) m = Math.max(m, x[o + j]!);
-    let s = 0;
-    for (let j = 0; j < n; j++) s += Math.exp(x[o + j]! - m);
-    const lse = m + Math.log(s);
+    const lse = rowLogSumExp(x, o, n);
     for (let j = 0; j < n; j++) y[o + j] = x[o + j]! - lse;
   }
 }
@@ -53,11 +55,7 @@ export function crossEntropy(logits: F32, targets: I32, rows: number, V: number,
       if (wantGrad) dlogits.fill(0, o, o + V);
       continue;
     }
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) m = Math.max(m, logits[o + j]!);
-    let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j]! - m);
-    const lse = m + Math.log(s);
+    const lse = rowLogSumExp(logits, o, V);
     losses[r] = lse - logits[o + t]!;
     if (wantGrad) {
       for (let j = 0; j < V; j++) dlogits[o + j] = (Math.exp(logits[o + j]! - lse) - (j === t ? 1 : 0)) * gradScale;
