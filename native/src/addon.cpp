@@ -28,6 +28,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_hw(env, exports);
   register_bf16(env, exports);
   register_ssd(env, exports);
+  register_rope(env, exports);
+  register_softmax(env, exports);
   return exports;
 }
 

@@ -795,6 +795,19 @@ Mask make_mask(const Geo& g, double causal, double qOffset, double window, doubl
   return m;
 }
 
+// Reads the six sizes (B, T, S, Hq, Hkv, Dh) at argument `first` and the scale and mask parameters after them
+// (scale, causal, qOffset, window, sinks), validates the geometry and fills g. False once an error is thrown.
+bool read_geometry(rf::ArgReader& a, Napi::Env env, const char* kernel, size_t first, Geo& g) {
+  double dims[6];
+  for (size_t d = 0; d < 6; ++d) dims[d] = a.num(first + d);
+  const double scale = a.num(first + 6), causal = a.num(first + 7), qOffset = a.num(first + 8),
+               window = a.num(first + 9), sinks = a.num(first + 10);
+  if (!a.ok || !check_geometry(env, kernel, dims, g)) return false;
+  g.scale = static_cast<float>(scale);
+  g.mask = make_mask(g, causal, qOffset, window, sinks);
+  return true;
+}
+
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   rf::ArgReader a(info, "attention");
@@ -802,23 +815,18 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   const float* q = a.f32(0, &nq);
   const float* k = a.f32(1, &nk);
   const float* v = a.f32(2, &nv);
-  double dims[6];
-  for (int d = 0; d < 6; ++d) dims[d] = a.num(3 + d);
-  const double scale = a.num(9), causal = a.num(10), qOffset = a.num(11), window = a.num(12), sinks = a.num(13);
+  Geo g;
+  if (!read_geometry(a, env, "attention", 3, g)) return env.Undefined();
   float* o = a.f32(14, &no);
   float* lse = a.f32(15, &nl);
   float* probs = a.f32(16, &np);
   if (!a.ok) return env.Undefined();
-  Geo g;
-  if (!check_geometry(env, "attention", dims, g)) return env.Undefined();
   const int64_t qn = g.B * g.T * g.Hq * g.Dh, kn = g.B * g.S * g.Hkv * g.Dh;
   if (!check_len(env, "attention", "q", nq, qn) || !check_len(env, "attention", "k", nk, kn) ||
       !check_len(env, "attention", "v", nv, kn) || !check_len(env, "attention", "o", no, qn) ||
       !check_len(env, "attention", "lse", nl, g.B * g.Hq * g.T))
     return env.Undefined();
   if (np != 0 && !check_len(env, "attention", "probs", np, g.B * g.Hq * g.T * g.S)) return env.Undefined();
-  g.scale = static_cast<float>(scale);
-  g.mask = make_mask(g, causal, qOffset, window, sinks);
   if (g.B == 0 || g.T == 0) return env.Undefined();
   Fwd f{rf::attn::attn_kernels(), g, q, k, v, o, lse, np ? probs : nullptr, plan_forward(g)};
   f.run();
@@ -835,15 +843,12 @@ Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
   const float* o = a.f32(3, &no);
   const float* lse = a.f32(4, &nl);
   const float* go = a.f32(5, &ngo);
-  double dims[6];
-  for (int d = 0; d < 6; ++d) dims[d] = a.num(6 + d);
-  const double scale = a.num(12), causal = a.num(13), qOffset = a.num(14), window = a.num(15), sinks = a.num(16);
+  Geo g;
+  if (!read_geometry(a, env, "attentionGrad", 6, g)) return env.Undefined();
   float* gq = a.f32(17, &ngq);
   float* gk = a.f32(18, &ngk);
   float* gv = a.f32(19, &ngv);
   if (!a.ok) return env.Undefined();
-  Geo g;
-  if (!check_geometry(env, "attentionGrad", dims, g)) return env.Undefined();
   const int64_t qn = g.B * g.T * g.Hq * g.Dh, kn = g.B * g.S * g.Hkv * g.Dh;
   const char* kn_ = "attentionGrad";
   if (!check_len(env, kn_, "q", nq, qn) || !check_len(env, kn_, "k", nk, kn) || !check_len(env, kn_, "v", nv, kn) ||
@@ -851,8 +856,6 @@ Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
       !check_len(env, kn_, "go", ngo, qn) || !check_len(env, kn_, "gq", ngq, qn) ||
       !check_len(env, kn_, "gk", ngk, kn) || !check_len(env, kn_, "gv", ngv, kn))
     return env.Undefined();
-  g.scale = static_cast<float>(scale);
-  g.mask = make_mask(g, causal, qOffset, window, sinks);
   Bwd bw{rf::attn::attn_kernels(), g, q, k, v, o, lse, go, gq, gk, gv, 1, {}};
   bw.run();
   return env.Undefined();

@@ -105,3 +105,5 @@ void register_optim(Napi::Env env, Napi::Object exports);
 void register_hw(Napi::Env env, Napi::Object exports);
 void register_bf16(Napi::Env env, Napi::Object exports);
 void register_ssd(Napi::Env env, Napi::Object exports);
+void register_rope(Napi::Env env, Napi::Object exports);
+void register_softmax(Napi::Env env, Napi::Object exports);
