@@ -25,6 +25,11 @@ export function layerPrefix(cfg: ModelConfig, l: number): string {
   return cfg.arch === 'gpt2' ? `transformer.h.${l}` : `model.layers.${l}`;
 }
 
+/** Bytes per cached token of float32 keys and values for `kvHeads` KV heads summed over layers (default: all). */
+export function kvBytesPerToken(cfg: ModelConfig, kvHeads = cfg.nLayers * cfg.nKvHeads): number {
+  return kvHeads * cfg.headDim * 2 * 4;
+}
+
 /** Query heads of the given KV groups, in order. */
 export function headsOfGroups(cfg: ModelConfig, groups: readonly number[]): number[] {
   const nRep = cfg.nHeads / cfg.nKvHeads;

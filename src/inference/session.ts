@@ -17,6 +17,7 @@ import { noGrad, scope } from '../tensor/index.js';
 import type { GenerateOpts, GenerateResult } from './generate.js';
 import { fullMemory, type AttentionMemory } from './memory.js';
 import { Sampler } from './sampler.js';
+import { kvBytesPerToken } from '../convert/spec.js';
 
 export interface SessionOpts extends Omit<GenerateOpts, 'onToken'> {
   /**
@@ -205,8 +206,7 @@ export class DecodeSession {
 
 /** Bytes a full KV cache would hold for `tokens` tokens of this model (the baseline the playground charts). */
 export function fullAttentionBytes(model: DecoderLM, tokens: number): number {
-  const c = model.cfg;
-  return c.nLayers * 2 * tokens * c.nKvHeads * c.headDim * 4;
+  return tokens * kvBytesPerToken(model.cfg);
 }
 
 /**

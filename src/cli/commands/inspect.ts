@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ITEM_SIZE } from '../../io/tensor-file.js';
 import { defaultModelPath, printJson } from '../common.js';
 import { loadModel } from '../../io/model-load.js';
-import { layerDims } from '../../convert/spec.js';
+import { kvBytesPerToken as kvBytesPerTokenOf, layerDims } from '../../convert/spec.js';
 import { stateSize } from '../../model/recurrent-head.js';
 
 export function registerInspect(program: Command): void {
@@ -25,7 +25,7 @@ export function registerInspect(program: Command): void {
       const spec = lm.recurformer;
       const replacedGroups = spec ? spec.layers.reduce((s, l) => s + l.groups.length, 0) : 0;
       const nRep = c.nHeads / c.nKvHeads;
-      const kvBytesPerToken = (c.nLayers * c.nKvHeads - replacedGroups) * c.headDim * 2 * 4;
+      const kvBytesPerToken = kvBytesPerTokenOf(c, c.nLayers * c.nKvHeads - replacedGroups);
       const recurrentHeads = replacedGroups * nRep;
       let constantStateBytes = 0;
       for (const l of spec?.layers ?? []) {
@@ -35,7 +35,7 @@ export function registerInspect(program: Command): void {
       const info = {
         source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, kvBytesPerToken,
         attentionHeads: c.nLayers * c.nHeads - recurrentHeads, recurrentHeads, constantStateBytes,
-        fullKvBytesPerToken: c.nLayers * c.nKvHeads * c.headDim * 2 * 4,
+        fullKvBytesPerToken: kvBytesPerTokenOf(c),
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
         tokenizer: lm.tokenizer ? lm.tokenizerSource : null,
