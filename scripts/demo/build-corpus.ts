@@ -1,0 +1,72 @@
+/**
+ * Builds the demo models' training corpus: the bundled texts (minus the held-out ones) cut into documents, mixed
+ * with synthetic retrieval documents in the eval formats (src/eval/synthetic.ts) with fresh random keys, shuffled
+ * with a seed, written as one JSONL file (field "text").
+ *
+ *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700]
+ *
+ * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (needle haystack for eval) and
+ * data/wikitext-2/wiki.test.raw (perplexity), plus the last 10% of the TinyStories excerpt.
+ */
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../src/io/tensor-file.js';
+import { hashhopCase, needleCase, passkeyCase } from '../../src/eval/synthetic.js';
+import { Rng } from '../../src/tensor/rng.js';
+
+const args = process.argv.slice(2);
+const out = args[0];
+if (!out) throw new Error('usage: build-corpus.ts OUT.jsonl [--seed N] [--synthetic N]');
+const opt = (name: string, def: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const rng = new Rng(opt('--seed', 0));
+const perTask = opt("--synthetic", 700);
+
+const read = (p: string): string => readFileSync(new URL(`../../data/${p}`, import.meta.url), 'utf8');
+const stories = read('tinystories-valid-excerpt/tinystories_val.txt');
+const real: Record<string, string> = {
+  tinystories: stories.slice(0, Math.floor(stories.length * 0.9)),
+  shakespeare: read('tinyshakespeare/input.txt'),
+  wikitext: read('wikitext-2/valid.txt'),
+  alice: read('gutenberg/alice_in_wonderland_pg11.txt'),
+  moby: read('gutenberg/moby_dick_pg2701.txt'),
+  pride: read('gutenberg/pride_and_prejudice_pg1342.txt'),
+};
+const haystacks = [real['alice']!, real['moby']!, real['pride']!];
+
+const docs: string[] = [];
+// Real text: documents of 1,000 to 8,000 characters cut at blank lines.
+for (const text of Object.values(real)) {
+  const paras = text.split(/\n\s*\n/);
+  let cur = '';
+  let want = 1000 + rng.int(7000);
+  for (const p of paras) {
+    cur += (cur ? '\n\n' : '') + p.trim();
+    if (cur.length >= want) {
+      docs.push(cur);
+      cur = '';
+      want = 1000 + rng.int(7000);
+    }
+  }
+  if (cur.trim()) docs.push(cur);
+}
+const nReal = docs.length;
+// Synthetic retrieval documents, lengths spread up to about 2,000 tokens.
+for (let i = 0; i < perTask; i++) {
+  const p = passkeyCase(rng, rng.int(90), rng.next());
+  docs.push(p.prompt + p.answer + '.');
+  const hops = 1 + rng.int(4);
+  const h = hashhopCase(rng, hops + rng.int(160), hops);
+  docs.push(h.prompt + h.answer + '.');
+  const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, 200 + rng.int(7500), rng.next());
+  docs.push(n.prompt + n.answer + '.');
+}
+for (let i = docs.length - 1; i > 0; i--) {
+  const j = rng.int(i + 1);
+  [docs[i], docs[j]] = [docs[j]!, docs[i]!];
+}
+const body = docs.map((text) => JSON.stringify({ text })).join('\n') + '\n';
+writeFileAtomic(out, Buffer.from(body));
+const chars = docs.reduce((s, d) => s + d.length, 0);
+console.log(`${docs.length} documents (${nReal} real, ${docs.length - nReal} synthetic), ${(chars / 1e6).toFixed(1)}M characters -> ${out}`);
