@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import { ITEM_SIZE } from '../../io/tensor-file.js';
 import { defaultModelPath, printJson } from '../common.js';
 import { loadModel } from '../../io/model-load.js';
-import { kvBytesPerToken as kvBytesPerTokenOf, layerDims } from '../../convert/spec.js';
-import { stateSize } from '../../model/recurrent-head.js';
+import { cacheProfile } from '../../eval/budget.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -23,19 +22,14 @@ export function registerInspect(program: Command): void {
       }
       // float32 cache: keys and values of every kept KV head of every layer; recurrent heads hold a constant state
       const spec = lm.recurformer;
-      const replacedGroups = spec ? spec.layers.reduce((s, l) => s + l.groups.length, 0) : 0;
-      const nRep = c.nHeads / c.nKvHeads;
-      const kvBytesPerToken = kvBytesPerTokenOf(c, c.nLayers * c.nKvHeads - replacedGroups);
-      const recurrentHeads = replacedGroups * nRep;
-      let constantStateBytes = 0;
-      for (const l of spec?.layers ?? []) {
-        const d = layerDims(c, spec!, l.groups);
-        constantStateBytes += stateSize(d) * 4;
-      }
+      const cache = cacheProfile(c, spec);
+      const replacedGroups = [...cache.groups.values()].reduce((s, g) => s + g.length, 0);
+      const { kvBytesPerToken, constantBytes: constantStateBytes } = cache;
+      const recurrentHeads = replacedGroups * (c.nHeads / c.nKvHeads);
       const info = {
         source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, kvBytesPerToken,
         attentionHeads: c.nLayers * c.nHeads - recurrentHeads, recurrentHeads, constantStateBytes,
-        fullKvBytesPerToken: kvBytesPerTokenOf(c),
+        fullKvBytesPerToken: cache.fullKvBytesPerToken,
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
         tokenizer: lm.tokenizer ? lm.tokenizerSource : null,
