@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
 
 const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const hf = require('tokenizers') as typeof import('tokenizers');
 
 export const DEMO_SPLIT = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
