@@ -128,13 +128,20 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
 
 const slug = (label: string): string => label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 
+export interface Evaluated {
+  records: EvalRecord[];
+  /** The record files, in the same order. */
+  files: string[];
+}
+
 /** Runs every task on every configuration (skipping records already written); returns all records. */
-export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOptions): Promise<EvalRecord[]> {
+export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOptions): Promise<Evaluated> {
   const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const dir = join(o.out, x.name, 'evals');
   mkdirSync(dir, { recursive: true });
   const tasks = x.tasks ?? ['ppl', 'passkey', 'hashhop', 'needle', 'agree', 'cost'];
   const records: EvalRecord[] = [];
+  const files: string[] = [];
   const r = x.retrieval;
   for (const c of configs) {
     const mem = ['--memory', c.memory, ...(c.equalCache ? ['--equal-cache', c.equalCache] : []), '--label', c.label];
@@ -154,9 +161,10 @@ export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOpti
       };
       await step(file, o, () => run(['eval', task, c.model, ...args[task]!, ...mem, '--out', file], log));
       records.push(JSON.parse(readFileSync(file, 'utf8')) as EvalRecord);
+      files.push(file);
     }
   }
-  return records;
+  return { records, files };
 }
 
 /** Writes the eval report page for `records`. */
