@@ -4,7 +4,7 @@
  * baselines at equal cache; then regenerate the tables in docs/results.md and README.md and the report pages
  * (docs/results/<model>.html).
  *
- *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--force]
+ *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--prepare-only] [--force]
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
  */
@@ -22,6 +22,8 @@ const opt = (name: string): string | undefined => {
 const out = opt('--out') ?? 'runs/e2e';
 const only = opt('--only');
 const force = args.includes('--force');
+/** Only analyze, convert and train (no eval, no tables). */
+const prepareOnly = args.includes('--prepare-only');
 mkdirSync(out, { recursive: true });
 
 const stories = heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
@@ -78,6 +80,7 @@ for (const x of experiments) {
   if (x.name === 'demo-llama') await demoData();
   const t0 = Date.now();
   const configs = await prepare(x, { out, force });
+  if (prepareOnly) continue;
   const { records, files } = await evaluate(x, configs, { out, force });
   const dir = join(out, x.name);
   const page = join(dir, 'report.html');
@@ -98,7 +101,7 @@ for (const x of experiments) {
       `${r.decodeTokPerSec?.toFixed(1) ?? '–'} |`);
   }
 }
-if (!only) {
+if (!only && !prepareOnly) {
   replaceBetween('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->', sections.join('\n\n'));
   replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
     '| model | configuration | KV bytes/token | Δ perplexity | passkey by length | needle by length | decode tok/s |\n' +
