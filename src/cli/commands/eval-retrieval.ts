@@ -64,12 +64,13 @@ interface MemoryPlan {
 /** Which memory runs at each length: the model's own, a baseline from the flags, or a baseline at equal cache. */
 function planMemory(o: RetrievalFlags, lengths: number[]): MemoryPlan {
   const kind: MemoryKind = o.memory === 'hybrid' ? 'full' : o.memory as MemoryKind;
-  const fixed = memoryFactory(o); // validates --memory (and reads --plan) first
   if (o.equalCache === undefined) {
+    const fixed = memoryFactory(o); // validates --memory and reads --plan
     const windows = kind === 'full' ? [] : lengths.map((length) => ({ length, sinks: parseIntArg('--sinks', o.sinks), window: parseIntArg('--window', o.window, 1) }));
     return { kind, memoryFor: () => fixed, windows };
   }
   if (kind === 'full') throw new ArgumentError('cli', '--equal-cache', 'sizes the baselines only', 'use it with --memory streaming or streaming-heads, on the original model');
+  if (kind !== 'streaming' && kind !== 'streaming-heads') memoryFactory(o); // throws: not a memory kind
   const p = profileOfConverted(o.equalCache);
   const sinks = parseIntArg('--sinks', o.sinks);
   const base = kind as BaselineKind;
