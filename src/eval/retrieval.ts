@@ -119,15 +119,13 @@ function planCases(tok: Tokenizer, task: RetrievalTask, opts: RetrievalOpts, par
 
 /** Per-length and overall accuracy from the filled cells. */
 function summarize(cells: RetrievalCell[], chance: number): RetrievalResult {
-  const byLength: RetrievalResult['byLength'] = [];
-  for (const cell of cells) {
-    let row = byLength.find((r) => r.length === cell.length);
-    if (!row) byLength.push(row = { length: cell.length, n: 0, accuracy: 0 });
-    row.accuracy = (row.accuracy * row.n + cell.correct) / (row.n + cell.n);
-    row.n += cell.n;
-  }
-  const n = cells.reduce((s, c) => s + c.n, 0), correct = cells.reduce((s, c) => s + c.correct, 0);
-  return { cells, byLength, accuracy: n ? correct / n : 0, chance };
+  const lengths = [...new Set(cells.map((c) => c.length))];
+  const pool = (cs: RetrievalCell[]): { n: number; accuracy: number } => {
+    const n = cs.reduce((s, c) => s + c.n, 0), correct = cs.reduce((s, c) => s + c.correct, 0);
+    return { n, accuracy: n ? correct / n : 0 };
+  };
+  const byLength = lengths.map((length) => ({ length, ...pool(cells.filter((c) => c.length === length)) }));
+  return { cells, byLength, accuracy: pool(cells).accuracy, chance };
 }
 
 /**

@@ -11,7 +11,7 @@ import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHea
 import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import { writeFileAtomic } from '../../io/tensor-file.js';
-import { configFromHf } from '../../model/config.js';
+import { configFromHf, type ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, packageRoot, parseIntArg, printJson, progress, readJsonArg } from '../common.js';
 import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
@@ -62,7 +62,7 @@ interface MemoryPlan {
 }
 
 /** Which memory runs at each length: the model's own, a baseline from the flags, or a baseline at equal cache. */
-function planMemory(o: RetrievalFlags, lengths: number[]): MemoryPlan {
+function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): MemoryPlan {
   const kind: MemoryKind = o.memory === 'hybrid' ? 'full' : o.memory as MemoryKind;
   if (o.equalCache === undefined) {
     const fixed = memoryFactory(o); // validates --memory and reads --plan
@@ -72,6 +72,10 @@ function planMemory(o: RetrievalFlags, lengths: number[]): MemoryPlan {
   if (kind === 'full') throw new ArgumentError('cli', '--equal-cache', 'sizes the baselines only', 'use it with --memory streaming or streaming-heads, on the original model');
   if (kind !== 'streaming' && kind !== 'streaming-heads') memoryFactory(o); // throws: not a memory kind
   const p = profileOfConverted(o.equalCache);
+  if (p.fullKvBytesPerToken !== cacheProfile(cfg, null).fullKvBytesPerToken) {
+    throw new ArgumentError('cli', '--equal-cache', `${o.equalCache} was converted from a model with other KV heads than the one evaluated`,
+      'evaluate the model it was converted from');
+  }
   const sinks = parseIntArg('--sinks', o.sinks);
   const base = kind as BaselineKind;
   const windows = lengths.map((length) => ({
@@ -115,7 +119,7 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   const lengths = o.lengths === undefined ? defaultLengths(maxContext, answerRoom(task, hops)) : parseNumberList('--lengths', o.lengths, positiveInt);
   const samples = parseIntArg('--samples', o.samples, 1), seed = parseIntArg('--seed', o.seed);
   const haystack = task === 'needle' ? readHaystack(o.haystack) : undefined;
-  const mem = planMemory(o, lengths);
+  const mem = planMemory(o, lengths, lm.cfg);
   let bar: ReturnType<typeof progress> | null = null;
   const result = evalRetrieval(modelPredictor(lm, tok, mem.memoryFor), tok, task, {
     lengths, depths, hops, samples, seed, haystack, maxContext,
