@@ -21,6 +21,7 @@ export {
   KVCache, StreamingMemory, StreamingHeadsMemory, type AttentionMemory, type MemoryView,
 } from './inference/memory.js';
 export { perplexity, perplexityOfIds, type PplResult } from './eval/perplexity.js';
+export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
 export { analyze, parseWindows } from './analysis/analyze.js';
 export { writeAnalysis } from './report/write.js';
 export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';

@@ -5,9 +5,11 @@ import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { perplexity } from '../../eval/perplexity.js';
 import { load, parseIntArg, printJson, progress } from '../common.js';
 import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
+import { registerRetrievalEvals } from './eval-retrieval.js';
 
 export function registerEval(program: Command): void {
   const ev = program.command('eval').description('evaluate a model');
+  registerRetrievalEvals(ev);
   const ppl = ev.command('ppl')
     .description('perplexity of a text file in non-overlapping windows (BOS first)')
     .argument('[model]', 'model path (default: bundled stories260K)')
