@@ -25,7 +25,7 @@ const x: ModelExperiment = {
   budgets: [0.5],
   align: { steps: 150, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
   distill: { steps: 400, batch: 8, seq: 128, lr: 3e-4, warmup: 30 },
-  retrieval: { lengths: [128, 480], depths: [0, 0.5, 1], hops: [1], samples: 2 },
+  retrieval: { lengths: [256, 480], depths: [0, 0.5, 1], hops: [1], samples: 2 },
   tasks: ['ppl', 'passkey', 'needle', 'agree', 'cost'],
   decodeAt: 480, seed: 0,
 };

@@ -34,7 +34,7 @@ const experiments: ModelExperiment[] = [
     budgets: [0.25, 0.5, 0.75],
     align: { steps: 200, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
     distill: { steps: 1000, batch: 8, seq: 128, lr: 3e-4, warmup: 50 },
-    retrieval: { lengths: [128, 256, 480], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
+    retrieval: { lengths: [256, 480], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
     decodeAt: 480, seed: 0,
   },
   {
