@@ -33,7 +33,7 @@ export function heatmap(metric: string, cells: readonly HeatCell[], layers: numb
   const w = left + heads * cs + 4, h = top + layers * cs + 4;
   let s = `<svg class="heatmap" data-metric="${esc(metric)}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img">`;
   for (let hd = 0; hd < heads; hd++) s += `<text x="${left + hd * cs + cs / 2}" y="12" class="ax">h${hd}</text>`;
-  for (let l = 0; l < layers; l++) s += `<text x="${left - 4}" y="${top + l * cs + cs / 2 + 4}" class="ax" text-anchor="end">L${l}</text>`;
+  for (let l = 0; l < layers; l++) s += `<text x="${left - 4}" y="${top + l * cs + cs / 2 + 4}" class="ax" style="text-anchor:end">L${l}</text>`;
   for (const c of cells) {
     const x = left + c.head * cs, y = top + c.layer * cs;
     const txt = c.value === null ? '' : (c.value >= 0.995 ? '1' : c.value.toFixed(2).replace(/^0/, ''));
@@ -60,13 +60,13 @@ export function barChart(bars: readonly Bar[], opts: { height?: number; refLine?
   const W = left + bars.length * bw + 8;
   const y = (v: number): number => 6 + (H - 6) * (1 - Math.max(0, tr(v)) / vmax);
   let s = `<svg class="bars" width="${W}" height="${H + bottom}" viewBox="0 0 ${W} ${H + bottom}" role="img">`;
-  s += `<text x="4" y="12" class="ax" text-anchor="start">${esc(opts.log ? `${fmt(10 ** vmax, 0)}${opts.unit ?? ''}` : fmt(vmax, 2))}</text>`;
+  s += `<text x="4" y="12" class="ax" style="text-anchor:start">${esc(opts.log ? `${fmt(10 ** vmax, 0)}${opts.unit ?? ''}` : fmt(vmax, 2))}</text>`;
   s += `<line x1="${left - 2}" y1="${H}" x2="${W}" y2="${H}" stroke="#888"/>`;
   bars.forEach((b, i) => {
     const top = y(b.value);
     s += `<rect x="${left + i * bw}" y="${top}" width="${bw - 1}" height="${Math.max(0, H - top)}" fill="${b.color ?? '#1d91c0'}"><title>${esc(b.title)}</title></rect>`;
     if (bars.length <= 24 || i % Math.ceil(bars.length / 24) === 0) {
-      s += `<text x="${left + i * bw + bw / 2}" y="${H + 12}" class="ax" transform="rotate(45 ${left + i * bw + bw / 2} ${H + 12})" text-anchor="start">${esc(b.label)}</text>`;
+      s += `<text x="${left + i * bw + bw / 2}" y="${H + 12}" class="ax" transform="rotate(45 ${left + i * bw + bw / 2} ${H + 12})" style="text-anchor:start">${esc(b.label)}</text>`;
     }
   });
   if (opts.refLine !== undefined) {
@@ -138,7 +138,7 @@ export function lineChart(title: string, series: readonly Series[], opts: LineOp
   for (let i = 0; i <= 4; i++) {
     const yv = y0 + ((y1 - y0) * i) / 4;
     const yy = Tp + (1 - i / 4) * (h - Tp - B);
-    svg += `<text x="${L - 4}" y="${yy + 3}" class="ax" text-anchor="end">${fmt(log ? 10 ** yv : yv)}</text>`;
+    svg += `<text x="${L - 4}" y="${yy + 3}" class="ax" style="text-anchor:end">${fmt(log ? 10 ** yv : yv)}</text>`;
   }
   const xTicks = opts.logX ? [...new Set(all.map((p) => p[0]))].sort((a, b) => a - b)
     : [0, 1, 2, 3, 4].map((i) => x0 + ((x1 - x0) * i) / 4);
@@ -149,7 +149,7 @@ export function lineChart(title: string, series: readonly Series[], opts: LineOp
     if (pts.length === 0) return;
     svg += `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"><title>${esc(s.name)}</title></polyline>`;
     if (pts.length < 40) for (const [x, y] of pts) svg += `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="2.5" fill="${s.color}"><title>${esc(`${s.name}: ${fmt(y)} at ${x}`)}</title></circle>`;
-    svg += `<text x="${w - R - 4}" y="${Tp + 12 + 13 * k}" class="ax" text-anchor="end" fill="${s.color}">${esc(s.name)}</text>`;
+    svg += `<text x="${w - R - 4}" y="${Tp + 12 + 13 * k}" class="ax" style="text-anchor:end;fill:${s.color}">${esc(s.name)}</text>`;
   });
   return `${svg}</svg>`;
 }
@@ -170,9 +170,9 @@ export function gridHeatmap(metric: string, rows: readonly string[], cols: reado
   const w = left + cols.length * cs + 4, h = top + rows.length * cs + 4;
   let s = `<svg class="heatmap" data-metric="${esc(metric)}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img">`;
   s += `<text x="${left + (cols.length * cs) / 2}" y="10" class="ax">${esc(axes.cols)}</text>`;
-  s += `<text x="4" y="10" class="ax" text-anchor="start">${esc(axes.rows)}</text>`;
+  s += `<text x="4" y="10" class="ax" style="text-anchor:start">${esc(axes.rows)}</text>`;
   cols.forEach((c, j) => (s += `<text x="${left + j * cs + cs / 2}" y="24" class="ax">${esc(c)}</text>`));
-  rows.forEach((r, i) => (s += `<text x="${left - 4}" y="${top + i * cs + cs / 2 + 4}" class="ax" text-anchor="end">${esc(r)}</text>`));
+  rows.forEach((r, i) => (s += `<text x="${left - 4}" y="${top + i * cs + cs / 2 + 4}" class="ax" style="text-anchor:end">${esc(r)}</text>`));
   rows.forEach((_, i) => cols.forEach((__, j) => {
     const v = values[i]?.[j] ?? null;
     const x = left + j * cs, y = top + i * cs;
