@@ -67,6 +67,9 @@ function setting(rec: EvalRecord, key: string): string {
   return esc(typeof v === 'object' ? JSON.stringify(v) : String(v));
 }
 
+/** Room for rotated bar labels: about 4 px per character of the longest (45 degrees). */
+const labelSpace = (labels: readonly string[]): number => 20 + 4 * Math.max(0, ...labels.map((l) => l.length));
+
 function table(head: readonly string[], rows: readonly string[][]): string {
   return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c, i) =>
     `<td${i === 0 ? ' class="l"' : ''}>${c}</td>`).join('')}</tr>`).join('')}</table>`;
@@ -113,7 +116,8 @@ ${table(['label', 'accuracy', 'chance', 'model', 'memory', 'equal cache', 'seed'
 }
 
 function pplSection(recs: readonly EvalRecord<PplResult>[], colorOf: (label: string) => string): string {
-  const bars = barChart(recs.map((r) => ({ label: r.label, value: r.result.ppl, color: colorOf(r.label), title: `${r.label}: ppl ${fmt(r.result.ppl)} (nll ${fmt(r.result.nll, 4)})` })));
+  const bars = barChart(recs.map((r) => ({ label: r.label, value: r.result.ppl, color: colorOf(r.label), title: `${r.label}: ppl ${fmt(r.result.ppl)} (nll ${fmt(r.result.nll, 4)})` })),
+    { labelSpace: labelSpace(recs.map((r) => r.label)) });
   const rows = recs.map((r) => [labelCell(r, colorOf), fmt(r.result.ppl), fmt(r.result.nll, 4), String(r.result.tokens), setting(r, 'ctx'), setting(r, 'stride'),
     esc(r.memory), esc(r.equalCache ?? ''), setting(r, 'data')]);
   return `<h2>Perplexity</h2><div class="row">${fig('perplexity per label (lower is better)', bars, 'ppl')}</div>
@@ -129,6 +133,7 @@ ${table(['label', 'greedy match', 'mean KL (nats)', 'student top-1', 'teacher to
 
 const mib = (b: number): string => fmt(b / 2 ** 20, 3);
 
+
 function costSection(recs: readonly EvalRecord<CostResult>[], colorOf: (label: string) => string): string {
   const lengths = [...new Set(recs.flatMap((r) => r.result.lengths.map((l) => l.length)))].sort((a, b) => a - b);
   const bars = lengths.flatMap((L) => recs.flatMap((r) => {
@@ -138,7 +143,7 @@ function costSection(recs: readonly EvalRecord<CostResult>[], colorOf: (label: s
   const rows = recs.map((r) => [labelCell(r, colorOf), String(r.result.kvBytesPerToken), String(r.result.constantBytes),
     ...lengths.map((L) => { const at = r.result.lengths.find((l) => l.length === L); return at ? mib(at.bytes) : ''; }),
     fmt(r.result.prefill.tokPerS, 1), fmt(r.result.decode.tokPerS, 1), String(r.result.decode.at), esc(r.memory), esc(r.equalCache ?? '')]);
-  return `<h2>Cost</h2><div class="row">${fig('cache MiB at each length', bars.length ? barChart(bars) : '<p>no data</p>', 'cost')}</div>
+  return `<h2>Cost</h2><div class="row">${fig('cache MiB at each length', bars.length ? barChart(bars, { labelSpace: labelSpace(bars.map((b) => b.label)) }) : '<p>no data</p>', 'cost')}</div>
 ${table(['label', 'KV bytes/token', 'constant bytes', ...lengths.map((L) => `MiB @${L}`), 'prefill tok/s', 'decode tok/s', 'decode at', 'memory', 'equal cache'], rows)}
 <p class="note">KV bytes per token and constant bytes are the model's own cache; MiB columns are what the memory in use holds.</p>`;
 }

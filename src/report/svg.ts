@@ -52,12 +52,13 @@ export interface Bar {
 }
 
 /** Vertical bars with an optional reference line; `log` plots log10(value) (values <= 0 drawn empty). */
-export function barChart(bars: readonly Bar[], opts: { height?: number; refLine?: number; log?: boolean; unit?: string } = {}): string {
-  const H = opts.height ?? 140, bw = Math.max(6, Math.min(28, Math.floor(640 / Math.max(1, bars.length)))), left = 44, bottom = 34;
+export function barChart(bars: readonly Bar[], opts: { height?: number; refLine?: number; log?: boolean; unit?: string; labelSpace?: number } = {}): string {
+  // labelSpace: room below (and right of) the bars for long rotated labels
+  const H = opts.height ?? 140, bw = Math.max(6, Math.min(28, Math.floor(640 / Math.max(1, bars.length)))), left = 44, bottom = opts.labelSpace ?? 34;
   const tr = (v: number): number => (opts.log ? (v > 0 ? Math.log10(v) : 0) : v);
   const vals = bars.map((b) => tr(b.value)).concat(opts.refLine !== undefined ? [tr(opts.refLine)] : []);
   const vmax = Math.max(1e-9, ...vals);
-  const W = left + bars.length * bw + 8;
+  const W = left + bars.length * bw + 8 + Math.max(0, bottom - 34);
   const y = (v: number): number => 6 + (H - 6) * (1 - Math.max(0, tr(v)) / vmax);
   let s = `<svg class="bars" width="${W}" height="${H + bottom}" viewBox="0 0 ${W} ${H + bottom}" role="img">`;
   s += `<text x="4" y="12" class="ax" style="text-anchor:start">${esc(opts.log ? `${fmt(10 ** vmax, 0)}${opts.unit ?? ''}` : fmt(vmax, 2))}</text>`;
