@@ -25,6 +25,7 @@ export { agreement, type AgreeResult, type AgreeOpts } from './eval/agree.js';
 export { cost, type CostResult, type CostOpts, type CacheLayout } from './eval/cost.js';
 export { evalRecord, type EvalRecord, type EvalTask } from './eval/record.js';
 export { renderEvalReport, checkEvalRecord } from './report/eval-report.js';
+export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
 export { analyze, parseWindows } from './analysis/analyze.js';
 export { writeAnalysis } from './report/write.js';
 export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';

@@ -5,8 +5,9 @@
  *
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700]
  *
- * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (needle haystack for eval) and
- * data/wikitext-2/wiki.test.raw (perplexity), plus the last 10% of the TinyStories excerpt.
+ * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
+ * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
+ * makes it evaluation-only here (data/wikitext-2/SOURCE.md).
  */
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
@@ -28,7 +29,6 @@ const stories = read('tinystories-valid-excerpt/tinystories_val.txt');
 const real: Record<string, string> = {
   tinystories: stories.slice(0, Math.floor(stories.length * 0.9)),
   shakespeare: read('tinyshakespeare/input.txt'),
-  wikitext: read('wikitext-2/valid.txt'),
   alice: read('gutenberg/alice_in_wonderland_pg11.txt'),
   moby: read('gutenberg/moby_dick_pg2701.txt'),
   pride: read('gutenberg/pride_and_prejudice_pg1342.txt'),

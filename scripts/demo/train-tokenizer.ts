@@ -1,6 +1,6 @@
 /**
  * Trains the demo models' byte-level BPE tokenizer with Hugging Face's `tokenizers` library (the Rust trainer, a dev
- * dependency) on the bundled training texts, and writes a tokenizer.json our loader reads.
+ * dependency) on the bundled training texts (not WikiText-2, which is evaluation-only, nor the held-out Frankenstein), and writes a tokenizer.json our loader reads.
  *
  *   node --import tsx scripts/demo/train-tokenizer.ts OUT_DIR [--vocab 4096]
  *
@@ -26,7 +26,7 @@ if (!outDir) throw new Error('usage: train-tokenizer.ts OUT_DIR [--vocab N]');
 const vi = args.indexOf('--vocab');
 const vocabSize = vi >= 0 ? Number(args[vi + 1]) : 4096;
 const data = (p: string): string => new URL(`../../data/${p}`, import.meta.url).pathname;
-const files = ['tinystories-valid-excerpt/tinystories_val.txt', 'tinyshakespeare/input.txt', 'wikitext-2/valid.txt',
+const files = ['tinystories-valid-excerpt/tinystories_val.txt', 'tinyshakespeare/input.txt',
   'gutenberg/alice_in_wonderland_pg11.txt', 'gutenberg/moby_dick_pg2701.txt', 'gutenberg/pride_and_prejudice_pg1342.txt'].map(data);
 
 const preTokenizer = { type: 'Sequence', pretokenizers: [

@@ -27,6 +27,9 @@ export const PASSKEY_INTRO = 'There is an important info hidden inside a lot of 
   + 'I will quiz you about the important information there.';
 export const PASSKEY_FILLER = ' The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.';
 
+/** How many distinct pass keys there are (5 digits, 10000..99999): guessing one is right with 1 / PASSKEY_KEYS. */
+export const PASSKEY_KEYS = 90000;
+
 function checkDepth(task: string, depth: number): void {
   if (!(depth >= 0 && depth <= 1)) throw new ArgumentError(task, 'depth', `= ${depth} must be within [0, 1]`);
 }
@@ -34,7 +37,7 @@ function checkDepth(task: string, depth: number): void {
 /** A passkey case with `fillers` filler blocks, the key after round(depth * fillers) of them. */
 export function passkeyCase(rng: Rng, fillers: number, depth: number): RetrievalCase {
   checkDepth('passkey', depth);
-  const key = String(10000 + rng.int(90000));
+  const key = String(10000 + rng.int(PASSKEY_KEYS));
   const before = Math.round(depth * fillers);
   const needle = ` The pass key is ${key}. Remember it. ${key} is the pass key.`;
   const prompt = PASSKEY_INTRO + PASSKEY_FILLER.repeat(before) + needle + PASSKEY_FILLER.repeat(fillers - before)
@@ -88,6 +91,9 @@ const WORDS = ['apple', 'river', 'candle', 'garden', 'silver', 'window', 'forest
   'jacket', 'kettle', 'ladder', 'marble', 'needle', 'pepper', 'pillow', 'rocket', 'saddle', 'tunnel', 'violin',
   'wagon', 'yellow', 'zebra', 'lemon', 'planet', 'shadow', 'thunder', 'copper', 'meadow', 'harbor', 'lantern',
   'blanket', 'cherry', 'dolphin', 'engine', 'falcon', 'ginger'];
+
+/** How many secret words a needle draws from: guessing the word is right with 1 / NEEDLE_WORDS. */
+export const NEEDLE_WORDS = WORDS.length;
 
 /** Cut `text` at sentence ends (". ", "! ", "? " or a newline) into pieces, keeping the separators. */
 function sentences(text: string): string[] {

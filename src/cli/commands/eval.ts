@@ -11,6 +11,7 @@ import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBa
 import { registerAgree } from './eval-agree.js';
 import { registerCost } from './eval-cost.js';
 import { registerEvalReport } from './eval-report.js';
+import { registerRetrievalEvals } from './eval-retrieval.js';
 
 interface PplFlags extends EqualCacheFlags, RecordFlags {
   data: string;
@@ -49,6 +50,7 @@ function registerPpl(ev: Command): void {
 
 export function registerEval(program: Command): void {
   const ev = program.command('eval').description('evaluate a model');
+  registerRetrievalEvals(ev);
   registerPpl(ev);
   registerAgree(ev);
   registerCost(ev);

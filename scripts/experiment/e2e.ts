@@ -1,0 +1,109 @@
+/**
+ * The end-to-end experiment (issue 7): for stories260K and the Llama demo model, analyze, convert at 25%, 50% and
+ * 75% of KV groups, train (align + distill), run every eval task on the original, each converted model and both
+ * baselines at equal cache; then regenerate the tables in docs/results.md and README.md and the report pages
+ * (docs/results/<model>.html).
+ *
+ *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--prepare-only] [--force]
+ *
+ * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { markdownTable, summarize } from '../../src/eval/summary.js';
+import { evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
+import { heldoutSplit } from './data.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const out = opt('--out') ?? 'runs/e2e';
+const only = opt('--only');
+const force = args.includes('--force');
+/** Only analyze, convert and train (no eval, no tables). */
+const prepareOnly = args.includes('--prepare-only');
+mkdirSync(out, { recursive: true });
+
+const stories = heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
+const experiments: ModelExperiment[] = [
+  {
+    name: 'stories260K', model: 'models/stories260K', trainData: stories.train, calib: stories.train,
+    analyzeSeq: 256, analyzeSamples: 16, heldout: stories.heldout, pplCtx: 256, pplStride: 128,
+    budgets: [0.25, 0.5, 0.75],
+    align: { steps: 200, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
+    distill: { steps: 1000, batch: 8, seq: 128, lr: 3e-4, warmup: 50 },
+    retrieval: { lengths: [128, 256, 480], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
+    decodeAt: 480, seed: 0,
+  },
+  {
+    name: 'demo-llama', model: 'models/demo-llama', trainData: join(out, 'demo-corpus.jsonl'), calib: join(out, 'demo-calib.txt'),
+    analyzeSeq: 1024, analyzeSamples: 8, heldout: join(out, 'frankenstein-heldout.txt'), pplCtx: 1024, pplStride: 512,
+    budgets: [0.25, 0.5, 0.75],
+    align: { steps: 150, batch: 4, seq: 512, lr: 3e-3, warmup: 10 },
+    distill: { steps: 300, batch: 4, seq: 512, lr: 3e-4, warmup: 30 },
+    retrieval: { lengths: [256, 512, 1024, 2000], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
+    decodeAt: 2000, seed: 0,
+  },
+];
+
+/** The demo model's continual-training corpus, calibration text and held-out perplexity text. */
+async function demoData(): Promise<void> {
+  const corpus = join(out, 'demo-corpus.jsonl');
+  if (!existsSync(corpus)) {
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo/build-corpus.ts', corpus, '--seed', '1'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('build-corpus failed');
+  }
+  const calib = join(out, 'demo-calib.txt');
+  if (!existsSync(calib)) {
+    // analysis sees the same mix as training: the first 40 documents of the (shuffled) corpus
+    const docs = readFileSync(corpus, 'utf8').split('\n').filter(Boolean).slice(0, 40).map((l) => (JSON.parse(l) as { text: string }).text);
+    writeFileSync(calib, docs.join('\n\n'));
+  }
+  const held = join(out, 'frankenstein-heldout.txt');
+  if (!existsSync(held)) writeFileSync(held, readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8').slice(0, 120_000));
+}
+
+function replaceBetween(file: string, begin: string, end: string, body: string): void {
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(begin), b = text.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${file} lacks the markers ${begin} ... ${end}`);
+  writeFileSync(file, `${text.slice(0, a + begin.length)}\n${body}\n${text.slice(b)}`);
+}
+
+const sections: string[] = [];
+const readmeRows: string[] = [];
+for (const x of experiments) {
+  if (only && x.name !== only) continue;
+  if (x.name === 'demo-llama') await demoData();
+  const t0 = Date.now();
+  const configs = await prepare(x, { out, force });
+  if (prepareOnly) continue;
+  const { records, files } = await evaluate(x, configs, { out, force });
+  const dir = join(out, x.name);
+  const page = join(dir, 'report.html');
+  await report(files, `RecurFormer end-to-end: ${x.name}`, page);
+  mkdirSync('docs/results', { recursive: true });
+  copyFileSync(page, `docs/results/${x.name}.html`);
+  copyFileSync(join(dir, 'analysis', 'report.html'), `docs/results/${x.name}-analysis.html`);
+  const s = summarize(records);
+  const table = markdownTable(s);
+  process.stdout.write(`\n${x.name}\n${table}\n`);
+  sections.push(`### ${x.name}\n\n${table}\n\nReport: [results/${x.name}.html](results/${x.name}.html); attention analysis: ` +
+    `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
+    '(steps already done are skipped).');
+  for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {
+    readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ` +
+      `${r.pplChange === null ? '–' : `${r.pplChange >= 0 ? '+' : ''}${(r.pplChange * 100).toFixed(1)}%`} | ` +
+      `${r.passkey.map((v) => (v === null ? '–' : v.toFixed(2))).join(' / ')} | ${r.needle.map((v) => (v === null ? '–' : v.toFixed(2))).join(' / ')} | ` +
+      `${r.decodeTokPerSec?.toFixed(1) ?? '–'} |`);
+  }
+}
+if (!only && !prepareOnly) {
+  replaceBetween('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->', sections.join('\n\n'));
+  replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
+    '| model | configuration | KV bytes/token | Δ perplexity | passkey by length | needle by length | decode tok/s |\n' +
+    '|---|---|---:|---:|---:|---:|---:|\n' + readmeRows.join('\n'));
+}

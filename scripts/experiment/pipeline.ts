@@ -1,0 +1,173 @@
+/**
+ * The RecurFormer experiment as a sequence of CLI steps, shared by `npm run demo` (stories260K, one budget, brief
+ * training) and the end-to-end script (scripts/experiment/e2e.ts: both models, three budgets):
+ *
+ *   analyze -> convert at each budget -> align + distill -> every eval task on the original, each converted model
+ *   and both baselines sized to the converted model's cache (--equal-cache) -> records -> table and report.
+ *
+ * Every step runs `recurformer` in this process (src/cli/main.ts) and writes its output under OUT; a step whose
+ * output already exists is skipped, so an interrupted run resumes where it stopped (`--force` redoes everything).
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.js';
+import type { EvalRecord } from '../../src/eval/record.js';
+
+export interface TrainSettings {
+  steps: number;
+  batch: number;
+  seq: number;
+  lr: number;
+  warmup: number;
+}
+
+export interface RetrievalSettings {
+  lengths: number[];
+  depths: number[];
+  hops: number[];
+  samples: number;
+}
+
+export interface ModelExperiment {
+  /** Short name used for folders and tables. */
+  name: string;
+  /** The original model. */
+  model: string;
+  /** Text (or JSONL) the converted model trains on. */
+  trainData: string;
+  /** Calibration text for analysis and the conversion's output-scale fit. */
+  calib: string;
+  analyzeSeq: number;
+  analyzeSamples: number;
+  /** Held-out text for perplexity and agreement. */
+  heldout: string;
+  pplCtx: number;
+  pplStride: number;
+  budgets: number[];
+  align: TrainSettings;
+  distill: TrainSettings;
+  retrieval: RetrievalSettings;
+  /** Tasks to run (default all). */
+  tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
+  /** Decode position for the cost task. */
+  decodeAt: number;
+  seed: number;
+}
+
+export interface RunOptions {
+  out: string;
+  force?: boolean;
+  log?: (line: string) => void;
+}
+
+/** One evaluated configuration: a model with a memory, labelled for the tables. */
+export interface Config {
+  label: string;
+  kind: 'original' | 'converted' | 'recurformer' | 'streaming' | 'streaming-heads';
+  budget: number | null;
+  model: string;
+  memory: 'full' | 'streaming' | 'streaming-heads';
+  equalCache: string | null;
+}
+
+export const pct = (b: number): string => `${Math.round(b * 100)}%`;
+
+async function run(args: string[], log: (s: string) => void): Promise<void> {
+  log(`$ recurformer ${args.join(' ')}`);
+  const code = await main(args);
+  if (code !== 0) throw new Error(`recurformer ${args[0]} failed with exit code ${code}: recurformer ${args.join(' ')}`);
+}
+
+/** Runs `step` unless `done` exists (or --force). */
+async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promise<void> {
+  if (existsSync(done) && !o.force) {
+    o.log?.(`- ${done} exists, skipped`);
+    return;
+  }
+  await fn();
+}
+
+const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
+  '--lr', String(s.lr), '--warmup', String(s.warmup)];
+
+/** Analyze, convert and train at every budget; returns the configurations to evaluate. */
+export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config[]> {
+  const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const dir = join(o.out, x.name);
+  mkdirSync(dir, { recursive: true });
+  const an = join(dir, 'analysis');
+  await step(join(an, 'analysis.json'), o, () => run(['analyze', x.model, '--data', x.calib, '--samples', String(x.analyzeSamples),
+    '--seq', String(x.analyzeSeq), '--seed', String(x.seed), '--out', an], log));
+  const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
+  const cache = join(dir, 'token-cache');
+  for (const b of x.budgets) {
+    const conv = join(dir, `conv${Math.round(b * 100)}`);
+    const align = join(dir, `align${Math.round(b * 100)}`);
+    const distill = join(dir, `distill${Math.round(b * 100)}`);
+    await step(join(conv, 'config.json'), o, () => run(['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b),
+      '--calib', x.calib, '--out', conv], log));
+    await step(join(align, 'model', 'config.json'), o, async () => {
+      rmSync(align, { recursive: true, force: true });
+      await run(['train', conv, '--teacher', x.model, '--data', x.trainData, '--stage', 'align', ...trainArgs(x.align),
+        '--eval-every', String(x.align.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', align], log);
+    });
+    await step(join(distill, 'model', 'config.json'), o, async () => {
+      rmSync(distill, { recursive: true, force: true });
+      await run(['train', join(align, 'model'), '--teacher', x.model, '--data', x.trainData, '--stage', 'distill', ...trainArgs(x.distill),
+        '--eval-every', String(x.distill.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', distill], log);
+    });
+    configs.push(
+      { label: `converted ${pct(b)} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
+      { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: join(distill, 'model'), memory: 'full', equalCache: null },
+      { label: `StreamingLLM @${pct(b)}`, kind: 'streaming', budget: b, model: x.model, memory: 'streaming', equalCache: conv },
+      { label: `streaming heads @${pct(b)}`, kind: 'streaming-heads', budget: b, model: x.model, memory: 'streaming-heads', equalCache: conv },
+    );
+  }
+  return configs;
+}
+
+const slug = (label: string): string => label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+
+export interface Evaluated {
+  records: EvalRecord[];
+  /** The record files, in the same order. */
+  files: string[];
+}
+
+/** Runs every task on every configuration (skipping records already written); returns all records. */
+export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOptions): Promise<Evaluated> {
+  const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const dir = join(o.out, x.name, 'evals');
+  mkdirSync(dir, { recursive: true });
+  const tasks = x.tasks ?? ['ppl', 'passkey', 'hashhop', 'needle', 'agree', 'cost'];
+  const records: EvalRecord[] = [];
+  const files: string[] = [];
+  const r = x.retrieval;
+  for (const c of configs) {
+    const mem = ['--memory', c.memory, ...(c.equalCache ? ['--equal-cache', c.equalCache] : []), '--label', c.label];
+    for (const task of tasks) {
+      // the untrained conversion only shows how much training recovers: perplexity and agreement
+      if (c.kind === 'converted' && task !== 'ppl' && task !== 'agree') continue;
+      if (c.kind === 'original' && task === 'agree') continue;
+      const file = join(dir, `${task}-${slug(c.label)}.json`);
+      const seed = ['--seed', String(x.seed)];
+      const args: Record<string, string[]> = {
+        ppl: ['--data', x.heldout, '--ctx', String(x.pplCtx), '--stride', String(x.pplStride)],
+        passkey: ['--lengths', r.lengths.join(','), '--depths', r.depths.join(','), '--samples', String(r.samples), ...seed],
+        hashhop: ['--lengths', r.lengths.join(','), '--hops', r.hops.join(','), '--samples', String(r.samples), ...seed],
+        needle: ['--lengths', r.lengths.join(','), '--depths', r.depths.join(','), '--samples', String(r.samples), ...seed],
+        agree: ['--teacher', x.model, '--data', x.heldout, '--ctx', String(x.pplCtx)],
+        cost: ['--decode-at', String(x.decodeAt)],
+      };
+      await step(file, o, () => run(['eval', task, c.model, ...args[task]!, ...mem, '--out', file], log));
+      records.push(JSON.parse(readFileSync(file, 'utf8')) as EvalRecord);
+      files.push(file);
+    }
+  }
+  return { records, files };
+}
+
+/** Writes the eval report page for `records`. */
+export async function report(records: string[], title: string, out: string, log?: (s: string) => void): Promise<void> {
+  await run(['eval', 'report', ...records, '--title', title, '--out', out], log ?? ((s: string) => process.stderr.write(`${s}\n`)));
+}

@@ -1,0 +1,176 @@
+/**
+ * `recurformer eval passkey|hashhop|needle [MODEL]`: retrieval accuracy by length x depth (or hops), under the
+ * model's own memory or a baseline (--memory streaming|streaming-heads), optionally sized to a converted model's
+ * cache at each length (--equal-cache DIR). Prints a table, or the EvalRecord with --json; --out writes it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Command } from 'commander';
+import { parseSpec } from '../../convert/spec.js';
+import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type BaselineKind, type CacheProfile } from '../../eval/budget.js';
+import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
+import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
+import { writeFileAtomic } from '../../io/tensor-file.js';
+import { configFromHf, type ModelConfig } from '../../model/config.js';
+import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
+import { defaultModelPath, load, packageRoot, parseIntArg, printJson, progress, readJsonArg } from '../common.js';
+import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
+
+interface RetrievalFlags extends MemoryFlags {
+  lengths?: string;
+  depths?: string;
+  hops?: string;
+  haystack?: string;
+  samples: string;
+  seed: string;
+  equalCache?: string;
+  label?: string;
+  out?: string;
+  json?: boolean;
+}
+
+/** A comma-separated list of numbers; each must pass `check` (which returns what is wrong, or null). */
+export function parseNumberList(flag: string, value: string, check: (n: number) => string | null): number[] {
+  const parts = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (parts.length === 0) throw new ArgumentError('cli', flag, 'is empty', `pass a comma-separated list, e.g. ${flag} 1,2`);
+  return parts.map((p) => {
+    const n = Number(p);
+    const problem = Number.isFinite(n) ? check(n) : 'is not a number';
+    if (problem) throw new ArgumentError('cli', flag, `: ${p} ${problem}`, `pass a comma-separated list, e.g. ${flag} 1,2`);
+    return n;
+  });
+}
+
+const positiveInt = (n: number): string | null => (Number.isInteger(n) && n >= 1 ? null : 'must be a positive integer');
+const unitInterval = (n: number): string | null => (n >= 0 && n <= 1 ? null : 'must be within [0, 1]');
+
+/** The cache profile of a converted model folder, from its config.json alone (no weights are read). */
+export function profileOfConverted(dir: string): CacheProfile {
+  const file = join(dir, 'config.json');
+  if (!existsSync(file)) throw new ArgumentError('cli', '--equal-cache', `${dir} has no config.json`, 'pass the folder written by `recurformer convert`');
+  const { recurformer, ...rest } = readJsonArg<Record<string, unknown>>(file, 'cli', '--equal-cache');
+  if (recurformer === undefined) throw new ArgumentError('cli', '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass the folder written by `recurformer convert`');
+  const cfg = configFromHf(rest, file);
+  return cacheProfile(cfg, parseSpec(recurformer, cfg, file));
+}
+
+interface MemoryPlan {
+  kind: MemoryKind;
+  memoryFor: MemoryForLength;
+  /** Sinks and window per length for the streaming baselines (empty for the model's own memory). */
+  windows: { length: number; sinks: number; window: number }[];
+}
+
+/** Which memory runs at each length: the model's own, a baseline from the flags, or a baseline at equal cache. */
+function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): MemoryPlan {
+  const kind: MemoryKind = o.memory === 'hybrid' ? 'full' : o.memory as MemoryKind;
+  if (o.equalCache === undefined) {
+    const fixed = memoryFactory(o); // validates --memory and reads --plan
+    const windows = kind === 'full' ? [] : lengths.map((length) => ({ length, sinks: parseIntArg('--sinks', o.sinks), window: parseIntArg('--window', o.window, 1) }));
+    return { kind, memoryFor: () => fixed, windows };
+  }
+  if (kind === 'full') throw new ArgumentError('cli', '--equal-cache', 'sizes the baselines only', 'use it with --memory streaming or streaming-heads, on the original model');
+  if (kind !== 'streaming' && kind !== 'streaming-heads') memoryFactory(o); // throws: not a memory kind
+  const p = profileOfConverted(o.equalCache);
+  if (p.fullKvBytesPerToken !== cacheProfile(cfg, null).fullKvBytesPerToken) {
+    throw new ArgumentError('cli', '--equal-cache', `${o.equalCache} was converted from a model with other KV heads than the one evaluated`,
+      'evaluate the model it was converted from');
+  }
+  const sinks = parseIntArg('--sinks', o.sinks);
+  const base = kind as BaselineKind;
+  const windows = lengths.map((length) => ({
+    length, ...(base === 'streaming' ? streamingAtEqualCache(p, length, sinks) : streamingHeadsAtEqualCache(p, sinks)),
+  }));
+  return { kind, memoryFor: (length) => baselineAtEqualCache(base, p, length, sinks), windows };
+}
+
+function readHaystack(file: string | undefined): string {
+  const path = file ?? join(packageRoot(), 'data', 'gutenberg', 'frankenstein_pg84.txt');
+  if (!existsSync(path)) throw new ArgumentError('cli', '--haystack', `${path} does not exist`, 'pass a long plain-text file');
+  // the bundled books carry a BOM and CRLF line ends (data/gutenberg/SOURCE.md)
+  return readFileSync(path, 'utf8').replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+}
+
+const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+
+/** Accuracy by length (rows) and depth or hops (columns), with each row's mean prompt tokens and overall. */
+export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult): string {
+  const axis = task === 'hashhop' ? 'hops' : 'depth';
+  const cols = [...new Set(r.cells.map((c) => (task === 'hashhop' ? c.hops : c.depth)!))];
+  const head = ['length', 'tokens', ...cols.map((c) => `${axis === 'hops' ? 'hops' : 'd'}=${c}`), 'all'];
+  const rows = r.byLength.map((b) => {
+    const cells = r.cells.filter((c) => c.length === b.length);
+    const tokens = cells.reduce((s, c) => s + c.meanTokens * c.n, 0) / Math.max(1, b.n);
+    return [String(b.length), tokens.toFixed(0), ...cols.map((v) => pct(cells.find((c) => (c.hops ?? c.depth) === v)?.accuracy ?? 0)), pct(b.accuracy)];
+  });
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (row: string[]): string => row.map((s, i) => s.padStart(width[i]!)).join('  ');
+  return [line(head), ...rows.map(line), `overall ${pct(r.accuracy)} over ${r.cells.reduce((s, c) => s + c.n, 0)} cases (chance ${r.chance.toPrecision(2)})`].join('\n') + '\n';
+}
+
+function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFlags): void {
+  const started = performance.now();
+  const { loaded, model: lm } = load(model);
+  const tok = loaded.tokenizer;
+  if (!tok) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
+  const depths = task === 'hashhop' ? undefined : o.depths === undefined ? [...DEFAULT_DEPTHS] : parseNumberList('--depths', o.depths, unitInterval);
+  const hops = task === 'hashhop' ? (o.hops === undefined ? [...DEFAULT_HOPS] : parseNumberList('--hops', o.hops, positiveInt)) : undefined;
+  const maxContext = lm.cfg.maxPos;
+  const lengths = o.lengths === undefined ? defaultLengths(maxContext, answerRoom(task, hops)) : parseNumberList('--lengths', o.lengths, positiveInt);
+  const samples = parseIntArg('--samples', o.samples, 1), seed = parseIntArg('--seed', o.seed);
+  const haystack = task === 'needle' ? readHaystack(o.haystack) : undefined;
+  const mem = planMemory(o, lengths, lm.cfg);
+  let bar: ReturnType<typeof progress> | null = null;
+  const result = evalRetrieval(modelPredictor(lm, tok, mem.memoryFor), tok, task, {
+    lengths, depths, hops, samples, seed, haystack, maxContext,
+    onCase: (done, total) => {
+      bar ??= progress(task, total);
+      bar.update(done);
+    },
+  });
+  (bar as ReturnType<typeof progress> | null)?.stop();
+  const modelPath = model ?? defaultModelPath();
+  const record: EvalRecord<RetrievalResult> = evalRecord({
+    task, model: modelPath, memory: mem.kind, equalCache: o.equalCache ?? null,
+    label: o.label ?? `${basename(modelPath)} ${mem.kind}${o.equalCache ? ` @ ${basename(o.equalCache)}` : ''}`,
+    seed,
+    settings: {
+      lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
+      ...(task === 'needle' ? { haystack: o.haystack ?? 'data/gutenberg/frankenstein_pg84.txt' } : {}),
+      ...(mem.windows.length ? { windows: mem.windows } : {}),
+    },
+    result,
+    seconds: (performance.now() - started) / 1000,
+  });
+  if (o.out) writeFileAtomic(o.out, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
+  if (o.json) printJson(record);
+  else process.stdout.write(`${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result)}`);
+}
+
+/** The options every retrieval task shares. */
+function addCommon(cmd: Command): Command {
+  return addMemoryOptions(cmd
+    .argument('[model]', 'model path (default: bundled stories260K)')
+    .option('--lengths <list>', 'target prompt lengths in tokens, BOS included (default: 256, 512, ... up to the context minus room for the answer)')
+    .option('--samples <n>', 'cases per cell', '5')
+    .option('--seed <n>', 'seed of the cases', '0')
+    .option('--equal-cache <dir>', 'with --memory streaming|streaming-heads: size the baseline to this converted model\'s cache at each length')
+    .option('--label <text>', 'label for tables and charts (default: model and memory)')
+    .option('--out <file>', 'write the EvalRecord JSON to this file')
+    .option('--json', 'print the EvalRecord JSON'));
+}
+
+/** Adds `passkey`, `hashhop` and `needle` to the `eval` command. */
+export function registerRetrievalEvals(ev: Command): void {
+  const depthsHelp = 'depths of the key in [0, 1]';
+  addCommon(ev.command('passkey').description('passkey retrieval: a 5-digit key hidden in filler text, accuracy by length x depth')
+    .option('--depths <list>', depthsHelp, DEFAULT_DEPTHS.join(',')))
+    .action((model: string | undefined, o: RetrievalFlags) => runTask('passkey', model, o));
+  addCommon(ev.command('hashhop').description('multi-hop retrieval over random hash pairs, accuracy by length x hops')
+    .option('--hops <list>', 'hops per query', DEFAULT_HOPS.join(',')))
+    .action((model: string | undefined, o: RetrievalFlags) => runTask('hashhop', model, o));
+  addCommon(ev.command('needle').description('needle in real text: a secret word in a book, accuracy by length x depth')
+    .option('--depths <list>', depthsHelp, DEFAULT_DEPTHS.join(','))
+    .option('--haystack <file>', 'the text (default: data/gutenberg/frankenstein_pg84.txt)'))
+    .action((model: string | undefined, o: RetrievalFlags) => runTask('needle', model, o));
+}

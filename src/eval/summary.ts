@@ -1,0 +1,95 @@
+/**
+ * The results table: one row per evaluated configuration (label), built from the eval records of a run. Used by
+ * `npm run demo` and the end-to-end script to print the table and write docs/results.md and the README's table.
+ */
+import type { EvalRecord, RetrievalResult } from './record.js';
+
+export interface SummaryRow {
+  label: string;
+  /** KV bytes per token (null for a baseline whose cache stops growing). */
+  kvBytesPerToken: number | null;
+  /** Cache bytes at `cacheAt` tokens. */
+  cacheBytes: number | null;
+  ppl: number | null;
+  /** Relative perplexity change against the row labelled `original`. */
+  pplChange: number | null;
+  /** Accuracy at each of `lengths` (null where not run). */
+  passkey: (number | null)[];
+  hashhop: (number | null)[];
+  needle: (number | null)[];
+  /** Greedy token match with the original model (teacher-forced). */
+  agree: number | null;
+  kl: number | null;
+  decodeTokPerSec: number | null;
+}
+
+export interface Summary {
+  lengths: number[];
+  cacheAt: number | null;
+  decodeAt: number | null;
+  rows: SummaryRow[];
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function byLength(r: RetrievalResult | undefined, lengths: number[]): (number | null)[] {
+  return lengths.map((L) => r?.byLength.find((b) => b.length === L)?.accuracy ?? null);
+}
+
+interface CostLike {
+  kvBytesPerToken?: number;
+  totals?: { length: number; bytes: number }[];
+  decode?: { tokPerSec?: number; at?: number };
+}
+
+/** Rows in the order labels first appear in `records`. */
+export function summarize(records: readonly EvalRecord[]): Summary {
+  const labels = [...new Set(records.map((r) => r.label))];
+  const find = (label: string, task: EvalRecord['task']): EvalRecord | undefined => records.find((r) => r.label === label && r.task === task);
+  const lengths = [...new Set(records.filter((r) => ['passkey', 'hashhop', 'needle'].includes(r.task))
+    .flatMap((r) => (r.result as RetrievalResult).byLength.map((b) => b.length)))].sort((a, b) => a - b);
+  const costs = records.filter((r) => r.task === 'cost').map((r) => r.result as CostLike);
+  const cacheAt = costs[0]?.totals?.at(-1)?.length ?? null;
+  const decodeAt = num(costs[0]?.decode?.at);
+  const basePpl = num((find('original', 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
+  const rows = labels.map((label): SummaryRow => {
+    const cost = find(label, 'cost')?.result as CostLike | undefined;
+    const ppl = num((find(label, 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
+    const agree = find(label, 'agree')?.result as { match?: number; kl?: number } | undefined;
+    const memory = find(label, 'cost')?.memory;
+    return {
+      label,
+      kvBytesPerToken: memory === 'streaming' ? null : num(cost?.kvBytesPerToken),
+      cacheBytes: num(cost?.totals?.find((t) => t.length === cacheAt)?.bytes),
+      ppl,
+      pplChange: ppl !== null && basePpl !== null ? ppl / basePpl - 1 : null,
+      passkey: byLength(find(label, 'passkey')?.result as RetrievalResult | undefined, lengths),
+      hashhop: byLength(find(label, 'hashhop')?.result as RetrievalResult | undefined, lengths),
+      needle: byLength(find(label, 'needle')?.result as RetrievalResult | undefined, lengths),
+      agree: num(agree?.match),
+      kl: num(agree?.kl),
+      decodeTokPerSec: num(cost?.decode?.tokPerSec),
+    };
+  });
+  return { lengths, cacheAt, decodeAt, rows };
+}
+
+const fmt = (v: number | null, digits: number): string => (v === null ? '–' : v.toFixed(digits));
+const accs = (v: (number | null)[]): string => (v.every((x) => x === null) ? '–' : v.map((x) => fmt(x, 2)).join(' / '));
+const kib = (v: number | null): string => (v === null ? '–' : `${(v / 1024).toFixed(v < 10240 ? 1 : 0)} KiB`);
+
+/** A GitHub-flavoured markdown table of the summary. */
+export function markdownTable(s: Summary): string {
+  const L = s.lengths.join(' / ');
+  const head = ['configuration', 'KV bytes/token', `cache @ ${s.cacheAt ?? '?'} tok`, 'perplexity', 'Δ ppl',
+    `passkey @ ${L}`, `hashhop @ ${L}`, `needle @ ${L}`, 'agree (KL)', `decode tok/s @ ${s.decodeAt ?? '?'}`];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const r of s.rows) {
+    const cells = [r.label, r.kvBytesPerToken === null ? '–' : r.kvBytesPerToken.toLocaleString('en-US'), kib(r.cacheBytes),
+      fmt(r.ppl, 3), r.pplChange === null ? '–' : `${r.pplChange >= 0 ? '+' : ''}${(r.pplChange * 100).toFixed(1)}%`,
+      accs(r.passkey), accs(r.hashhop), accs(r.needle),
+      r.agree === null ? '–' : `${fmt(r.agree, 3)} (${fmt(r.kl, 3)})`, fmt(r.decodeTokPerSec, 1)];
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { evalRecord, type EvalRecord, type RetrievalResult } from '../../src/eval/record.js';
+import { markdownTable, summarize } from '../../src/eval/summary.js';
+
+function rec(task: EvalRecord['task'], label: string, memory: EvalRecord['memory'], result: unknown): EvalRecord {
+  return evalRecord({ task, model: 'm', memory, equalCache: null, label, seed: 0, settings: {}, result, seconds: 1 });
+}
+const retrieval = (accs: [number, number][]): RetrievalResult => ({
+  cells: [], byLength: accs.map(([length, accuracy]) => ({ length, n: 4, accuracy })), accuracy: 0, chance: 1e-5,
+});
+const cost = (kv: number, at1k: number, tok: number) => ({
+  kvBytesPerToken: kv, constantBytes: 0, totals: [{ length: 1024, bytes: at1k }], decode: { at: 2000, tokPerSec: tok },
+});
+
+test('summary: rows per label, perplexity change against the original, accuracies by length', () => {
+  const records = [
+    rec('ppl', 'original', 'full', { ppl: 10, nll: Math.log(10), tokens: 100 }),
+    rec('passkey', 'original', 'full', retrieval([[256, 1], [512, 0.75]])),
+    rec('cost', 'original', 'full', cost(1280, 1280 * 1024, 50)),
+    rec('ppl', 'RecurFormer 50%', 'full', { ppl: 10.25 }),
+    rec('passkey', 'RecurFormer 50%', 'full', retrieval([[256, 1], [512, 0.5]])),
+    rec('agree', 'RecurFormer 50%', 'full', { match: 0.9, kl: 0.05 }),
+    rec('cost', 'RecurFormer 50%', 'full', cost(640, 640 * 1024 + 4096, 70)),
+    rec('passkey', 'StreamingLLM @50%', 'streaming', retrieval([[256, 1], [512, 0]])),
+    rec('cost', 'StreamingLLM @50%', 'streaming', cost(1280, 640 * 1024 + 4096, 80)),
+  ];
+  const s = summarize(records);
+  assert.deepEqual(s.lengths, [256, 512]);
+  assert.equal(s.cacheAt, 1024);
+  assert.equal(s.decodeAt, 2000);
+  assert.deepEqual(s.rows.map((r) => r.label), ['original', 'RecurFormer 50%', 'StreamingLLM @50%']);
+  const [o, h, st] = s.rows;
+  assert.equal(o!.pplChange, 0);
+  assert.ok(Math.abs(h!.pplChange! - 0.025) < 1e-12);
+  assert.deepEqual(h!.passkey, [1, 0.5]);
+  assert.deepEqual(h!.hashhop, [null, null]);
+  assert.equal(h!.agree, 0.9);
+  assert.equal(h!.kvBytesPerToken, 640);
+  assert.equal(st!.kvBytesPerToken, null, 'a streaming cache does not grow per token');
+  assert.equal(st!.cacheBytes, 640 * 1024 + 4096);
+  const md = markdownTable(s);
+  assert.match(md, /\| RecurFormer 50% \| 640 \| 644 KiB \| 10\.250 \| \+2\.5% \| 1\.00 \/ 0\.50 \| – \| – \| 0\.900 \(0\.050\) \| 70\.0 \|/);
+  assert.equal(md.split('\n').length, 2 + 3);
+  assert.doesNotMatch(md, /NaN|undefined/);
+});
