@@ -20,7 +20,11 @@ export { Sampler, type SamplerOpts } from './inference/sampler.js';
 export {
   KVCache, StreamingMemory, StreamingHeadsMemory, type AttentionMemory, type MemoryView,
 } from './inference/memory.js';
-export { perplexity, perplexityOfIds, type PplResult } from './eval/perplexity.js';
+export { perplexity, perplexityOfIds, slidingPerplexity, type PplResult, type PplOpts } from './eval/perplexity.js';
+export { agreement, type AgreeResult, type AgreeOpts } from './eval/agree.js';
+export { cost, type CostResult, type CostOpts, type CacheLayout } from './eval/cost.js';
+export { evalRecord, type EvalRecord, type EvalTask } from './eval/record.js';
+export { renderEvalReport, checkEvalRecord } from './report/eval-report.js';
 export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
 export { analyze, parseWindows } from './analysis/analyze.js';
 export { writeAnalysis } from './report/write.js';

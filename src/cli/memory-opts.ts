@@ -22,6 +22,14 @@ export function addMemoryOptions(cmd: Command): Command {
     .option('--plan <file>', 'streaming-heads: the plan.json whose KV groups keep only sinks + window');
 }
 
+/** The KV groups per layer of the --plan file (required with --memory streaming-heads). */
+export function planGroups(f: MemoryFlags): Map<number, number[]> {
+  if (!f.plan) throw new ArgumentError('cli', '--plan', 'is required with --memory streaming-heads', 'pass the plan.json written by convert');
+  const plan = readJsonArg<ReplacementPlan>(f.plan, 'cli', '--plan');
+  if (plan.schema !== 'recurformer.plan') throw new ArgumentError('cli', '--plan', `${f.plan} is not a recurformer plan`);
+  return new Map(plan.layers.map((l) => [l.layer, l.groups]));
+}
+
 /** A memory factory for generate(), or null for the model's own memory. */
 export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemory) | null {
   if (f.memory === 'full' || f.memory === 'hybrid') return null;
@@ -30,10 +38,7 @@ export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemor
     return (m) => new StreamingMemory(m.cfg.nLayers, sinks, window);
   }
   if (f.memory === 'streaming-heads') {
-    if (!f.plan) throw new ArgumentError('cli', '--plan', 'is required with --memory streaming-heads', 'pass the plan.json written by convert');
-    const plan = readJsonArg<ReplacementPlan>(f.plan, 'cli', '--plan');
-    if (plan.schema !== 'recurformer.plan') throw new ArgumentError('cli', '--plan', `${f.plan} is not a recurformer plan`);
-    const groups = new Map(plan.layers.map((l) => [l.layer, l.groups]));
+    const groups = planGroups(f);
     const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);
     return (m) => {
       if (m.recurrent.size > 0) throw new ArgumentError('cli', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');

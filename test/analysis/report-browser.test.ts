@@ -12,32 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { analyze } from '../../src/analysis/analyze.js';
 import { load } from '../../src/cli/common.js';
 import { writeAnalysis } from '../../src/report/write.js';
-
-/** RF_CHROMIUM overrides the browser path (e.g. to check the skip path). */
-const CHROMIUM = process.env.RF_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** The few playwright-core calls used here (imported dynamically so the suite typechecks without the package). */
-interface Page {
-  on(ev: 'console', f: (m: { type(): string; text(): string }) => void): void;
-  on(ev: 'pageerror', f: (e: Error) => void): void;
-  on(ev: 'request', f: (r: { url(): string }) => void): void;
-  goto(url: string): Promise<unknown>;
-  evaluate<R>(f: () => R): Promise<R>;
-  screenshot(o: { path: string; fullPage: boolean }): Promise<unknown>;
-}
-interface Context { newPage(): Promise<Page>; close(): Promise<void> }
-interface Playwright { chromium: { launchPersistentContext(dir: string, o: object): Promise<Context> } }
-
-async function playwright(): Promise<Playwright | null> {
-  try {
-    const name = 'playwright-core';
-    return (await import(name)) as Playwright;
-  } catch {
-    return null;
-  }
-}
+import { ARGS, CHROMIUM, playwright } from '../helpers/browser.js';
 
 test('report.html renders in headless Chromium with one heatmap cell per head', async (t) => {
   if (!existsSync(CHROMIUM)) {

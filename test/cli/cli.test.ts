@@ -34,14 +34,18 @@ test('inspect --json reports architecture, parameters, bytes and KV bytes per to
   assert.equal(info.kvBytesPerToken, 5 * 4 * 8 * 2 * 4);
 });
 
-test('eval ppl --json scores a file in windows', async () => {
+test('eval ppl --json prints an EvalRecord scoring a file in windows', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-cli-'));
   try {
     const f = join(dir, 'story.txt');
     writeFileSync(f, `${GOLD}\n`);
     const r = await runCli(['eval', 'ppl', '--data', f, '--ctx', '64', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { nll: number; ppl: number; tokens: number };
+    const rec = JSON.parse(r.stdout) as { schema: string; task: string; settings: { ctx: number; stride: number }; result: { nll: number; ppl: number; tokens: number } };
+    assert.equal(rec.schema, 'recurformer.eval');
+    assert.equal(rec.task, 'ppl');
+    assert.deepEqual([rec.settings.ctx, rec.settings.stride], [64, 64]);
+    const out = rec.result;
     assert.ok(out.tokens > 200);
     assert.ok(Math.abs(out.ppl - Math.exp(out.nll)) < 1e-9);
     assert.ok(out.ppl > 1 && out.ppl < 4, `the model's own greedy text is very likely to it (ppl ${out.ppl})`);

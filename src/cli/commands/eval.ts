@@ -1,34 +1,58 @@
-/** `recurformer eval <task>`: evaluation tasks (perplexity today). */
+/** `recurformer eval <task>`: evaluation tasks; each prints an EvalRecord with --json (src/eval/record.ts). */
 import { readFileSync, existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { perplexity } from '../../eval/perplexity.js';
-import { load, parseIntArg, printJson, progress } from '../common.js';
-import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
+import { evalRecord } from '../../eval/record.js';
+import { load, parseIntArg } from '../common.js';
+import { addMemoryOptions } from '../memory-opts.js';
+import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBar, memoryKind, taskMemory, type EqualCacheFlags,
+  type RecordFlags } from '../eval-opts.js';
+import { registerAgree } from './eval-agree.js';
+import { registerCost } from './eval-cost.js';
+import { registerEvalReport } from './eval-report.js';
 import { registerRetrievalEvals } from './eval-retrieval.js';
+
+interface PplFlags extends EqualCacheFlags, RecordFlags {
+  data: string;
+  ctx: string;
+  stride?: string;
+}
+
+function registerPpl(ev: Command): void {
+  const ppl = ev.command('ppl')
+    .description('perplexity of a text file (BOS first) in windows of --ctx tokens advancing by --stride')
+    .argument('[model]', 'model path (default: bundled stories260K)')
+    .requiredOption('--data <file>', 'text file to score')
+    .option('--ctx <n>', 'window length in tokens', '256')
+    .option('--stride <n>', 'how far each window advances; later windows score only their last <n> targets (default: --ctx, non-overlapping)');
+  addRecordOptions(addEqualCacheOption(addMemoryOptions(ppl))).action((model: string | undefined, o: PplFlags) => {
+    const started = performance.now();
+    if (!existsSync(o.data)) throw new ArgumentError('eval ppl', '--data', `${o.data} does not exist`);
+    const { loaded, model: lm } = load(model);
+    if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
+    const ctx = parseIntArg('--ctx', o.ctx, 1);
+    const stride = o.stride === undefined ? ctx : parseIntArg('--stride', o.stride, 1);
+    if (stride > ctx) throw new ArgumentError('eval ppl', '--stride', `= ${stride} is larger than --ctx ${ctx}`, 'use --stride <= --ctx');
+    const mem = taskMemory('eval ppl', o, lm, ctx);
+    const text = readFileSync(o.data, 'utf8');
+    const bar = lazyBar('ppl');
+    const r = perplexity(lm, loaded.tokenizer, text, ctx, bar.tick, mem.factory, stride);
+    bar.stop();
+    const name = model ?? loaded.source;
+    const rec = evalRecord({
+      task: 'ppl', model: name, memory: memoryKind(o), equalCache: o.equalCache ?? null, label: o.label ?? defaultLabel(name, o),
+      seed: null, settings: { data: o.data, ctx, stride, ...mem.settings }, result: r, seconds: (performance.now() - started) / 1000,
+    });
+    emitRecord(rec, o, `nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}  over ${r.tokens} tokens (${r.windows} windows of ${ctx}, stride ${stride})`);
+  });
+}
 
 export function registerEval(program: Command): void {
   const ev = program.command('eval').description('evaluate a model');
   registerRetrievalEvals(ev);
-  const ppl = ev.command('ppl')
-    .description('perplexity of a text file in non-overlapping windows (BOS first)')
-    .argument('[model]', 'model path (default: bundled stories260K)')
-    .requiredOption('--data <file>', 'text file to score')
-    .option('--ctx <n>', 'window length in tokens', '256')
-    .option('--json', 'print {"nll", "ppl", "tokens"}');
-  addMemoryOptions(ppl).action((model: string | undefined, o: { data: string; ctx: string; json?: boolean } & MemoryFlags) => {
-      if (!existsSync(o.data)) throw new ArgumentError('eval ppl', '--data', `${o.data} does not exist`);
-      const { loaded, model: lm } = load(model);
-      if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
-      const ctx = parseIntArg('--ctx', o.ctx, 1);
-      const text = readFileSync(o.data, 'utf8');
-      let bar: ReturnType<typeof progress> | null = null;
-      const r = perplexity(lm, loaded.tokenizer, text, ctx, (done, total) => {
-        bar ??= progress('ppl', total);
-        bar.update(done);
-      }, memoryFactory(o));
-      (bar as ReturnType<typeof progress> | null)?.stop();
-      if (o.json) printJson({ nll: r.nll, ppl: r.ppl, tokens: r.tokens, memory: o.memory });
-      else process.stdout.write(`nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}  over ${r.tokens} tokens (${r.windows} windows of ${ctx})\n`);
-    });
+  registerPpl(ev);
+  registerAgree(ev);
+  registerCost(ev);
+  registerEvalReport(ev);
 }

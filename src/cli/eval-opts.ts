@@ -1,0 +1,114 @@
+/**
+ * Options shared by the eval tasks: --label / --out / --json (the EvalRecord envelope, record.ts) and --equal-cache
+ * (a baseline on the original model sized to a converted model's cache, budget.ts).
+ */
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../eval/budget.js';
+import type { EvalRecord, MemoryKind } from '../eval/record.js';
+import type { MemoryFactory } from '../eval/windows.js';
+import { kvBytesPerToken } from '../convert/spec.js';
+import { writeFileAtomic } from '../io/tensor-file.js';
+import { loadModel } from '../io/model-load.js';
+import type { DecoderLM } from '../model/transformer.js';
+import { ArgumentError } from '../tensor/errors.js';
+import { existsSync } from 'node:fs';
+import { parseIntArg, printJson, progress } from './common.js';
+import { memoryFactory, type MemoryFlags } from './memory-opts.js';
+
+export interface RecordFlags {
+  label?: string;
+  out?: string;
+  json?: boolean;
+}
+
+export interface EqualCacheFlags extends MemoryFlags {
+  equalCache?: string;
+}
+
+export function addRecordOptions(cmd: Command): Command {
+  return cmd
+    .option('--label <text>', 'label of this run in tables and charts (default: model name and memory)')
+    .option('--out <file>', 'also write the EvalRecord JSON to FILE (atomically)')
+    .option('--json', 'print the EvalRecord JSON');
+}
+
+export function addEqualCacheOption(cmd: Command): Command {
+  return cmd.option('--equal-cache <dir>', 'size the --memory baseline (streaming or streaming-heads) to the cache of this converted model');
+}
+
+/** The memory kind of the record (hybrid is the converted model's own memory: full). */
+export function memoryKind(f: MemoryFlags): MemoryKind {
+  return f.memory === 'streaming' || f.memory === 'streaming-heads' ? f.memory : 'full';
+}
+
+/** "stories260K", "stories260K streaming", "stories260K streaming-heads @ conv" ... */
+export function defaultLabel(model: string, f: EqualCacheFlags): string {
+  const kind = memoryKind(f);
+  return `${basename(model)}${kind === 'full' ? '' : ` ${kind}`}${f.equalCache ? ` @ ${basename(f.equalCache)}` : ''}`;
+}
+
+/** The cache profile of the converted model in DIR, checked against the original `model` it must come from. */
+export function equalCacheProfile(op: string, dir: string, model: DecoderLM): CacheProfile {
+  if (!existsSync(dir)) throw new ArgumentError(op, '--equal-cache', `${dir} does not exist`, 'pass a folder written by `recurformer convert`');
+  const conv = loadModel(dir);
+  if (!conv.recurformer) throw new ArgumentError(op, '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass a folder written by `recurformer convert`');
+  const p = cacheProfile(conv.config, conv.recurformer);
+  if (p.fullKvBytesPerToken !== kvBytesPerToken(model.cfg) || conv.config.nLayers !== model.cfg.nLayers) {
+    throw new ArgumentError(op, '--equal-cache', `${dir} was not converted from this model (${p.fullKvBytesPerToken} KV bytes per token before conversion, the model has ${kvBytesPerToken(model.cfg)})`,
+      'pass the original model the converted one was made from');
+  }
+  return p;
+}
+
+/** Rejects --equal-cache without a baseline memory. */
+export function checkEqualCacheKind(op: string, f: EqualCacheFlags): 'streaming' | 'streaming-heads' {
+  const kind = memoryKind(f);
+  if (kind === 'full') {
+    throw new ArgumentError(op, '--equal-cache', `needs a baseline memory, not --memory ${f.memory}`, 'add --memory streaming or --memory streaming-heads');
+  }
+  return kind;
+}
+
+export interface TaskMemory {
+  /** null = the model's own memory. */
+  factory: MemoryFactory | null;
+  /** What the record's settings keep about it (the baseline's sinks / window / plan). */
+  settings: Record<string, unknown>;
+}
+
+/**
+ * The memory a task runs `model` with: --equal-cache sizes the baseline to the converted model's cache at `tokens`
+ * tokens; otherwise --memory with its own --sinks / --window / --plan.
+ */
+export function taskMemory(op: string, f: EqualCacheFlags, model: DecoderLM, tokens: number): TaskMemory {
+  const kind = memoryKind(f);
+  if (!f.equalCache) {
+    const settings = kind === 'full' ? {} : { sinks: Number(f.sinks), window: Number(f.window), ...(kind === 'streaming-heads' ? { plan: f.plan } : {}) };
+    return { factory: memoryFactory(f), settings };
+  }
+  const base = checkEqualCacheKind(op, f);
+  const p = equalCacheProfile(op, f.equalCache, model);
+  const sinks = parseIntArg('--sinks', f.sinks);
+  const budget = base === 'streaming' ? streamingAtEqualCache(p, tokens, sinks) : streamingHeadsAtEqualCache(p, sinks);
+  return { factory: baselineAtEqualCache(base, p, tokens, sinks), settings: { ...budget, sizedAt: tokens } };
+}
+
+/** Writes the record to --out (atomically), then prints it (--json) or the human summary. */
+export function emitRecord(rec: EvalRecord, o: RecordFlags, summary: string): void {
+  if (o.out) writeFileAtomic(o.out, new TextEncoder().encode(`${JSON.stringify(rec, null, 1)}\n`));
+  if (o.json) printJson(rec);
+  else process.stdout.write(`${summary}\n`);
+}
+
+/** A progress bar created on the first callback (its total is known only then). */
+export function lazyBar(label: string): { tick: (done: number, total: number) => void; stop: () => void } {
+  let bar: ReturnType<typeof progress> | null = null;
+  return {
+    tick: (done, total) => {
+      bar ??= progress(label, total);
+      bar.update(done);
+    },
+    stop: () => bar?.stop(),
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * Costs of one model with one memory (DESIGN, Evaluation: "KV bytes per token, constant bytes, total at 1k/4k/16k
+ * tokens, prefill and decode tokens/s").
+ *
+ * Bytes are computed, not measured, so lengths beyond the model's context are fine. A memory's bytes after L tokens:
+ *   growingBytesPerToken * L + constantBytes + windowedBytesPerToken * min(L, sinks + window - 1)
+ * where the windowed part is what a StreamingLLM-style memory retains between steps (its sinks and the last
+ * window - 1 keys; the next query's own key makes the window). The model's own memory has no windowed part;
+ * StreamingLLM has only a windowed part; streaming heads have both (kept groups grow, replaced groups are windowed).
+ * Rates are measured: prefill = one forward of `prefill` tokens; decode = `decodeTokens` single-token steps after a
+ * prefill to position `decodeAt`, through the memory the layout describes.
+ */
+import { fullMemory } from '../inference/memory.js';
+import type { DecoderLM } from '../model/transformer.js';
+import { ArgumentError } from '../tensor/errors.js';
+import { noGrad, scope } from '../tensor/index.js';
+import type { CacheProfile, WindowBudget } from './budget.js';
+import type { MemoryFactory } from './windows.js';
+
+/** How a memory's bytes grow with the length (see the module comment). */
+export interface CacheLayout {
+  growingBytesPerToken: number;
+  constantBytes: number;
+  windowedBytesPerToken: number;
+  /** The windowed part's sinks + window at a length (equal-cache baselines resize with the length). */
+  budgetAt(tokens: number): WindowBudget;
+}
+
+/** The model's own memory: full KV, or kept KV + recurrent state for a converted model. */
+export function ownLayout(p: CacheProfile): CacheLayout {
+  return { growingBytesPerToken: p.kvBytesPerToken, constantBytes: p.constantBytes, windowedBytesPerToken: 0, budgetAt: () => ({ sinks: 0, window: 1 }) };
+}
+
+/** StreamingLLM on a model whose every KV head costs `fullKvBytesPerToken` bytes per token. */
+export function streamingLayout(fullKvBytesPerToken: number, budgetAt: (tokens: number) => WindowBudget): CacheLayout {
+  return { growingBytesPerToken: 0, constantBytes: 0, windowedBytesPerToken: fullKvBytesPerToken, budgetAt };
+}
+
+/** Streaming heads: the kept groups grow as full KV, the replaced ones keep sinks + window. */
+export function streamingHeadsLayout(keptBytesPerToken: number, replacedBytesPerToken: number, budget: WindowBudget): CacheLayout {
+  return { growingBytesPerToken: keptBytesPerToken, constantBytes: 0, windowedBytesPerToken: replacedBytesPerToken, budgetAt: () => budget };
+}
+
+/** Bytes the memory holds after `tokens` tokens. */
+export function layoutBytesAt(l: CacheLayout, tokens: number): number {
+  const b = l.budgetAt(tokens);
+  const retained = l.windowedBytesPerToken === 0 ? 0 : Math.min(tokens, b.sinks + b.window - 1);
+  return l.growingBytesPerToken * tokens + l.constantBytes + l.windowedBytesPerToken * retained;
+}
+
+export interface CostOpts {
+  lengths: readonly number[];
+  prefill: number;
+  decodeAt: number;
+  decodeTokens: number;
+  layout: CacheLayout;
+  /** The memory timed (null: the model's own). */
+  memory: MemoryFactory | null;
+  onStep?: (done: number, total: number) => void;
+}
+
+export interface Rate {
+  tokens: number;
+  seconds: number;
+  tokPerS: number;
+}
+
+export interface CostResult {
+  /** The model's own cache profile (as `inspect` reports it). */
+  kvBytesPerToken: number;
+  constantBytes: number;
+  fullKvBytesPerToken: number;
+  /** Bytes of the memory in use at each length, next to full attention's. */
+  lengths: { length: number; bytes: number; fullAttentionBytes: number }[];
+  prefill: Rate;
+  decode: Rate & { at: number; bytes: number };
+}
+
+/** Deterministic token ids for timing (contents do not change the cost): BOS, then a walk over the vocabulary. */
+function timingIds(model: DecoderLM, n: number): Int32Array {
+  const V = model.cfg.vocabSize;
+  return Int32Array.from({ length: n }, (_, i) => (i === 0 ? model.cfg.bosId : (i * 7 + 3) % V));
+}
+
+/** Tokens/s of one forward over `prefill` tokens (the memory filled as during generation). */
+export function prefillRate(model: DecoderLM, prefill: number, memory: MemoryFactory | null): Rate {
+  const ids = timingIds(model, prefill);
+  const mem = memory ? memory(model) : fullMemory(model);
+  const t0 = performance.now();
+  noGrad(() => scope(() => {
+    model.forward(ids, 1, prefill, { memory: mem, lastOnly: true });
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokens: prefill, seconds, tokPerS: prefill / seconds };
+}
+
+/** Tokens/s of `steps` decode steps after a prefill to position `at`; also the memory's bytes at the end. */
+export function decodeRate(model: DecoderLM, at: number, steps: number, memory: MemoryFactory | null,
+  onStep?: (done: number, total: number) => void): Rate & { at: number; bytes: number } {
+  const ids = timingIds(model, at + steps);
+  const mem = memory ? memory(model) : fullMemory(model);
+  noGrad(() => scope(() => {
+    model.forward(ids.subarray(0, at), 1, at, { memory: mem, lastOnly: true });
+    mem.advance(at);
+  }));
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    noGrad(() => scope(() => {
+      model.forward(ids.subarray(at + i, at + i + 1), 1, 1, { memory: mem });
+      mem.advance(1);
+    }));
+    onStep?.(i + 1, steps);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokens: steps, seconds, tokPerS: steps / seconds, at, bytes: mem.bytes() };
+}
+
+/** Checks the timing settings against the model (typed errors naming the flag). */
+export function checkCostArgs(model: DecoderLM, o: Pick<CostOpts, 'lengths' | 'prefill' | 'decodeAt' | 'decodeTokens'>): void {
+  const ctx = model.cfg.maxPos;
+  if (o.lengths.length === 0 || o.lengths.some((l) => !(Number.isInteger(l) && l >= 1))) {
+    throw new ArgumentError('eval cost', '--lengths', `= ${o.lengths.join(',')} must be positive integers`, 'e.g. --lengths 1024,4096,16384');
+  }
+  if (!(Number.isInteger(o.prefill) && o.prefill >= 1 && o.prefill <= ctx)) {
+    throw new ArgumentError('eval cost', '--prefill', `= ${o.prefill} must be in [1, ${ctx}] (the model context)`);
+  }
+  if (!(Number.isInteger(o.decodeTokens) && o.decodeTokens >= 1)) {
+    throw new ArgumentError('eval cost', '--decode-tokens', `= ${o.decodeTokens} must be a positive integer`);
+  }
+  if (!(Number.isInteger(o.decodeAt) && o.decodeAt >= 1 && o.decodeAt + o.decodeTokens <= ctx)) {
+    throw new ArgumentError('eval cost', '--decode-at', `= ${o.decodeAt} must be >= 1 with decode-at + decode-tokens <= ${ctx} (the model context)`,
+      `use --decode-at ${Math.max(1, ctx - o.decodeTokens)} or less`);
+  }
+}
+
+/** The default decode position: min(context, 2048) - decodeTokens. */
+export function defaultDecodeAt(model: DecoderLM, decodeTokens: number): number {
+  return Math.min(model.cfg.maxPos, 2048) - decodeTokens;
+}
+
+/** Bytes at each length and measured prefill / decode rates of `model` with the memory `o` describes. */
+export function cost(model: DecoderLM, profile: CacheProfile, o: CostOpts): CostResult {
+  checkCostArgs(model, o);
+  const lengths = o.lengths.map((length) => ({ length, bytes: layoutBytesAt(o.layout, length), fullAttentionBytes: length * profile.fullKvBytesPerToken }));
+  const prefill = prefillRate(model, o.prefill, o.memory);
+  const decode = decodeRate(model, o.decodeAt, o.decodeTokens, o.memory, o.onStep);
+  return { kvBytesPerToken: profile.kvBytesPerToken, constantBytes: profile.constantBytes, fullKvBytesPerToken: profile.fullKvBytesPerToken, lengths, prefill, decode };
+}

@@ -1,0 +1,30 @@
+/**
+ * Headless Chromium for the report tests: Debian's chromium package driven by playwright-core (imported dynamically
+ * so the suite typechecks and runs without it; tests skip when either is missing).
+ */
+
+/** RF_CHROMIUM overrides the browser path (e.g. to check the skip path). */
+export const CHROMIUM = process.env.RF_CHROMIUM ?? '/usr/bin/chromium';
+export const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** The few playwright-core calls used here (imported dynamically so the suite typechecks without the package). */
+export interface Page {
+  on(ev: 'console', f: (m: { type(): string; text(): string }) => void): void;
+  on(ev: 'pageerror', f: (e: Error) => void): void;
+  on(ev: 'request', f: (r: { url(): string }) => void): void;
+  goto(url: string): Promise<unknown>;
+  evaluate<R>(f: () => R): Promise<R>;
+  screenshot(o: { path: string; fullPage: boolean }): Promise<unknown>;
+}
+export interface Context { newPage(): Promise<Page>; close(): Promise<void> }
+export interface Playwright { chromium: { launchPersistentContext(dir: string, o: object): Promise<Context> } }
+
+export async function playwright(): Promise<Playwright | null> {
+  try {
+    const name = 'playwright-core';
+    return (await import(name)) as Playwright;
+  } catch {
+    return null;
+  }
+}
