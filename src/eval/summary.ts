@@ -2,6 +2,8 @@
  * The results table: one row per evaluated configuration (label), built from the eval records of a run. Used by
  * `npm run demo` and the end-to-end script to print the table and write docs/results.md and the README's table.
  */
+import type { CostResult } from './cost.js';
+import type { AgreeResult } from './agree.js';
 import type { EvalRecord, RetrievalResult } from './record.js';
 
 export interface SummaryRow {
@@ -36,11 +38,6 @@ function byLength(r: RetrievalResult | undefined, lengths: number[]): (number | 
   return lengths.map((L) => r?.byLength.find((b) => b.length === L)?.accuracy ?? null);
 }
 
-interface CostLike {
-  kvBytesPerToken?: number;
-  totals?: { length: number; bytes: number }[];
-  decode?: { tokPerSec?: number; at?: number };
-}
 
 /** Rows in the order labels first appear in `records`. */
 export function summarize(records: readonly EvalRecord[]): Summary {
@@ -48,19 +45,19 @@ export function summarize(records: readonly EvalRecord[]): Summary {
   const find = (label: string, task: EvalRecord['task']): EvalRecord | undefined => records.find((r) => r.label === label && r.task === task);
   const lengths = [...new Set(records.filter((r) => ['passkey', 'hashhop', 'needle'].includes(r.task))
     .flatMap((r) => (r.result as RetrievalResult).byLength.map((b) => b.length)))].sort((a, b) => a - b);
-  const costs = records.filter((r) => r.task === 'cost').map((r) => r.result as CostLike);
-  const cacheAt = costs[0]?.totals?.at(-1)?.length ?? null;
+  const costs = records.filter((r) => r.task === 'cost').map((r) => r.result as CostResult);
+  const cacheAt = costs[0]?.lengths.at(-1)?.length ?? null;
   const decodeAt = num(costs[0]?.decode?.at);
   const basePpl = num((find('original', 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
   const rows = labels.map((label): SummaryRow => {
-    const cost = find(label, 'cost')?.result as CostLike | undefined;
+    const cost = find(label, 'cost')?.result as CostResult | undefined;
     const ppl = num((find(label, 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
-    const agree = find(label, 'agree')?.result as { match?: number; kl?: number } | undefined;
+    const agree = find(label, 'agree')?.result as AgreeResult | undefined;
     const memory = find(label, 'cost')?.memory;
     return {
       label,
       kvBytesPerToken: memory === 'streaming' ? null : num(cost?.kvBytesPerToken),
-      cacheBytes: num(cost?.totals?.find((t) => t.length === cacheAt)?.bytes),
+      cacheBytes: num(cost?.lengths.find((t) => t.length === cacheAt)?.bytes),
       ppl,
       pplChange: ppl !== null && basePpl !== null ? ppl / basePpl - 1 : null,
       passkey: byLength(find(label, 'passkey')?.result as RetrievalResult | undefined, lengths),
@@ -68,7 +65,7 @@ export function summarize(records: readonly EvalRecord[]): Summary {
       needle: byLength(find(label, 'needle')?.result as RetrievalResult | undefined, lengths),
       agree: num(agree?.match),
       kl: num(agree?.kl),
-      decodeTokPerSec: num(cost?.decode?.tokPerSec),
+      decodeTokPerSec: num(cost?.decode.tokPerS),
     };
   });
   return { lengths, cacheAt, decodeAt, rows };

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evalRecord, type EvalRecord, type RetrievalResult } from '../../src/eval/record.js';
 import { markdownTable, summarize } from '../../src/eval/summary.js';
+import type { CostResult } from '../../src/eval/cost.js';
 
 function rec(task: EvalRecord['task'], label: string, memory: EvalRecord['memory'], result: unknown): EvalRecord {
   return evalRecord({ task, model: 'm', memory, equalCache: null, label, seed: 0, settings: {}, result, seconds: 1 });
@@ -9,8 +10,9 @@ function rec(task: EvalRecord['task'], label: string, memory: EvalRecord['memory
 const retrieval = (accs: [number, number][]): RetrievalResult => ({
   cells: [], byLength: accs.map(([length, accuracy]) => ({ length, n: 4, accuracy })), accuracy: 0, chance: 1e-5,
 });
-const cost = (kv: number, at1k: number, tok: number) => ({
-  kvBytesPerToken: kv, constantBytes: 0, totals: [{ length: 1024, bytes: at1k }], decode: { at: 2000, tokPerSec: tok },
+const cost = (kv: number, at1k: number, tok: number): CostResult => ({
+  kvBytesPerToken: kv, constantBytes: 0, fullKvBytesPerToken: 1280, lengths: [{ length: 1024, bytes: at1k, fullAttentionBytes: 1280 * 1024 }],
+  prefill: { tokens: 512, seconds: 1, tokPerS: 512 }, decode: { tokens: 32, seconds: 32 / tok, tokPerS: tok, at: 2000, bytes: at1k },
 });
 
 test('summary: rows per label, perplexity change against the original, accuracies by length', () => {

@@ -1,0 +1,54 @@
+// The experiment pipeline behind `npm run demo` and `npm run experiment`, end to end at toy sizes on the bundled
+// stories260K: analyze, convert, align, distill, every eval task on the original, the converted models and both
+// baselines at equal cache; then the summary table and the report page.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { evaluate, prepare, report, type ModelExperiment } from '../../scripts/experiment/pipeline.js';
+import { summarize } from '../../src/eval/summary.js';
+import type { CostResult } from '../../src/eval/cost.js';
+import { tempDir } from '../io/tmp.js';
+
+test('experiment pipeline: every configuration gets every task; baselines hold no more cache than the converted model', async () => {
+  const out = tempDir('pipeline');
+  const text = readFileSync('data/tinystories-valid-excerpt/tinystories_val.txt', 'utf8');
+  const train = join(out, 'train.txt'), held = join(out, 'held.txt');
+  writeFileSync(train, text.slice(0, 60_000));
+  writeFileSync(held, text.slice(-6_000));
+  const x: ModelExperiment = {
+    name: 'tiny', model: 'models/stories260K', trainData: train, calib: train, analyzeSeq: 128, analyzeSamples: 2,
+    heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5],
+    align: { steps: 2, batch: 2, seq: 32, lr: 3e-3, warmup: 1 },
+    distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
+    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
+    decodeAt: 256, seed: 0,
+  };
+  const quiet = (): void => {};
+  const configs = await prepare(x, { out, log: quiet });
+  assert.deepEqual(configs.map((c) => c.label),
+    ['original', 'converted 50% (untrained)', 'RecurFormer 50%', 'StreamingLLM @50%', 'streaming heads @50%']);
+  assert.ok(existsSync(join(out, 'tiny', 'distill50', 'model', 'config.json')));
+  const { records, files } = await evaluate(x, configs, { out, log: quiet });
+  // original: 5 tasks (no agreement with itself); untrained conversion: ppl + agree; the other three: all 6
+  assert.equal(records.length, 5 + 2 + 3 * 6);
+  assert.equal(files.length, records.length);
+  const cost = (label: string): CostResult => records.find((r) => r.label === label && r.task === 'cost')!.result as CostResult;
+  const hybrid = cost('RecurFormer 50%');
+  assert.equal(hybrid.kvBytesPerToken * 2, cost('original').kvBytesPerToken, 'budget 0.5 halves the KV bytes per token');
+  for (const base of ['StreamingLLM @50%', 'streaming heads @50%']) {
+    for (const [i, l] of cost(base).lengths.entries()) {
+      assert.ok(l.bytes <= hybrid.lengths[i]!.bytes, `${base} holds ${l.bytes} <= ${hybrid.lengths[i]!.bytes} bytes at ${l.length}`);
+    }
+  }
+  const s = summarize(records);
+  assert.equal(s.rows.length, 5);
+  assert.ok(s.rows.every((r) => r.ppl !== null && Number.isFinite(r.ppl)), 'every configuration has a perplexity');
+  // a second run finds every output and redoes nothing
+  const again = await evaluate(x, configs, { out, log: quiet });
+  assert.deepEqual(again.records, records);
+  const page = join(out, 'report.html');
+  await report(files, 'toy', page, quiet);
+  const html = readFileSync(page, 'utf8');
+  for (const c of configs) assert.ok(html.includes(c.label), `report names ${c.label}`);
+});
