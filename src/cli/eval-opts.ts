@@ -2,18 +2,18 @@
  * Options shared by the eval tasks: --label / --out / --json (the EvalRecord envelope, record.ts) and --equal-cache
  * (a baseline on the original model sized to a converted model's cache, budget.ts).
  */
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../eval/budget.js';
 import type { EvalRecord, MemoryKind } from '../eval/record.js';
 import type { MemoryFactory } from '../eval/windows.js';
-import { kvBytesPerToken } from '../convert/spec.js';
+import { kvBytesPerToken, parseSpec } from '../convert/spec.js';
+import { configFromHf, type ModelConfig } from '../model/config.js';
 import { writeFileAtomic } from '../io/tensor-file.js';
-import { loadModel } from '../io/model-load.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { existsSync } from 'node:fs';
-import { parseIntArg, printJson, progress } from './common.js';
+import { parseIntArg, printJson, progress, readJsonArg } from './common.js';
 import { memoryFactory, type MemoryFlags } from './memory-opts.js';
 
 export interface RecordFlags {
@@ -48,14 +48,19 @@ export function defaultLabel(model: string, f: EqualCacheFlags): string {
   return `${basename(model)}${kind === 'full' ? '' : ` ${kind}`}${f.equalCache ? ` @ ${basename(f.equalCache)}` : ''}`;
 }
 
-/** The cache profile of the converted model in DIR, checked against the original `model` it must come from. */
-export function equalCacheProfile(op: string, dir: string, model: DecoderLM): CacheProfile {
-  if (!existsSync(dir)) throw new ArgumentError(op, '--equal-cache', `${dir} does not exist`, 'pass a folder written by `recurformer convert`');
-  const conv = loadModel(dir);
-  if (!conv.recurformer) throw new ArgumentError(op, '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass a folder written by `recurformer convert`');
-  const p = cacheProfile(conv.config, conv.recurformer);
-  if (p.fullKvBytesPerToken !== kvBytesPerToken(model.cfg) || conv.config.nLayers !== model.cfg.nLayers) {
-    throw new ArgumentError(op, '--equal-cache', `${dir} was not converted from this model (${p.fullKvBytesPerToken} KV bytes per token before conversion, the model has ${kvBytesPerToken(model.cfg)})`,
+/**
+ * The cache profile of the converted model in DIR (from its config.json alone; no weights are read), checked
+ * against the config of the original model it must come from.
+ */
+export function equalCacheProfile(op: string, dir: string, original: ModelConfig): CacheProfile {
+  const file = join(dir, 'config.json');
+  if (!existsSync(file)) throw new ArgumentError(op, '--equal-cache', `${dir} has no config.json`, 'pass a folder written by `recurformer convert`');
+  const { recurformer, ...rest } = readJsonArg<Record<string, unknown>>(file, op, '--equal-cache');
+  if (recurformer === undefined) throw new ArgumentError(op, '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass a folder written by `recurformer convert`');
+  const cfg = configFromHf(rest, file);
+  const p = cacheProfile(cfg, parseSpec(recurformer, cfg, file));
+  if (p.fullKvBytesPerToken !== kvBytesPerToken(original) || cfg.nLayers !== original.nLayers) {
+    throw new ArgumentError(op, '--equal-cache', `${dir} was not converted from this model (${p.fullKvBytesPerToken} KV bytes per token before conversion, the model has ${kvBytesPerToken(original)})`,
       'pass the original model the converted one was made from');
   }
   return p;
@@ -88,7 +93,7 @@ export function taskMemory(op: string, f: EqualCacheFlags, model: DecoderLM, tok
     return { factory: memoryFactory(f), settings };
   }
   const base = checkEqualCacheKind(op, f);
-  const p = equalCacheProfile(op, f.equalCache, model);
+  const p = equalCacheProfile(op, f.equalCache, model.cfg);
   const sinks = parseIntArg('--sinks', f.sinks);
   const budget = base === 'streaming' ? streamingAtEqualCache(p, tokens, sinks) : streamingHeadsAtEqualCache(p, sinks);
   return { factory: baselineAtEqualCache(base, p, tokens, sinks), settings: { ...budget, sizedAt: tokens } };

@@ -35,7 +35,7 @@ function layoutFor(o: CostFlags, model: DecoderLM, own: CacheProfile): CacheLayo
   const sinks = parseIntArg('--sinks', o.sinks);
   if (o.equalCache) {
     checkEqualCacheKind('eval cost', o);
-    const p = equalCacheProfile('eval cost', o.equalCache, model);
+    const p = equalCacheProfile('eval cost', o.equalCache, model.cfg);
     return kind === 'streaming'
       ? streamingLayout(p.fullKvBytesPerToken, (L) => streamingAtEqualCache(p, L, sinks))
       : streamingHeadsLayout(p.kvBytesPerToken, p.fullKvBytesPerToken - p.kvBytesPerToken, streamingHeadsAtEqualCache(p, sinks));

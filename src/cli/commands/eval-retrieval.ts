@@ -6,14 +6,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
-import { parseSpec } from '../../convert/spec.js';
-import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type BaselineKind, type CacheProfile } from '../../eval/budget.js';
+import { baselineAtEqualCache, streamingAtEqualCache, streamingHeadsAtEqualCache, type BaselineKind } from '../../eval/budget.js';
 import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import { writeFileAtomic } from '../../io/tensor-file.js';
-import { configFromHf, type ModelConfig } from '../../model/config.js';
+import type { ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
-import { defaultModelPath, load, packageRoot, parseIntArg, printJson, progress, readJsonArg } from '../common.js';
+import { defaultModelPath, load, packageRoot, parseIntArg, printJson, progress } from '../common.js';
+import { equalCacheProfile } from '../eval-opts.js';
 import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
 
 interface RetrievalFlags extends MemoryFlags {
@@ -44,16 +44,6 @@ export function parseNumberList(flag: string, value: string, check: (n: number) 
 const positiveInt = (n: number): string | null => (Number.isInteger(n) && n >= 1 ? null : 'must be a positive integer');
 const unitInterval = (n: number): string | null => (n >= 0 && n <= 1 ? null : 'must be within [0, 1]');
 
-/** The cache profile of a converted model folder, from its config.json alone (no weights are read). */
-export function profileOfConverted(dir: string): CacheProfile {
-  const file = join(dir, 'config.json');
-  if (!existsSync(file)) throw new ArgumentError('cli', '--equal-cache', `${dir} has no config.json`, 'pass the folder written by `recurformer convert`');
-  const { recurformer, ...rest } = readJsonArg<Record<string, unknown>>(file, 'cli', '--equal-cache');
-  if (recurformer === undefined) throw new ArgumentError('cli', '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass the folder written by `recurformer convert`');
-  const cfg = configFromHf(rest, file);
-  return cacheProfile(cfg, parseSpec(recurformer, cfg, file));
-}
-
 interface MemoryPlan {
   kind: MemoryKind;
   memoryFor: MemoryForLength;
@@ -71,11 +61,7 @@ function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): Mem
   }
   if (kind === 'full') throw new ArgumentError('cli', '--equal-cache', 'sizes the baselines only', 'use it with --memory streaming or streaming-heads, on the original model');
   if (kind !== 'streaming' && kind !== 'streaming-heads') memoryFactory(o); // throws: not a memory kind
-  const p = profileOfConverted(o.equalCache);
-  if (p.fullKvBytesPerToken !== cacheProfile(cfg, null).fullKvBytesPerToken) {
-    throw new ArgumentError('cli', '--equal-cache', `${o.equalCache} was converted from a model with other KV heads than the one evaluated`,
-      'evaluate the model it was converted from');
-  }
+  const p = equalCacheProfile('cli', o.equalCache, cfg);
   const sinks = parseIntArg('--sinks', o.sinks);
   const base = kind as BaselineKind;
   const windows = lengths.map((length) => ({
