@@ -11,7 +11,8 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { markdownTable, summarize } from '../../src/eval/summary.js';
-import { evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
+import { analyze, evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
+import { waiverSection } from './waiver.js';
 import { heldoutSplit } from './data.js';
 
 const args = process.argv.slice(2);
@@ -101,7 +102,16 @@ for (const x of experiments) {
       `${r.decodeTokPerSec?.toFixed(1) ?? '–'} |`);
   }
 }
+// The waiver contrast: both demo models (RoPE vs learned absolute positions) and stories260K on the same held-out text.
+const waivers: string[] = [];
 if (!only && !prepareOnly) {
+  await demoData();
+  for (const [name, model] of [['demo-llama', 'models/demo-llama'], ['demo-gpt2', 'models/demo-gpt2'], ['stories260K', 'models/stories260K']] as const) {
+    const file = await analyze(model, join(out, 'frankenstein-heldout.txt'), 8, 256, 0, join(out, 'waiver', name), { out, force });
+    waivers.push(waiverSection(name, file));
+    copyFileSync(join(out, 'waiver', name, 'report.html'), `docs/results/${name}-waiver.html`);
+  }
+  replaceBetween('docs/results.md', '<!-- waiver:begin -->', '<!-- waiver:end -->', waivers.join('\n\n'));
   replaceBetween('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->', sections.join('\n\n'));
   replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
     '| model | configuration | KV bytes/token | Δ perplexity | passkey by length | needle by length | decode tok/s |\n' +

@@ -90,14 +90,21 @@ async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promi
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
   '--lr', String(s.lr), '--warmup', String(s.warmup)];
 
+/** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
+export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions): Promise<string> {
+  const file = join(dir, 'analysis.json');
+  await step(file, o, () => run(['analyze', model, '--data', data, '--samples', String(samples), '--seq', String(seq),
+    '--seed', String(seed), '--out', dir], o.log ?? ((s: string) => process.stderr.write(`${s}\n`))));
+  return file;
+}
+
 /** Analyze, convert and train at every budget; returns the configurations to evaluate. */
 export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config[]> {
   const log = o.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const dir = join(o.out, x.name);
   mkdirSync(dir, { recursive: true });
   const an = join(dir, 'analysis');
-  await step(join(an, 'analysis.json'), o, () => run(['analyze', x.model, '--data', x.calib, '--samples', String(x.analyzeSamples),
-    '--seq', String(x.analyzeSeq), '--seed', String(x.seed), '--out', an], log));
+  await analyze(x.model, x.calib, x.analyzeSamples, x.analyzeSeq, x.seed, an, o);
   const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
   const cache = join(dir, 'token-cache');
   for (const b of x.budgets) {
