@@ -3,7 +3,11 @@
  * with synthetic retrieval documents in the eval formats (src/eval/synthetic.ts) with fresh random keys, shuffled
  * with a seed, written as one JSONL file (field "text").
  *
- *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700]
+ *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
+ *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700]
+ *
+ * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --max-*
+ * options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack characters).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -23,6 +27,8 @@ const opt = (name: string, def: number): number => {
 };
 const rng = new Rng(opt('--seed', 0));
 const perTask = opt("--synthetic", 700);
+const realFraction = opt('--real', 1);
+const maxFillers = opt('--max-fillers', 90), maxPairs = opt('--max-pairs', 160), maxChars = opt('--max-chars', 7700);
 
 const read = (p: string): string => readFileSync(new URL(`../../data/${p}`, import.meta.url), 'utf8');
 const stories = read('tinystories-valid-excerpt/tinystories_val.txt');
@@ -51,15 +57,18 @@ for (const text of Object.values(real)) {
   }
   if (cur.trim()) docs.push(cur);
 }
+if (realFraction < 1) {
+  for (let i = docs.length - 1; i >= 0; i--) if (rng.next() >= realFraction) docs.splice(i, 1);
+}
 const nReal = docs.length;
 // Synthetic retrieval documents, lengths spread up to about 2,000 tokens.
 for (let i = 0; i < perTask; i++) {
-  const p = passkeyCase(rng, rng.int(90), rng.next());
+  const p = passkeyCase(rng, rng.int(maxFillers), rng.next());
   docs.push(p.prompt + p.answer + '.');
   const hops = 1 + rng.int(4);
-  const h = hashhopCase(rng, hops + rng.int(160), hops);
+  const h = hashhopCase(rng, hops + rng.int(maxPairs), hops);
   docs.push(h.prompt + h.answer + '.');
-  const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, 200 + rng.int(7500), rng.next());
+  const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, 200 + rng.int(maxChars - 200), rng.next());
   docs.push(n.prompt + n.answer + '.');
 }
 for (let i = docs.length - 1; i > 0; i--) {
