@@ -40,11 +40,11 @@ const experiments: ModelExperiment[] = [
   },
   {
     name: 'demo-llama', model: 'models/demo-llama', trainData: join(out, 'demo-corpus.jsonl'), calib: join(out, 'demo-calib.txt'),
-    analyzeSeq: 1024, analyzeSamples: 8, heldout: join(out, 'frankenstein-heldout.txt'), pplCtx: 1024, pplStride: 512,
+    analyzeSeq: 1024, analyzeSamples: 8, heldout: join(out, 'frankenstein-heldout.txt'), pplCtx: 1024, pplStride: 1024,
     budgets: [0.25, 0.5, 0.75],
     align: { steps: 150, batch: 4, seq: 512, lr: 3e-3, warmup: 10 },
     distill: { steps: 300, batch: 4, seq: 512, lr: 3e-4, warmup: 30 },
-    retrieval: { lengths: [256, 512, 1024, 2000], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
+    retrieval: { lengths: [256, 512, 1024, 2000], depths: [0, 0.5, 1], hops: [1, 2], samples: 3 },
     decodeAt: 2000, seed: 0,
   },
 ];
@@ -64,7 +64,7 @@ async function demoData(): Promise<void> {
     writeFileSync(calib, docs.join('\n\n'));
   }
   const held = join(out, 'frankenstein-heldout.txt');
-  if (!existsSync(held)) writeFileSync(held, readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8').slice(0, 120_000));
+  if (!existsSync(held)) writeFileSync(held, readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8').replace(/^\uFEFF/, '').replace(/\r\n/g, '\n').slice(0, 60_000));
 }
 
 function replaceBetween(file: string, begin: string, end: string, body: string): void {
