@@ -4,10 +4,11 @@
  * with a seed, written as one JSONL file (field "text").
  *
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
- *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700]
+ *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--repeat 0]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --max-*
- * options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack characters).
+ * options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack characters);
+ * --repeat adds that many copy documents (a random word sequence written twice).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -28,6 +29,7 @@ const opt = (name: string, def: number): number => {
 const rng = new Rng(opt('--seed', 0));
 const perTask = opt("--synthetic", 700);
 const realFraction = opt('--real', 1);
+const repeats = opt('--repeat', 0);
 const maxFillers = opt('--max-fillers', 90), maxPairs = opt('--max-pairs', 160), maxChars = opt('--max-chars', 7700);
 
 const read = (p: string): string => readFileSync(new URL(`../../data/${p}`, import.meta.url), 'utf8');
@@ -70,6 +72,14 @@ for (let i = 0; i < perTask; i++) {
   docs.push(h.prompt + h.answer + '.');
   const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, 200 + rng.int(maxChars - 200), rng.next());
   docs.push(n.prompt + n.answer + '.');
+}
+// Copy documents (a random word sequence, then the same again): every second half is predictable only by looking
+// back, the strongest training signal for the induction heads retrieval needs.
+for (let i = 0; i < repeats; i++) {
+  const words = Array.from({ length: 10 + rng.int(110) }, () => (rng.next() < 0.3
+    ? String(10000 + rng.int(90000))
+    : Array.from({ length: 3 + rng.int(4) }, () => 'abcdefghijklmnopqrstuvwxyz'[rng.int(26)]).join('')));
+  docs.push(`Copy: ${words.join(' ')}.\nAgain: ${words.join(' ')}.`);
 }
 for (let i = docs.length - 1; i > 0; i--) {
   const j = rng.int(i + 1);
