@@ -17,13 +17,6 @@ RECURFORMER_THREADS=1 node bin/recurformer.js train --init scripts/demo/gpt2-con
   --data "$W/corpus.jsonl" --seq 1024 --batch 4 --steps 500 --lr 2e-3 --min-lr 0.1 --warmup 30 --weight-decay 0.1 \
   --eval-every 100 --eval-batches 4 --save-every 50 --seed 0 --out "$W/gpt2" --json &
 wait
-# Llama stage 2: 500 more steps on a retrieval-heavy mix (4,000 documents per retrieval task, shorter ones, 30% of
-# the real text): 600 steps had taught the formats but not yet the retrieval (0% passkey).
-node --import tsx scripts/demo/build-corpus.ts "$W/retrieval.jsonl" --seed 2 --synthetic 4000 --real 0.3 \
-  --max-fillers 50 --max-pairs 100 --max-chars 4000
-RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama/model" --stage pretrain --data "$W/retrieval.jsonl" \
-  --seq 2048 --batch 2 --steps 500 --lr 1e-3 --min-lr 0.1 --warmup 20 --weight-decay 0.1 \
-  --eval-every 100 --eval-batches 4 --save-every 50 --seed 1 --out "$W/llama-retr" --json
 mkdir -p models/demo-llama models/demo-gpt2
-cp "$W/llama-retr/model/"* models/demo-llama/
+cp "$W/llama/model/"* models/demo-llama/
 cp "$W/gpt2/model/"* models/demo-gpt2/
