@@ -94,6 +94,11 @@ struct ArgReader {
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);  // round to nearest even
 
+// Rows [n0, n1) of C (M, N) = A (M, K) . W^T + beta * C for a bfloat16 W (N, K), serially (bf16.cpp; gemmBF16 and
+// gemmMulti split rows over the pool with it).
+void bf16_rows(int64_t n0, int64_t n1, int64_t M, int64_t K, const float* a, const uint16_t* w, float beta, float* c,
+               int64_t N);
+
 }  // namespace rf
 
 // Registration hooks, one per kernel file (see addon.cpp).
