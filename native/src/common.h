@@ -30,7 +30,12 @@ void set_num_threads(int n);
 // Runs fn(tid, nthreads) once on each of nthreads threads (tid 0 is the caller) and waits for all of them.
 // Nested calls from inside a task run serially on the calling thread.
 void parallel_run(const std::function<void(int tid, int nthreads)>& fn);
-// Splits [0, n) into contiguous ranges of at least `grain` items and runs fn(begin, end) on them in parallel.
+// Runs fn(item, tid) once for every item in [0, n), items handed out in order from a shared counter to whichever
+// threads are running (tid: the pool thread, 0 for the caller; a thread runs its items one after another). The
+// caller does not wait for a worker that has not started, so a worker descheduled by other load costs nothing.
+void parallel_claim(int64_t n, const std::function<void(int64_t item, int tid)>& fn);
+// Splits [0, n) into contiguous ranges of at least `grain` items (at most one per thread) and runs fn(begin, end)
+// on them in parallel (through parallel_claim: any thread may take any range).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
 // ---- argument extraction ---------------------------------------------------------------------------------
