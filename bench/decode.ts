@@ -49,9 +49,14 @@ function decodeRate(m: DecoderLM, promptLen: number, steps: number): number {
     mem.advance(1);
   }));
   step(1); // warm-up
-  const t0 = performance.now();
-  for (let i = 0; i < steps; i++) step(i);
-  return steps / ((performance.now() - t0) / 1000);
+  // three rounds, the best kept (as for the bandwidth probe: slow rounds measure the host's other jobs)
+  let best = 0;
+  for (let round = 0; round < 3; round++) {
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) step(i);
+    best = Math.max(best, steps / ((performance.now() - t0) / 1000));
+  }
+  return best;
 }
 
 function prefillRate(m: DecoderLM, T: number): number {
@@ -84,7 +89,7 @@ for (const dtype of ['f32', 'f16'] as const) {
   const m = buildModel(lm, { dtype });
   const bytes = weightBytesPerToken(m);
   const bound = (hw.bandwidthGBs * 1e9) / bytes;
-  const rate = decodeRate(m, 16, small ? 20 : 30);
+  const rate = decodeRate(m, 16, small ? 10 : 20);
   log(`decode ${dtype}: ${rate.toFixed(1)} tok/s; bound ${bound.toFixed(1)} tok/s (${(bytes / 1e6).toFixed(0)} MB/token) ` +
     `-> ${((100 * rate) / bound).toFixed(0)}% of the bandwidth bound`);
   results[`decode_${dtype}`] = { tokPerS: rate, boundTokPerS: bound, fraction: rate / bound, bytesPerToken: bytes };

@@ -24,7 +24,7 @@
 // heads belong to that (batch, KV head): written directly when each (batch, KV head) is one item, and through
 // per-thread partial buffers summed at the end when the keys are split into several chunks.
 //
-// Threading: items are handed out from an atomic counter inside rf::parallel_run rather than as the static
+// Threading: items are handed out from an atomic counter (rf::parallel_claim) rather than as the static
 // halves rf::parallel_for would give, because causal tiles differ in cost by up to T / block; items are ordered
 // most expensive first so the tail of the schedule is short.
 #include <algorithm>
@@ -165,14 +165,9 @@ void run_items(int64_t n, const F& f) {
     for (int64_t t = 0; t < n; ++t) f(t, 0);
     return;
   }
-  std::atomic<int64_t> next{0};
-  rf::parallel_run([&](int tid, int) {
+  rf::parallel_claim(n, [&](int64_t t, int tid) {
     [[maybe_unused]] FlushDenormals ftz;
-    for (;;) {
-      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n) return;
-      f(t, tid);
-    }
+    f(t, tid);
   });
 }
 

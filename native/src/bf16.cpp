@@ -66,6 +66,19 @@ RF_AVX2 void rows_avx2(int64_t n0, int64_t n1, int64_t M, int64_t K, const float
 }
 #endif
 
+}  // namespace
+
+// Rows [n0, n1) of C = A . W^T + beta * C for a bfloat16 W (N, K), on the calling thread.
+void rf::bf16_rows(int64_t n0, int64_t n1, int64_t M, int64_t K, const float* a, const uint16_t* w, float beta,
+                   float* c, int64_t N) {
+#if RF_X86
+  if (rf::has_avx2()) return rows_avx2(n0, n1, M, K, a, w, beta, c, N);
+#endif
+  rows_scalar(n0, n1, M, K, a, w, beta, c, N);
+}
+
+namespace {
+
 Napi::Value GemmBF16(const Napi::CallbackInfo& info) {
   rf::ArgReader r(info, "gemmBF16");
   int64_t M = r.i64(0), N = r.i64(1), K = r.i64(2);
@@ -81,16 +94,7 @@ Napi::Value GemmBF16(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  const bool simd = rf::has_avx2();
-  rf::parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
-#if RF_X86
-    if (simd) {
-      rows_avx2(n0, n1, M, K, a, w, beta, c, N);
-      return;
-    }
-#endif
-    rows_scalar(n0, n1, M, K, a, w, beta, c, N);
-  });
+  rf::parallel_for(N, 64, [&](int64_t n0, int64_t n1) { rf::bf16_rows(n0, n1, M, K, a, w, beta, c, N); });
   return info.Env().Undefined();
 }
 

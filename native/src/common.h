@@ -30,7 +30,12 @@ void set_num_threads(int n);
 // Runs fn(tid, nthreads) once on each of nthreads threads (tid 0 is the caller) and waits for all of them.
 // Nested calls from inside a task run serially on the calling thread.
 void parallel_run(const std::function<void(int tid, int nthreads)>& fn);
-// Splits [0, n) into contiguous ranges of at least `grain` items and runs fn(begin, end) on them in parallel.
+// Runs fn(item, tid) once for every item in [0, n), items handed out in order from a shared counter to whichever
+// threads are running (tid: the pool thread, 0 for the caller; a thread runs its items one after another). The
+// caller does not wait for a worker that has not started, so a worker descheduled by other load costs nothing.
+void parallel_claim(int64_t n, const std::function<void(int64_t item, int tid)>& fn);
+// Splits [0, n) into contiguous ranges of at least `grain` items (at most one per thread) and runs fn(begin, end)
+// on them in parallel (through parallel_claim: any thread may take any range).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
 // ---- argument extraction ---------------------------------------------------------------------------------
@@ -93,6 +98,11 @@ struct ArgReader {
 // ---- half precision ----------------------------------------------------------------------------------------
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);  // round to nearest even
+
+// Rows [n0, n1) of C (M, N) = A (M, K) . W^T + beta * C for a bfloat16 W (N, K), serially (bf16.cpp; gemmBF16 and
+// gemmMulti split rows over the pool with it).
+void bf16_rows(int64_t n0, int64_t n1, int64_t M, int64_t K, const float* a, const uint16_t* w, float beta, float* c,
+               int64_t N);
 
 }  // namespace rf
 

@@ -317,29 +317,31 @@ void gemv_col(const Problem& P, const KernelSet& ks, bool parallel) {
 // every weight once more than it is used; instead the weight is walked in blocks of rows small enough to stay
 // in L2 while every group of up to four activation rows is dotted against the block, so each weight comes
 // from memory once. A half weight block is first widened into an L2-resident float copy, so the conversion
-// is paid once rather than once per activation group.
-void gemv_few_rows(const Problem& P, const KernelSet& ks, bool parallel) {
+// is paid once rather than once per activation group. Computes columns [r0, r1) of C on the calling thread.
+void few_rows_range(const Problem& P, const KernelSet& ks, int64_t r0, int64_t r1) {
   const int64_t N = P.N, K = P.K, M = P.M;
   const int64_t groups = ceil_div(M, 4), group = ceil_div(M, groups);  // balanced: 5 -> 3 + 2, not 4 + 1
   const int64_t block = std::max<int64_t>(4, std::min<int64_t>(N, (int64_t(256) << 10) / (K * 4) / 4 * 4));
-  maybe_parallel(parallel, N, K * M, [&](int64_t r0, int64_t r1) {
-    float* wide = P.bh.p && groups > 1 ? tl_bpack.get(static_cast<size_t>(block * K + 16)) : nullptr;
-    for (int64_t r = r0; r < r1; r += block) {
-      const int64_t rows = std::min(block, r1 - r);
-      const float* w = P.bh.p ? wide : P.b.at(0, r);
-      const int64_t ldw = P.bh.p ? K : P.b.cs;
-      if (wide) ks.f16_to_f32(P.bh.at(0, r), wide, rows * K);  // rows are contiguous: (N, K) layout
-      for (int64_t m = 0; m < M; m += group) {
-        const int mx = static_cast<int>(std::min(group, M - m));
-        const float* x = P.a.at(m, 0);
-        float* y = P.c + m * P.ldc + r;
-        if (P.bh.p && !wide)
-          ks.gemv_dot_h(rows, K, P.bh.at(0, r), P.bh.cs, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
-        else
-          ks.gemv_dot(rows, K, w, ldw, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
-      }
+  float* wide = P.bh.p && groups > 1 ? tl_bpack.get(static_cast<size_t>(block * K + 16)) : nullptr;
+  for (int64_t r = r0; r < r1; r += block) {
+    const int64_t rows = std::min(block, r1 - r);
+    const float* w = P.bh.p ? wide : P.b.at(0, r);
+    const int64_t ldw = P.bh.p ? K : P.b.cs;
+    if (wide) ks.f16_to_f32(P.bh.at(0, r), wide, rows * K);  // rows are contiguous: (N, K) layout
+    for (int64_t m = 0; m < M; m += group) {
+      const int mx = static_cast<int>(std::min(group, M - m));
+      const float* x = P.a.at(m, 0);
+      float* y = P.c + m * P.ldc + r;
+      if (P.bh.p && !wide)
+        ks.gemv_dot_h(rows, K, P.bh.at(0, r), P.bh.cs, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
+      else
+        ks.gemv_dot(rows, K, w, ldw, x, P.a.rs, mx, y, P.ldc, P.alpha, P.beta);
     }
-  });
+  }
+}
+
+void gemv_few_rows(const Problem& P, const KernelSet& ks, bool parallel) {
+  maybe_parallel(parallel, P.N, P.K * P.M, [&](int64_t r0, int64_t r1) { few_rows_range(P, ks, r0, r1); });
 }
 
 // C = beta * C (K == 0: the product is empty); beta == 0 writes zeros without reading C.
@@ -365,6 +367,47 @@ void run_product(const Problem& P, const KernelSet& ks, bool parallel) {
   if (P.M >= int64_t(nt) * ks.mr * 4) return run_split_rows(P, ks);
   if (P.N >= int64_t(nt) * ks.nr * 2) return run_split_cols(P, ks);
   run_split_rows(P, ks);
+}
+
+// ---- several products of one activation ------------------------------------------------------------------------
+
+// Weight encodings of gemmMulti.
+enum WeightType { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+struct Part {
+  Problem P;  // P.bh.p set for F16; for BF16 `bf` is set instead
+  const uint16_t* bf;
+  int64_t begin;  // first row of this part in the concatenated rows of all parts
+};
+
+// Columns [r0, r1) of one decode-sized part on the calling thread, with exactly the arithmetic of the separate
+// product (gemv_row / gemv_few_rows / gemmBF16), so fusing never changes a result.
+void part_range(const Part& q, const KernelSet& ks, int64_t r0, int64_t r1) {
+  const Problem& P = q.P;
+  if (q.bf) return rf::bf16_rows(r0, r1, P.M, P.K, P.a.p, q.bf, P.beta, P.c, P.N);
+  if (P.M == 1) {
+    if (P.bh.p)
+      ks.gemv_dot_h(r1 - r0, P.K, P.bh.at(0, r0), P.bh.cs, P.a.p, P.K, 1, P.c + r0, P.N, P.alpha, P.beta);
+    else
+      ks.gemv_dot(r1 - r0, P.K, P.b.at(0, r0), P.b.cs, P.a.p, P.K, 1, P.c + r0, P.N, P.alpha, P.beta);
+    return;
+  }
+  few_rows_range(P, ks, r0, r1);
+}
+
+// Up to kSmallM activation rows against several (N_i, K) weights: the rows of all weights are concatenated and
+// split over the pool in one hand-off (decode issues q/k/v and gate/up this way), each weight read once.
+void run_multi(Part* parts, int n, const KernelSet& ks) {
+  int64_t total = 0;
+  for (int i = 0; i < n; ++i) parts[i].begin = total, total += parts[i].P.N;
+  const Problem& P0 = parts[0].P;
+  const auto range = [&](int64_t r0, int64_t r1) {
+    for (int i = 0; i < n; ++i) {
+      const int64_t b = std::max(r0, parts[i].begin), e = std::min(r1, parts[i].begin + parts[i].P.N);
+      if (b < e) part_range(parts[i], ks, b - parts[i].begin, e - parts[i].begin);
+    }
+  };
+  maybe_parallel(true, total, P0.K * P0.M, range);
 }
 
 // ---- batches ----------------------------------------------------------------------------------------------------
@@ -496,6 +539,73 @@ Napi::Value GemmF16(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gemmMulti(M, K, a, dtype, w0, n0, c0, w1, n1, c1, w2, n2, c2): C_i (M, N_i) = A (M, K) . W_i^T for every slot
+// with N_i > 0; W_i (N_i, K) float32 (dtype 0) or F16 / BF16 bits (1 / 2).
+Napi::Value GemmMulti(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rf::ArgReader r(info, "gemmMulti");
+  const int64_t M = r.i64(0), K = r.i64(1);
+  size_t la = 0;
+  float* a = r.f32(2, &la);
+  const int dtype = static_cast<int>(r.i64(3));
+  if (!r.ok) return env.Undefined();
+  if (M < 0 || K < 0 || M * K > static_cast<int64_t>(la) || dtype < kF32 || dtype > kBF16) {
+    throw_range(env, "gemmMulti: sizes must be non-negative, a at least M * K long, dtype 0, 1 or 2");
+    return env.Undefined();
+  }
+  Part parts[3];
+  int n = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t at = 4 + 3 * i;
+    const int64_t N = r.i64(at + 1);
+    if (!r.ok) return env.Undefined();
+    if (N == 0) continue;  // an unused slot: its arrays are not read
+    size_t lw = 0, lc = 0;
+    float* wf = nullptr;
+    uint16_t* wh = nullptr;
+    if (dtype == kF32)
+      wf = r.f32(at, &lw);
+    else
+      wh = r.u16(at, &lw);
+    float* c = r.f32(at + 2, &lc);
+    if (!r.ok) return env.Undefined();
+    if (N < 0 || N * K > static_cast<int64_t>(lw) || M * N > static_cast<int64_t>(lc)) {
+      throw_range(env, "gemmMulti: weight " + std::to_string(i) + " or its output is shorter than N, K, M require");
+      return env.Undefined();
+    }
+    if (M == 0) continue;
+    Part& q = parts[n++];
+    q.P.M = M;
+    q.P.N = N;
+    q.P.K = K;
+    q.P.a = ViewF{a, K, 1};
+    q.P.b = ViewF{wf, 1, K};
+    q.P.bh = ViewH{dtype == kF16 ? wh : nullptr, 1, K};
+    q.P.c = c;
+    q.P.ldc = N;
+    q.P.alpha = 1.0f;
+    q.P.beta = 0.0f;
+    q.bf = dtype == kBF16 ? wh : nullptr;
+  }
+  if (n == 0) return env.Undefined();
+  const KernelSet& ks = kernels();
+  if (K == 0) {
+    for (int i = 0; i < n; ++i) scale_c(parts[i].P);
+  } else if (M <= kSmallM) {
+    run_multi(parts, n, ks);
+  } else {
+    for (int i = 0; i < n; ++i) {
+      if (parts[i].bf) {
+        const Part& q = parts[i];
+        rf::parallel_for(q.P.N, 64, [&](int64_t b, int64_t e) { rf::bf16_rows(b, e, M, K, a, q.bf, 0.0f, q.P.c, q.P.N); });
+      } else {
+        run_product(parts[i].P, ks, true);
+      }
+    }
+  }
+  return env.Undefined();
+}
+
 // Conversions are memory-bound; large arrays use both cores because one core cannot saturate the memory bus.
 template <typename S, typename D>
 void convert(const S* src, D* dst, int64_t n, void (*fn)(const S*, D*, int64_t)) {
@@ -554,6 +664,7 @@ void register_gemm(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmInfo", Napi::Function::New(env, GemmInfo, "gemmInfo"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("gemmF16", Napi::Function::New(env, GemmF16, "gemmF16"));
+  exports.Set("gemmMulti", Napi::Function::New(env, GemmMulti, "gemmMulti"));
   exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16, "f32ToF16"));
   exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32, "f16ToF32"));
 }

@@ -31,20 +31,38 @@ bool has_avx2() {
 const char* simd_name() { return has_avx2() ? "avx2" : "scalar"; }
 
 // ---- thread pool ---------------------------------------------------------------------------------------------
-// Workers wait for a new "generation"; each generation runs one task on every thread, the caller included.
-// Workers spin briefly before sleeping so back-to-back kernels (a decode step issues dozens) do not pay a
-// futex wake-up each time.
+// Workers wait for a new "generation"; workers spin briefly before sleeping so back-to-back kernels (a decode step
+// issues dozens) do not pay a futex wake-up each time. A generation is one of two kinds of job:
+//   strict (parallel_run): one task on every thread, the caller included, all of them running at once (the packed
+//     GEMM meets at barriers inside it). The caller waits until every worker has run it.
+//   claimed (parallel_claim, and parallel_for on top of it): independent items taken from a shared counter by
+//     whichever threads arrive. The caller takes items too, and once none are left it closes the job and waits
+//     only for the workers that joined before that: a worker the OS has not scheduled yet (another process on its
+//     core) is skipped instead of waited for. On a shared 2-core host that wait used to be a scheduler time slice
+//     per kernel call, dozens of times per decoded token.
 namespace {
+
+constexpr int64_t kClosed = INT64_MIN / 2;  // gate value once a claimed job stops admitting workers
 
 struct Pool {
   std::vector<std::thread> workers;
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<uint64_t> generation{0};
-  std::atomic<int> remaining{0};
-  const std::function<void(int, int)>* task = nullptr;
   int nthreads = 1;
   bool stop = false;
+  // what the current generation is; written before the generation is bumped
+  std::atomic<bool> claimed{false};
+  // strict jobs
+  std::atomic<int> remaining{0};
+  const std::function<void(int, int)>* task = nullptr;
+  // claimed jobs: items [0, items) handed out by `next`; `gate` counts the workers that joined (negative once
+  // closed), `done` the joined workers that have finished
+  const std::function<void(int64_t, int)>* item_task = nullptr;
+  int64_t items = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> gate{kClosed};
+  std::atomic<int64_t> done{0};
 
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
@@ -66,6 +84,15 @@ struct Pool {
     stop = false;
   }
 
+  // Takes items until none are left.
+  void drain(int tid) {
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= items) return;
+      (*item_task)(i, tid);
+    }
+  }
+
   void loop(int tid, uint64_t seen) {
     for (;;) {
       uint64_t g = generation.load(std::memory_order_acquire);
@@ -82,11 +109,30 @@ struct Pool {
         cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen; });
         g = generation.load(std::memory_order_acquire);
       }
-      seen = g;
       if (stop) return;
-      (*task)(tid, nthreads);
-      remaining.fetch_sub(1, std::memory_order_acq_rel);
+      if (!claimed.load(std::memory_order_acquire)) {
+        // A strict job cannot be replaced before this worker has run it, so re-reading the generation gives the
+        // one it belongs to (g may be an older, claimed generation this worker slept through).
+        seen = generation.load(std::memory_order_acquire);
+        (*task)(tid, nthreads);
+        remaining.fetch_sub(1, std::memory_order_acq_rel);
+        continue;
+      }
+      seen = g;
+      // Join the claimed job that is open now (possibly a newer one than g: joining it is just as valid, and a
+      // second join of the same job finds no items left). Closed: nothing to do, and nothing of the job is read.
+      if (gate.fetch_add(1, std::memory_order_acq_rel) < 0) continue;
+      drain(tid);
+      done.fetch_add(1, std::memory_order_acq_rel);
     }
+  }
+
+  void publish() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      generation.fetch_add(1, std::memory_order_acq_rel);
+    }
+    cv.notify_all();
   }
 
   void run(const std::function<void(int, int)>& fn) {
@@ -96,11 +142,8 @@ struct Pool {
     }
     task = &fn;
     remaining.store(nthreads - 1, std::memory_order_release);
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      generation.fetch_add(1, std::memory_order_acq_rel);
-    }
-    cv.notify_all();
+    claimed.store(false, std::memory_order_release);
+    publish();
     fn(0, nthreads);
     while (remaining.load(std::memory_order_acquire) != 0) {
 #if RF_X86
@@ -108,6 +151,30 @@ struct Pool {
 #endif
     }
     task = nullptr;
+  }
+
+  void run_claimed(int64_t n, const std::function<void(int64_t, int)>& fn) {
+    if (nthreads == 1 || n <= 1) {
+      for (int64_t i = 0; i < n; ++i) fn(i, 0);
+      return;
+    }
+    item_task = &fn;
+    items = n;
+    next.store(0, std::memory_order_relaxed);
+    done.store(0, std::memory_order_relaxed);
+    gate.store(0, std::memory_order_release);  // opens the job: everything above is visible to whoever joins
+    claimed.store(true, std::memory_order_release);
+    publish();
+    drain(0);
+    // No item is left to start; stop admitting workers and wait for those that joined (they may still be running
+    // their last item).
+    const int64_t joined = gate.exchange(kClosed, std::memory_order_acq_rel);
+    while (done.load(std::memory_order_acquire) != joined) {
+#if RF_X86
+      __builtin_ia32_pause();
+#endif
+    }
+    item_task = nullptr;
   }
 };
 
@@ -157,6 +224,20 @@ void parallel_run(const std::function<void(int, int)>& fn) {
   pool().run(wrapped);
 }
 
+void parallel_claim(int64_t n, const std::function<void(int64_t, int)>& fn) {
+  if (n <= 0) return;
+  if (in_parallel) {
+    for (int64_t i = 0; i < n; ++i) fn(i, 0);
+    return;
+  }
+  std::function<void(int64_t, int)> wrapped = [&](int64_t item, int tid) {
+    in_parallel = true;
+    fn(item, tid);
+    in_parallel = false;
+  };
+  pool().run_claimed(n, wrapped);
+}
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
@@ -166,10 +247,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     fn(0, n);
     return;
   }
-  parallel_run([&](int tid, int nthreads) {
-    int64_t chunks = nthreads < max_chunks ? nthreads : max_chunks;
-    if (tid >= chunks) return;
-    int64_t begin = n * tid / chunks, end = n * (tid + 1) / chunks;
+  // the same static ranges as one chunk per thread, but claimed: a thread that is not running takes none
+  const int64_t chunks = nt < max_chunks ? nt : max_chunks;
+  parallel_claim(chunks, [&](int64_t c, int) {
+    const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
     if (begin < end) fn(begin, end);
   });
 }

@@ -3,7 +3,7 @@
  * implementations (full KV here; recurrent state, hybrid and the streaming baselines join in the conversion
  * issue), chosen by configuration, never by model name.
  */
-import { Tensor, concat, contiguous, empty, keep, shapeStr, slice } from '../tensor/index.js';
+import { Tensor, contiguous, empty, keep, shapeStr } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import type { RecurrentState } from '../model/recurrent-head.js';
 import type { DecoderLM } from '../model/transformer.js';
@@ -163,16 +163,38 @@ export class KVCache implements AttentionMemory {
   }
 }
 
+/** One layer's retained keys and values in a StreamingMemory. */
+interface StreamLayer {
+  /** Keys / values (B, cap, H, D): the retained sequence is tokens [o, o + n) of every batch item. */
+  k: Float32Array;
+  v: Float32Array;
+  cap: number;
+  o: number;
+  n: number;
+  /** Eviction decided by the last update, applied at the next one (its view must stay readable until then). */
+  sinks: number;
+  recent: number;
+  row: number;
+  batch: number;
+}
+
 /**
  * StreamingLLM baseline: every head keeps the first `sinks` tokens and the most recent `window` tokens; everything
  * in between is evicted. Its cache stops growing at sinks + window tokens. Keys are cached after RoPE, so evicted
  * tokens leave no gap in the positions of the rest.
+ *
+ * Storage: per layer one preallocated buffer per batch item holding the retained sequence [sinks | recent]
+ * contiguously at a sliding start `o`. New tokens are appended after it and the attention reads the whole run in
+ * place (no copy); evicting the oldest recent tokens moves the start forward and moves only the sinks behind it
+ * (`sinks` tokens per step). When the run reaches the end of the buffer it is moved back to the start, which
+ * happens once every ~(sinks + window) steps: a decode step copies O(sinks + 1) tokens amortized, not the window.
+ * The keys the attention sees, and their order, are exactly those of the plain sinks + window cache, so logits are
+ * bit-identical to it.
  */
 export class StreamingMemory implements AttentionMemory {
   readonly kind = 'streaming';
   private len = 0;
-  /** Per layer: retained keys/values (B, R, H, D) as tensors. */
-  private readonly kv: { k: Tensor; v: Tensor }[] = [];
+  private readonly layers: (StreamLayer | undefined)[] = [];
 
   constructor(readonly nLayers: number, readonly sinks: number, readonly window: number) {
     if (!(Number.isInteger(window) && window >= 1) || !(Number.isInteger(sinks) && sinks >= 0)) {
@@ -184,39 +206,91 @@ export class StreamingMemory implements AttentionMemory {
     return this.len;
   }
 
+  /** Applies the eviction the previous update decided: [sinks | evicted | recent] -> [sinks | recent]. */
+  private settle(L: StreamLayer): void {
+    const evicted = L.n - L.sinks - L.recent;
+    if (evicted <= 0) return;
+    const { row, cap } = L;
+    for (let b = 0; b < L.batch; b++) {
+      const base = b * cap * row;
+      // the sinks move forward next to the recent tokens (copyWithin handles the overlap)
+      L.k.copyWithin(base + (L.o + evicted) * row, base + L.o * row, base + (L.o + L.sinks) * row);
+      L.v.copyWithin(base + (L.o + evicted) * row, base + L.o * row, base + (L.o + L.sinks) * row);
+    }
+    L.o += evicted;
+    L.n = L.sinks + L.recent;
+  }
+
+  /** Makes room for T more tokens after the retained run: move it to the start, or grow the buffer. */
+  private reserve(L: StreamLayer, T: number): void {
+    if (L.o + L.n + T <= L.cap) return;
+    const { row } = L;
+    const cap = Math.max(L.cap, L.n + T);
+    const same = cap === L.cap;
+    const k = same ? L.k : new Float32Array(L.batch * cap * row);
+    const v = same ? L.v : new Float32Array(L.batch * cap * row);
+    for (let b = 0; b < L.batch; b++) {
+      const from = (b * L.cap + L.o) * row, to = (b * L.cap + L.o + L.n) * row;
+      if (same) {
+        k.copyWithin(b * cap * row, from, to);
+        v.copyWithin(b * cap * row, from, to);
+      } else {
+        k.set(L.k.subarray(from, to), b * cap * row);
+        v.set(L.v.subarray(from, to), b * cap * row);
+      }
+    }
+    Object.assign(L, { k, v, cap, o: 0 });
+  }
+
   update(layer: number, k: Tensor, v: Tensor): MemoryView {
-    const prev = this.kv[layer];
-    const kAll = prev ? concat([prev.k, k], 1) : k;
-    const vAll = prev ? concat([prev.v, v], 1) : v;
-    const S = kAll.shape[1]!, T = k.shape[1]!;
+    const [B, T, H, D] = k.shape as [number, number, number, number];
+    if (v.shape.some((d, i) => d !== k.shape[i])) throw new ShapeError('StreamingMemory.update', 'v', shapeStr(k.shape), v.shape);
+    const row = H * D;
+    let L = this.layers[layer];
+    if (L && (L.batch !== B || L.row !== row)) {
+      throw new ShapeError('StreamingMemory.update', 'k', `[${L.batch}, T, ${L.row / D}, ${D}]`, k.shape);
+    }
+    if (!L) {
+      // room for the retained run plus as many steps again, so the run moves back only every ~(sinks + window) steps
+      const cap = 2 * (this.sinks + this.window) + T;
+      L = { k: new Float32Array(B * cap * row), v: new Float32Array(B * cap * row), cap, o: 0, n: 0, sinks: 0, recent: 0, row, batch: B };
+      this.layers[layer] = L;
+    }
+    this.settle(L);
+    this.reserve(L, T);
+    const kd = contiguous(k).data, vd = contiguous(v).data;
+    for (let b = 0; b < B; b++) {
+      const at = (b * L.cap + L.o + L.n) * row;
+      L.k.set(kd.subarray(b * T * row, (b + 1) * T * row), at);
+      L.v.set(vd.subarray(b * T * row, (b + 1) * T * row), at);
+    }
+    const S = L.n + T;
+    L.n = S;
     // how many of the retained keys are sinks: the first min(sinks, tokens seen) positions
     const sinkCount = Math.min(this.sinks, this.len + T);
     // keep the sinks and the last window-1 keys: the next query adds itself to make `window` recent keys
-    const keepRecent = Math.min(this.window - 1, S - sinkCount);
-    // retained: the sink keys at the start of kAll and the most recent keepRecent keys
-    const parts = (x: Tensor): Tensor => {
-      if (sinkCount + keepRecent >= S) return contiguous(x);
-      const recent = slice(x, 1, S - keepRecent, S);
-      return contiguous(sinkCount > 0 ? concat([slice(x, 1, 0, sinkCount), recent], 1) : recent);
-    };
-    // retained keys outlive the step's buffer scope
-    this.kv[layer] = keep({ k: parts(kAll), v: parts(vAll) });
-    return { k: kAll, v: vAll, qOffset: S - T, window: this.window, sinks: sinkCount };
+    L.sinks = sinkCount;
+    L.recent = Math.min(this.window - 1, S - sinkCount);
+    // (B, S, H, D) in place: contiguous for one batch item, a strided view over the buffer otherwise
+    const view = (buf: Float32Array): Tensor =>
+      new Tensor({ data: buf }, [B, S, H, D], [L.cap * row, row, D, 1], L.o * row);
+    return { k: view(L.k), v: view(L.v), qOffset: S - T, window: this.window, sinks: sinkCount };
   }
 
   advance(T: number): void {
     this.len += T;
   }
 
+  /** Bytes of the retained keys and values (sinks + window - 1 tokens once full); the buffers reserve about 2x. */
   bytes(): number {
     let n = 0;
-    for (const e of this.kv) if (e) n += (e.k.size + e.v.size) * 4;
+    for (const L of this.layers) if (L) n += Math.min(L.n, L.sinks + L.recent) * L.row * L.batch * 2 * 4;
     return n;
   }
 
   reset(): void {
     this.len = 0;
-    this.kv.length = 0;
+    this.layers.length = 0;
   }
 }
 

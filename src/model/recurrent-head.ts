@@ -77,11 +77,28 @@ export function stateSize(d: RecurrentDims): number {
 
 /** The projections before the conv: (B, T, channels) = [x | B | C] and dt (B, T, nHeads). */
 function project(u: Tensor, p: RecurrentParams): { xbc: Tensor; dt: Tensor; z: Tensor | null } {
+  const D = u.shape[2]!;
+  if (u.size === D && !needsGrad([u, p.wx, p.wb, p.wc, p.wdt, p.bdt, p.wz])) {
+    // one token without gradients (decode): two fused products, x | B | C written straight into one row
+    const xbc = T.empty([...u.shape.slice(0, 2), p.wx.shape[0]! + p.wb.shape[0]! + p.wc.shape[0]!]);
+    const nx = p.wx.shape[0]!, nb = p.wb.shape[0]!, nc = p.wc.shape[0]!;
+    const ud = T.contiguous(u).data, row = xbc.data;
+    const w = (t: Tensor): Float32Array => T.contiguous(t).data;
+    K().gemmMulti(1, D, ud, 0, w(p.wx), nx, row.subarray(0, nx), w(p.wb), nb, row.subarray(nx, nx + nb), w(p.wc), nc,
+      row.subarray(nx + nb));
+    const dtRaw = T.empty([...u.shape.slice(0, 2), p.wdt.shape[0]!]);
+    const z = p.wz ? T.empty([...u.shape.slice(0, 2), p.wz.shape[0]!]) : null;
+    K().gemmMulti(1, D, ud, 0, w(p.wdt), p.wdt.shape[0]!, dtRaw.data, z ? w(p.wz!) : NONE, z ? z.size : 0, z ? z.data : NONE,
+      NONE, 0, NONE);
+    return { xbc, dt: T.softplus(T.add(dtRaw, p.bdt)), z };
+  }
   const xbc = T.concat([T.linear(u, p.wx), T.linear(u, p.wb), T.linear(u, p.wc)], 2);
   const dt = T.softplus(T.add(T.linear(u, p.wdt), p.bdt));
   const z = p.wz ? T.linear(u, p.wz) : null;
   return { xbc, dt, z };
 }
+
+const NONE = new Float32Array(0);
 
 /** Splits the conv output into x (B,T,H,P), B expanded to heads (B,T,H,N) and C (B,T,H,N). */
 function split(xbc: Tensor, d: RecurrentDims, Bn: number, Tn: number): { x: Tensor; b: Tensor; c: Tensor } {

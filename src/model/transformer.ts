@@ -15,7 +15,7 @@ import type { AttentionMemory } from '../inference/memory.js';
 import type { ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
-import { HalfWeight, asTensor, embeddingW, linearW, type Weight } from './weights.js';
+import { HalfWeight, asTensor, embeddingW, linearMultiW, linearW, type Weight } from './weights.js';
 import { headSplit, layerDims, layerPrefix, type HeadSplit, type RecurformerSpec } from '../convert/spec.js';
 import {
   recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams,
@@ -161,9 +161,8 @@ export class DecoderLM {
       const u = this.act(linearW(h, this.w(`${p}.mlp.c_fc.weight`), this.opt(`${p}.mlp.c_fc.bias`)));
       return linearW(u, this.w(`${p}.mlp.c_proj.weight`), this.opt(`${p}.mlp.c_proj.bias`));
     }
-    const g = this.act(linearW(h, this.w(`${p}.mlp.gate_proj.weight`)));
-    const u = linearW(h, this.w(`${p}.mlp.up_proj.weight`));
-    return linearW(T.mul(g, u), this.w(`${p}.mlp.down_proj.weight`));
+    const [g, u] = linearMultiW(h, [this.w(`${p}.mlp.gate_proj.weight`), this.w(`${p}.mlp.up_proj.weight`)]);
+    return linearW(T.mul(this.act(g!), u!), this.w(`${p}.mlp.down_proj.weight`));
   }
 
   /** Projections to q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh), before RoPE. */
@@ -178,10 +177,10 @@ export class DecoderLM {
       return [q, k, v];
     }
     const p = `model.layers.${l}.self_attn`;
-    const q = linearW(h, this.w(`${p}.q_proj.weight`), this.opt(`${p}.q_proj.bias`));
-    const k = linearW(h, this.w(`${p}.k_proj.weight`), this.opt(`${p}.k_proj.bias`));
-    const v = linearW(h, this.w(`${p}.v_proj.weight`), this.opt(`${p}.v_proj.bias`));
-    return [T.reshape(q, [B, Tn, Hq, Dh]), T.reshape(k, [B, Tn, Hkv, Dh]), T.reshape(v, [B, Tn, Hkv, Dh])];
+    // one fused product for a few rows (decode), three otherwise
+    const [q, k, v] = linearMultiW(h, [this.w(`${p}.q_proj.weight`), this.w(`${p}.k_proj.weight`), this.w(`${p}.v_proj.weight`)],
+      [this.opt(`${p}.q_proj.bias`), this.opt(`${p}.k_proj.bias`), this.opt(`${p}.v_proj.bias`)]);
+    return [T.reshape(q!, [B, Tn, Hq, Dh]), T.reshape(k!, [B, Tn, Hkv, Dh]), T.reshape(v!, [B, Tn, Hkv, Dh])];
   }
 
   /**

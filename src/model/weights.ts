@@ -55,6 +55,34 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
   return b ? add(y, b) : y;
 }
 
+const NONE = new Float32Array(0);
+
+/**
+ * [x @ w_i^T (+ b_i)] for two or three weights sharing the input x (q/k/v, gate/up): for a few rows without
+ * gradients one `gemmMulti` call computes them all (one thread hand-off, every weight read once); otherwise, or
+ * when the weights differ in type, one `linearW` each. Same results either way.
+ */
+export function linearMultiW(x: Tensor, ws: readonly Weight[], bs: readonly (Tensor | null)[] = []): Tensor[] {
+  const w0 = ws[0]!;
+  const Kd = w0.shape[1]!;
+  const half = w0 instanceof HalfWeight ? w0.kind : null;
+  const M = x.shape[x.rank - 1] === Kd ? x.size / Kd : -1;
+  const fusable = ws.length >= 2 && ws.length <= 3 && M >= 1 && M <= DIRECT_ROWS &&
+    ws.every((w) => w.shape.length === 2 && w.shape[1] === Kd && (w instanceof HalfWeight ? w.kind === half : half === null)) &&
+    !(isGradEnabled() && (x.requiresGrad || ws.some((w) => w instanceof Tensor && w.requiresGrad)));
+  if (!fusable) return ws.map((w, i) => linearW(x, w, bs[i] ?? null));
+  const xd = contiguousData(x);
+  const lead = x.shape.slice(0, -1);
+  const ys = ws.map((w) => empty([...lead, w.shape[0]!]));
+  const arg = (i: number): [Float32Array | Uint16Array, number, Float32Array] => {
+    const w = ws[i];
+    if (!w) return [NONE, 0, NONE];
+    return [w instanceof HalfWeight ? w.data : contiguousData(w), w.shape[0]!, ys[i]!.data];
+  };
+  K().gemmMulti(M, Kd, xd, half === null ? 0 : half === 'f16' ? 1 : 2, ...arg(0), ...arg(1), ...arg(2));
+  return ys.map((y, i) => (bs[i] ? add(y, bs[i]) : y));
+}
+
 /** Rows of an embedding table picked by ids, converting half rows on the fly (inference only, no gradient). */
 export function embeddingW(w: Weight, ids: Int32Array, shape: readonly number[]): Tensor {
   if (!(w instanceof HalfWeight)) return embedding(w, ids, shape);

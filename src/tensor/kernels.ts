@@ -80,6 +80,16 @@ export interface Kernels {
    * decode with BF16 checkpoints kept 16-bit in memory.
    */
   gemmBF16(M: number, N: number, K: number, a: F32, w: F16, beta: number, c: F32): void;
+  /**
+   * Up to three products of one activation in one call (decode: q/k/v, gate/up): C_i (M, N_i) = A (M, K) @ W_i^T
+   * for every slot with N_i > 0, W_i (N_i, K) row-major, as float32 (dtype 0, F32 arrays) or as F16 (1) / BF16
+   * (2) bit patterns (Uint16Array). Unused slots pass N_i = 0 (their arrays are not read). Results equal those of separate
+   * gemm (transB) / gemmF16 / gemmBF16 calls; the native kernel splits the rows of all the weights over its
+   * threads in one hand-off instead of one per product.
+   */
+  gemmMulti(M: number, K: number, a: F32, dtype: number, w0: F32 | F16, n0: number, c0: F32, w1: F32 | F16, n1: number,
+    c1: F32, w2: F32 | F16, n2: number, c2: F32): void;
+
   /** bfloat16 bits -> float32 (exact). */
   bf16ToF32(src: F16, dst: F32): void;
 
@@ -212,7 +222,7 @@ export interface Kernels {
 
 /** Names of all kernels, used to check that a backend (or the addon) is complete. */
 export const KERNEL_NAMES = [
-  'gemm', 'gemmF16', 'gemmBF16', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
+  'gemm', 'gemmF16', 'gemmBF16', 'gemmMulti', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
   'reduce', 'copyStrided', 'softmax', 'softmaxGrad', 'logSoftmax', 'logSoftmaxGrad', 'crossEntropy', 'embedding',
   'embeddingGrad', 'rmsnorm', 'rmsnormGrad', 'layernorm', 'layernormGrad', 'rope', 'attention', 'attentionGrad',
   'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'ssdStep', 'adamw',

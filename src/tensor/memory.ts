@@ -104,3 +104,19 @@ export function releasePool(): void {
   free.clear();
   memoryStats.pooledBytes = 0;
 }
+
+const scratchBySize = new Map<number, Float32Array>();
+
+/**
+ * A shared buffer of exactly n floats for a kernel output nobody reads afterwards (the log-sum-exp or rstd a
+ * forward keeps only for its backward pass, when no backward will run). Its contents are overwritten by the next
+ * caller of the same size; decode uses a handful of sizes, so it stops allocating after the first step.
+ */
+export function scratch(n: number): Float32Array {
+  let b = scratchBySize.get(n);
+  if (!b) {
+    if (scratchBySize.size >= 64) scratchBySize.clear();
+    scratchBySize.set(n, (b = new Float32Array(n)));
+  }
+  return b;
+}

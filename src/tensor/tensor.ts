@@ -47,21 +47,25 @@ export class Tensor {
   retainGrad = false;
   /** Optional name for error messages and taps (parameters carry their checkpoint name). */
   name: string | undefined;
+  /** Number of elements (computed once: decode creates hundreds of small tensors per token). */
+  readonly size: number;
+  /** isContiguous(), computed on first use (shape and strides never change). */
+  private contig: boolean | undefined;
 
   constructor(storage: Storage, shape: Shape, strides?: readonly number[], offset = 0) {
+    let n = 1;
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) {
         throw new ShapeError('Tensor', 'shape', 'non-negative integers', shape);
       }
+      n *= d;
     }
     this.storage = storage;
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
     this.offset = offset;
-  }
-
-  get size(): number {
-    return shapeSize(this.shape);
+    this.size = n;
+    this.contig = strides ? undefined : true;
   }
 
   get rank(): number {
@@ -74,12 +78,18 @@ export class Tensor {
   }
 
   isContiguous(): boolean {
+    if (this.contig !== undefined) return this.contig;
     let acc = 1;
+    let c = true;
     for (let i = this.rank - 1; i >= 0; i--) {
-      if (this.shape[i] !== 1 && this.strides[i] !== acc) return false;
+      if (this.shape[i] !== 1 && this.strides[i] !== acc) {
+        c = false;
+        break;
+      }
       acc *= this.shape[i]!;
     }
-    return true;
+    this.contig = c;
+    return c;
   }
 
   /**

@@ -307,7 +307,7 @@ function gemmF16Naive(M: number, N: number, K: number, a: Float32Array, w: Uint1
 test('gemmF16 matches the naive oracle: decode matvec, few rows (direct and widened), packed', { skip: skipNative }, () => {
   const rand = rng(23);
   const shapes: [number, number, number][] = [
-    [1, 4099, 333], [1, 7, 5], [1, 1, 1], [2, 130, 67], [3, 64, 64], [4, 33, 1029], [5, 31, 17], [7, 300, 129],
+    [1, 4099, 333], [1, 7, 5], [1, 1, 1], [1, 37, 48], [1, 6, 63], [2, 130, 67], [3, 64, 64], [4, 33, 1029], [5, 31, 17], [7, 300, 129],
     [6, 700, 1000], [8, 9, 3], [9, 40, 41], [33, 1, 50], [64, 200, 400], [131, 97, 389],
   ];
   for (const [M, N, K] of shapes) {

@@ -2,11 +2,14 @@
  * Fused causal multi-head attention (GQA, sliding window, sink tokens) as one op with an online-softmax forward
  * and a recomputing backward: no (T x S) matrix is kept unless probabilities are requested for analysis.
  */
-import { record } from '../autograd.js';
+import { needsGrad, record } from '../autograd.js';
 import { K } from '../backend.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { Tensor, empty, shapeStr } from '../tensor.js';
+import { scratch } from '../memory.js';
 import { contiguousData } from './view.js';
+
+const NONE = new Float32Array(0);
 
 export interface AttentionOpts {
   /** Default true. */
@@ -52,10 +55,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpts =
   const scale = opts.scale ?? 1 / Math.sqrt(Dh);
   const qd = contiguousData(q), kd = contiguousData(k), vd = contiguousData(v);
   const out = empty(q.shape);
-  const lse = new Float32Array(B * Hq * T);
+  // the log-sum-exp is kept only for the backward pass: without one, a shared scratch row serves
+  const lse = needsGrad([q, k, v]) ? new Float32Array(B * Hq * T) : scratch(B * Hq * T);
   const probs = opts.returnProbs ? empty([B, Hq, T, S]) : null;
   K().attention(qd, kd, vd, B, T, S, Hq, Hkv, Dh, scale, causal ? 1 : 0, qOffset, window, sinks, out.data, lse,
-    probs ? probs.data : new Float32Array(0));
+    probs ? probs.data : NONE);
   record('attention', [q, k, v], [out], ([g]) => {
     const gq = empty(q.shape), gk = empty(k.shape), gv = empty(v.shape);
     K().attentionGrad(qd, kd, vd, out.data, lse, g!.data, B, T, S, Hq, Hkv, Dh, scale, causal ? 1 : 0, qOffset,

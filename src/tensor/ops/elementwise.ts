@@ -59,13 +59,24 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
   return cur;
 }
 
+const ONE = Int32Array.of(1);
+/** The flat size of a same-shape binary op (kernels read it synchronously, so one array serves every call). */
+const FLAT = new Int32Array(1);
+
+function sameShape(a: Shape, b: Shape): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, name: string): Tensor {
-  const shape = broadcastShapes(a.shape, b.shape, name);
+  // the common case (residual adds, gates): equal shapes, both contiguous, no broadcasting to work out
+  const shape = sameShape(a.shape, b.shape) ? a.shape : broadcastShapes(a.shape, b.shape, name);
   const out = empty(shape);
   const sameContig = a.isContiguous() && b.isContiguous() && a.size === out.size && b.size === out.size;
   if (sameContig) {
-    const one = Int32Array.of(1), sz = Int32Array.of(out.size);
-    K().binary(op, a.data, one, b.data, one, sz, out.data);
+    FLAT[0] = out.size;
+    K().binary(op, a.data, ONE, b.data, ONE, FLAT, out.data);
   } else {
     const rank0 = shape.length === 0;
     const aS = rank0 ? Int32Array.of(0) : broadcastStrides(a, shape);

@@ -30,6 +30,10 @@ function operand(t: Tensor, trans: boolean, arg: string): Operand {
   if (t.rank < 2) throw new ShapeError('matmul', arg, 'rank >= 2', t.shape);
   const r = t.shape[t.rank - 2]!, c = t.shape[t.rank - 1]!;
   const batchShape = t.shape.slice(0, -2);
+  if (t.isContiguous()) {
+    // the common case (activations, weights): no layout to work out
+    return { data: t.data, trans, batch: r * c === 0 ? shapeSize(batchShape) : t.size / (r * c), batchShape, rows: trans ? c : r, cols: trans ? r : c };
+  }
   const batch = shapeSize(batchShape);
   const sR = t.strides[t.rank - 2]!, sC = t.strides[t.rank - 1]!;
   const batchContig = batchShape.every((_, i) => {

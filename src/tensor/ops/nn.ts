@@ -1,5 +1,6 @@
 /** Neural-network ops with fused kernels: embedding, norms, RoPE, cross-entropy, depthwise causal conv, linear. */
-import { record } from '../autograd.js';
+import { needsGrad, record } from '../autograd.js';
+import { scratch } from '../memory.js';
 import { K } from '../backend.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { Tensor, empty, shapeSize, shapeStr, zeros } from '../tensor.js';
@@ -53,11 +54,11 @@ export function rmsnorm(x: Tensor, w: Tensor | null, eps: number): Tensor {
   checkVector(w, D, 'rmsnorm', 'weight');
   const rows = D === 0 ? 0 : x.size / D;
   const out = empty(x.shape);
-  const rstd = new Float32Array(rows);
+  const inputs = w ? [x, w] : [x];
+  const rstd = needsGrad(inputs) ? new Float32Array(rows) : scratch(rows);
   const xd = contiguousData(x);
   const wd = w ? contiguousData(w) : NONE;
   K().rmsnorm(xd, wd, rows, D, eps, out.data, rstd);
-  const inputs = w ? [x, w] : [x];
   record('rmsnorm', inputs, [out], ([g]) => {
     const gx = empty(x.shape);
     const gw = w ? zeros(w.shape) : null;

@@ -98,3 +98,13 @@ export function gemmBF16(M: number, N: number, K: number, a: F32, w: F16, beta: 
 export function bf16ToF32(src: F16, dst: F32): void {
   for (let i = 0; i < src.length; i++) dst[i] = bf16ToFloat(src[i]!);
 }
+
+export function gemmMulti(M: number, K: number, a: F32, dtype: number, w0: F32 | F16, n0: number, c0: F32,
+  w1: F32 | F16, n1: number, c1: F32, w2: F32 | F16, n2: number, c2: F32): void {
+  const slots: [F32 | F16, number, F32][] = [[w0, n0, c0], [w1, n1, c1], [w2, n2, c2]];
+  for (const [w, N, c] of slots) {
+    if (N === 0) continue;
+    if (dtype === 0) gemm(0, 1, M, N, K, 1, a, 0, w as F32, 0, 0, c, 0, 1);
+    else gemm16(M, N, K, a, w as F16, 0, c, dtype === 1 ? halfToFloat : bf16ToFloat);
+  }
+}
