@@ -44,7 +44,7 @@ const experiments: ModelExperiment[] = [
     budgets: [0.25, 0.5, 0.75],
     align: { steps: 150, batch: 4, seq: 512, lr: 3e-3, warmup: 10 },
     distill: { steps: 120, batch: 4, seq: 512, lr: 3e-4, warmup: 10 },
-    retrieval: { lengths: [256, 512, 1024, 2000], depths: [0, 0.5, 1], hops: [1, 2], samples: 3 },
+    retrieval: { lengths: [256, 1024, 2000], depths: [0, 0.5, 1], hops: [1, 2], samples: 2 },
     decodeAt: 2000, seed: 0,
   },
 ];
