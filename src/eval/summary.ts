@@ -8,7 +8,10 @@ import type { EvalRecord, RetrievalResult } from './record.js';
 
 export interface SummaryRow {
   label: string;
-  /** KV bytes per token (null for a baseline whose cache stops growing). */
+  /**
+   * KV bytes per token of the model's own memory (null for the baselines: their cache is sized to the converted
+   * model's bytes at each evaluated length, see cacheBytes).
+   */
   kvBytesPerToken: number | null;
   /** Cache bytes at `cacheAt` tokens. */
   cacheBytes: number | null;
@@ -56,7 +59,7 @@ export function summarize(records: readonly EvalRecord[]): Summary {
     const memory = find(label, 'cost')?.memory;
     return {
       label,
-      kvBytesPerToken: memory === 'streaming' ? null : num(cost?.kvBytesPerToken),
+      kvBytesPerToken: memory === 'full' ? num(cost?.kvBytesPerToken) : null,
       cacheBytes: num(cost?.lengths.find((t) => t.length === cacheAt)?.bytes),
       ppl,
       pplChange: ppl !== null && basePpl !== null ? ppl / basePpl - 1 : null,

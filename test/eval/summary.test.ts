@@ -39,7 +39,7 @@ test('summary: rows per label, perplexity change against the original, accuracie
   assert.deepEqual(h!.hashhop, [null, null]);
   assert.equal(h!.agree, 0.9);
   assert.equal(h!.kvBytesPerToken, 640);
-  assert.equal(st!.kvBytesPerToken, null, 'a streaming cache does not grow per token');
+  assert.equal(st!.kvBytesPerToken, null, 'a baseline has no per-token cost of its own: it is sized to the converted cache');
   assert.equal(st!.cacheBytes, 640 * 1024 + 4096);
   const md = markdownTable(s);
   assert.match(md, /\| RecurFormer 50% \| 640 \| 644 KiB \| 10\.250 \| \+2\.5% \| 1\.00 \/ 0\.50 \| – \| – \| 0\.900 \(0\.050\) \| 70\.0 \|/);
