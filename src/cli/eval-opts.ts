@@ -83,20 +83,29 @@ export interface TaskMemory {
 }
 
 /**
- * The memory a task runs `model` with: --equal-cache sizes the baseline to the converted model's cache at `tokens`
- * tokens; otherwise --memory with its own --sinks / --window / --plan.
+ * The memory a task runs the model (config `cfg`) with at each of `lengths`: --equal-cache sizes the baseline to the
+ * converted model's cache at that many tokens (the converted model's config is read once); otherwise --memory with
+ * its own --sinks / --window / --plan, the same at every length.
  */
-export function taskMemory(op: string, f: EqualCacheFlags, model: DecoderLM, tokens: number): TaskMemory {
+export function taskMemories(op: string, f: EqualCacheFlags, cfg: ModelConfig, lengths: readonly number[]): TaskMemory[] {
   const kind = memoryKind(f);
   if (!f.equalCache) {
     const settings = kind === 'full' ? {} : { sinks: Number(f.sinks), window: Number(f.window), ...(kind === 'streaming-heads' ? { plan: f.plan } : {}) };
-    return { factory: memoryFactory(f), settings };
+    const factory = memoryFactory(f);
+    return lengths.map(() => ({ factory, settings }));
   }
   const base = checkEqualCacheKind(op, f);
-  const p = equalCacheProfile(op, f.equalCache, model.cfg);
+  const p = equalCacheProfile(op, f.equalCache, cfg);
   const sinks = parseIntArg('--sinks', f.sinks);
-  const budget = base === 'streaming' ? streamingAtEqualCache(p, tokens, sinks) : streamingHeadsAtEqualCache(p, sinks);
-  return { factory: baselineAtEqualCache(base, p, tokens, sinks), settings: { ...budget, sizedAt: tokens } };
+  return lengths.map((tokens) => {
+    const budget = base === 'streaming' ? streamingAtEqualCache(p, tokens, sinks) : streamingHeadsAtEqualCache(p, sinks);
+    return { factory: baselineAtEqualCache(base, p, tokens, sinks), settings: { ...budget, sizedAt: tokens } };
+  });
+}
+
+/** taskMemories for one length. */
+export function taskMemory(op: string, f: EqualCacheFlags, model: DecoderLM, tokens: number): TaskMemory {
+  return taskMemories(op, f, model.cfg, [tokens])[0]!;
 }
 
 /** Writes the record to --out (atomically), then prints it (--json) or the human summary. */

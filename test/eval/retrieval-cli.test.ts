@@ -77,7 +77,7 @@ test('--equal-cache sizes streaming to the converted model\'s cache at each leng
     assert.deepEqual((JSON.parse(h.stdout) as Rec).settings.windows, [{ length: 160, ...streamingHeadsAtEqualCache(profile, 2) }]);
     const full = await runCli(['eval', 'passkey', '--equal-cache', conv, '--lengths', '160']);
     assert.equal(full.code, 1);
-    assert.match(full.stderr, /--equal-cache sizes the baselines only[^]*hint: use it with --memory streaming/);
+    assert.match(full.stderr, /--equal-cache needs a baseline memory, not --memory full[^]*hint: add --memory streaming/);
     const notConverted = await runCli(['eval', 'passkey', '--memory', 'streaming', '--equal-cache', new URL('../../models/stories260K', import.meta.url).pathname, '--lengths', '160']);
     assert.match(notConverted.stderr, /--equal-cache .* is not a converted model/);
   } finally {

@@ -4,29 +4,24 @@
  * cache at each length (--equal-cache DIR). Prints a table, or the EvalRecord with --json; --out writes it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { baselineAtEqualCache, streamingAtEqualCache, streamingHeadsAtEqualCache, type BaselineKind } from '../../eval/budget.js';
 import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
-import { writeFileAtomic } from '../../io/tensor-file.js';
 import type { ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
-import { defaultModelPath, load, packageRoot, parseIntArg, printJson, progress } from '../common.js';
-import { equalCacheProfile } from '../eval-opts.js';
-import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
+import { defaultModelPath, load, packageRoot, parseIntArg } from '../common.js';
+import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBar, memoryKind, taskMemories, type EqualCacheFlags,
+  type RecordFlags } from '../eval-opts.js';
+import { addMemoryOptions } from '../memory-opts.js';
 
-interface RetrievalFlags extends MemoryFlags {
+interface RetrievalFlags extends EqualCacheFlags, RecordFlags {
   lengths?: string;
   depths?: string;
   hops?: string;
   haystack?: string;
   samples: string;
   seed: string;
-  equalCache?: string;
-  label?: string;
-  out?: string;
-  json?: boolean;
 }
 
 /** A comma-separated list of numbers; each must pass `check` (which returns what is wrong, or null). */
@@ -53,21 +48,13 @@ interface MemoryPlan {
 
 /** Which memory runs at each length: the model's own, a baseline from the flags, or a baseline at equal cache. */
 function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): MemoryPlan {
-  const kind: MemoryKind = o.memory === 'hybrid' ? 'full' : o.memory as MemoryKind;
-  if (o.equalCache === undefined) {
-    const fixed = memoryFactory(o); // validates --memory and reads --plan
-    const windows = kind === 'full' ? [] : lengths.map((length) => ({ length, sinks: parseIntArg('--sinks', o.sinks), window: parseIntArg('--window', o.window, 1) }));
-    return { kind, memoryFor: () => fixed, windows };
-  }
-  if (kind === 'full') throw new ArgumentError('cli', '--equal-cache', 'sizes the baselines only', 'use it with --memory streaming or streaming-heads, on the original model');
-  if (kind !== 'streaming' && kind !== 'streaming-heads') memoryFactory(o); // throws: not a memory kind
-  const p = equalCacheProfile('cli', o.equalCache, cfg);
-  const sinks = parseIntArg('--sinks', o.sinks);
-  const base = kind as BaselineKind;
-  const windows = lengths.map((length) => ({
-    length, ...(base === 'streaming' ? streamingAtEqualCache(p, length, sinks) : streamingHeadsAtEqualCache(p, sinks)),
-  }));
-  return { kind, memoryFor: (length) => baselineAtEqualCache(base, p, length, sinks), windows };
+  const kind = memoryKind(o);
+  const mems = taskMemories('cli', o, cfg, lengths);
+  const windows = kind === 'full' ? [] : lengths.map((length, i) => {
+    const { sinks, window } = mems[i]!.settings as { sinks: number; window: number };
+    return { length, sinks, window };
+  });
+  return { kind, memoryFor: (length) => mems[lengths.indexOf(length)]!.factory, windows };
 }
 
 function readHaystack(file: string | undefined): string {
@@ -106,19 +93,15 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   const samples = parseIntArg('--samples', o.samples, 1), seed = parseIntArg('--seed', o.seed);
   const haystack = task === 'needle' ? readHaystack(o.haystack) : undefined;
   const mem = planMemory(o, lengths, lm.cfg);
-  let bar: ReturnType<typeof progress> | null = null;
+  const bar = lazyBar(task);
   const result = evalRetrieval(modelPredictor(lm, tok, mem.memoryFor), tok, task, {
-    lengths, depths, hops, samples, seed, haystack, maxContext,
-    onCase: (done, total) => {
-      bar ??= progress(task, total);
-      bar.update(done);
-    },
+    lengths, depths, hops, samples, seed, haystack, maxContext, onCase: bar.tick,
   });
-  (bar as ReturnType<typeof progress> | null)?.stop();
+  bar.stop();
   const modelPath = model ?? defaultModelPath();
   const record: EvalRecord<RetrievalResult> = evalRecord({
     task, model: modelPath, memory: mem.kind, equalCache: o.equalCache ?? null,
-    label: o.label ?? `${basename(modelPath)} ${mem.kind}${o.equalCache ? ` @ ${basename(o.equalCache)}` : ''}`,
+    label: o.label ?? defaultLabel(modelPath, o),
     seed,
     settings: {
       lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
@@ -128,22 +111,16 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
     result,
     seconds: (performance.now() - started) / 1000,
   });
-  if (o.out) writeFileAtomic(o.out, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`));
-  if (o.json) printJson(record);
-  else process.stdout.write(`${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result)}`);
+  emitRecord(record, o, `${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result).trimEnd()}`);
 }
 
 /** The options every retrieval task shares. */
 function addCommon(cmd: Command): Command {
-  return addMemoryOptions(cmd
+  return addRecordOptions(addEqualCacheOption(addMemoryOptions(cmd
     .argument('[model]', 'model path (default: bundled stories260K)')
     .option('--lengths <list>', 'target prompt lengths in tokens, BOS included (default: 256, 512, ... up to the context minus room for the answer)')
     .option('--samples <n>', 'cases per cell', '5')
-    .option('--seed <n>', 'seed of the cases', '0')
-    .option('--equal-cache <dir>', 'with --memory streaming|streaming-heads: size the baseline to this converted model\'s cache at each length')
-    .option('--label <text>', 'label for tables and charts (default: model and memory)')
-    .option('--out <file>', 'write the EvalRecord JSON to this file')
-    .option('--json', 'print the EvalRecord JSON'));
+    .option('--seed <n>', 'seed of the cases', '0'))));
 }
 
 /** Adds `passkey`, `hashhop` and `needle` to the `eval` command. */
