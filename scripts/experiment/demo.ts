@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { markdownTable, summarize } from '../../src/eval/summary.js';
 import { evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
-import { heldoutSplit } from './data.js';
+import { storiesBase } from './data.js';
 
 const args = process.argv.slice(2);
 const oi = args.indexOf('--out');
@@ -18,16 +18,13 @@ const out = oi >= 0 ? args[oi + 1]! : 'runs/demo';
 const force = args.includes('--force');
 mkdirSync(out, { recursive: true });
 const t0 = Date.now();
-const stories = heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
 const x: ModelExperiment = {
-  name: 'stories260K', model: 'models/stories260K', trainData: stories.train, calib: stories.train,
-  analyzeSeq: 256, analyzeSamples: 16, heldout: stories.heldout, pplCtx: 256, pplStride: 256,
+  ...storiesBase(out), pplStride: 256,
   budgets: [0.5],
   align: { steps: 200, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
   distill: { steps: 1200, batch: 8, seq: 128, lr: 3e-4, warmup: 50 },
   retrieval: { lengths: [256, 480], depths: [0, 0.5, 1], hops: [1], samples: 2 },
   tasks: ['ppl', 'passkey', 'needle', 'agree', 'cost'],
-  decodeAt: 480, seed: 0,
 };
 const log = (s: string): void => {
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);

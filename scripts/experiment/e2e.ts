@@ -10,10 +10,11 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { markdownTable, summarize } from '../../src/eval/summary.js';
+import { plainText } from '../../src/eval/synthetic.js';
+import { formatAccuracies, formatChange, markdownTable, summarize } from '../../src/eval/summary.js';
 import { analyze, evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
 import { waiverSection } from './waiver.js';
-import { heldoutSplit } from './data.js';
+import { storiesBase } from './data.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
@@ -27,16 +28,13 @@ const force = args.includes('--force');
 const prepareOnly = args.includes('--prepare-only');
 mkdirSync(out, { recursive: true });
 
-const stories = heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
 const experiments: ModelExperiment[] = [
   {
-    name: 'stories260K', model: 'models/stories260K', trainData: stories.train, calib: stories.train,
-    analyzeSeq: 256, analyzeSamples: 16, heldout: stories.heldout, pplCtx: 256, pplStride: 128,
+    ...storiesBase(out), pplStride: 128,
     budgets: [0.25, 0.5, 0.75],
     align: { steps: 200, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
     distill: { steps: 1000, batch: 8, seq: 128, lr: 3e-4, warmup: 50 },
     retrieval: { lengths: [256, 480], depths: [0, 0.5, 1], hops: [1, 2], samples: 4 },
-    decodeAt: 480, seed: 0,
   },
   {
     name: 'demo-llama', model: 'models/demo-llama', trainData: join(out, 'demo-corpus.jsonl'), calib: join(out, 'demo-calib.txt'),
@@ -64,7 +62,7 @@ async function demoData(): Promise<void> {
     writeFileSync(calib, docs.join('\n\n'));
   }
   const held = join(out, 'frankenstein-heldout.txt');
-  if (!existsSync(held)) writeFileSync(held, readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8').replace(/^\uFEFF/, '').replace(/\r\n/g, '\n').slice(0, 60_000));
+  if (!existsSync(held)) writeFileSync(held, plainText(readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8')).slice(0, 60_000));
 }
 
 function replaceBetween(file: string, begin: string, end: string, body: string): void {
@@ -96,10 +94,8 @@ for (const x of experiments) {
     `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
     '(steps already done are skipped).');
   for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {
-    readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ` +
-      `${r.pplChange === null ? '–' : `${r.pplChange >= 0 ? '+' : ''}${(r.pplChange * 100).toFixed(1)}%`} | ` +
-      `${r.passkey.map((v) => (v === null ? '–' : v.toFixed(2))).join(' / ')} | ${r.needle.map((v) => (v === null ? '–' : v.toFixed(2))).join(' / ')} | ` +
-      `${r.decodeTokPerSec?.toFixed(1) ?? '–'} |`);
+    readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ${formatChange(r.pplChange)} | ` +
+      `${formatAccuracies(r.passkey)} | ${formatAccuracies(r.needle)} | ${r.decodeTokPerSec?.toFixed(1) ?? '–'} |`);
   }
 }
 // The waiver contrast: both demo models (RoPE vs learned absolute positions) and stories260K on the same held-out text.

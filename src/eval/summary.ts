@@ -75,7 +75,10 @@ export function summarize(records: readonly EvalRecord[]): Summary {
 }
 
 const fmt = (v: number | null, digits: number): string => (v === null ? '–' : v.toFixed(digits));
-const accs = (v: (number | null)[]): string => (v.every((x) => x === null) ? '–' : v.map((x) => fmt(x, 2)).join(' / '));
+/** Accuracies by length, "1.00 / 0.50" ('–' where not run). */
+export const formatAccuracies = (v: (number | null)[]): string => (v.every((x) => x === null) ? '–' : v.map((x) => fmt(x, 2)).join(' / '));
+/** A relative change as a signed percentage, "+2.5%". */
+export const formatChange = (v: number | null): string => (v === null ? '–' : `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}%`);
 const kib = (v: number | null): string => (v === null ? '–' : `${(v / 1024).toFixed(v < 10240 ? 1 : 0)} KiB`);
 
 /** A GitHub-flavoured markdown table of the summary. */
@@ -86,8 +89,7 @@ export function markdownTable(s: Summary): string {
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of s.rows) {
     const cells = [r.label, r.kvBytesPerToken === null ? '–' : r.kvBytesPerToken.toLocaleString('en-US'), kib(r.cacheBytes),
-      fmt(r.ppl, 3), r.pplChange === null ? '–' : `${r.pplChange >= 0 ? '+' : ''}${(r.pplChange * 100).toFixed(1)}%`,
-      accs(r.passkey), accs(r.hashhop), accs(r.needle),
+      fmt(r.ppl, 3), formatChange(r.pplChange), formatAccuracies(r.passkey), formatAccuracies(r.hashhop), formatAccuracies(r.needle),
       r.agree === null ? '–' : `${fmt(r.agree, 3)} (${fmt(r.kl, 3)})`, fmt(r.decodeTokPerSec, 1)];
     lines.push(`| ${cells.join(' | ')} |`);
   }

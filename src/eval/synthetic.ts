@@ -95,6 +95,11 @@ const WORDS = ['apple', 'river', 'candle', 'garden', 'silver', 'window', 'forest
 /** How many secret words a needle draws from: guessing the word is right with 1 / NEEDLE_WORDS. */
 export const NEEDLE_WORDS = WORDS.length;
 
+/** A text file's contents as plain text: no byte-order mark, LF line ends (the bundled books carry both). */
+export function plainText(raw: string): string {
+  return raw.replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+}
+
 /** Cut `text` at sentence ends (". ", "! ", "? " or a newline) into pieces, keeping the separators. */
 function sentences(text: string): string[] {
   return text.split(/(?<=[.!?]["']?\s|\n)/).filter((s) => s.length > 0);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
+import { plainText } from '../../eval/synthetic.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import type { ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
@@ -60,8 +61,7 @@ function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): Mem
 function readHaystack(file: string | undefined): string {
   const path = file ?? join(packageRoot(), 'data', 'gutenberg', 'frankenstein_pg84.txt');
   if (!existsSync(path)) throw new ArgumentError('cli', '--haystack', `${path} does not exist`, 'pass a long plain-text file');
-  // the bundled books carry a BOM and CRLF line ends (data/gutenberg/SOURCE.md)
-  return readFileSync(path, 'utf8').replace(/^\uFEFF/, '').replace(/\r\n/g, '\n');
+  return plainText(readFileSync(path, 'utf8'));
 }
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
