@@ -12,6 +12,7 @@
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { contiguousData } from '../tensor/index.js';
+import { rowLogSumExp } from '../tensor/reference/rows.js';
 import { forwardWindow, checkWindowArgs, slidingWindows, type MemoryFactory } from './windows.js';
 
 export interface AgreeResult {
@@ -50,18 +51,9 @@ export function argmaxRow(row: Float32Array, o: number, V: number): number {
   return best;
 }
 
-/** log-sum-exp of row[o, o + V) in float64. */
-function logSumExp(row: Float32Array, o: number, V: number): number {
-  let m = -Infinity;
-  for (let v = 0; v < V; v++) m = Math.max(m, row[o + v]!);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(row[o + v]! - m);
-  return m + Math.log(s);
-}
-
 /** KL(softmax(t) || softmax(s)) of one position's logits, float64; exactly 0 when the rows are equal. */
 export function klRow(t: Float32Array, to: number, s: Float32Array, so: number, V: number): number {
-  const lt = logSumExp(t, to, V), ls = logSumExp(s, so, V);
+  const lt = rowLogSumExp(t, to, V), ls = rowLogSumExp(s, so, V);
   let kl = 0;
   for (let v = 0; v < V; v++) {
     const logP = t[to + v]! - lt, logQ = s[so + v]! - ls;

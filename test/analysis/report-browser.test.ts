@@ -12,18 +12,11 @@ import { pathToFileURL } from 'node:url';
 import { analyze } from '../../src/analysis/analyze.js';
 import { load } from '../../src/cli/common.js';
 import { writeAnalysis } from '../../src/report/write.js';
-import { ARGS, CHROMIUM, playwright } from '../helpers/browser.js';
+import { ARGS, browserOrSkip, CHROMIUM } from '../helpers/browser.js';
 
 test('report.html renders in headless Chromium with one heatmap cell per head', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run this test`);
-    return;
-  }
-  const pw = await playwright();
-  if (!pw) {
-    t.skip('playwright-core is not installed: run npm install');
-    return;
-  }
+  const pw = await browserOrSkip(t);
+  if (!pw) return;
   const { loaded, model } = load(undefined);
   const ids = loaded.tokenizer!.encode(readFileSync('data/tinystories-valid-excerpt/tinystories_val.txt', 'utf8').slice(0, 100_000), { bos: false });
   const a = analyze(model, ids, { samples: 1, seq: 64, windows: [4, 16], seed: 0 });

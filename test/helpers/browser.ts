@@ -2,6 +2,7 @@
  * Headless Chromium for the report tests: Debian's chromium package driven by playwright-core (imported dynamically
  * so the suite typechecks and runs without it; tests skip when either is missing).
  */
+import { existsSync } from 'node:fs';
 
 /** RF_CHROMIUM overrides the browser path (e.g. to check the skip path). */
 export const CHROMIUM = process.env.RF_CHROMIUM ?? '/usr/bin/chromium';
@@ -19,6 +20,17 @@ export interface Page {
 }
 export interface Context { newPage(): Promise<Page>; close(): Promise<void> }
 export interface Playwright { chromium: { launchPersistentContext(dir: string, o: object): Promise<Context> } }
+
+/** playwright-core with Debian's Chromium present, or null after marking the test skipped with what to install. */
+export async function browserOrSkip(t: { skip(message: string): void }): Promise<Playwright | null> {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run this test`);
+    return null;
+  }
+  const pw = await playwright();
+  if (!pw) t.skip('playwright-core is not installed: run npm install');
+  return pw;
+}
 
 export async function playwright(): Promise<Playwright | null> {
   try {

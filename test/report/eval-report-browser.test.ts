@@ -10,19 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderEvalReport } from '../../src/report/eval-report.js';
-import { ARGS, CHROMIUM, playwright } from '../helpers/browser.js';
+import { ARGS, browserOrSkip, CHROMIUM } from '../helpers/browser.js';
 import { LABELS, syntheticRecords } from './synthetic-records.js';
 
 test('the eval report renders in headless Chromium with one chart per task and a tooltip per heatmap cell', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run this test`);
-    return;
-  }
-  const pw = await playwright();
-  if (!pw) {
-    t.skip('playwright-core is not installed: run npm install');
-    return;
-  }
+  const pw = await browserOrSkip(t);
+  if (!pw) return;
   const dir = mkdtempSync(join(tmpdir(), 'rf-evalreport-'));
   const profile = mkdtempSync(join(tmpdir(), 'rf-chromium-'));
   const ctx = await pw.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });

@@ -2,7 +2,7 @@
 import type { F32, I32 } from '../kernels.js';
 
 /** log(sum_j exp(x[o + j])) over one row of n, computed stably (max subtracted). */
-function rowLogSumExp(x: F32, o: number, n: number): number {
+export function rowLogSumExp(x: F32, o: number, n: number): number {
   let m = -Infinity;
   for (let j = 0; j < n; j++) m = Math.max(m, x[o + j]!);
   let s = 0;
