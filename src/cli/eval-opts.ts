@@ -5,7 +5,7 @@
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../eval/budget.js';
-import type { EvalRecord, MemoryKind } from '../eval/record.js';
+import { evalRecord, type EvalRecord, type EvalTask, type MemoryKind } from '../eval/record.js';
 import type { MemoryFactory } from '../eval/windows.js';
 import { kvBytesPerToken, parseSpec } from '../convert/spec.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
@@ -106,6 +106,15 @@ export function taskMemories(op: string, f: EqualCacheFlags, cfg: ModelConfig, l
 /** taskMemories for one length. */
 export function taskMemory(op: string, f: EqualCacheFlags, model: DecoderLM, tokens: number): TaskMemory {
   return taskMemories(op, f, model.cfg, [tokens])[0]!;
+}
+
+/** The EvalRecord of a task run on `model` with the memory and label the flags chose; `started` is performance.now(). */
+export function taskRecord<R>(task: EvalTask, model: string, f: EqualCacheFlags & RecordFlags, seed: number | null,
+  settings: Record<string, unknown>, result: R, started: number): EvalRecord<R> {
+  return evalRecord({
+    task, model, memory: memoryKind(f), equalCache: f.equalCache ?? null, label: f.label ?? defaultLabel(model, f),
+    seed, settings, result, seconds: (performance.now() - started) / 1000,
+  });
 }
 
 /** Writes the record to --out (atomically), then prints it (--json) or the human summary. */

@@ -2,11 +2,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { agreement } from '../../eval/agree.js';
-import { evalRecord } from '../../eval/record.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
 import { addMemoryOptions } from '../memory-opts.js';
-import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBar, memoryKind, taskMemory, type EqualCacheFlags,
+import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, taskMemory, taskRecord, type EqualCacheFlags,
   type RecordFlags } from '../eval-opts.js';
 
 interface AgreeFlags extends EqualCacheFlags, RecordFlags {
@@ -38,11 +37,8 @@ export function registerAgree(ev: Command): void {
     const r = agreement(s.model, t.model, ids, { ctx, memory: mem.factory, onWindow: bar.tick });
     bar.stop();
     const name = student ?? s.loaded.source;
-    const rec = evalRecord({
-      task: 'agree', model: name, memory: memoryKind(o), equalCache: o.equalCache ?? null, label: o.label ?? defaultLabel(name, o),
-      seed: null, settings: { teacher: o.teacher, data: o.data, ctx, maxTokens: o.maxTokens === undefined ? null : Number(o.maxTokens), ...mem.settings },
-      result: r, seconds: (performance.now() - started) / 1000,
-    });
+    const rec = taskRecord('agree', name, o, null,
+      { teacher: o.teacher, data: o.data, ctx, maxTokens: o.maxTokens === undefined ? null : Number(o.maxTokens), ...mem.settings }, r, started);
     emitRecord(rec, o, `match ${r.match.toFixed(4)}  KL ${r.kl.toExponential(3)} nats  top-1 student ${r.studentTop1.toFixed(4)} teacher ${r.teacherTop1.toFixed(4)}  over ${r.tokens} positions`);
   });
 }

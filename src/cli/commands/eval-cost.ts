@@ -2,14 +2,13 @@
 import type { Command } from 'commander';
 import { cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../../eval/budget.js';
 import { cost, defaultDecodeAt, ownLayout, streamingHeadsLayout, streamingLayout, type CacheLayout } from '../../eval/cost.js';
-import { evalRecord } from '../../eval/record.js';
 import { kvBytesPerToken } from '../../convert/spec.js';
 import type { DecoderLM } from '../../model/transformer.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
 import { addMemoryOptions, planGroups } from '../memory-opts.js';
-import { addEqualCacheOption, addRecordOptions, checkEqualCacheKind, defaultLabel, emitRecord, equalCacheProfile, lazyBar, memoryKind,
-  taskMemory, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
+import { addEqualCacheOption, addRecordOptions, checkEqualCacheKind, emitRecord, equalCacheProfile, lazyBar, memoryKind,
+  taskMemory, taskRecord, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
 
 interface CostFlags extends EqualCacheFlags, RecordFlags {
   lengths: string;
@@ -71,10 +70,7 @@ export function registerCost(ev: Command): void {
     const r = cost(lm, own, { lengths, prefill, decodeAt, decodeTokens, layout, memory: mem.factory, onStep: bar.tick });
     bar.stop();
     const name = model ?? loaded.source;
-    const rec = evalRecord({
-      task: 'cost', model: name, memory: memoryKind(o), equalCache: o.equalCache ?? null, label: o.label ?? defaultLabel(name, o),
-      seed: null, settings: { lengths, prefill, decodeAt, decodeTokens, ...mem.settings }, result: r, seconds: (performance.now() - started) / 1000,
-    });
+    const rec = taskRecord('cost', name, o, null, { lengths, prefill, decodeAt, decodeTokens, ...mem.settings }, r, started);
     const lines = [
       `KV bytes per token ${r.kvBytesPerToken} (full attention ${r.fullKvBytesPerToken}), constant ${r.constantBytes}`,
       ...r.lengths.map((l) => `  at ${String(l.length).padStart(6)} tokens: ${mb(l.bytes)} (full attention ${mb(l.fullAttentionBytes)})`),

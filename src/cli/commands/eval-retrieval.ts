@@ -6,13 +6,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { evalRecord, type EvalRecord, type MemoryKind, type RetrievalResult } from '../../eval/record.js';
+import type { RetrievalResult } from '../../eval/record.js';
 import { plainText } from '../../eval/synthetic.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import type { ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, packageRoot, parseIntArg } from '../common.js';
-import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBar, memoryKind, taskMemories, type EqualCacheFlags,
+import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, memoryKind, taskMemories, taskRecord, type EqualCacheFlags,
   type RecordFlags } from '../eval-opts.js';
 import { addMemoryOptions } from '../memory-opts.js';
 
@@ -41,7 +41,6 @@ const positiveInt = (n: number): string | null => (Number.isInteger(n) && n >= 1
 const unitInterval = (n: number): string | null => (n >= 0 && n <= 1 ? null : 'must be within [0, 1]');
 
 interface MemoryPlan {
-  kind: MemoryKind;
   memoryFor: MemoryForLength;
   /** Sinks and window per length for the streaming baselines (empty for the model's own memory). */
   windows: { length: number; sinks: number; window: number }[];
@@ -49,13 +48,12 @@ interface MemoryPlan {
 
 /** Which memory runs at each length: the model's own, a baseline from the flags, or a baseline at equal cache. */
 function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): MemoryPlan {
-  const kind = memoryKind(o);
   const mems = taskMemories('cli', o, cfg, lengths);
-  const windows = kind === 'full' ? [] : lengths.map((length, i) => {
+  const windows = memoryKind(o) === 'full' ? [] : lengths.map((length, i) => {
     const { sinks, window } = mems[i]!.settings as { sinks: number; window: number };
     return { length, sinks, window };
   });
-  return { kind, memoryFor: (length) => mems[lengths.indexOf(length)]!.factory, windows };
+  return { memoryFor: (length) => mems[lengths.indexOf(length)]!.factory, windows };
 }
 
 function readHaystack(file: string | undefined): string {
@@ -99,18 +97,11 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   });
   bar.stop();
   const modelPath = model ?? defaultModelPath();
-  const record: EvalRecord<RetrievalResult> = evalRecord({
-    task, model: modelPath, memory: mem.kind, equalCache: o.equalCache ?? null,
-    label: o.label ?? defaultLabel(modelPath, o),
-    seed,
-    settings: {
-      lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
-      ...(task === 'needle' ? { haystack: o.haystack ?? 'data/gutenberg/frankenstein_pg84.txt' } : {}),
-      ...(mem.windows.length ? { windows: mem.windows } : {}),
-    },
-    result,
-    seconds: (performance.now() - started) / 1000,
-  });
+  const record = taskRecord(task, modelPath, o, seed, {
+    lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
+    ...(task === 'needle' ? { haystack: o.haystack ?? 'data/gutenberg/frankenstein_pg84.txt' } : {}),
+    ...(mem.windows.length ? { windows: mem.windows } : {}),
+  }, result, started);
   emitRecord(record, o, `${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result).trimEnd()}`);
 }
 

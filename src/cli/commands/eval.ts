@@ -3,10 +3,9 @@ import { readFileSync, existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { perplexity } from '../../eval/perplexity.js';
-import { evalRecord } from '../../eval/record.js';
 import { load, parseIntArg } from '../common.js';
 import { addMemoryOptions } from '../memory-opts.js';
-import { addEqualCacheOption, addRecordOptions, defaultLabel, emitRecord, lazyBar, memoryKind, taskMemory, type EqualCacheFlags,
+import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, taskMemory, taskRecord, type EqualCacheFlags,
   type RecordFlags } from '../eval-opts.js';
 import { registerAgree } from './eval-agree.js';
 import { registerCost } from './eval-cost.js';
@@ -40,10 +39,7 @@ function registerPpl(ev: Command): void {
     const r = perplexity(lm, loaded.tokenizer, text, ctx, bar.tick, mem.factory, stride);
     bar.stop();
     const name = model ?? loaded.source;
-    const rec = evalRecord({
-      task: 'ppl', model: name, memory: memoryKind(o), equalCache: o.equalCache ?? null, label: o.label ?? defaultLabel(name, o),
-      seed: null, settings: { data: o.data, ctx, stride, ...mem.settings }, result: r, seconds: (performance.now() - started) / 1000,
-    });
+    const rec = taskRecord('ppl', name, o, null, { data: o.data, ctx, stride, ...mem.settings }, r, started);
     emitRecord(rec, o, `nll ${r.nll.toFixed(4)}  ppl ${r.ppl.toFixed(3)}  over ${r.tokens} tokens (${r.windows} windows of ${ctx}, stride ${stride})`);
   });
 }
