@@ -4,11 +4,12 @@
  * with a seed, written as one JSONL file (field "text").
  *
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
- *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--repeat 0]
+ *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --max-*
  * options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack characters);
- * --repeat adds that many copy documents (a random word sequence written twice).
+ * --repeat adds that many copy documents (a random sequence of 10 to --max-copy common words written twice; a
+ * --copy-numbers fraction of them are 5-digit numbers instead).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -30,6 +31,7 @@ const rng = new Rng(opt('--seed', 0));
 const perTask = opt("--synthetic", 700);
 const realFraction = opt('--real', 1);
 const repeats = opt('--repeat', 0);
+const maxCopy = opt('--max-copy', 120), copyNumbers = opt('--copy-numbers', 0.1);
 const maxFillers = opt('--max-fillers', 90), maxPairs = opt('--max-pairs', 160), maxChars = opt('--max-chars', 7700);
 
 const read = (p: string): string => readFileSync(new URL(`../../data/${p}`, import.meta.url), 'utf8');
@@ -74,11 +76,20 @@ for (let i = 0; i < perTask; i++) {
   docs.push(n.prompt + n.answer + '.');
 }
 // Copy documents (a random word sequence, then the same again): every second half is predictable only by looking
-// back, the strongest training signal for the induction heads retrieval needs.
+// back, the strongest training signal for the induction heads retrieval needs. The words are the 2,000 most frequent
+// lowercase words of the stories (911 of them one token of the demo tokenizer, the rest two or three), so copying
+// rarely needs multi-token matching; random letter strings, which the tokenizer splits into letters, make every
+// letter pair ambiguous. The copy distance varies with the sequence length, so only a content-based (induction) head
+// can predict the second half, not one that looks back a fixed number of tokens.
+const common = (() => {
+  const counts = new Map<string, number>();
+  for (const w of real['tinystories']!.match(/\b[a-z]{3,}\b/g) ?? []) counts.set(w, (counts.get(w) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 2000).map(([w]) => w);
+})();
 for (let i = 0; i < repeats; i++) {
-  const words = Array.from({ length: 10 + rng.int(110) }, () => (rng.next() < 0.3
+  const words = Array.from({ length: 10 + rng.int(maxCopy - 10) }, () => (rng.next() < copyNumbers
     ? String(10000 + rng.int(90000))
-    : Array.from({ length: 3 + rng.int(4) }, () => 'abcdefghijklmnopqrstuvwxyz'[rng.int(26)]).join('')));
+    : common[rng.int(common.length)]!));
   docs.push(`Copy: ${words.join(' ')}.\nAgain: ${words.join(' ')}.`);
 }
 for (let i = docs.length - 1; i > 0; i--) {
