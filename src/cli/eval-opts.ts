@@ -135,3 +135,19 @@ export function lazyBar(label: string): { tick: (done: number, total: number) =>
     stop: () => bar?.stop(),
   };
 }
+
+/** A comma-separated list of numbers; each must pass `check` (which returns what is wrong, or null). */
+export function parseNumberList(flag: string, value: string, check: (n: number) => string | null, example = '1,2'): number[] {
+  const hint = `pass a comma-separated list, e.g. ${flag} ${example}`;
+  const parts = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (parts.length === 0) throw new ArgumentError('cli', flag, 'is empty', hint);
+  return parts.map((p) => {
+    const n = Number(p);
+    const problem = Number.isFinite(n) ? check(n) : 'is not a number';
+    if (problem) throw new ArgumentError('cli', flag, `: ${p} ${problem}`, hint);
+    return n;
+  });
+}
+
+export const positiveInt = (n: number): string | null => (Number.isInteger(n) && n >= 1 ? null : 'must be a positive integer');
+export const unitInterval = (n: number): string | null => (n >= 0 && n <= 1 ? null : 'must be within [0, 1]');

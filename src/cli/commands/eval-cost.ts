@@ -8,22 +8,13 @@ import { ArgumentError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
 import { addMemoryOptions, planGroups } from '../memory-opts.js';
 import { addEqualCacheOption, addRecordOptions, checkEqualCacheKind, emitRecord, equalCacheProfile, lazyBar, memoryKind,
-  taskMemory, taskRecord, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
+  parseNumberList, positiveInt, taskMemory, taskRecord, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
 
 interface CostFlags extends EqualCacheFlags, RecordFlags {
   lengths: string;
   prefill: string;
   decodeAt?: string;
   decodeTokens: string;
-}
-
-/** "1024,4096" -> [1024, 4096] (an ArgumentError naming --lengths otherwise). */
-export function parseLengths(v: string): number[] {
-  const out = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => Number(s));
-  if (out.length === 0 || out.some((n) => !(Number.isInteger(n) && n >= 1))) {
-    throw new ArgumentError('eval cost', '--lengths', `= ${v} must be a comma-separated list of positive integers`, 'e.g. --lengths 1024,4096,16384');
-  }
-  return out;
 }
 
 /** How the chosen memory's bytes grow (cost.ts), for the model's own profile `own`. */
@@ -60,7 +51,7 @@ export function registerCost(ev: Command): void {
     const started = performance.now();
     const { loaded, model: lm } = load(model);
     const own = cacheProfile(loaded.config, loaded.recurformer);
-    const lengths = parseLengths(o.lengths);
+    const lengths = parseNumberList('--lengths', o.lengths, positiveInt, '1024,4096,16384');
     const decodeTokens = parseIntArg('--decode-tokens', o.decodeTokens, 1);
     const decodeAt = o.decodeAt === undefined ? defaultDecodeAt(lm, decodeTokens) : parseIntArg('--decode-at', o.decodeAt, 1);
     const prefill = parseIntArg('--prefill', o.prefill, 1);

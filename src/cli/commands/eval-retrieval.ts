@@ -12,8 +12,8 @@ import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval
 import type { ModelConfig } from '../../model/config.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, packageRoot, parseIntArg } from '../common.js';
-import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, memoryKind, taskMemories, taskRecord, type EqualCacheFlags,
-  type RecordFlags } from '../eval-opts.js';
+import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, memoryKind, parseNumberList, positiveInt, taskMemories,
+  taskRecord, unitInterval, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
 import { addMemoryOptions } from '../memory-opts.js';
 
 interface RetrievalFlags extends EqualCacheFlags, RecordFlags {
@@ -25,20 +25,6 @@ interface RetrievalFlags extends EqualCacheFlags, RecordFlags {
   seed: string;
 }
 
-/** A comma-separated list of numbers; each must pass `check` (which returns what is wrong, or null). */
-export function parseNumberList(flag: string, value: string, check: (n: number) => string | null): number[] {
-  const parts = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  if (parts.length === 0) throw new ArgumentError('cli', flag, 'is empty', `pass a comma-separated list, e.g. ${flag} 1,2`);
-  return parts.map((p) => {
-    const n = Number(p);
-    const problem = Number.isFinite(n) ? check(n) : 'is not a number';
-    if (problem) throw new ArgumentError('cli', flag, `: ${p} ${problem}`, `pass a comma-separated list, e.g. ${flag} 1,2`);
-    return n;
-  });
-}
-
-const positiveInt = (n: number): string | null => (Number.isInteger(n) && n >= 1 ? null : 'must be a positive integer');
-const unitInterval = (n: number): string | null => (n >= 0 && n <= 1 ? null : 'must be within [0, 1]');
 
 interface MemoryPlan {
   memoryFor: MemoryForLength;
