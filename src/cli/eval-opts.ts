@@ -144,7 +144,7 @@ export function parseNumberList(flag: string, value: string, check: (n: number) 
   return parts.map((p) => {
     const n = Number(p);
     const problem = Number.isFinite(n) ? check(n) : 'is not a number';
-    if (problem) throw new ArgumentError('cli', flag, `: ${p} ${problem}`, hint);
+    if (problem) throw new ArgumentError('cli', flag, `= ${value}: ${p} ${problem}`, hint);
     return n;
   });
 }

@@ -82,7 +82,7 @@ test('eval cost --equal-cache: StreamingLLM and streaming heads sized to the con
   const notConv = await runCli(['eval', 'cost', ...COST, '--memory', 'streaming', '--equal-cache', 'models/stories260K']);
   assert.match(notConv.stderr, /is not a converted model/);
   const lengths = await runCli(['eval', 'cost', '--lengths', '1k']);
-  assert.match(lengths.stderr, /--lengths.*1k is not a number.*e\.g\. --lengths 1024,4096,16384/s);
+  assert.match(lengths.stderr, /--lengths = 1k: 1k is not a number\n.*e\.g\. --lengths 1024,4096,16384/);
   const at = await runCli(['eval', 'cost', '--decode-at', '500']);
   assert.match(at.stderr, /--decode-at = 500 must be >= 1 with decode-at \+ decode-tokens <= 512/);
 });

@@ -88,10 +88,10 @@ test('--equal-cache sizes streaming to the converted model\'s cache at each leng
 test('bad flags are typed errors naming the flag', async () => {
   const cases: [string[], RegExp][] = [
     [['eval', 'passkey', '--lengths', '600'], /length = 600 leaves no room in the context of 512 tokens[^]*hint: use lengths up to/],
-    [['eval', 'passkey', '--lengths', '256,abc'], /--lengths : abc is not a number/],
-    [['eval', 'passkey', '--depths', '0,1.5'], /--depths : 1.5 must be within \[0, 1\]/],
-    [['eval', 'needle', '--depths', '-0.1'], /--depths : -0.1 must be within \[0, 1\]/],
-    [['eval', 'hashhop', '--hops', '0'], /--hops : 0 must be a positive integer/],
+    [['eval', 'passkey', '--lengths', '256,abc'], /--lengths = 256,abc: abc is not a number/],
+    [['eval', 'passkey', '--depths', '0,1.5'], /--depths = 0,1.5: 1.5 must be within \[0, 1\]\n.*e\.g\. --depths 0,0.5,1/],
+    [['eval', 'needle', '--depths', '-0.1'], /--depths = -0.1: -0.1 must be within \[0, 1\]/],
+    [['eval', 'hashhop', '--hops', '0'], /--hops = 0: 0 must be a positive integer/],
     [['eval', 'hashhop', '--hops', ''], /--hops is empty/],
     [['eval', 'passkey', '--samples', '0'], /--samples = 0/],
     [['eval', 'passkey', '--memory', 'lossy'], /lossy is not a memory kind/],

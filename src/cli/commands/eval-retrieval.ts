@@ -70,10 +70,10 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   const { loaded, model: lm } = load(model);
   const tok = loaded.tokenizer;
   if (!tok) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
-  const depths = task === 'hashhop' ? undefined : o.depths === undefined ? [...DEFAULT_DEPTHS] : parseNumberList('--depths', o.depths, unitInterval);
+  const depths = task === 'hashhop' ? undefined : o.depths === undefined ? [...DEFAULT_DEPTHS] : parseNumberList('--depths', o.depths, unitInterval, '0,0.5,1');
   const hops = task === 'hashhop' ? (o.hops === undefined ? [...DEFAULT_HOPS] : parseNumberList('--hops', o.hops, positiveInt)) : undefined;
   const maxContext = lm.cfg.maxPos;
-  const lengths = o.lengths === undefined ? defaultLengths(maxContext, answerRoom(task, hops)) : parseNumberList('--lengths', o.lengths, positiveInt);
+  const lengths = o.lengths === undefined ? defaultLengths(maxContext, answerRoom(task, hops)) : parseNumberList('--lengths', o.lengths, positiveInt, '256,512');
   const samples = parseIntArg('--samples', o.samples, 1), seed = parseIntArg('--seed', o.seed);
   const haystack = task === 'needle' ? readHaystack(o.haystack) : undefined;
   const mem = planMemory(o, lengths, lm.cfg);
