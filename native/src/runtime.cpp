@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -48,11 +49,17 @@ struct Pool {
   std::vector<std::thread> workers;
   std::mutex mu;
   std::condition_variable cv;
+  // (job number << 1) | kind, kind 1 = claimed: a worker learns which job and what kind of job from one load. (A
+  // separate kind flag let a worker that read a claimed generation late see the flag of the next, strict job before
+  // that job was published, run its task early, and later run a task pointer that was already gone.)
   std::atomic<uint64_t> generation{0};
+  uint64_t jobs = 0;  // jobs published so far (the caller's thread only)
   int nthreads = 1;
   bool stop = false;
-  // what the current generation is; written before the generation is bumped
-  std::atomic<bool> claimed{false};
+  // RECURFORMER_POOL_TEST_DELAY_US (tests only): a worker sleeps this long between seeing a new job and acting on
+  // it, and the caller as long before publishing a job it has set up, which widens every window in which one side
+  // moves on without the other (test/native/pool.test.ts).
+  int test_delay_us = 0;
   // strict jobs
   std::atomic<int> remaining{0};
   const std::function<void(int, int)>* task = nullptr;
@@ -66,6 +73,8 @@ struct Pool {
 
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
+    const char* delay = std::getenv("RECURFORMER_POOL_TEST_DELAY_US");
+    test_delay_us = delay ? std::atoi(delay) : 0;
     // New workers must treat the current generation as already seen: after set_num_threads restarts the
     // pool the counter is non-zero, and a worker starting from 0 would run a task that does not exist.
     const uint64_t current = generation.load(std::memory_order_acquire);
@@ -76,7 +85,7 @@ struct Pool {
     {
       std::lock_guard<std::mutex> lk(mu);
       stop = true;
-      generation.fetch_add(1);
+      generation.store(++jobs << 1, std::memory_order_release);
     }
     cv.notify_all();
     for (auto& w : workers) w.join();
@@ -110,15 +119,14 @@ struct Pool {
         g = generation.load(std::memory_order_acquire);
       }
       if (stop) return;
-      if (!claimed.load(std::memory_order_acquire)) {
-        // A strict job cannot be replaced before this worker has run it, so re-reading the generation gives the
-        // one it belongs to (g may be an older, claimed generation this worker slept through).
-        seen = generation.load(std::memory_order_acquire);
+      if (test_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(test_delay_us));
+      seen = g;
+      if ((g & 1) == 0) {
+        // A strict job cannot be replaced before this worker has run it, so g is the current job and `task` its task.
         (*task)(tid, nthreads);
         remaining.fetch_sub(1, std::memory_order_acq_rel);
         continue;
       }
-      seen = g;
       // Join the claimed job that is open now (possibly a newer one than g: joining it is just as valid, and a
       // second join of the same job finds no items left). Closed: nothing to do, and nothing of the job is read.
       if (gate.fetch_add(1, std::memory_order_acq_rel) < 0) continue;
@@ -127,10 +135,11 @@ struct Pool {
     }
   }
 
-  void publish() {
+  void publish(bool is_claimed) {
+    if (test_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(test_delay_us));
     {
       std::lock_guard<std::mutex> lk(mu);
-      generation.fetch_add(1, std::memory_order_acq_rel);
+      generation.store((++jobs << 1) | (is_claimed ? 1 : 0), std::memory_order_release);
     }
     cv.notify_all();
   }
@@ -142,8 +151,7 @@ struct Pool {
     }
     task = &fn;
     remaining.store(nthreads - 1, std::memory_order_release);
-    claimed.store(false, std::memory_order_release);
-    publish();
+    publish(false);
     fn(0, nthreads);
     while (remaining.load(std::memory_order_acquire) != 0) {
 #if RF_X86
@@ -163,8 +171,7 @@ struct Pool {
     next.store(0, std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
     gate.store(0, std::memory_order_release);  // opens the job: everything above is visible to whoever joins
-    claimed.store(true, std::memory_order_release);
-    publish();
+    publish(true);
     drain(0);
     // No item is left to start; stop admitting workers and wait for those that joined (they may still be running
     // their last item).

@@ -43,9 +43,15 @@ function stress(): void {
 if (child) {
   test('alternating strict and claimed jobs stay exact', () => stress());
 } else {
-  for (const threads of [2, 5]) {
-    test(`pool with ${threads} threads: alternating strict and claimed jobs, exact and no hang (child process)`, { skip }, () => {
+  // The delay (a test hook in runtime.cpp) makes every worker sleep between seeing a job and acting on it, and the
+  // caller sleep before publishing one: the windows of the pool's races become wide enough to hit every round. With
+  // it, the pool that kept the job kind in a flag apart from the generation crashed (SIGSEGV) in the first rounds: a
+  // late worker read the next strict job's flag before that job was published and ran its task twice.
+  for (const [threads, delayUs] of [[2, 0], [5, 0], [4, 200]] as const) {
+    const name = `pool with ${threads} threads${delayUs ? `, ${delayUs} us delays at every hand-off` : ''}`;
+    test(`${name}: alternating strict and claimed jobs, exact and no hang (child process)`, { skip }, () => {
       const env: NodeJS.ProcessEnv = { ...process.env, RECURFORMER_THREADS: String(threads), RF_POOL_TEST_CHILD: '1' };
+      if (delayUs) env.RECURFORMER_POOL_TEST_DELAY_US = String(delayUs);
       delete env.NODE_TEST_CONTEXT;
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], { env, encoding: 'utf8', timeout: 120_000 });
       assert.equal(r.status, 0, `child failed:\n${`${r.stdout}\n${r.stderr}`.slice(-3000)}`);
