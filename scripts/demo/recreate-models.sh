@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recreates the two demo models committed under models/ (about 1.5 h on 2 cores).
+# Recreates the two demo models committed under models/ (about 2 h on 2 cores).
 # Every step is seeded: the corpus (seed 0), the tokenizer (deterministic trainer), the initialization and data
 # order (--seed 0). Run from the repository root after `npm install`.
 set -euo pipefail
@@ -17,6 +17,22 @@ RECURFORMER_THREADS=1 node bin/recurformer.js train --init scripts/demo/gpt2-con
   --data "$W/corpus.jsonl" --seq 1024 --batch 4 --steps 500 --lr 2e-3 --min-lr 0.1 --warmup 30 --weight-decay 0.1 \
   --eval-every 100 --eval-batches 4 --save-every 50 --seed 0 --out "$W/gpt2" --json &
 wait
+# The Llama model's retrieval curriculum. Stage 1 (induction): short sequences of copy documents (common words written
+# twice) and short passkey / hashhop / needle documents until content-based copying forms (after about 3,000 steps;
+# the second run only continues the first at a constant learning rate). Stage 2 (long context): sequences of 2048
+# tokens of the full mix with retrieval documents up to the context, so the copying reaches across the whole window.
+node --import tsx scripts/demo/build-corpus.ts "$W/induction.jsonl" --seed 3 --synthetic 2000 --max-fillers 10 \
+  --max-pairs 16 --max-chars 1200 --repeat 30000 --max-copy 40 --real 0.2
+node --import tsx scripts/demo/build-corpus.ts "$W/long.jsonl" --seed 4 --synthetic 1500 --repeat 6000 --max-copy 200
+RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama/model" --stage pretrain --data "$W/induction.jsonl" \
+  --seq 256 --batch 8 --steps 3000 --lr 1e-3 --min-lr 0.5 --warmup 20 --weight-decay 0.1 --eval-every 250 \
+  --eval-batches 4 --save-every 250 --seed 0 --out "$W/llama-ind1" --json
+RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-ind1/model" --stage pretrain --data "$W/induction.jsonl" \
+  --seq 256 --batch 8 --steps 1500 --lr 1e-3 --min-lr 1 --warmup 10 --weight-decay 0.1 --eval-every 500 \
+  --eval-batches 4 --save-every 250 --seed 1 --out "$W/llama-ind2" --json
+RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-ind2/model" --stage pretrain --data "$W/long.jsonl" \
+  --seq 2048 --batch 2 --steps 300 --lr 5e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 100 \
+  --eval-batches 4 --save-every 50 --seed 2 --out "$W/llama-long" --json
 mkdir -p models/demo-llama models/demo-gpt2
-cp "$W/llama/model/"* models/demo-llama/
+cp "$W/llama-long/model/"* models/demo-llama/
 cp "$W/gpt2/model/"* models/demo-gpt2/
