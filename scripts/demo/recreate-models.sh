@@ -33,6 +33,9 @@ RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-ind1/model" --stag
 RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-ind2/model" --stage pretrain --data "$W/long.jsonl" \
   --seq 2048 --batch 2 --steps 300 --lr 5e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 100 \
   --eval-batches 4 --save-every 50 --seed 2 --out "$W/llama-long" --json
+RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-long/model" --stage pretrain --data "$W/long.jsonl" \
+  --seq 2048 --batch 2 --steps 300 --lr 3e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 150 \
+  --eval-batches 4 --save-every 50 --seed 3 --out "$W/llama-long2" --json
 mkdir -p models/demo-llama models/demo-gpt2
-cp "$W/llama-long/model/"* models/demo-llama/
+cp "$W/llama-long2/model/"* models/demo-llama/
 cp "$W/gpt2/model/"* models/demo-gpt2/
