@@ -4,15 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-
-function fakeAnalysis(): unknown {
-  const groups = [];
-  for (let l = 0; l < 5; l++) {
-    for (let g = 0; g < 4; g++) groups.push({ layer: l, kvGroup: g, groupScore: { rr: { '16': (l * 4 + g) / 20 }, rrw: { '16': 0.5 } } });
-  }
-  return { schema: 'recurformer.analysis', version: 1, groups, heads: [] };
-}
+import { fakeAnalysis, runCli } from '../helpers/cli.js';
 
 test('convert --budget 0.5, then inspect reports half the KV bytes and the recurrent heads; the result generates', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-convcli-'));

@@ -12,17 +12,9 @@ import type { EvalRecord } from '../../src/eval/record.js';
 import type { CostResult } from '../../src/eval/cost.js';
 import type { AgreeResult } from '../../src/eval/agree.js';
 import type { PplResult } from '../../src/eval/perplexity.js';
-import { runCli } from '../helpers/cli.js';
+import { fakeAnalysis, runCli } from '../helpers/cli.js';
 
 let dir = '', conv = '', data = '';
-
-function fakeAnalysis(): unknown {
-  const groups = [];
-  for (let l = 0; l < 5; l++) {
-    for (let g = 0; g < 4; g++) groups.push({ layer: l, kvGroup: g, groupScore: { rr: { '16': (l * 4 + g) / 20 }, rrw: { '16': 0.5 } } });
-  }
-  return { schema: 'recurformer.analysis', version: 1, groups, heads: [] };
-}
 
 async function record<R>(args: string[]): Promise<EvalRecord<R>> {
   const r = await runCli([...args, '--json']);

@@ -7,20 +7,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
+import { fakeAnalysis, runCli } from '../helpers/cli.js';
 import { loadModel } from '../../src/io/model-load.js';
 import { cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache } from '../../src/eval/budget.js';
 import type { EvalRecord, RetrievalResult } from '../../src/eval/record.js';
 
 type Rec = EvalRecord<RetrievalResult>;
-
-function fakeAnalysis(): unknown {
-  const groups = [];
-  for (let l = 0; l < 5; l++) {
-    for (let g = 0; g < 4; g++) groups.push({ layer: l, kvGroup: g, groupScore: { rr: { '16': (l * 4 + g) / 20 }, rrw: { '16': 0.5 } } });
-  }
-  return { schema: 'recurformer.analysis', version: 1, groups, heads: [] };
-}
 
 test('eval passkey --json prints the EvalRecord; --out writes the same record; the table lists every cell', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-retr-'));

@@ -26,3 +26,16 @@ export async function runCli(args: string[]): Promise<CliResult> {
     process.stderr.write = ew;
   }
 }
+
+/**
+ * The body of an analysis.json for stories260K (5 layers x 4 KV groups) to pass to `convert --analysis`: group
+ * (l, g) has recency score (l * 4 + g) / 20 at window 16 (waiver-adjusted 0.5), so a budget replaces the later
+ * layers' groups first.
+ */
+export function fakeAnalysis(): unknown {
+  const groups = [];
+  for (let l = 0; l < 5; l++) {
+    for (let g = 0; g < 4; g++) groups.push({ layer: l, kvGroup: g, groupScore: { rr: { '16': (l * 4 + g) / 20 }, rrw: { '16': 0.5 } } });
+  }
+  return { schema: 'recurformer.analysis', version: 1, groups, heads: [] };
+}

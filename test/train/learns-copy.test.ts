@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { buildModel } from '../../src/model/build.js';
 import { configFromHf } from '../../src/model/config.js';
 import * as T from '../../src/tensor/index.js';
+import { rowLogSumExp } from '../../src/tensor/reference/rows.js';
 import { AdamW, Rng } from '../../src/tensor/index.js';
 import { freshModel, selectTrainable } from '../../src/train/model-setup.js';
 
@@ -39,11 +40,7 @@ function halves(logits: Float32Array, targets: Int32Array, V: number): [number, 
   for (let b = 0; b < B; b++) {
     for (let t = 0; t + 1 < TN; t++) {
       const o = (b * TN + t) * V;
-      let mx = -Infinity;
-      for (let v = 0; v < V; v++) mx = Math.max(mx, logits[o + v]!);
-      let s = 0;
-      for (let v = 0; v < V; v++) s += Math.exp(logits[o + v]! - mx);
-      const nll = mx + Math.log(s) - logits[o + targets[b * TN + t]!]!;
+      const nll = rowLogSumExp(logits, o, V) - logits[o + targets[b * TN + t]!]!;
       if (t < HALF) { first += nll; n1++; } else { second += nll; n2++; }
     }
   }
