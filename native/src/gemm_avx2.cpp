@@ -236,12 +236,19 @@ RF_AVX2 inline void dot_block(int64_t K, const T* w, int64_t ldw, const float* x
     for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
   for (int r = 0; r < R; ++r) acc2[r] = _mm256_setzero_ps();
   // Software prefetch 1 KiB ahead in every row: the hardware streamer stops at each 4 KiB page boundary and
-  // ramps up again, which costs bandwidth on rows spanning several pages. Prefetching past the end of a row
-  // is harmless (prefetches never fault).
+  // ramps up again, which costs bandwidth on rows spanning several pages. Within the last 1 KiB of a row the
+  // prefetch moves on to the same place in the row R further down (the row this stream reads next), so the next
+  // block of rows starts warm: with short rows (K = 768 halves is 1.5 KiB) a cold start per block cost a third of
+  // the bandwidth. Prefetching past the end of the matrix is harmless (prefetches never fault).
   constexpr int64_t PF = 1024 / sizeof(T);
+  const int64_t k_wrap = K - PF;  // from here on, prefetch in the next block
+  auto prefetch = [&](int r, int64_t k) {
+    _mm_prefetch(reinterpret_cast<const char*>(k < k_wrap ? w + r * ldw + k + PF : w + (r + R) * ldw + (k - k_wrap)),
+                 _MM_HINT_T0);
+  };
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
-    for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + k + PF), _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) prefetch(r, k);
     if (MX == 1) {
       __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
       for (int r = 0; r < R; ++r) {
@@ -299,9 +306,40 @@ RF_AVX2 void gemv_dot_mx(int64_t rows, int64_t K, const T* w, int64_t ldw, const
   }
 }
 
+// One activation row over rows shorter than a 4 KiB page: the rows are read one after another, one linear stream
+// per thread with a 1 KiB software prefetch that runs on into the next row. Four interleaved row streams (the
+// blocked kernel above) defeat the hardware prefetcher when a block of rows spans two or three pages; measured on
+// the 2-core AMD EPYC this project runs on, with cold weights over two threads, the linear order reads 768-wide
+// half rows at 75-80% of the streaming bandwidth against 60% blocked, while rows of a page or more go faster
+// blocked (88-98% against 75%).
+template <typename T>
+RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
+                           float beta) {
+  constexpr int64_t PF = 1024 / sizeof(T);
+  constexpr int64_t LINE = 64 / sizeof(T);  // weights per cache line: one prefetch each
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = w + r * ldw;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      for (int64_t l = 0; l < 32; l += LINE) _mm_prefetch(reinterpret_cast<const char*>(p + k + l + PF), _MM_HINT_T0);
+      a0 = _mm256_fmadd_ps(load8(p + k), _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(load8(p + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+      a2 = _mm256_fmadd_ps(load8(p + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+      a3 = _mm256_fmadd_ps(load8(p + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(load8(p + k), _mm256_loadu_ps(x + k), a0);
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; k < K; ++k) sum += to_f32(p[k]) * x[k];
+    const float v = alpha * sum;
+    y[r] = beta == 0.0f ? v : v + beta * y[r];
+  }
+}
+
 template <typename T>
 RF_AVX2 void gemv_dot_any(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, int mx,
                           float* y, int64_t ldy, float alpha, float beta) {
+  if (mx == 1 && K * int64_t(sizeof(T)) < 4096) return gemv_dot_rows(rows, K, w, ldw, x, y, alpha, beta);
   switch (mx) {
     case 1: gemv_dot_mx<1>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
     case 2: gemv_dot_mx<2>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
@@ -367,13 +405,14 @@ template <int R>
 RF_AVX512 inline void dot_rows_h512(int64_t K, const uint16_t* w, int64_t ldw, const float* x, float s[R]) {
   __m512 acc[R], acc2[R];
   for (int r = 0; r < R; ++r) acc[r] = acc2[r] = _mm512_setzero_ps();
-  constexpr int64_t PF = 1024 / sizeof(uint16_t);  // 1 KiB ahead in every row, as the AVX2 kernel
+  constexpr int64_t PF = 1024 / sizeof(uint16_t);  // 1 KiB ahead in every row, then the next block, as the AVX2 kernel
+  const int64_t k_wrap = K - PF;
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
     for (int r = 0; r < R; ++r) {
       const uint16_t* p = w + r * ldw + k;
-      _mm_prefetch(reinterpret_cast<const char*>(p + PF), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(k < k_wrap ? p + PF : w + (r + R) * ldw + (k - k_wrap)), _MM_HINT_T0);
       acc[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), x0, acc[r]);
       acc2[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16))), x1, acc2[r]);
     }

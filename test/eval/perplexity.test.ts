@@ -68,12 +68,15 @@ test('stride = ctx reproduces the non-overlapping result bit for bit (with and w
   const r = perplexityOfIds(model, IDS, 64);
   assert.equal(r.nll, nonOverlapping(model, IDS, 64));
   assert.equal(slidingPerplexity(model, IDS, { ctx: 64, stride: 64 }).nll, r.nll);
-  // golden values of the implementation before --stride existed (commit 2131a3f) on this machine's backends
-  assertClose(r.nll, 1.573103091108783, TOL.double, 'ctx 64');
+  // golden values of the implementation before --stride existed (commit 2131a3f). The forward is float32: the
+  // kernels' summation order (SIMD set, matrix-vector row order) moves the mean NLL by ~1e-10 relative, while
+  // scoring a target twice, skipping one or giving it other context moves it by 1e-4 or more.
+  const GOLDEN = { rtol: 1e-7, atol: 0 };
+  assertClose(r.nll, 1.573103091108783, GOLDEN, 'ctx 64');
   assert.equal(r.tokens, IDS.length - 1);
   assert.equal(r.windows, Math.ceil((IDS.length - 1) / 64));
   const s = perplexityOfIds(model, IDS, 100, undefined, (m) => new StreamingMemory(m.cfg.nLayers, 2, 24), 16);
-  assertClose(s.nll, 1.5910913084791563, TOL.double, 'ctx 100, streaming 2 + 24, blocks of 16');
+  assertClose(s.nll, 1.5910913084791563, GOLDEN, 'ctx 100, streaming 2 + 24, blocks of 16');
   assert.equal(slidingPerplexity(model, IDS, { ctx: 100, memory: (m) => new StreamingMemory(m.cfg.nLayers, 2, 24), block: 16 }).nll, s.nll);
 });
 

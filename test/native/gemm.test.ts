@@ -190,7 +190,7 @@ function allTransposes(M: number, N: number, K: number, alpha = 1, beta = 0): Ge
 // packed on one or two threads split over rows or columns, several K blocks (K > 384), several N blocks
 // (N > 3072), ragged edges.
 const PATH_SHAPES: [number, number, number][] = [
-  [1, 8191, 257], [1, 1, 300], [1, 1000, 1], [333, 1, 255], [2, 515, 300], [3, 129, 77], [4, 67, 1031],
+  [1, 8191, 257], [1, 1, 300], [1, 1000, 1], [1, 41, 1023], [1, 43, 1024], [1, 29, 2093], [333, 1, 255], [2, 515, 300], [3, 129, 77], [4, 67, 1031],
   [5, 700, 97], [8, 300, 1000],
   [389, 211, 401], [600, 50, 70], [20, 1000, 50], [7, 3100, 11], [61, 67, 1], [128, 128, 128], [97, 5, 800],
 ];
@@ -307,7 +307,9 @@ function gemmF16Naive(M: number, N: number, K: number, a: Float32Array, w: Uint1
 test('gemmF16 matches the naive oracle: decode matvec, few rows (direct and widened), packed', { skip: skipNative }, () => {
   const rand = rng(23);
   const shapes: [number, number, number][] = [
-    [1, 4099, 333], [1, 7, 5], [1, 1, 1], [1, 37, 48], [1, 6, 63], [2, 130, 67], [3, 64, 64], [4, 33, 1029], [5, 31, 17], [7, 300, 129],
+    // one row: linear kernel (rows under 4 KiB, with 32-, 8- and 1-wide tails) and blocked kernel (rows of 2048+
+    // halves, ragged last block)
+    [1, 4099, 333], [1, 7, 5], [1, 1, 1], [1, 37, 48], [1, 6, 63], [1, 97, 2047], [1, 67, 2048], [1, 30, 4133], [2, 130, 67], [3, 64, 64], [4, 33, 1029], [5, 31, 17], [7, 300, 129],
     [6, 700, 1000], [8, 9, 3], [9, 40, 41], [33, 1, 50], [64, 200, 400], [131, 97, 389],
   ];
   for (const [M, N, K] of shapes) {
