@@ -16,6 +16,7 @@ import type { ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
 import { HalfWeight, asTensor, embeddingW, linearMultiW, linearW, type Weight } from './weights.js';
+import { FastDecoder } from './decode-step.js';
 import { headSplit, layerDims, layerPrefix, type HeadSplit, type RecurformerSpec } from '../convert/spec.js';
 import {
   recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams,
@@ -54,6 +55,8 @@ export class DecoderLM {
   readonly recurrent = new Map<number, RecurrentLayer>();
   /** Head splits of the streaming-heads baseline, computed once per layer and group set. */
   private readonly splits = new Map<string, HeadSplit>();
+  /** The single-token decode path (src/model/decode-step.ts), built on first use. */
+  private fast: FastDecoder | null = null;
 
   constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>, readonly spec: RecurformerSpec | null = null) {
     this.invFreq = cfg.ropeStyle === 'none' ? new Float32Array(0) : invFreqFor(cfg);
@@ -120,7 +123,9 @@ export class DecoderLM {
     } else {
       x = embeddingW(this.w('model.embed_tokens.weight'), ids, [B, Tn]);
     }
-    for (let l = 0; l < cfg.nLayers; l++) {
+    if (FastDecoder.applies(this, B, Tn, opts.memory, !opts.taps && !opts.selfOnly?.length)) {
+      x = (this.fast ??= new FastDecoder(this)).blocks(x, positions[0]!, opts.memory!);
+    } else for (let l = 0; l < cfg.nLayers; l++) {
       if (opts.taps?.wants(`blk.${l}.in`)) opts.taps.put(`blk.${l}.in`, x); // the block's input (teacher forcing)
       x = this.block(l, x, B, Tn, positions, opts);
       if (opts.taps?.wants(`blk.${l}.resid`)) opts.taps.put(`blk.${l}.resid`, x);
