@@ -144,6 +144,24 @@ export class KVCache implements AttentionMemory {
     return { k: kOut, v: vOut, qOffset: this.len };
   }
 
+  /**
+   * The single-token decode path's update (src/model/decode-step.ts): stores one token's keys and values (Hkv * Dh
+   * each, batch 1) and returns the first S cached rows of the layer as flat arrays, as `update` does without
+   * building tensors.
+   */
+  appendOne(layer: number, k: Float32Array, v: Float32Array): { k: Float32Array; v: Float32Array; S: number; qOffset: number } {
+    const row = this.kvHeads[layer]! * this.headDim;
+    if (this.batch !== 1 || k.length !== row || v.length !== row) {
+      throw new ShapeError('KVCache.appendOne', 'k', `[${row}] for batch 1`, [k.length]);
+    }
+    this.ensure(this.len + 1);
+    const K = this.ks[layer]!, V = this.vs[layer]!;
+    K.set(k, this.len * row);
+    V.set(v, this.len * row);
+    const S = this.len + 1;
+    return { k: K.subarray(0, S * row), v: V.subarray(0, S * row), S, qOffset: this.len };
+  }
+
   advance(T: number): void {
     this.len += T;
   }

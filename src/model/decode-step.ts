@@ -13,7 +13,7 @@ import { K } from '../tensor/backend.js';
 import { BinaryOp, UnaryOp } from '../tensor/kernels.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
-import type { AttentionMemory } from '../inference/memory.js';
+import { KVCache, type AttentionMemory } from '../inference/memory.js';
 import type { RecurrentDims } from './recurrent-head.js';
 import { HalfWeight, type Weight } from './weights.js';
 import type { DecoderLM, RecurrentLayer } from './transformer.js';
@@ -42,11 +42,13 @@ interface LayerWeights {
   rec?: RecurrentRaw;
 }
 
-/** A recurrent layer's parameters as flat arrays. */
+/** A recurrent layer's parameters as flat arrays, and its step's scratch buffers. */
 interface RecurrentRaw {
   wx: Float32Array; wb: Float32Array; wc: Float32Array; wdt: Float32Array; bdt: Float32Array; wz: Float32Array | null;
   convW: Float32Array; convB: Float32Array; aLog: Float32Array; d: Float32Array; normW: Float32Array;
   nx: number; nb: number; nc: number; nz: number;
+  xbc: Float32Array; dtRaw: Float32Array; sum: Float32Array; dt: Float32Array; z: Float32Array; y: Float32Array;
+  gated: Float32Array; normed: Float32Array; rstd: Float32Array;
 }
 
 /** Preallocated buffers of one model's decode step. */
@@ -122,10 +124,13 @@ export class FastDecoder {
       const rl = m.recurrent.get(l);
       if (rl) {
         const r = rl.params;
+        const nx = r.wx.shape[0]!, nb = r.wb.shape[0]!, nc = r.wc.shape[0]!, nz = r.wz ? r.wz.shape[0]! : 0;
+        const H = rl.dims.nHeads, a = (n: number): Float32Array => new Float32Array(n);
         lw.rec = {
           wx: data(r.wx), wb: data(r.wb), wc: data(r.wc), wdt: data(r.wdt), bdt: data(r.bdt), wz: r.wz ? data(r.wz) : null,
           convW: data(r.convW), convB: data(r.convB), aLog: data(r.aLog), d: data(r.d), normW: r.normW ? data(r.normW) : NONE,
-          nx: r.wx.shape[0]!, nb: r.wb.shape[0]!, nc: r.wc.shape[0]!, nz: r.wz ? r.wz.shape[0]! : 0,
+          nx, nb, nc, nz, xbc: a(nx + nb + nc), dtRaw: a(H), sum: a(H), dt: a(H), z: a(nz), y: a(H * rl.dims.P),
+          gated: a(H * rl.dims.P), normed: a(H * rl.dims.P), rstd: a(H),
         };
       }
       return lw;
@@ -194,7 +199,14 @@ export class FastDecoder {
       qr.set(qh);
       kr.set(kh);
     }
-    const view = mem.update(l, T.tensor(Float32Array.from(kr), [1, 1, Hkv, Dh]), T.tensor(Float32Array.from(vh), [1, 1, Hkv, Dh]));
+    // the plain KV cache stores and returns flat arrays; other memories (StreamingLLM) go through `update`
+    let view: { k: Float32Array; v: Float32Array; S: number; qOffset: number; window?: number; sinks?: number };
+    if (mem instanceof KVCache) {
+      view = mem.appendOne(l, kr, vh);
+    } else {
+      const v = mem.update(l, T.tensor(Float32Array.from(kr), [1, 1, Hkv, Dh]), T.tensor(Float32Array.from(vh), [1, 1, Hkv, Dh]));
+      view = { k: data(v.k), v: data(v.v), S: v.k.shape[1]!, qOffset: v.qOffset, window: v.window, sinks: v.sinks };
+    }
     let window = c.slidingWindow ?? 0, sinks = 0;
     if (view.window !== undefined) {
       window = window > 0 ? Math.min(window, view.window) : view.window;
@@ -202,9 +214,8 @@ export class FastDecoder {
     }
     let heads = b.attn.subarray(0, c.nHeads * Dh);
     if (Hq > 0) {
-      const S = view.k.shape[1]!;
       const out = rl ? b.qg.subarray(0, Hq * Dh) : heads;
-      k.attention(qr, data(view.k), data(view.v), 1, 1, S, Hq, Hkv, Dh, 1 / Math.sqrt(Dh), 1, view.qOffset, window, sinks,
+      k.attention(qr, view.k, view.v, 1, 1, view.S, Hq, Hkv, Dh, 1 / Math.sqrt(Dh), 1, view.qOffset, window, sinks,
         out, b.lse, NONE);
       if (rl) heads = this.mergeRecurrent(l, rl, lw.rec!, out, mem);
     } else {
@@ -231,31 +242,28 @@ export class FastDecoder {
     const c = this.m.cfg, b = this.buf, d: RecurrentDims = rl.dims, k = K();
     const D = c.dModel, Dh = c.headDim;
     const { nHeads: H, nGroups: G, P, N } = d;
-    const xbc = new Float32Array(r.nx + r.nb + r.nc);
+    const { xbc, dtRaw, sum, dt, y } = r;
+    const z = r.wz ? r.z : null;
     k.gemmMulti(1, D, b.h, 0, r.wx, r.nx, xbc.subarray(0, r.nx), r.wb, r.nb, xbc.subarray(r.nx, r.nx + r.nb), r.wc, r.nc,
       xbc.subarray(r.nx + r.nb));
-    const dtRaw = new Float32Array(H), z = r.wz ? new Float32Array(r.nz) : null;
     k.gemmMulti(1, D, b.h, 0, r.wdt, H, dtRaw, r.wz ?? NONE, r.nz, z ?? NONE, NONE, 0, NONE);
-    const sum = new Float32Array(H), dt = new Float32Array(H);
     binary(BinaryOp.Add, dtRaw, r.bdt, H, sum, b);
     k.unary(UnaryOp.Softplus, sum, dt);
+    // the state is copied, not updated in place: the memory's previous state object stays as it was
     const prev = mem.recurrentState?.(l);
     const Hs = prev ? Float32Array.from(data(prev.H)) : new Float32Array(H * P * N);
     const convLen = Math.max(0, d.convK - 1) * (r.nx + r.nb + r.nc);
     const win = prev ? Float32Array.from(data(prev.conv)) : new Float32Array(convLen);
-    const y = new Float32Array(H * P);
     k.ssdStep(xbc, dt, win, r.convW, r.convB, Hs, r.aLog, r.d, d.groupOf, 1, H, G, P, N, d.convK, y);
     let out = y;
     if (d.gate && z) {
-      const s = new Float32Array(z.length);
-      k.unary(UnaryOp.Silu, z, s);
-      out = new Float32Array(y.length);
-      binary(BinaryOp.Mul, y, s, y.length, out, b);
+      k.unary(UnaryOp.Silu, z, r.normed); // silu(z), then y * silu(z)
+      binary(BinaryOp.Mul, y, r.normed, y.length, r.gated, b);
+      out = r.gated;
     }
     if (d.norm) {
-      const normed = new Float32Array(out.length);
-      k.rmsnorm(out, r.normW, H, P, d.normEps, normed, new Float32Array(H));
-      out = normed;
+      k.rmsnorm(out, r.normW, H, P, d.normEps, r.normed, r.rstd);
+      out = r.normed;
     }
     mem.setRecurrentState?.(l, {
       H: T.tensor(Hs, [1, H, P, N]),
