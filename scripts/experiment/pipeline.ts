@@ -19,6 +19,8 @@ export interface TrainSettings {
   seq: number;
   lr: number;
   warmup: number;
+  /** Weights the stage updates (train --trainable; default: the recurrent heads only). */
+  trainable?: 'recurrent' | 'recurrent+norms' | 'all';
 }
 
 export interface RetrievalSettings {
@@ -88,7 +90,7 @@ async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promi
 }
 
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
-  '--lr', String(s.lr), '--warmup', String(s.warmup)];
+  '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : [])];
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions): Promise<string> {
