@@ -7,6 +7,8 @@
  *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--prepare-only] [--force]
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
+ * --only reruns one model and rewrites only its section of docs/results.md and its README rows (the waiver
+ * section needs the full run).
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,8 +113,28 @@ if (!only && !prepareOnly) {
     copyFileSync(join(out, 'waiver', name, 'report.html'), `docs/results/${name}-waiver.html`);
   }
   replaceBetween('docs/results.md', '<!-- waiver:begin -->', '<!-- waiver:end -->', waivers.join('\n\n'));
-  replaceBetween('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->', sections.join('\n\n'));
+}
+if (!prepareOnly) writeTables();
+
+/**
+ * Writes the models' sections of docs/results.md and their rows of the README table. With --only, the other
+ * models' sections and rows stay as they are, so one model can be rerun without redoing the other.
+ */
+function writeTables(): void {
+  const between = (file: string, begin: string, end: string): string => {
+    const text = readFileSync(file, 'utf8');
+    return text.slice(text.indexOf(begin) + begin.length, text.indexOf(end));
+  };
+  const names = experiments.map((x) => x.name);
+  const ran = new Map(sections.map((body) => [body.slice(4, body.indexOf('\n')), body]));
+  const old = new Map(between('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->').split(/^(?=### )/m)
+    .map((b) => b.trim()).filter((b) => b.startsWith('### ')).map((b) => [b.slice(4, b.indexOf('\n')), b]));
+  const merged = names.map((n) => ran.get(n) ?? old.get(n)).filter((b): b is string => b !== undefined);
+  replaceBetween('docs/results.md', '<!-- e2e:begin -->', '<!-- e2e:end -->', merged.join('\n\n'));
+  const oldRows = between('README.md', '<!-- results:begin -->', '<!-- results:end -->').split('\n')
+    .filter((r) => names.some((n) => r.startsWith(`| ${n} |`)));
+  const rows = names.flatMap((n) => (ran.has(n) ? readmeRows : oldRows).filter((r) => r.startsWith(`| ${n} |`)));
   replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
     '| model | configuration | KV bytes/token | Δ perplexity | passkey by length | needle by length | decode tok/s |\n' +
-    '|---|---|---:|---:|---:|---:|---:|\n' + readmeRows.join('\n'));
+    '|---|---|---:|---:|---:|---:|---:|\n' + rows.join('\n'));
 }
