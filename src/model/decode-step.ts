@@ -14,8 +14,8 @@ import { BinaryOp, UnaryOp } from '../tensor/kernels.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { KVCache, type AttentionMemory } from '../inference/memory.js';
-import type { RecurrentDims } from './recurrent-head.js';
-import { HalfWeight, type Weight } from './weights.js';
+import { channels, type RecurrentDims } from './recurrent-head.js';
+import { HalfWeight, halfProduct, multiProduct, type Weight } from './weights.js';
 import type { DecoderLM, RecurrentLayer } from './transformer.js';
 
 let enabled = true;
@@ -63,29 +63,15 @@ const data = (t: Tensor): Float32Array => T.contiguous(t).data;
 
 /** y = w x for one row, as linearW does it (same kernel, same arguments). */
 function matvec(w: Weight, x: Float32Array, y: Float32Array): void {
-  const [N, D] = w.shape as [number, number];
-  if (w instanceof HalfWeight) {
-    if (w.kind === 'bf16') K().gemmBF16(1, N, D, x, w.data, 0, y);
-    else K().gemmF16(1, N, D, x, w.data, 0, y);
-  } else {
-    K().gemm(0, 1, 1, N, D, 1, x, 0, data(w), 0, 0, y, N, 1);
-  }
+  if (w instanceof HalfWeight) halfProduct(1, x, w, y);
+  else K().gemm(0, 1, 1, w.shape[0]!, w.shape[1]!, 1, x, 0, data(w), 0, 0, y, w.shape[0]!, 1);
 }
 
 /** [w_i x] for weights sharing x, as linearMultiW does it: one gemmMulti call when their types agree. */
 function matvecMulti(ws: readonly Weight[], x: Float32Array, ys: Float32Array[]): void {
   const half = ws[0] instanceof HalfWeight ? ws[0].kind : null;
-  const same = ws.every((w) => (w instanceof HalfWeight ? w.kind === half : half === null));
-  if (!same) {
-    ws.forEach((w, i) => matvec(w, x, ys[i]!));
-    return;
-  }
-  const arg = (i: number): [Float32Array | Uint16Array, number, Float32Array] => {
-    const w = ws[i];
-    if (!w) return [NONE, 0, NONE];
-    return [w instanceof HalfWeight ? w.data : data(w), w.shape[0]!, ys[i]!];
-  };
-  K().gemmMulti(1, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2, ...arg(0), ...arg(1), ...arg(2));
+  if (ws.every((w) => (w instanceof HalfWeight ? w.kind === half : half === null))) multiProduct(1, x, ws, ys);
+  else ws.forEach((w, i) => matvec(w, x, ys[i]!));
 }
 
 /** out = a op b elementwise over n values (the tensor layer's equal-shape path). */
@@ -106,6 +92,7 @@ export class FastDecoder {
 
   constructor(private readonly m: DecoderLM) {
     const c = m.cfg;
+    const a = (n: number): Float32Array => new Float32Array(n);
     const f = (name: string): Float32Array => data(m.f(name));
     const ob = (name: string): Float32Array | null => {
       const t = m.opt(name);
@@ -125,7 +112,7 @@ export class FastDecoder {
       if (rl) {
         const r = rl.params;
         const nx = r.wx.shape[0]!, nb = r.wb.shape[0]!, nc = r.wc.shape[0]!, nz = r.wz ? r.wz.shape[0]! : 0;
-        const H = rl.dims.nHeads, a = (n: number): Float32Array => new Float32Array(n);
+        const H = rl.dims.nHeads;
         lw.rec = {
           wx: data(r.wx), wb: data(r.wb), wc: data(r.wc), wdt: data(r.wdt), bdt: data(r.bdt), wz: r.wz ? data(r.wz) : null,
           convW: data(r.convW), convB: data(r.convB), aLog: data(r.aLog), d: data(r.d), normW: r.normW ? data(r.normW) : NONE,
@@ -136,7 +123,6 @@ export class FastDecoder {
       return lw;
     });
     const { dModel: D, nHeads: Hq, nKvHeads: Hkv, headDim: Dh, ffnDim: F } = c;
-    const a = (n: number): Float32Array => new Float32Array(n);
     this.buf = {
       x: a(D), x2: a(D), h: a(D), attn: a(Hq * Dh), proj: a(D), q: a(Hq * Dh), k: a(Hkv * Dh), v: a(Hkv * Dh),
       qr: a(Hq * Dh), kr: a(Hkv * Dh), qg: a(Hq * Dh), kg: a(Hkv * Dh), vg: a(Hkv * Dh), heads: a(Hq * Dh),
@@ -252,8 +238,8 @@ export class FastDecoder {
     // the state is copied, not updated in place: the memory's previous state object stays as it was
     const prev = mem.recurrentState?.(l);
     const Hs = prev ? Float32Array.from(data(prev.H)) : new Float32Array(H * P * N);
-    const convLen = Math.max(0, d.convK - 1) * (r.nx + r.nb + r.nc);
-    const win = prev ? Float32Array.from(data(prev.conv)) : new Float32Array(convLen);
+    const convShape = [1, Math.max(0, d.convK - 1), channels(d)];
+    const win = prev ? Float32Array.from(data(prev.conv)) : new Float32Array(convShape[1]! * convShape[2]!);
     k.ssdStep(xbc, dt, win, r.convW, r.convB, Hs, r.aLog, r.d, d.groupOf, 1, H, G, P, N, d.convK, y);
     let out = y;
     if (d.gate && z) {
@@ -267,7 +253,7 @@ export class FastDecoder {
     }
     mem.setRecurrentState?.(l, {
       H: T.tensor(Hs, [1, H, P, N]),
-      conv: T.tensor(win, [1, Math.max(0, d.convK - 1), r.nx + r.nb + r.nc]),
+      conv: T.tensor(win, convShape),
     });
     // slot h of the output reads entry merge[h] of [attention heads..., recurrent heads...]
     const nKept = rl.keptHeads.length, heads = this.buf.heads.subarray(0, c.nHeads * Dh);

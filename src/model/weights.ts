@@ -45,8 +45,7 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
         y = matmul(x, w.toTensor(), { transB: true });
       } else {
         y = empty([...x.shape.slice(0, -1), N]);
-        if (w.kind === 'bf16') K().gemmBF16(M, N, Kd, xd, w.data, 0, y.data);
-        else K().gemmF16(M, N, Kd, xd, w.data, 0, y.data);
+        halfProduct(M, xd, w, y.data);
       }
     }
   } else {
@@ -71,16 +70,31 @@ export function linearMultiW(x: Tensor, ws: readonly Weight[], bs: readonly (Ten
     ws.every((w) => w.shape.length === 2 && w.shape[1] === Kd && (w instanceof HalfWeight ? w.kind === half : half === null)) &&
     !(isGradEnabled() && (x.requiresGrad || ws.some((w) => w instanceof Tensor && w.requiresGrad)));
   if (!fusable) return ws.map((w, i) => linearW(x, w, bs[i] ?? null));
-  const xd = contiguousData(x);
   const lead = x.shape.slice(0, -1);
   const ys = ws.map((w) => empty([...lead, w.shape[0]!]));
+  multiProduct(M, contiguousData(x), ws, ys.map((y) => y.data));
+  return ys.map((y, i) => (bs[i] ? add(y, bs[i]) : y));
+}
+
+/** y (M, N) = x (M, K) w^T for a 16-bit weight read directly: the kernel call of linearW's few-row path. */
+export function halfProduct(M: number, x: Float32Array, w: HalfWeight, y: Float32Array): void {
+  const [N, Kd] = w.shape as [number, number];
+  if (w.kind === 'bf16') K().gemmBF16(M, N, Kd, x, w.data, 0, y);
+  else K().gemmF16(M, N, Kd, x, w.data, 0, y);
+}
+
+/**
+ * ys[i] = x (M, K) w_i^T for two or three weights of one type sharing x, in one `gemmMulti` call: the kernel call
+ * of linearMultiW's fused path.
+ */
+export function multiProduct(M: number, x: Float32Array, ws: readonly Weight[], ys: readonly Float32Array[]): void {
+  const half = ws[0] instanceof HalfWeight ? ws[0].kind : null;
   const arg = (i: number): [Float32Array | Uint16Array, number, Float32Array] => {
     const w = ws[i];
     if (!w) return [NONE, 0, NONE];
-    return [w instanceof HalfWeight ? w.data : contiguousData(w), w.shape[0]!, ys[i]!.data];
+    return [w instanceof HalfWeight ? w.data : contiguousData(w), w.shape[0]!, ys[i]!];
   };
-  K().gemmMulti(M, Kd, xd, half === null ? 0 : half === 'f16' ? 1 : 2, ...arg(0), ...arg(1), ...arg(2));
-  return ys.map((y, i) => (bs[i] ? add(y, bs[i]) : y));
+  K().gemmMulti(M, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2, ...arg(0), ...arg(1), ...arg(2));
 }
 
 /** Rows of an embedding table picked by ids, converting half rows on the fly (inference only, no gradient). */
