@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recreates the two demo models committed under models/ (about 2 h on 2 cores).
+# Recreates the two demo models committed under models/ (about 2 h 20 min on 2 cores).
 # Every step is seeded: the corpus (seed 0), the tokenizer (deterministic trainer), the initialization and data
 # order (--seed 0). Run from the repository root after `npm install`.
 set -euo pipefail
@@ -36,6 +36,11 @@ RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-ind2/model" --stag
 RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-long/model" --stage pretrain --data "$W/long.jsonl" \
   --seq 2048 --batch 2 --steps 300 --lr 3e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 150 \
   --eval-batches 4 --save-every 50 --seed 3 --out "$W/llama-long2" --json
+# Stage 3 continued on a fresh long-context mix (new keys, seed 5) so the copying reaches the whole 2048 tokens.
+node --import tsx scripts/demo/build-corpus.ts "$W/long3.jsonl" --seed 5 --synthetic 1500 --repeat 6000 --max-copy 200
+RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-long2/model" --stage pretrain --data "$W/long3.jsonl" \
+  --seq 2048 --batch 2 --steps 600 --lr 3e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 \
+  --eval-batches 4 --save-every 50 --seed 4 --out "$W/llama-long3" --json
 mkdir -p models/demo-llama models/demo-gpt2
-cp "$W/llama-long2/model/"* models/demo-llama/
+cp "$W/llama-long3/model/"* models/demo-llama/
 cp "$W/gpt2/model/"* models/demo-gpt2/
