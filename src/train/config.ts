@@ -4,6 +4,7 @@
  * needs nothing else.
  */
 import { ArgumentError } from '../tensor/errors.js';
+import type { Packing } from './data.js';
 
 export type Stage = 'align' | 'distill' | 'pretrain';
 export type Trainable = 'recurrent' | 'recurrent+norms' | 'all';
@@ -21,6 +22,8 @@ export interface TrainConfig {
   readonly textKey: string;
   readonly cacheDir: string;
   readonly valFraction: number;
+  /** Where training sequences start: anywhere in the token stream, or at document starts (src/train/data.ts). */
+  readonly packing: Packing;
   readonly steps: number;
   readonly batch: number;
   readonly seq: number;
@@ -43,7 +46,7 @@ export interface TrainConfig {
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'data' | 'out'> = {
   stage: 'distill', model: null, teacher: null, init: null, tokenizer: null, textKey: 'text', cacheDir: '',
-  valFraction: 0.1, steps: 200, batch: 8, seq: 128, accum: 1, lr: 3e-3, minLrRatio: 0.1, warmup: 20,
+  valFraction: 0.1, packing: 'stream', steps: 200, batch: 8, seq: 128, accum: 1, lr: 3e-3, minLrRatio: 0.1, warmup: 20,
   weightDecay: 0.0, clip: 1.0, temperature: 1.0, ceWeight: 0.0, trainable: 'recurrent', evalEvery: 50, evalBatches: 8,
   saveEvery: 100, seed: 0,
 };
@@ -65,6 +68,9 @@ export function makeTrainConfig(values: Record<string, unknown>): TrainConfig {
   if (!['align', 'distill', 'pretrain'].includes(c.stage as string)) bad('stage', `= ${String(c.stage)} is not align, distill or pretrain`);
   if (!['recurrent', 'recurrent+norms', 'all'].includes(c.trainable as string)) {
     bad('trainable', `= ${String(c.trainable)} is not recurrent, recurrent+norms or all`);
+  }
+  if (!['stream', 'document'].includes(c.packing as string)) {
+    bad('packing', `= ${String(c.packing)} is not stream or document`, 'document starts every sequence at a document (long-range training)');
   }
   const posInt = ['steps', 'batch', 'seq', 'accum', 'evalBatches'];
   for (const k of posInt) if (!(Number.isInteger(c[k]) && (c[k] as number) >= 1)) bad(k, `= ${String(c[k])} must be an integer >= 1`);

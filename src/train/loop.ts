@@ -118,7 +118,7 @@ export function openSession(cfg: TrainConfig, restore?: ReturnType<typeof loadCh
     throw new ArgumentError('train', 'seq', `= ${cfg.seq} exceeds the ${student.cfg.maxPos} learned positions`);
   }
   const shard = loadShard(cfg.data, tokenizer, cfg.cacheDir, { textKey: cfg.textKey });
-  const data = new PackedData(shard.tokens, { seq: cfg.seq, bos: tokenizer.bosId, valFraction: cfg.valFraction });
+  const data = new PackedData(shard.tokens, { seq: cfg.seq, bos: tokenizer.bosId, valFraction: cfg.valFraction, packing: cfg.packing });
   const { names, params } = selectTrainable(student, cfg.trainable);
   const decay = new Set(params.filter((p) => p.rank >= 2));
   const opt = new AdamW(params, { lr: cfg.lr, weightDecay: cfg.weightDecay, decay: (p) => decay.has(p) });

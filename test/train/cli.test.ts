@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trainValuesFromCli } from '../../src/cli/commands/train.js';
 import { ArgumentError } from '../../src/tensor/errors.js';
+import { makeTrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/loop.js';
 import { lineChart } from '../../src/train/report.js';
 import { runCli } from '../helpers/cli.js';
@@ -16,6 +17,11 @@ test('flags -> config values: numbers parsed, absent flags absent, bad numbers a
   assert.throws(() => trainValuesFromCli(undefined, { steps: '1.5' }), ArgumentError);
   assert.throws(() => trainValuesFromCli(undefined, { lr: 'fast' }), ArgumentError);
   assert.equal(trainValuesFromCli(undefined, { resume: 'r' }).out, 'r');
+  // --packing reaches the config; a wrong value is an error naming the option
+  const values = trainValuesFromCli('m', { data: 'd', out: 'o', teacher: 't', packing: 'document' });
+  assert.equal(makeTrainConfig(values).packing, 'document');
+  assert.equal(makeTrainConfig(trainValuesFromCli('m', { data: 'd', out: 'o', teacher: 't' })).packing, 'stream');
+  assert.throws(() => makeTrainConfig({ ...values, packing: 'doc' }), /packing = doc is not stream or document/);
 });
 
 test('train --json: summary, metrics.jsonl, report.html with SVG curves, an HF model folder', async () => {

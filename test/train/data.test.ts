@@ -5,7 +5,8 @@ import { mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { loadModel } from '../../src/io/model-load.js';
 import { ArgumentError, FormatError } from '../../src/tensor/errors.js';
-import { Batcher, listSources, loadShard, PackedData, readShard, tokenizeSources } from '../../src/train/data.js';
+import fc from 'fast-check';
+import { Batcher, documentBases, listSources, loadShard, PackedData, readShard, tokenizeSources } from '../../src/train/data.js';
 import { STORIES, TEACHER, tmp } from './helpers.js';
 
 const tok = loadModel(TEACHER).tokenizer!;
@@ -69,6 +70,62 @@ test('packing: BOS-led sequences of T, inputs shifted from targets, the last seq
   assert.equal(val[0]!.B, 2);
   assert.equal(val[0]!.targets[0], 10 + 80);
   assert.throws(() => new PackedData(tokens, { seq: 200, bos: 1 }), ArgumentError);
+});
+
+/** A stream of documents (BOS = 1, then tokens 100 + document index) of the given lengths. */
+function docStream(lengths: readonly number[]): { tokens: Uint16Array; spans: [number, number][] } {
+  const out: number[] = [];
+  const spans: [number, number][] = [];
+  lengths.forEach((L, k) => {
+    out.push(1);
+    spans.push([out.length, out.length + L]);
+    for (let t = 0; t < L; t++) out.push(100 + k);
+  });
+  return { tokens: Uint16Array.from(out), spans };
+}
+
+test('document packing: each sequence starts at a document (right after BOS); the cut document starts the next one', () => {
+  // documents of 3, 6, 2, 4 and 5 tokens, T = 8
+  const { tokens } = docStream([3, 6, 2, 4, 5]);
+  const d = new PackedData(tokens, { seq: 8, bos: 1, valFraction: 0.2, packing: 'document' });
+  assert.deepEqual(Array.from(documentBases(tokens, 8, 1)), [1, 5, 12]); // the last document has no full sequence left
+  assert.equal(d.nSeq, 3);
+  const inp = new Int32Array(8), tgt = new Int32Array(8);
+  d.fill(1, inp, tgt, 0); // the 6-token document, whole from position 1, then the next document's BOS and a token
+  assert.deepEqual(Array.from(inp), [1, 101, 101, 101, 101, 101, 101, 1]);
+  assert.deepEqual(Array.from(tgt), [101, 101, 101, 101, 101, 101, 1, 102]);
+  d.fill(0, inp, tgt, 0); // the first document, then the head of the second (read again in sequence 1)
+  assert.deepEqual(Array.from(inp), [1, 100, 100, 100, 1, 101, 101, 101]);
+  // a document longer than T continues in the next sequence from where the last one ended
+  assert.deepEqual(Array.from(documentBases(docStream([2, 20, 3]).tokens, 8, 1)), [1, 4, 12, 20]);
+  // stream packing of the same tokens starts sequences anywhere
+  assert.equal(new PackedData(tokens, { seq: 8, bos: 1 }).nSeq, 3);
+  assert.throws(() => new PackedData(tokens, { seq: 8, bos: 1, packing: 'docs' as 'document' }), /stream or document/);
+});
+
+test('document packing (property): no text token skipped, every document that fits is seen whole, bases start documents', () => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 30 }), fc.integer({ min: 2, max: 24 }),
+    (lengths, T) => {
+      const { tokens, spans } = docStream(lengths);
+      const bases = Array.from(documentBases(tokens, T, 1));
+      const starts = new Set(spans.map(([a]) => a));
+      for (let i = 0; i < bases.length; i++) {
+        const b = bases[i]!;
+        assert.ok(b + T <= tokens.length);
+        if (i > 0) {
+          const prev = bases[i - 1]!;
+          // increasing, and no token between sequences goes unread but the BOS of a document the next one starts with
+          assert.ok(b > prev && (b <= prev + T || (b === prev + T + 1 && tokens[prev + T] === 1)));
+          // a base is a document's first token, or the continuation of a document longer than T
+          assert.ok(starts.has(b) || (b === prev + T && tokens[b - 1] !== 1));
+        }
+      }
+      const end = bases.length ? bases[bases.length - 1]! + T : 0;
+      for (const [a, z] of spans) {
+        if (z - a > T || z > end) continue;
+        assert.ok(bases.some((b) => b <= a && z <= b + T), `document [${a}, ${z}) whole in one sequence`);
+      }
+    }), { numRuns: 300 });
 });
 
 test('batches: seeded shuffle covering every training sequence per epoch; a saved position resumes the same order', () => {

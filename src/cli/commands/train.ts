@@ -32,6 +32,7 @@ export interface TrainCliOpts {
   evalBatches?: string;
   saveEvery?: string;
   valFraction?: string;
+  packing?: string;
   textKey?: string;
   cache?: string;
   seed?: string;
@@ -46,7 +47,7 @@ export function trainValuesFromCli(model: string | undefined, o: TrainCliOpts): 
   const num = (n: string, v: string | undefined): number | undefined => (v === undefined ? undefined : parseFloatArg(n, v));
   const v: Record<string, unknown> = {
     stage: o.stage ?? (o.init ? 'pretrain' : undefined), model, teacher: o.teacher, init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
-    cacheDir: o.cache, valFraction: num('--val-fraction', o.valFraction), steps: int('--steps', o.steps, 1),
+    cacheDir: o.cache, valFraction: num('--val-fraction', o.valFraction), packing: o.packing, steps: int('--steps', o.steps, 1),
     batch: int('--batch', o.batch, 1), seq: int('--seq', o.seq, 1), accum: int('--accum', o.accum, 1), lr: num('--lr', o.lr),
     minLrRatio: num('--min-lr', o.minLr), warmup: int('--warmup', o.warmup), clip: num('--clip', o.clip),
     weightDecay: num('--weight-decay', o.weightDecay), temperature: num('--temperature', o.temperature),
@@ -87,6 +88,7 @@ export function registerTrain(program: Command): void {
     .option('--eval-batches <n>', 'validation batches (default 8)')
     .option('--save-every <n>', 'checkpoint every n steps, 0 = only at the end (default 100)')
     .option('--val-fraction <f>', 'held-out fraction at the end of the data (default 0.1)')
+    .option('--packing <p>', 'stream | document: sequences start anywhere, or at document starts so long documents are seen whole (default stream)')
     .option('--text-key <k>', 'JSONL text field (default text)')
     .option('--cache <dir>', 'token shard cache (default OUT/cache)')
     .option('--seed <n>', 'data order and init seed (default 0)')
