@@ -5,11 +5,14 @@
  *
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
  *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--min-fillers 0] [--min-pairs 0] [--min-chars 200]
- *     [--repeat 0] [--max-copy 120] [--copy-numbers 0.1]
+ *     [--edge-depths 0] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --min-*
  * and --max-* options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack
  * characters; drawn uniformly in [min, max)), so a long-context stage can ask for documents near the context;
+ * --edge-depths: the fraction of passkey and needle documents whose key sits at depth exactly 0 or 1 (half each)
+ * instead of a uniform depth: a uniform draw almost never puts it right after the passkey intro, where the
+ * evaluation's depth 0 does;
  * --repeat adds that many copy documents (a random sequence of 10 to --max-copy common words written twice; a
  * --copy-numbers fraction of them are 5-digit numbers instead).
  *
@@ -38,6 +41,9 @@ const maxFillers = opt('--max-fillers', 90), maxPairs = opt('--max-pairs', 160),
 const minFillers = opt('--min-fillers', 0), minPairs = opt('--min-pairs', 0), minChars = opt('--min-chars', 200);
 if (!(minFillers < maxFillers && minPairs < maxPairs && minChars < maxChars)) throw new Error('each --min-* must be below its --max-*');
 const between = (lo: number, hi: number): number => lo + rng.int(hi - lo);
+const edgeDepths = opt('--edge-depths', 0);
+// no draw when --edge-depths is 0, so corpora built without it stay what they were
+const depth = (): number => (edgeDepths > 0 && rng.next() < edgeDepths ? (rng.next() < 0.5 ? 0 : 1) : rng.next());
 
 const read = (p: string): string => readFileSync(new URL(`../../data/${p}`, import.meta.url), 'utf8');
 const stories = read('tinystories-valid-excerpt/tinystories_val.txt');
@@ -72,12 +78,12 @@ if (realFraction < 1) {
 const nReal = docs.length;
 // Synthetic retrieval documents, lengths spread up to about 2,000 tokens.
 for (let i = 0; i < perTask; i++) {
-  const p = passkeyCase(rng, between(minFillers, maxFillers), rng.next());
+  const p = passkeyCase(rng, between(minFillers, maxFillers), depth());
   docs.push(p.prompt + p.answer + '.');
   const hops = 1 + rng.int(4);
   const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops);
   docs.push(h.prompt + h.answer + '.');
-  const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, between(minChars, maxChars), rng.next());
+  const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, between(minChars, maxChars), depth());
   docs.push(n.prompt + n.answer + '.');
 }
 // Copy documents (a random word sequence, then the same again): every second half is predictable only by looking

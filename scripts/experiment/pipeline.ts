@@ -21,6 +21,8 @@ export interface TrainSettings {
   warmup: number;
   /** Weights the stage updates (train --trainable; default: the recurrent heads only). */
   trainable?: 'recurrent' | 'recurrent+norms' | 'all';
+  /** Where sequences start (train --packing; default stream). */
+  packing?: 'stream' | 'document';
 }
 
 export interface RetrievalSettings {
@@ -90,7 +92,8 @@ async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promi
 }
 
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
-  '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : [])];
+  '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : []),
+  ...(s.packing ? ['--packing', s.packing] : [])];
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions): Promise<string> {

@@ -3,6 +3,7 @@
  * change that removes or renames a field; adding optional fields keeps version 1.
  */
 import type { HeadEvidence, LayerEvidence } from './waiver.js';
+import type { RetrievalProbe } from './retrieval-probe.js';
 import type { Mechanism, WaiverTests } from './waiver-tests.js';
 
 export const SCHEMA = 'recurformer.analysis';
@@ -60,4 +61,6 @@ export interface Analysis {
     tests: Omit<WaiverTests, 'mechanism' | 'lean' | 'perLayer'>;
   };
   maps: AttentionMap[];
+  /** Per-group retrieval ablation (analyze --retrieval-probe; retrieval-probe.ts), absent when not run. */
+  retrieval?: RetrievalProbe;
 }

@@ -1,8 +1,10 @@
 /**
  * The replacement plan: which KV groups of which layers become recurrent. A group is replaced with all its query
  * heads (its KV cache is freed only then), so decisions are per group, using the group score of analysis.json
- * (the minimum over the group's query heads of RR or waiver-adjusted RR at one window). The plan is a JSON file a
- * user can read and edit before converting.
+ * (the minimum over the group's query heads of RR or waiver-adjusted RR at one window). When the analysis carries a
+ * retrieval probe (analyze --retrieval-probe), groups whose windowing costs passkey retrieval at least
+ * `protectRetrieval` nats are kept as attention whatever their recency score: they are the retrieval heads a recency
+ * score cannot see. The plan is a JSON file a user can read and edit before converting.
  */
 import { ArgumentError } from '../tensor/errors.js';
 
@@ -18,7 +20,11 @@ export interface AnalysisLike {
   model?: unknown;
   groups: GroupScoreEntry[];
   heads?: { layer: number; head: number; kvGroup: number; meanDistance?: number }[];
+  retrieval?: { groups: { layer: number; kvGroup: number; harm: number }[] };
 }
+
+/** Default protection threshold (nats of passkey answer NLL) when the analysis has a retrieval probe. */
+export const DEFAULT_PROTECT_NATS = 0.1;
 
 export interface PlanLayer {
   layer: number;
@@ -37,6 +43,8 @@ export interface ReplacementPlan {
   layers: PlanLayer[];
   /** Score of each replaced group, for the reader. */
   scores: { layer: number; kvGroup: number; score: number }[];
+  /** Groups kept because the retrieval probe says retrieval needs them (absent without a probe). */
+  protected?: { threshold: number; groups: { layer: number; kvGroup: number; harm: number }[] };
 }
 
 export interface PlanOptions {
@@ -51,6 +59,11 @@ export interface PlanOptions {
   minKeepPerLayer?: number;
   /** Layers never touched. */
   neverLayers?: readonly number[];
+  /**
+   * Keep groups whose retrieval-probe harm is at least this (nats); null disables. Default DEFAULT_PROTECT_NATS when
+   * the analysis has a probe.
+   */
+  protectRetrieval?: number | null;
 }
 
 export function planFromAnalysis(a: AnalysisLike, nLayers: number, nKvGroups: number, o: PlanOptions): ReplacementPlan {
@@ -63,6 +76,15 @@ export function planFromAnalysis(a: AnalysisLike, nLayers: number, nKvGroups: nu
     throw new ArgumentError('plan', 'budget', `= ${o.budget} must be a fraction in [0, 1]`);
   }
   const key = String(window);
+  const protect = a.retrieval ? (o.protectRetrieval === undefined ? DEFAULT_PROTECT_NATS : o.protectRetrieval) : null;
+  if (protect !== null && !(Number.isFinite(protect) && protect >= 0)) {
+    throw new ArgumentError('plan', 'protectRetrieval', `= ${protect} must be a number of nats >= 0`, 'e.g. --protect-retrieval 0.1, or none');
+  }
+  if (o.protectRetrieval != null && !a.retrieval) {
+    throw new ArgumentError('plan', 'protectRetrieval', 'needs an analysis with a retrieval probe', 'run `recurformer analyze --retrieval-probe`');
+  }
+  const harm = new Map((a.retrieval?.groups ?? []).map((g) => [`${g.layer}.${g.kvGroup}`, g.harm]));
+  const kept: { layer: number; kvGroup: number; harm: number }[] = [];
   const candidates: { layer: number; kvGroup: number; score: number }[] = [];
   for (const g of a.groups) {
     const v = g.groupScore[score][key];
@@ -72,6 +94,11 @@ export function planFromAnalysis(a: AnalysisLike, nLayers: number, nKvGroups: nu
     }
     if (v === null || !Number.isFinite(v)) continue; // undefined RRw (pure sink group): never replaced automatically
     if (o.neverLayers?.includes(g.layer)) continue;
+    const h = harm.get(`${g.layer}.${g.kvGroup}`);
+    if (protect !== null && h !== undefined && h >= protect) {
+      kept.push({ layer: g.layer, kvGroup: g.kvGroup, harm: h });
+      continue;
+    }
     candidates.push({ layer: g.layer, kvGroup: g.kvGroup, score: v });
   }
   // highest recency first; ties by layer then group so plans are deterministic
@@ -92,13 +119,14 @@ export function planFromAnalysis(a: AnalysisLike, nLayers: number, nKvGroups: nu
   }
   if (o.budget !== undefined && chosen.length < want) {
     throw new ArgumentError('plan', 'budget', `${o.budget} asks for ${want} groups but only ${chosen.length} are eligible`,
-      'lower the budget or relax minKeepPerLayer / neverLayers');
+      `lower the budget or relax minKeepPerLayer / neverLayers${kept.length ? ` (${kept.length} groups are kept for retrieval: raise or disable protectRetrieval)` : ''}`);
   }
   const layers = [...perLayer.entries()].sort((x, y) => x[0] - y[0]).map(([layer, groups]) => ({ layer, groups: groups.sort((x, y) => x - y) }));
   return {
     schema: 'recurformer.plan', version: 1, score, window,
     selection: o.budget !== undefined ? { budget: o.budget } : { threshold: o.threshold! },
     nLayers, nKvGroups, layers, scores: chosen,
+    ...(protect !== null ? { protected: { threshold: protect, groups: kept } } : {}),
   };
 }
 

@@ -47,6 +47,22 @@ function waiverTable(a: Analysis): string {
   return `${s}</tr></table>`;
 }
 
+/** The retrieval probe's section: a bar per KV group (answer NLL increase when windowed), the baseline, the settings. */
+function retrievalSection(a: Analysis): string {
+  const p = a.retrieval;
+  if (!p) return '';
+  const s = p.settings;
+  const bars = barChart(p.groups.map((g) => ({
+    label: `L${g.layer}g${g.kvGroup}`, value: Math.max(0, g.harm), color: '#2c7fb8',
+    title: `layer ${g.layer} group ${g.kvGroup}: answer NLL ${fmt(g.nll, 3)} nats (+${fmt(g.harm, 3)}), accuracy ${fmt(g.accuracy, 2)}`,
+  })));
+  return `<h2>Retrieval probe (which groups long-range retrieval needs)</h2>
+<p>${p.prompts} passkey prompts of ${s.length} tokens (key depths ${s.depths.join(', ')}, seed ${s.seed}); full attention: answer NLL
+${fmt(p.baseline.nll, 3)} nats, accuracy ${fmt(p.baseline.accuracy, 2)}. Each bar: the NLL increase when that group alone keeps only
+${s.sinks} sinks + ${s.window} recent keys. convert keeps the groups above its --protect-retrieval threshold as attention.</p>
+<div class="row">${fig('answer NLL increase per KV group (nats)', bars)}</div>`;
+}
+
 export function renderReport(a: Analysis): string {
   const { nLayers: L, nHeads: H } = a.model;
   const ks = a.settings.windows.map(String);
@@ -100,6 +116,7 @@ ${summary}
 <h2>RR distribution</h2><div class="row">${dist}</div>
 <h2>KV groups by RRw(${esc(mid)}) (group score = minimum over its query heads)</h2>
 <table><tr><th>group</th><th>heads</th>${ks.map((k) => `<th>RR(${k})</th>`).join('')}${ks.map((k) => `<th>RRw(${k})</th>`).join('')}</tr>${groupRows}</table>
+${retrievalSection(a)}
 <h2>Attention maps (sample 0, first ${a.maps[0]?.size ?? 0} tokens)</h2><div class="row">${maps}</div>
 <h2>Waiver evidence</h2><div class="row">
 ${fig('massive activations: max |act| / median per layer (log; red line 100x)', massive)}

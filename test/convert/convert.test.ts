@@ -58,6 +58,27 @@ test('plans: budget picks the highest group scores, threshold, per-layer minimum
   assert.throws(() => planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { score: 'rrw', budget: 1 }), ArgumentError);
 });
 
+test('plans with a retrieval probe keep the groups retrieval needs, whatever their recency score', () => {
+  // the two most recency-aware groups (layer 4, groups 2 and 3) are the ones the probe says retrieval needs
+  const a: AnalysisLike = { ...fakeAnalysis(), retrieval: { groups: fakeAnalysis().groups.map((g) => ({
+    layer: g.layer, kvGroup: g.kvGroup, harm: g.layer === 4 && g.kvGroup >= 2 ? [0, 0, 0.5, 2][g.kvGroup]! : 0.001,
+  })) } };
+  const plain = planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.25 });
+  assert.deepEqual(plain.layers, [{ layer: 3, groups: [3] }, { layer: 4, groups: [0, 1, 2, 3] }]);
+  assert.equal(plain.protected, undefined);
+  const guarded = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.25 }); // default threshold 0.1 nats
+  assert.deepEqual(guarded.layers, [{ layer: 3, groups: [1, 2, 3] }, { layer: 4, groups: [0, 1] }]);
+  assert.deepEqual(guarded.protected, { threshold: 0.1, groups: [{ layer: 4, kvGroup: 2, harm: 0.5 }, { layer: 4, kvGroup: 3, harm: 2 }] });
+  const high = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.25, protectRetrieval: 1 });
+  assert.deepEqual(high.protected?.groups.map((g) => g.kvGroup), [3]);
+  const off = planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.25, protectRetrieval: null });
+  assert.deepEqual(off.layers, plain.layers);
+  assert.throws(() => planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.25, protectRetrieval: 0.1 }),
+    /needs an analysis with a retrieval probe/);
+  assert.throws(() => planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 1 }), /2 groups are kept for retrieval/);
+  assert.throws(() => planFromAnalysis(a, cfg.nLayers, cfg.nKvHeads, { budget: 0.25, protectRetrieval: -1 }), /nats >= 0/);
+});
+
 test('budget 0.5 halves the KV bytes per token exactly; budget 0 reproduces the original logits exactly', () => {
   const orig = buildModel(base);
   const half = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 })));

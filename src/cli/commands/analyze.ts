@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { analyze, parseWindows } from '../../analysis/analyze.js';
+import { checkProbeSettings, DEFAULT_PROBE, defaultProbeLength, probeRetrieval, type ProbeSettings, type RetrievalProbe } from '../../analysis/retrieval-probe.js';
 import { writeAnalysis } from '../../report/write.js';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, parseIntArg, printJson, progress } from '../common.js';
@@ -14,6 +15,15 @@ interface AnalyzeOpts {
   seed: string;
   out: string;
   json?: boolean;
+  retrievalProbe?: boolean;
+  probeLength?: string;
+  probeSamples?: string;
+  probeWindow?: string;
+}
+
+/** The groups whose windowing hurts retrieval most (at most 5). */
+function topHarm(p: RetrievalProbe): RetrievalProbe['groups'] {
+  return [...p.groups].sort((x, y) => y.harm - x.harm).slice(0, 5);
 }
 
 export function registerAnalyze(program: Command): void {
@@ -26,6 +36,10 @@ export function registerAnalyze(program: Command): void {
     .option('--windows <list>', 'recency windows k, comma-separated', '4,16,64')
     .option('--seed <s>', 'sampling seed', '0')
     .requiredOption('--out <dir>', 'output directory')
+    .option('--retrieval-probe', 'also measure, per KV group, what passkey retrieval loses when the group keeps only sinks + a window (DuoAttention\'s retrieval heads); convert then keeps the groups retrieval needs')
+    .option('--probe-length <t>', 'retrieval probe: prompt tokens (default 1024, or the context less 16)')
+    .option('--probe-samples <n>', `retrieval probe: prompts per key depth (${DEFAULT_PROBE.depths.join(', ')})`, String(DEFAULT_PROBE.samples))
+    .option('--probe-window <n>', 'retrieval probe: recent tokens the ablated group keeps (plus 4 sinks)', String(DEFAULT_PROBE.window))
     .option('--json', 'print a JSON summary on stdout')
     .action((model: string | undefined, o: AnalyzeOpts) => {
       if (!existsSync(o.data)) throw new ArgumentError('analyze', '--data', `${o.data} does not exist`, 'pass a text file, e.g. data/tinystories-valid-excerpt/tinystories_val.txt');
@@ -37,6 +51,16 @@ export function registerAnalyze(program: Command): void {
       const { loaded, model: lm } = load(model);
       if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
       const ids = loaded.tokenizer.encode(readFileSync(o.data, 'utf8'), { bos: false });
+      let probe: ProbeSettings | null = null;
+      if (o.retrievalProbe) {
+        probe = {
+          ...DEFAULT_PROBE, seed: settings.seed,
+          length: o.probeLength !== undefined ? parseIntArg('--probe-length', o.probeLength, 1) : defaultProbeLength(lm.cfg.maxPos),
+          samples: parseIntArg('--probe-samples', o.probeSamples ?? String(DEFAULT_PROBE.samples), 1),
+          window: parseIntArg('--probe-window', o.probeWindow ?? String(DEFAULT_PROBE.window), 1),
+        };
+        checkProbeSettings(lm, probe); // before the long analysis, not after it
+      }
       const bar = progress('analyze', settings.samples + 1);
       let a;
       try {
@@ -44,14 +68,27 @@ export function registerAnalyze(program: Command): void {
       } finally {
         bar.stop();
       }
+      if (probe) {
+        const pbar = progress('retrieval probe', probe.depths.length * probe.samples * (1 + lm.cfg.nLayers * lm.cfg.nKvHeads));
+        try {
+          a.retrieval = probeRetrieval(lm, loaded.tokenizer, probe, (d) => pbar.update(d));
+        } finally {
+          pbar.stop();
+        }
+      }
       const files = writeAnalysis(o.out, a);
       const k = String(settings.windows[0]);
       const top = [...a.heads].sort((x, y) => (y.rrw[k] ?? -1) - (x.rrw[k] ?? -1)).slice(0, 5);
       if (o.json) {
-        printJson({ ...files, mechanism: a.waiver.mechanism, lean: a.waiver.lean, topHeads: top.map((h) => ({ layer: h.layer, head: h.head, rrw: h.rrw[k] })) });
+        printJson({
+          ...files, mechanism: a.waiver.mechanism, lean: a.waiver.lean, topHeads: top.map((h) => ({ layer: h.layer, head: h.head, rrw: h.rrw[k] })),
+          ...(a.retrieval ? { retrievalGroups: topHarm(a.retrieval) } : {}),
+        });
       } else {
         process.stdout.write(`wrote ${files.json} and ${files.html}\nwaiver mechanism: ${a.waiver.mechanism} (lean ${a.waiver.lean})\n` +
-          `most recency-aware heads by RRw(${k}): ${top.map((h) => `L${h.layer}h${h.head} ${(h.rrw[k] ?? 0).toFixed(3)}`).join(', ')}\n`);
+          `most recency-aware heads by RRw(${k}): ${top.map((h) => `L${h.layer}h${h.head} ${(h.rrw[k] ?? 0).toFixed(3)}`).join(', ')}\n` +
+          (a.retrieval ? `groups retrieval needs most (answer NLL increase when windowed): ${
+            topHarm(a.retrieval).map((g) => `L${g.layer} g${g.kvGroup} +${g.harm.toFixed(3)}`).join(', ')}\n` : ''));
       }
     });
 }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { convert } from '../../convert/apply.js';
-import { planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
+import { DEFAULT_PROTECT_NATS, planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { writeHfFolder } from '../../io/model-save.js';
 import { writeFileAtomic } from '../../io/tensor-file.js';
@@ -22,6 +22,7 @@ interface Opts {
   window: string;
   minKeep: string;
   never: string;
+  protectRetrieval?: string;
   init: string;
   calib?: string;
   calibTokens: string;
@@ -43,6 +44,7 @@ export function registerConvert(program: Command): void {
     .option('--window <k>', 'recency window whose score decides', '16')
     .option('--min-keep <m>', 'keep at least m attention groups per layer', '0')
     .option('--never <layers>', 'comma-separated layers never replaced', '')
+    .option('--protect-retrieval <nats>', `keep groups whose windowing costs passkey retrieval at least this many nats, or none (default ${DEFAULT_PROTECT_NATS} when the analysis has a retrieval probe)`)
     .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
     .option('--calib <file>', 'text for the output-scale fit (default: the bundled TinyStories excerpt)')
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
@@ -71,6 +73,8 @@ export function registerConvert(program: Command): void {
           ...(o.budget !== undefined ? { budget: parseFloatArg('--budget', o.budget) } : { threshold: parseFloatArg('--threshold', o.threshold!) }),
           minKeepPerLayer: parseIntArg('--min-keep', o.minKeep),
           neverLayers: o.never ? o.never.split(',').map((x) => parseIntArg('--never', x.trim())) : [],
+          ...(o.protectRetrieval === undefined ? {}
+            : { protectRetrieval: o.protectRetrieval === 'none' ? null : parseFloatArg('--protect-retrieval', o.protectRetrieval) }),
         });
       }
       if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
@@ -87,8 +91,15 @@ export function registerConvert(program: Command): void {
       writeHfFolder(o.out, conv, 'F32');
       writeFileAtomic(join(o.out, 'plan.json'), Buffer.from(`${JSON.stringify(plan, null, 2)}\n`));
       const replaced = plan.layers.reduce((s, l) => s + l.groups.length, 0);
-      const summary = { out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: plan.layers, init: o.init };
+      const summary = {
+        out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: plan.layers, init: o.init,
+        ...(plan.protected ? { protected: plan.protected } : {}),
+      };
       if (o.json) printJson(summary);
-      else process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}); plan in ${join(o.out, 'plan.json')}\n`);
+      else {
+        const kept = plan.protected?.groups ?? [];
+        process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}); plan in ${join(o.out, 'plan.json')}\n` +
+          (kept.length ? `kept for retrieval (probe harm >= ${plan.protected!.threshold} nats): ${kept.map((g) => `L${g.layer} g${g.kvGroup}`).join(', ')}\n` : ''));
+      }
     });
 }
