@@ -27,6 +27,7 @@ export { evalRecord, type EvalRecord, type EvalTask } from './eval/record.js';
 export { renderEvalReport, checkEvalRecord } from './report/eval-report.js';
 export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
 export { analyze, parseWindows } from './analysis/analyze.js';
+export { probeRetrieval, defaultProbeLength, DEFAULT_PROBE, type ProbeSettings, type RetrievalProbe } from './analysis/retrieval-probe.js';
 export { writeAnalysis } from './report/write.js';
 export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';
 export { convert, type ConvertOptions, type ConvertedModel } from './convert/apply.js';
