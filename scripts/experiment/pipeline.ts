@@ -43,6 +43,8 @@ export interface ModelExperiment {
   calib: string;
   analyzeSeq: number;
   analyzeSamples: number;
+  /** Run analyze --retrieval-probe, so the plans keep the groups retrieval needs (a model that retrieves). */
+  retrievalProbe?: boolean;
   /** Held-out text for perplexity and agreement. */
   heldout: string;
   pplCtx: number;
@@ -96,10 +98,11 @@ const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '
   ...(s.packing ? ['--packing', s.packing] : [])];
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
-export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions): Promise<string> {
+export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions,
+  probe = false): Promise<string> {
   const file = join(dir, 'analysis.json');
   await step(file, o, () => run(['analyze', model, '--data', data, '--samples', String(samples), '--seq', String(seq),
-    '--seed', String(seed), '--out', dir], o.log ?? ((s: string) => process.stderr.write(`${s}\n`))));
+    '--seed', String(seed), ...(probe ? ['--retrieval-probe'] : []), '--out', dir], o.log ?? ((s: string) => process.stderr.write(`${s}\n`))));
   return file;
 }
 
@@ -109,7 +112,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const dir = join(o.out, x.name);
   mkdirSync(dir, { recursive: true });
   const an = join(dir, 'analysis');
-  await analyze(x.model, x.calib, x.analyzeSamples, x.analyzeSeq, x.seed, an, o);
+  await analyze(x.model, x.calib, x.analyzeSamples, x.analyzeSeq, x.seed, an, o, x.retrievalProbe ?? false);
   const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
   const cache = join(dir, 'token-cache');
   for (const b of x.budgets) {
