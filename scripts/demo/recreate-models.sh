@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recreates the two demo models committed under models/ (about 2 h 20 min on 2 cores).
+# Recreates the two demo models committed under models/ (about 3 h 10 min on 2 cores).
 # Every step is seeded: the corpus (seed 0), the tokenizer (deterministic trainer), the initialization and data
 # order (--seed 0). Run from the repository root after `npm install`.
 set -euo pipefail
@@ -41,6 +41,20 @@ node --import tsx scripts/demo/build-corpus.ts "$W/long3.jsonl" --seed 5 --synth
 RECURFORMER_THREADS=2 node bin/recurformer.js train "$W/llama-long2/model" --stage pretrain --data "$W/long3.jsonl" \
   --seq 2048 --batch 2 --steps 600 --lr 3e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 \
   --eval-batches 4 --save-every 50 --seed 4 --out "$W/llama-long3" --json
+# Stage 4: whole documents (--packing document) with retrieval documents of 1-2k tokens, so the copying reaches the
+# whole context; the last two parts put a third of the keys at depth 0 or 1 (--edge-depths 0.3).
+LONG="--synthetic 1500 --repeat 6000 --max-copy 200 --min-fillers 40 --max-fillers 82 --min-pairs 40 --max-pairs 150 --min-chars 3000 --max-chars 7400"
+node --import tsx scripts/demo/build-corpus.ts "$W/long4.jsonl" --seed 6 $LONG
+node --import tsx scripts/demo/build-corpus.ts "$W/long5.jsonl" --seed 7 $LONG --edge-depths 0.3
+node --import tsx scripts/demo/build-corpus.ts "$W/long6.jsonl" --seed 8 $LONG --edge-depths 0.3
+prev="$W/llama-long3/model"
+for part in "4 600 5" "5 400 6" "6 600 7"; do
+  set -- $part
+  RECURFORMER_THREADS=2 node bin/recurformer.js train "$prev" --stage pretrain --data "$W/long$1.jsonl" --packing document \
+    --seq 2048 --batch 2 --steps "$2" --lr 3e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 \
+    --eval-batches 4 --save-every 50 --seed "$3" --out "$W/llama-long$1" --json
+  prev="$W/llama-long$1/model"
+done
 mkdir -p models/demo-llama models/demo-gpt2
-cp "$W/llama-long3/model/"* models/demo-llama/
+cp "$W/llama-long6/model/"* models/demo-llama/
 cp "$W/gpt2/model/"* models/demo-gpt2/
