@@ -5,7 +5,9 @@
  * measures, per layer, the mean attention (over heads and over later queries) that a key position receives.
  *
  *   position/shift    same tokens, position ids + offset (no token sits at position 0). retention = mass on the
- *                     first element / baseline. Lost (< LOSE) -> positional; kept (>= KEEP) -> feature.
+ *                     first element / baseline. Lost (< LOSE) -> positional; kept (within [KEEP, 1 / KEEP]) ->
+ *                     feature; anything else, a grown mass included, is inconclusive: the position ids moved it,
+ *                     but the sink did not need position 0.
  *   position/prepend  m other text tokens before BOS (BOS now at position m). follow = mass on BOS / baseline sink,
  *                     stay = mass on the new position 0 / baseline sink. follow >= LOSE and > stay -> feature (the
  *                     sink follows the token); stay -> inconclusive: the new first element sits at position 0 AND sees
@@ -84,6 +86,11 @@ function retentionVote(r: number, lost: Vote, kept: Vote): Vote {
   return r < THRESHOLDS.LOSE ? lost : r >= THRESHOLDS.KEEP ? kept : 'inconclusive';
 }
 
+/** The shift test's vote: kept means unchanged (a ratio within KEEP of 1 either way), not merely not lost. */
+export function shiftVote(r: number): Vote {
+  return r < THRESHOLDS.LOSE ? 'positional' : r >= THRESHOLDS.KEEP && r <= 1 / THRESHOLDS.KEEP ? 'feature' : 'inconclusive';
+}
+
 /** Runs all tests on `seqs` (each BOS first, same length T >= 2 * PREPEND). */
 export function runWaiverTests(model: DecoderLM, seqs: readonly Int32Array[]): WaiverTests {
   const cfg = model.cfg, L = cfg.nLayers;
@@ -100,7 +107,7 @@ export function runWaiverTests(model: DecoderLM, seqs: readonly Int32Array[]): W
     const shifted = layerKeyMass(model, seqs, [0], { positions: Int32Array.from({ length: Tn }, (_, i) => i + offset) });
     mk('shift', `position ids + ${offset}`, (l) => {
       const r = ratio(shifted[l]![0]!, base[l]![0]!);
-      return { vote: retentionVote(r, 'positional', 'feature'), values: { offset, mass: shifted[l]![0]!, retention: r } };
+      return { vote: shiftVote(r), values: { offset, mass: shifted[l]![0]!, retention: r } };
     });
   }
 

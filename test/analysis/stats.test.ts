@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { RecencyAcc, groupScore, uniformHeadRR, windowMass } from '../../src/analysis/recency.js';
 import { KeyMassAcc, SinkAcc } from '../../src/analysis/sinks.js';
 import { streamAttention } from '../../src/analysis/stream.js';
+import { overall, shiftVote, THRESHOLDS } from '../../src/analysis/waiver-tests.js';
 import { buildModel } from '../../src/model/build.js';
 import { TapRecorder } from '../../src/model/taps.js';
 import { noGrad, scope } from '../../src/tensor/index.js';
@@ -86,6 +87,19 @@ test('GQA group score is the minimum over its query heads (null if any head is u
   assert.equal(groupScore([0.9, 0.4, 0.7]), 0.4);
   assert.equal(groupScore([0.9, null]), null);
   assert.equal(groupScore([]), null);
+});
+
+test('waiver votes: the shift test keeps only an unchanged sink; a lost one is positional, a grown one undecided', () => {
+  assert.equal(shiftVote(1), 'feature'); // RoPE: exactly unchanged
+  assert.equal(shiftVote(THRESHOLDS.KEEP), 'feature');
+  assert.equal(shiftVote(1 / THRESHOLDS.KEEP), 'feature');
+  assert.equal(shiftVote(0.3), 'positional');
+  assert.equal(shiftVote(0.7), 'inconclusive');
+  assert.equal(shiftVote(3.9), 'inconclusive'); // learned positions out of distribution: moved, not lost
+  assert.equal(overall(['no-sink', 'feature-distribution', 'inconclusive']), 'feature-distribution');
+  assert.equal(overall(['feature-distribution', 'positional-encoding']), 'mixed');
+  assert.equal(overall(['no-sink', 'no-sink']), 'no-sink');
+  assert.equal(overall(['no-sink', 'inconclusive']), 'inconclusive');
 });
 
 test('streamed probability blocks equal the full attn_probs tap for any block size (GPT-2 and Llama)', () => {
