@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recreates the two demo models committed under models/ (about 3 h 10 min on 2 cores).
+# Recreates the two demo models committed under models/ (about 3 h 40 min on 2 cores).
 # Every step is seeded: the corpus (seed 0), the tokenizer (deterministic trainer), the initialization and data
 # order (--seed 0). Run from the repository root after `npm install`.
 set -euo pipefail
@@ -55,6 +55,14 @@ for part in "4 600 5" "5 400 6" "6 600 7"; do
     --eval-batches 4 --save-every 50 --seed "$3" --out "$W/llama-long$1" --json
   prev="$W/llama-long$1/model"
 done
+# The GPT-2 sibling: the same induction corpus (an attention sink forms in layer 1; no induction head), then the
+# base corpus again so it writes real text.
+RECURFORMER_THREADS=1 node bin/recurformer.js train "$W/gpt2/model" --stage pretrain --data "$W/induction.jsonl" \
+  --seq 256 --batch 8 --steps 3000 --lr 1e-3 --min-lr 0.5 --warmup 20 --weight-decay 0.1 --eval-every 250 \
+  --eval-batches 4 --save-every 250 --seed 0 --out "$W/gpt2-ind1" --json
+RECURFORMER_THREADS=1 node bin/recurformer.js train "$W/gpt2-ind1/model" --stage pretrain --data "$W/corpus.jsonl" \
+  --seq 1024 --batch 4 --steps 500 --lr 1e-3 --min-lr 0.1 --warmup 20 --weight-decay 0.1 --eval-every 250 \
+  --eval-batches 4 --save-every 100 --seed 2 --out "$W/gpt2-real" --json
 mkdir -p models/demo-llama models/demo-gpt2
 cp "$W/llama-long6/model/"* models/demo-llama/
-cp "$W/gpt2/model/"* models/demo-gpt2/
+cp "$W/gpt2-real/model/"* models/demo-gpt2/
