@@ -1,7 +1,7 @@
 /**
  * The bundled Llama demo model retrieves (golden numbers measured on the committed weights): greedy passkey answers
- * are right at every depth of a 256-token prompt, and StreamingLLM with a 64-token window loses the key once it
- * lies outside the window while keeping it inside. A regression in the model code, the KV cache, the streaming
+ * are right at every depth of a 256-token prompt and 1,000-1,800 tokens back in a 2000-token one, and StreamingLLM
+ * loses the key once it lies outside its window while keeping it inside. A regression in the model code, the KV cache, the streaming
  * memory or the weights moves these numbers.
  */
 import { test } from 'node:test';
@@ -28,4 +28,13 @@ test('demo-llama under StreamingLLM (4 sinks + 64 recent tokens) loses the key o
   assert.equal(acc.get(0), 0);
   assert.equal(acc.get(0.5), 0);
   assert.equal(acc.get(1), 1);
+});
+
+test('demo-llama retrieves across its whole context: pass keys 1,800 and 1,000 tokens back in a 2000-token prompt', () => {
+  const opts: RetrievalOpts = { ...OPTS, lengths: [2000], depths: [0.1, 0.5], samples: 2 };
+  const full = evalRetrieval(modelPredictor(model, tok), tok, 'passkey', opts);
+  assert.deepEqual(full.cells.map((c) => [c.depth, c.correct]), [[0.1, 2], [0.5, 2]]);
+  // a 512-token window keeps neither key
+  const streaming = evalRetrieval(modelPredictor(model, tok, () => (m) => new StreamingMemory(m.cfg.nLayers, 4, 512)), tok, 'passkey', opts);
+  assert.deepEqual(streaming.cells.map((c) => [c.depth, c.correct]), [[0.1, 0], [0.5, 0]]);
 });
