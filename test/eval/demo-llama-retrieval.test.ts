@@ -1,8 +1,8 @@
 /**
  * The bundled Llama demo model retrieves (golden numbers measured on the committed weights): greedy passkey answers
  * are right at every depth of a 256-token prompt and 1,000-1,800 tokens back in a 2000-token one, and StreamingLLM
- * loses the key once it lies outside its window while keeping it inside. A regression in the model code, the KV cache, the streaming
- * memory or the weights moves these numbers.
+ * loses the key once it lies outside its window while keeping it inside. A regression in the model code, the KV
+ * cache, the streaming memory or the weights moves these numbers.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
