@@ -52,6 +52,8 @@ export interface ModelExperiment {
   budgets: number[];
   align: TrainSettings;
   distill: TrainSettings;
+  /** A second distillation stage on other data (long documents), continuing from the first. */
+  distillLong?: TrainSettings & { data: string };
   retrieval: RetrievalSettings;
   /** Tasks to run (default all). */
   tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
@@ -131,9 +133,19 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
       await run(['train', join(align, 'model'), '--teacher', x.model, '--data', x.trainData, '--stage', 'distill', ...trainArgs(x.distill),
         '--eval-every', String(x.distill.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', distill], log);
     });
+    let trained = join(distill, 'model');
+    if (x.distillLong) {
+      const long = x.distillLong, dl = join(dir, `distill-long${Math.round(b * 100)}`);
+      await step(join(dl, 'model', 'config.json'), o, async () => {
+        rmSync(dl, { recursive: true, force: true });
+        await run(['train', trained, '--teacher', x.model, '--data', long.data, '--stage', 'distill', ...trainArgs(long),
+          '--eval-every', String(long.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', dl], log);
+      });
+      trained = join(dl, 'model');
+    }
     configs.push(
       { label: `converted ${pct(b)} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
-      { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: join(distill, 'model'), memory: 'full', equalCache: null },
+      { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: trained, memory: 'full', equalCache: null },
       { label: `StreamingLLM @${pct(b)}`, kind: 'streaming', budget: b, model: x.model, memory: 'streaming', equalCache: conv },
       { label: `streaming heads @${pct(b)}`, kind: 'streaming-heads', budget: b, model: x.model, memory: 'streaming-heads', equalCache: conv },
     );

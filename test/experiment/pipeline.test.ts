@@ -21,6 +21,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
     heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5],
     align: { steps: 2, batch: 2, seq: 32, lr: 3e-3, warmup: 1 },
     distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
+    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', data: held },
     retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
     decodeAt: 256, seed: 0,
   };
@@ -29,6 +30,11 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.deepEqual(configs.map((c) => c.label),
     ['original', 'converted 50% (untrained)', 'RecurFormer 50%', 'StreamingLLM @50%', 'streaming heads @50%']);
   assert.ok(existsSync(join(out, 'tiny', 'distill50', 'model', 'config.json')));
+  // the second distillation stage continues the first, and its model is the one evaluated
+  const long = join(out, 'tiny', 'distill-long50');
+  assert.equal(configs[2]!.model, join(long, 'model'));
+  assert.ok(existsSync(join(long, 'model', 'config.json')));
+  assert.notDeepEqual(readFileSync(join(long, 'model', 'model.safetensors')), readFileSync(join(out, 'tiny', 'distill50', 'model', 'model.safetensors')));
   const { records, files } = await evaluate(x, configs, { out, log: quiet });
   // original: 5 tasks (no agreement with itself); untrained conversion: ppl + agree; the other three: all 6
   assert.equal(records.length, 5 + 2 + 3 * 6);
