@@ -75,6 +75,10 @@ export function registerAnalyze(program: Command): void {
         } finally {
           pbar.stop();
         }
+        if (a.retrieval.baseline.accuracy < 0.5) {
+          process.stderr.write(`recurformer: note: with full attention the model answers only ${Math.round(a.retrieval.baseline.accuracy * 100)}% ` +
+            'of the probe\'s pass keys, so the probe says little about which groups retrieval needs (a shorter --probe-length may help)\n');
+        }
       }
       const files = writeAnalysis(o.out, a);
       const k = String(settings.windows[0]);
