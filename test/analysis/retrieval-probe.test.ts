@@ -62,3 +62,13 @@ test('analyze --retrieval-probe records the probe; convert keeps the group retri
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--protect-retrieval/);
 });
+
+test('analyze --retrieval-probe on a model that cannot retrieve says so', async () => {
+  const dir = tempDir('probe-stories');
+  const data = join(dir, 'calib.txt');
+  writeFileSync(data, readFileSync(new URL('../../data/tinystories-valid-excerpt/tinystories_val.txt', import.meta.url), 'utf8').slice(0, 20_000));
+  const r = await runCli(['analyze', '--data', data, '--samples', '2', '--seq', '64', '--windows', '4,16', '--out', join(dir, 'an'),
+    '--retrieval-probe', '--probe-length', '256', '--probe-samples', '1', '--probe-window', '32']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /answers only 0% of the probe's pass keys/);
+});
