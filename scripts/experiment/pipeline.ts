@@ -117,32 +117,24 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   await analyze(x.model, x.calib, x.analyzeSamples, x.analyzeSeq, x.seed, an, o, x.retrievalProbe ?? false);
   const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
   const cache = join(dir, 'token-cache');
+  /** One `recurformer train` stage into OUT unless its model exists; returns OUT/model. */
+  const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string): Promise<string> => {
+    await step(join(out, 'model', 'config.json'), o, async () => {
+      rmSync(out, { recursive: true, force: true });
+      await run(['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
+        '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', out], log);
+    });
+    return join(out, 'model');
+  };
   for (const b of x.budgets) {
-    const conv = join(dir, `conv${Math.round(b * 100)}`);
-    const align = join(dir, `align${Math.round(b * 100)}`);
-    const distill = join(dir, `distill${Math.round(b * 100)}`);
+    const p = Math.round(b * 100);
+    const conv = join(dir, `conv${p}`);
     await step(join(conv, 'config.json'), o, () => run(['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b),
       '--calib', x.calib, '--out', conv], log));
-    await step(join(align, 'model', 'config.json'), o, async () => {
-      rmSync(align, { recursive: true, force: true });
-      await run(['train', conv, '--teacher', x.model, '--data', x.trainData, '--stage', 'align', ...trainArgs(x.align),
-        '--eval-every', String(x.align.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', align], log);
-    });
-    await step(join(distill, 'model', 'config.json'), o, async () => {
-      rmSync(distill, { recursive: true, force: true });
-      await run(['train', join(align, 'model'), '--teacher', x.model, '--data', x.trainData, '--stage', 'distill', ...trainArgs(x.distill),
-        '--eval-every', String(x.distill.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', distill], log);
-    });
-    let trained = join(distill, 'model');
-    if (x.distillLong) {
-      const long = x.distillLong, dl = join(dir, `distill-long${Math.round(b * 100)}`);
-      await step(join(dl, 'model', 'config.json'), o, async () => {
-        rmSync(dl, { recursive: true, force: true });
-        await run(['train', trained, '--teacher', x.model, '--data', long.data, '--stage', 'distill', ...trainArgs(long),
-          '--eval-every', String(long.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', dl], log);
-      });
-      trained = join(dl, 'model');
-    }
+    const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}`));
+    let trained = await trainStage(aligned, x.trainData, 'distill', x.distill, join(dir, `distill${p}`));
+    // a second distillation stage on other data continues the first
+    if (x.distillLong) trained = await trainStage(trained, x.distillLong.data, 'distill', x.distillLong, join(dir, `distill-long${p}`));
     configs.push(
       { label: `converted ${pct(b)} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
       { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: trained, memory: 'full', equalCache: null },
