@@ -11,7 +11,8 @@
  *   changes a later layer's input, and the student's full forward is never run. Only recurrent tensors get
  *   gradients (plus norms with --trainable recurrent+norms).
  * distill (stage 2): KL(teacher || student) at temperature tau on every position's next-token distribution, plus
- *   ceWeight * cross-entropy on the data's next tokens.
+ *   ceWeight * cross-entropy on the data's next tokens. With klFocus > 0 the positions are weighted by their own KL
+ *   (losses.ts), and `parts.kl` still logs the plain mean.
  * pretrain: cross-entropy on the next tokens.
  */
 import { recurrentChunked, zeroState } from '../model/recurrent-head.js';
@@ -28,6 +29,8 @@ export interface ObjectiveOpts {
   stage: Stage;
   temperature: number;
   ceWeight: number;
+  /** Focal weighting of the KL over positions (0 = plain mean). */
+  klFocus?: number;
 }
 
 export interface LossOut {
@@ -67,8 +70,9 @@ export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): Los
 export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o: ObjectiveOpts): LossOut {
   const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T));
   const sl = student.forward(b.inputs, b.B, b.T);
-  const kl = distillKL(sl, tl, o.temperature);
-  const parts: Record<string, number> = { kl: kl.item() };
+  const focus = o.klFocus ?? 0;
+  const kl = distillKL(sl, tl, o.temperature, focus);
+  const parts: Record<string, number> = { kl: focus > 0 ? T.noGrad(() => distillKL(sl, tl, o.temperature).item()) : kl.item() };
   if (o.ceWeight > 0) {
     const ce = T.crossEntropy(sl, b.targets);
     parts.ce = ce.item();
@@ -113,7 +117,10 @@ export function evaluate(student: DecoderLM, teacher: DecoderLM | null, batches:
           const tl = teacher.forward(b.inputs, b.B, b.T);
           const k = distillKL(sl, tl, 1).item();
           kl += k * n;
-          if (o.stage === 'distill') loss += (o.temperature === 1 ? k : distillKL(sl, tl, o.temperature).item()) * n + o.ceWeight * c * n;
+          if (o.stage === 'distill') {
+            const obj = o.temperature === 1 && !o.klFocus ? k : distillKL(sl, tl, o.temperature, o.klFocus ?? 0).item();
+            loss += obj * n + o.ceWeight * c * n;
+          }
         }
         if (o.stage === 'align') loss += alignLoss(student, teacher!, b).loss.item() * n;
         if (o.stage === 'pretrain') loss += c * n;

@@ -46,6 +46,36 @@ test('distillKL: value matches the definition, gradient matches finite differenc
   }
 });
 
+test('distillKL with focus: rows weighted by (KL_r / mean)^gamma at mean 1, gradient through the KL only', () => {
+  const rng = new T.Rng(5);
+  const s = T.randn([2, 3, 7], rng, 2), t = T.randn([2, 3, 7], rng, 2);
+  const tau = 1.3, gamma = 1.5, rows = 6, V = 7;
+  const rowOf = (x: Float32Array, r: number): T.Tensor => T.tensor(Float32Array.from(x.subarray(r * V, (r + 1) * V)), [1, 1, V]);
+  const kls = Array.from({ length: rows }, (_, r) => distillKL(rowOf(s.data, r), rowOf(t.data, r), tau).item());
+  const mean = kls.reduce((a, b) => a + b, 0) / rows;
+  const raw = kls.map((k) => (k / mean) ** gamma);
+  const w = raw.map((x) => (x * rows) / raw.reduce((a, b) => a + b, 0));
+  assertClose(distillKL(s, t, tau, gamma).item(), kls.reduce((a, k, r) => a + w[r]! * k, 0) / rows, TOL.crossEntropy, 'focused KL value');
+  assertClose(distillKL(s, t, tau, 0).item(), mean, TOL.crossEntropy, 'focus 0 is the plain mean');
+  // the worst-imitated row outweighs the best one
+  const worst = kls.indexOf(Math.max(...kls)), best = kls.indexOf(Math.min(...kls));
+  assert.ok(w[worst]! > 1 && w[best]! < 1, `weights ${w.map((x) => x.toFixed(2)).join(', ')}`);
+  const sp = s.detach().param();
+  T.backward(distillKL(sp, t, tau, gamma));
+  const h = 1e-2;
+  for (const i of [0, 9, 20, 41]) {
+    const r = Math.floor(i / V);
+    const at = (d: number): number => {
+      const x = Float32Array.from(s.data);
+      x[i] = x[i]! + d;
+      return distillKL(rowOf(x, r), rowOf(t.data, r), tau).item();
+    };
+    // the weights are constants: d/ds_i = w_r / rows * dKL_r/ds_i
+    assertClose(sp.grad!.data[i]!, ((w[r]! / rows) * (at(h) - at(-h))) / (2 * h), TOL.finiteDiff, `dfocusedKL/ds[${i}]`);
+  }
+  assert.throws(() => distillKL(s, t, tau, -1), /focus/);
+});
+
 test('stage 1 (align) lowers the per-head MSE on held-out data; only recurrent tensors change', () => {
   const out = tmp('align');
   const r = runTraining({ stage: 'align', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,

@@ -16,7 +16,7 @@ const data = smallCorpus(20_000);
 const cache = tmp('cache');
 const base = {
   stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 20, batch: 2, seq: 32, lr: 5e-3, warmup: 3,
-  evalEvery: 10, evalBatches: 2, saveEvery: 10, temperature: 2, ceWeight: 0.5, accum: 2,
+  evalEvery: 10, evalBatches: 2, saveEvery: 10, temperature: 2, ceWeight: 0.5, klFocus: 1, accum: 2,
 };
 
 function assertSameState(a: string, b: string): void {
@@ -59,7 +59,7 @@ test('kill -9 while writing the step-20 checkpoint leaves step 10 loadable; resu
   const out = tmp('killed');
   const args = ['train', model, '--teacher', TEACHER, '--data', data, '--cache', cache, '--stage', 'distill', '--steps', '20',
     '--batch', '2', '--seq', '32', '--lr', '5e-3', '--warmup', '3', '--eval-every', '10', '--eval-batches', '2',
-    '--save-every', '10', '--temperature', '2', '--ce-weight', '0.5', '--accum', '2', '--out', out];
+    '--save-every', '10', '--temperature', '2', '--ce-weight', '0.5', '--kl-focus', '1', '--accum', '2', '--out', out];
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./cli-child.ts', import.meta.url).pathname], {
     env: { ...process.env, RF_ARGS: JSON.stringify(args), RECURFORMER_CKPT_PAUSE: '20:60000', RECURFORMER_QUIET: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
