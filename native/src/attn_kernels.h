@@ -1,4 +1,4 @@
-// Micro-kernels of the attention forward and backward passes (the drivers live in attention.cpp).
+// Micro-kernels of the attention forward and backward passes (the drivers: attn_forward.cpp, attn_backward.cpp).
 //
 // Every kernel exists twice with identical semantics: an AVX2+FMA version (compiled per function with RF_AVX2)
 // and a portable scalar version. attn_kernels() picks the table once, at run time, so the baseline build runs on
