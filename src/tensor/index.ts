@@ -1,7 +1,7 @@
 /** The tensor engine's public surface. Nothing outside src/tensor/ needs to know which backend runs. */
 export { Tensor, empty, zeros, ones, full, tensor, scalar, shapeSize, shapeStr, type Shape } from './tensor.js';
 export { backward, noGrad, enableGrad, isGradEnabled } from './autograd.js';
-export { scope, keep, memoryStats, releasePool } from './memory.js';
+export { scope, keep, memoryStats, releasePool, setPoolLimit } from './memory.js';
 export { backend, setBackend, getBackend, type Backend, type BackendName } from './backend.js';
 export * from './errors.js';
 export { Rng } from './rng.js';

@@ -8,6 +8,12 @@
  *
  * Contract (as tfjs `tidy`): a tensor made inside a scope must not be used after the scope unless it was returned
  * or kept. Do not open a scope around a forward pass whose graph you still need for backward.
+ *
+ * The free list is bounded: when an outermost scope ends with more than the pool limit (`setPoolLimit`, default
+ * 512 MiB) pooled, the buffers of every length that scope did not ask for are dropped. A loop whose steps use the
+ * same lengths (decode, a training step at a fixed shape) keeps its whole pool however large; a run over prompts of
+ * different lengths (each length's prefill intermediates are never asked for again) no longer grows by the size of
+ * one prefill per prompt, which took a 40-prompt needle eval of a converted model to 16 GB.
  */
 export interface Storage {
   data: Float32Array;
@@ -23,9 +29,31 @@ const free = new Map<number, Float32Array[]>();
 /** Counters for tests and benchmarks: fresh buffers allocated, buffers served from the free list. */
 export const memoryStats = { allocated: 0, reused: 0, pooledBytes: 0 };
 
+let poolLimit = 512 * 1024 * 1024;
+/** Lengths asked for during the current outermost scope. */
+const usedNow = new Set<number>();
+
+/** Sets the pool limit in bytes (see the header); returns the previous limit. */
+export function setPoolLimit(bytes: number): number {
+  const was = poolLimit;
+  poolLimit = bytes;
+  return was;
+}
+
+/** Drops the pooled buffers of lengths not asked for since the outermost scope began, if the pool is over the limit. */
+function trimPool(): void {
+  if (memoryStats.pooledBytes <= poolLimit) return;
+  for (const [n, list] of free) {
+    if (usedNow.has(n)) continue;
+    for (const b of list) memoryStats.pooledBytes -= b.byteLength;
+    free.delete(n);
+  }
+}
+
 export function allocStorage(n: number): Storage {
   const top = scopes[scopes.length - 1];
   if (top) {
+    usedNow.add(n);
     const list = free.get(n);
     const reused = list?.pop();
     if (reused) {
@@ -92,6 +120,10 @@ export function scope<T>(fn: () => T): T {
       memoryStats.pooledBytes += s.data.byteLength;
       // Poison the released storage in place so a use-after-scope reads NaN instead of plausible numbers.
       s.data = POISON;
+    }
+    if (!outer) {
+      trimPool();
+      usedNow.clear();
     }
   }
   return result;

@@ -43,6 +43,25 @@ test('nested scopes hand kept buffers to the outer scope', () => {
   assert.deepEqual(r.toArray(), [6, 6, 6]);
 });
 
+test('the pool stays under its limit across scopes of new lengths, and keeps what a repeating loop reuses', () => {
+  T.releasePool();
+  const was = T.setPoolLimit(64 * 1024); // 16K floats
+  try {
+    // one outermost scope per "prompt", each with lengths of its own (as prefills of different lengths)
+    for (let p = 0; p < 20; p++) T.scope(() => { for (let i = 0; i < 4; i++) T.full([2000 + 100 * p + i], 1); });
+    assert.ok(memoryStats.pooledBytes <= 64 * 1024 + 4 * 4 * 4000,
+      `pooled ${memoryStats.pooledBytes} bytes: only the last scope's lengths may stay over the limit`);
+    // a loop over the same lengths reuses its buffers however far over the limit they are
+    T.scope(() => { for (let i = 0; i < 8; i++) T.full([5000 + i], 1); });
+    const allocated = memoryStats.allocated;
+    for (let step = 0; step < 3; step++) T.scope(() => { for (let i = 0; i < 8; i++) T.full([5000 + i], 1); });
+    assert.equal(memoryStats.allocated, allocated, 'no fresh buffers: the repeating lengths were not dropped');
+  } finally {
+    T.setPoolLimit(was);
+    T.releasePool();
+  }
+});
+
 test('AdamW matches the closed-form first step and respects the decay mask', () => {
   const w = T.tensor([1, -2, 3, 4], [2, 2]).param('w');
   const b = T.tensor([0.5, -0.5]).param('b');
