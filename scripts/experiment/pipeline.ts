@@ -23,6 +23,8 @@ export interface TrainSettings {
   trainable?: 'recurrent' | 'recurrent+norms' | 'all';
   /** Where sequences start (train --packing; default stream). */
   packing?: 'stream' | 'document';
+  /** Weight of the data cross-entropy added to distillation (train --ce-weight; default 0). */
+  ceWeight?: number;
 }
 
 export interface RetrievalSettings {
@@ -97,7 +99,7 @@ async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promi
 
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
   '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : []),
-  ...(s.packing ? ['--packing', s.packing] : [])];
+  ...(s.packing ? ['--packing', s.packing] : []), ...(s.ceWeight ? ['--ce-weight', String(s.ceWeight)] : [])];
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions,

@@ -21,7 +21,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
     heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5],
     align: { steps: 2, batch: 2, seq: 32, lr: 3e-3, warmup: 1 },
     distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
-    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', data: held },
+    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held },
     retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
     decodeAt: 256, seed: 0,
   };
@@ -35,6 +35,9 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.equal(configs[2]!.model, join(long, 'model'));
   assert.ok(existsSync(join(long, 'model', 'config.json')));
   assert.notDeepEqual(readFileSync(join(long, 'model', 'model.safetensors')), readFileSync(join(out, 'tiny', 'distill50', 'model', 'model.safetensors')));
+  // its settings reach train: the data cross-entropy is part of its loss
+  const steps = readFileSync(join(long, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; parts?: { ce?: number } });
+  assert.ok(steps.filter((r) => r.type === 'train').every((r) => Number.isFinite(r.parts?.ce)), 'the second stage logs a CE part');
   const { records, files } = await evaluate(x, configs, { out, log: quiet });
   // original: 5 tasks (no agreement with itself); untrained conversion: ppl + agree; the other three: all 6
   assert.equal(records.length, 5 + 2 + 3 * 6);
