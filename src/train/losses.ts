@@ -91,7 +91,10 @@ export function distillKL(student: Tensor, teacher: Tensor, tau = 1, focus = 0):
       const f = (g!.data[0]! * tau) / saved.rows;
       const { q, p, w } = saved;
       const V = q.length / saved.rows;
-      for (let i = 0; i < q.length; i++) gs.data[i] = (w ? f * w[Math.floor(i / V)]! : f) * (q[i]! - p[i]!);
+      for (let r = 0, i = 0; r < saved.rows; r++) {
+        const fr = w ? f * w[r]! : f;
+        for (const end = i + V; i < end; i++) gs.data[i] = fr * (q[i]! - p[i]!);
+      }
       return [gs, null];
     },
   }, [student, teacher]);
