@@ -15,6 +15,8 @@
  * different lengths (each length's prefill intermediates are never asked for again) no longer grows by the size of
  * one prefill per prompt, which took a 40-prompt needle eval of a converted model to 16 GB.
  */
+import { ArgumentError } from './errors.js';
+
 export interface Storage {
   data: Float32Array;
 }
@@ -35,6 +37,7 @@ const usedNow = new Set<number>();
 
 /** Sets the pool limit in bytes (see the header); returns the previous limit. */
 export function setPoolLimit(bytes: number): number {
+  if (!(bytes >= 0)) throw new ArgumentError('setPoolLimit', 'bytes', `= ${bytes} must be a number >= 0`, 'pass Infinity for no limit');
   const was = poolLimit;
   poolLimit = bytes;
   return was;

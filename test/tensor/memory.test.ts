@@ -60,6 +60,7 @@ test('the pool stays under its limit across scopes of new lengths, and keeps wha
     T.setPoolLimit(was);
     T.releasePool();
   }
+  assert.throws(() => T.setPoolLimit(-1), /setPoolLimit/);
 });
 
 test('AdamW matches the closed-form first step and respects the decay mask', () => {
