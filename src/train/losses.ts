@@ -55,12 +55,21 @@ function focusWeights(kls: Float64Array, gamma: number): Float32Array {
  * focus > 0 the mean is weighted towards the rows with the largest KL (see the header).
  */
 export function distillKL(student: Tensor, teacher: Tensor, tau = 1, focus = 0): Tensor {
+  return distillKLWithMean(student, teacher, tau, focus).loss;
+}
+
+/**
+ * distillKL, plus the plain (unweighted) mean times tau^2 from the same pass, for logging a focused loss next to
+ * runs without focus. Without focus the two are equal.
+ */
+export function distillKLWithMean(student: Tensor, teacher: Tensor, tau = 1, focus = 0): { loss: Tensor; mean: number } {
   if (student.shape.length !== teacher.shape.length || student.shape.some((d, i) => d !== teacher.shape[i])) {
     throw new ShapeError('distillKL', 'teacher', `[${student.shape.join(', ')}] (the student's shape)`, teacher.shape,
       'teacher and student must share the vocabulary and the batch');
   }
   if (!(tau > 0)) throw new ArgumentError('distillKL', 'tau', `= ${tau} must be > 0`);
   if (!(focus >= 0 && Number.isFinite(focus))) throw new ArgumentError('distillKL', 'focus', `= ${focus} must be a number >= 0`);
+  let mean = 0;
   const [out] = T.applyCustom<KlSaved>({
     name: 'distillKL',
     forward([s, t]) {
@@ -81,8 +90,12 @@ export function distillKL(student: Tensor, teacher: Tensor, tau = 1, focus = 0):
         kls[r] = kl;
       }
       const w = focus > 0 ? focusWeights(kls, focus) : null;
-      let total = 0;
-      for (let r = 0; r < rows; r++) total += (w ? w[r]! : 1) * kls[r]!;
+      let total = 0, plain = 0;
+      for (let r = 0; r < rows; r++) {
+        total += (w ? w[r]! : 1) * kls[r]!;
+        plain += kls[r]!;
+      }
+      mean = Math.fround((tau * tau * plain) / rows); // as .item() of the unfocused loss reads it
       const y = T.scalar((tau * tau * total) / rows);
       return { outputs: [y], saved: { q, p, rows, w } };
     },
@@ -98,7 +111,7 @@ export function distillKL(student: Tensor, teacher: Tensor, tau = 1, focus = 0):
       return [gs, null];
     },
   }, [student, teacher]);
-  return out!;
+  return { loss: out!, mean };
 }
 
 /** Mean of (a - b)^2 over all elements. */

@@ -23,7 +23,7 @@ import type { Tensor } from '../tensor/index.js';
 import { ArgumentError } from '../tensor/errors.js';
 import type { Stage } from './config.js';
 import type { Batch } from './data.js';
-import { distillKL, mse } from './losses.js';
+import { distillKL, distillKLWithMean, mse } from './losses.js';
 
 export interface ObjectiveOpts {
   stage: Stage;
@@ -70,9 +70,8 @@ export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): Los
 export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o: ObjectiveOpts): LossOut {
   const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T));
   const sl = student.forward(b.inputs, b.B, b.T);
-  const focus = o.klFocus ?? 0;
-  const kl = distillKL(sl, tl, o.temperature, focus);
-  const parts: Record<string, number> = { kl: focus > 0 ? T.noGrad(() => distillKL(sl, tl, o.temperature).item()) : kl.item() };
+  const { loss: kl, mean } = distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0);
+  const parts: Record<string, number> = { kl: mean };
   if (o.ceWeight > 0) {
     const ce = T.crossEntropy(sl, b.targets);
     parts.ce = ce.item();
@@ -115,12 +114,11 @@ export function evaluate(student: DecoderLM, teacher: DecoderLM | null, batches:
         ce += c * n;
         if (teacher) {
           const tl = teacher.forward(b.inputs, b.B, b.T);
-          const k = distillKL(sl, tl, 1).item();
+          // the objective at tau and focus; at tau = 1 the same pass gives the plain KL
+          const obj = o.stage === 'distill' ? distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0) : null;
+          const k = obj && o.temperature === 1 ? obj.mean : distillKL(sl, tl, 1).item();
           kl += k * n;
-          if (o.stage === 'distill') {
-            const obj = o.temperature === 1 && !o.klFocus ? k : distillKL(sl, tl, o.temperature, o.klFocus ?? 0).item();
-            loss += obj * n + o.ceWeight * c * n;
-          }
+          if (obj) loss += obj.loss.item() * n + o.ceWeight * c * n;
         }
         if (o.stage === 'align') loss += alignLoss(student, teacher!, b).loss.item() * n;
         if (o.stage === 'pretrain') loss += c * n;

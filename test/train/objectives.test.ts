@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { configToHf } from '../../src/model/config.js';
 import * as T from '../../src/tensor/index.js';
 import { makeTrainConfig } from '../../src/train/config.js';
-import { distillKL } from '../../src/train/losses.js';
+import { distillKL, distillKLWithMean } from '../../src/train/losses.js';
 import { openSession, readMetrics, runTraining, trainStep, validate } from '../../src/train/loop.js';
 import { selectTrainable } from '../../src/train/model-setup.js';
 import { buildModel } from '../../src/model/build.js';
@@ -57,6 +57,10 @@ test('distillKL with focus: rows weighted by (KL_r / mean)^gamma at mean 1, grad
   const w = raw.map((x) => (x * rows) / raw.reduce((a, b) => a + b, 0));
   assertClose(distillKL(s, t, tau, gamma).item(), kls.reduce((a, k, r) => a + w[r]! * k, 0) / rows, TOL.crossEntropy, 'focused KL value');
   assertClose(distillKL(s, t, tau, 0).item(), mean, TOL.crossEntropy, 'focus 0 is the plain mean');
+  // the same pass reports the plain mean next to the focused loss (what training logs as `kl`)
+  const both = distillKLWithMean(s, t, tau, gamma);
+  assert.equal(both.mean, distillKL(s, t, tau).item(), 'the plain mean equals the unfocused loss exactly');
+  assert.equal(both.loss.item(), distillKL(s, t, tau, gamma).item());
   // the worst-imitated row outweighs the best one
   const worst = kls.indexOf(Math.max(...kls)), best = kls.indexOf(Math.min(...kls));
   assert.ok(w[worst]! > 1 && w[best]! < 1, `weights ${w.map((x) => x.toFixed(2)).join(', ')}`);
