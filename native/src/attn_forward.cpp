@@ -16,6 +16,8 @@ struct FwdPlan {
   int64_t ngT, nqT;      // KV heads and queries per tile
   int64_t nGB, nQB;      // tiles along KV heads and queries
   int64_t nTiles, nSplit;
+  int64_t keys;          // keys per block (kFwdKeys, fewer for short decode splits)
+  bool decode;           // the decode layout: every KV head of a batch entry in one tile
   int64_t rowsMax() const { return ngT * nqT; }  // times nRep
 };
 
@@ -143,8 +145,9 @@ struct Fwd {
     load_q(tl, ts.Q);
     for (int64_t kb = kb0; kb < kb1; ++kb) {
       const int64_t j0 = blocks[kb].first, j1 = blocks[kb].second;
-      // Prefetching only pays when the next block's rows are not already cached, i.e. long key ranges.
-      const int64_t jn = kb + 1 < kb1 && nb > 4 ? blocks[kb + 1].first : -1;
+      // Prefetching only pays when the next block's rows are not already cached: long key ranges, and decode
+      // tiles (a decode step streams every weight between two visits of a layer's cache, which evicts it).
+      const int64_t jn = kb + 1 < kb1 && (nb > 4 || plan.decode) ? blocks[kb + 1].first : -1;
       int64_t qa, qb;
       status(tl, j0, j1, st, qa, qb);
       if (qa < 0) continue;
@@ -211,7 +214,7 @@ struct Fwd {
     std::fill(ts.m, ts.m + round8(R), kNegInf);
     std::fill(ts.l, ts.l + round8(R), 0.0f);
     auto& blocks = scratch_blocks();
-    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, kFwdKeys, blocks);
+    g.mask.blocks(tl.i0, tl.i0 + tl.nq - 1, plan.keys, blocks);
     const int64_t nb = static_cast<int64_t>(blocks.size());
     const int64_t kb0 = nb * split / plan.nSplit, kb1 = nb * (split + 1) / plan.nSplit;
     if (column_path(tl))
@@ -330,6 +333,8 @@ struct Fwd {
       pp.plan.nQB = (g.T + pp.plan.nqT - 1) / pp.plan.nqT;
       pp.plan.nTiles = g.B * pp.plan.nGB * pp.plan.nQB;
       pp.plan.nSplit = 1;
+      pp.plan.keys = kFwdKeys;
+      pp.plan.decode = false;
       run_items(pp.plan.nTiles, [&](int64_t t, int) {
         pp.probs_tile(pp.tile(t), pp.state(scratch_f(pp.state_floats())));
       });
@@ -340,7 +345,8 @@ struct Fwd {
 FwdPlan plan_forward(const Geo& g) {
   FwdPlan p;
   const int nt = rf::num_threads();
-  if (g.T * g.nRep <= kDecodeRows) {
+  p.decode = g.T * g.nRep <= kDecodeRows;
+  if (p.decode) {
     // Decode / short chunks: all KV heads of a batch entry in one tile (up to ~kFwdRows rows) so K and V are read
     // in address order, once.
     p.nqT = g.T;
@@ -353,12 +359,23 @@ FwdPlan plan_forward(const Geo& g) {
   p.nQB = (g.T + p.nqT - 1) / p.nqT;
   p.nTiles = g.B * p.nGB * p.nQB;
   p.nSplit = 1;
+  p.keys = kFwdKeys;
   if (nt > 1 && p.nTiles < 2 * nt) {
     // Too few tiles to keep every thread busy: split each tile's keys, aiming at ~4 items per thread for load
     // balance, with at least 4 key blocks per split so the merge stays negligible.
     const int64_t keyBlocks = (g.S + kFwdKeys - 1) / kFwdKeys;
     const int64_t want = (4 * nt + p.nTiles - 1) / p.nTiles;
     p.nSplit = std::max<int64_t>(1, std::min(want, keyBlocks / 4));
+    const int64_t kvBytes = g.S * g.Hkv * g.Dh * int64_t(2 * sizeof(float));
+    if (p.decode && p.nSplit < nt && g.S >= 64 && kvBytes >= (int64_t(1) << 17)) {
+      // Decode tiles read a cache that the weight stream has evicted, and one thread reaches about half the
+      // bandwidth of two (decode with cold keys on the Xeon host, 12 heads: 40 -> 20-25 us at 128 keys, 50 ->
+      // 28 us at 160). Splits of at least 32 keys, a multiple of the threads so they get equal shares; a cache
+      // under 128 KB (small models, which keep it in L2) stays on one thread, where the hand-off would cost more.
+      const int64_t blocks64 = (g.S + kFwdKeys - 1) / kFwdKeys;
+      p.nSplit = std::max<int64_t>(std::min<int64_t>(nt, g.S / 32), (blocks64 + nt - 1) / nt * nt);
+      p.keys = std::min<int64_t>(kFwdKeys, round8((g.S + p.nSplit - 1) / p.nSplit));
+    }
   }
   return p;
 }

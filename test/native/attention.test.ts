@@ -198,6 +198,9 @@ const SHAPES: Shape[] = [
   { name: 'decode split-K B1 T1 S700 H8/4 Dh64', B: 1, T: 1, S: 700, Hq: 8, Hkv: 4, Dh: 64 },
   { name: 'B3 T64 S200 H4/2 Dh31', B: 3, T: 64, S: 200, Hq: 4, Hkv: 2, Dh: 31 },
   { name: 'short chunk B2 T3 S17 H8/2 Dh3', B: 2, T: 3, S: 17, Hq: 8, Hkv: 2, Dh: 3 },
+  // short decode caches of 128 KB and more split their keys over the threads (two splits of 56 keys; four of 40)
+  { name: 'decode short split B1 T1 S100 H12/12 Dh64', B: 1, T: 1, S: 100, Hq: 12, Hkv: 12, Dh: 64 },
+  { name: 'decode short split B2 T1 S150 H8/4 Dh64', B: 2, T: 1, S: 150, Hq: 8, Hkv: 4, Dh: 64 },
 ];
 
 const MASKS: MaskCase[] = [
@@ -379,6 +382,8 @@ test(THREAD_TEST, { skip: nativeSkip }, async (t) => {
     [{ name: 'B1 T40 S300 H1/1 Dh16', B: 1, T: 40, S: 300, Hq: 1, Hkv: 1, Dh: 16 }, MASKS[1]!],
     [{ name: 'B1 T1 S1000 H4/1 Dh24', B: 1, T: 1, S: 1000, Hq: 4, Hkv: 1, Dh: 24 }, MASKS[0]!],
     [SHAPES[8]!, MASKS[4]!],
+    [SHAPES[10]!, MASKS[1]!], // short decode split
+    [{ name: 'B1 T1 S130 H2/1 Dh128 (MQA decode split)', B: 1, T: 1, S: 130, Hq: 2, Hkv: 1, Dh: 128 }, MASKS[3]!],
   ];
   for (const [ci, [s, m0]] of cases.entries()) {
     const m = resolveMask(m0, s);
