@@ -44,6 +44,7 @@ function weightBytesPerToken(m: DecoderLM): number {
  */
 function decodeRounds(m: DecoderLM, promptLen: number, steps: number, rounds: number): { rate: number; bw: number }[] {
   const mem = fullMemory(m);
+  mem.reserve(promptLen + steps * rounds + 1); // as a generation of known length does (DecodeSession)
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (i * 7) % cfg.vocabSize);
   noGrad(() => scope(() => {
     m.forward(prompt, 1, promptLen, { memory: mem, lastOnly: true });

@@ -35,6 +35,8 @@ export interface AttentionMemory {
   windowedGroups?(layer: number): readonly number[];
   /** Stores and returns the windowed groups' keys/values (with their window mask) for `windowedGroups`. */
   updateWindowed?(layer: number, k: Tensor, v: Tensor): MemoryView;
+  /** Makes room for this many tokens in one allocation (memories of fixed size ignore it). */
+  reserve?(tokens: number): void;
   /** Recurrent state of a layer with recurrent heads (undefined before its first token). */
   recurrentState?(layer: number): RecurrentState | undefined;
   setRecurrentState?(layer: number, s: RecurrentState): void;
@@ -93,13 +95,34 @@ export class KVCache implements AttentionMemory {
     return this.len;
   }
 
+  /** Tokens the cache holds before it next grows. */
+  get capacity(): number {
+    return this.cap;
+  }
+
   private ensure(n: number): void {
     if (n <= this.cap) return;
     if (n > this.maxLen) {
       throw new ArgumentError('KVCache', 'length', `${n} exceeds the context of ${this.maxLen} tokens`,
         'shorten the prompt or max tokens');
     }
-    const cap = Math.min(this.maxLen, Math.max(n, this.cap * 2, 64));
+    this.grow(Math.min(this.maxLen, Math.max(n, this.cap * 2, 64)));
+  }
+
+  /**
+   * Allocates room for `tokens` tokens (clipped to the context) up front, so that a generation of known length
+   * never regrows the cache: each doubling copies every layer's keys and values, which in a decode step of a
+   * 100M-parameter model costs as much as its attention (bench:decode).
+   */
+  reserve(tokens: number): void {
+    if (!Number.isInteger(tokens) || tokens < 0) {
+      throw new ArgumentError('KVCache.reserve', 'tokens', `must be a non-negative integer, got ${tokens}`);
+    }
+    const cap = Math.min(this.maxLen, tokens);
+    if (cap > this.cap) this.grow(cap);
+  }
+
+  private grow(cap: number): void {
     for (let l = 0; l < this.nLayers; l++) {
       const row = this.kvHeads[l]! * this.headDim;
       for (const arrs of [this.ks, this.vs]) {
@@ -240,7 +263,7 @@ export class StreamingMemory implements AttentionMemory {
   }
 
   /** Makes room for T more tokens after the retained run: move it to the start, or grow the buffer. */
-  private reserve(L: StreamLayer, T: number): void {
+  private roomFor(L: StreamLayer, T: number): void {
     if (L.o + L.n + T <= L.cap) return;
     const { row } = L;
     const cap = Math.max(L.cap, L.n + T);
@@ -275,7 +298,7 @@ export class StreamingMemory implements AttentionMemory {
       this.layers[layer] = L;
     }
     this.settle(L);
-    this.reserve(L, T);
+    this.roomFor(L, T);
     const kd = contiguous(k).data, vd = contiguous(v).data;
     for (let b = 0; b < B; b++) {
       const at = (b * L.cap + L.o + L.n) * row;
@@ -356,6 +379,10 @@ export class StreamingHeadsMemory implements AttentionMemory {
   reset(): void {
     this.full.reset();
     this.windowed.reset();
+  }
+
+  reserve(tokens: number): void {
+    this.full.reserve(tokens);
   }
 }
 

@@ -104,6 +104,7 @@ export class DecodeSession {
     const memory = this.opts.memory ? this.opts.memory(this.model) : fullMemory(this.model);
     this.memory = memory;
     const p = this.prompt;
+    memory.reserve?.(p.length + this.maxTokens);
     this.next = noGrad(() => scope(() => {
       const logits = this.model.forward(Int32Array.from(p), 1, p.length, { memory, lastOnly: true });
       memory.advance(p.length);
