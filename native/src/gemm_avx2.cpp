@@ -311,7 +311,7 @@ RF_AVX2 void gemv_dot_mx(int64_t rows, int64_t K, const T* w, int64_t ldw, const
 // blocked kernel above) defeat the hardware prefetcher when a block of rows spans two or three pages; measured on
 // the 2-core AMD EPYC this project runs on, with cold weights over two threads, the linear order reads 768-wide
 // half rows at 75-80% of the streaming bandwidth against 60% blocked, while rows of a page or more go faster
-// blocked (88-98% against 75%).
+// blocked (88-98% against 75%). Matrices of kStreamMinBytes and more take gemv_dot_streams below instead.
 template <typename T>
 RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
                            float beta) {
@@ -336,9 +336,77 @@ RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, con
   }
 }
 
+// Matrices of 256 KiB and more, one activation row: the rows split into kStreams contiguous chunks read side by
+// side, one row of each at a time, so every thread keeps kStreams linear streams in different pages in flight (as
+// the bandwidth probe does) instead of one. Each stream prefetches 2 KiB ahead and runs on into its next row. On
+// the AVX-512 Intel Xeon host, float32 products of bench:decode's model went from 75-88% of the measured bandwidth
+// (one stream: q/k/v and o lowest) to 87-99%. A row's sum keeps the arithmetic of the kernel it stands in for
+// (Wide: gemv_dot_rows' four accumulators over 32 k; else dot_block's two over 16 k), so results do not change.
+constexpr int kStreams = 4;
+constexpr int64_t kStreamMinBytes = int64_t(1) << 18;
+
+template <int NS, bool Wide, typename T>
+RF_AVX2 inline void dot_streams(const T* const* p, int64_t K, const float* x, float* s) {
+  constexpr int64_t PF = 2048 / sizeof(T);
+  constexpr int64_t LINE = 64 / sizeof(T);  // weights per cache line: one prefetch each
+  constexpr int A = Wide ? 4 : 2;
+  constexpr int64_t STEP = 8 * A;
+  __m256 a[NS][A];
+  for (int j = 0; j < NS; ++j)
+    for (int i = 0; i < A; ++i) a[j][i] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + STEP <= K; k += STEP) {
+    for (int j = 0; j < NS; ++j) {
+      if (STEP >= LINE || (k & (LINE - 1)) == 0)
+        for (int64_t l = 0; l < STEP; l += LINE) _mm_prefetch(reinterpret_cast<const char*>(p[j] + k + l + PF), _MM_HINT_T0);
+      for (int i = 0; i < A; ++i) a[j][i] = _mm256_fmadd_ps(load8(p[j] + k + 8 * i), _mm256_loadu_ps(x + k + 8 * i), a[j][i]);
+    }
+  }
+  for (; k + 8 <= K; k += 8)
+    for (int j = 0; j < NS; ++j) a[j][0] = _mm256_fmadd_ps(load8(p[j] + k), _mm256_loadu_ps(x + k), a[j][0]);
+  for (int j = 0; j < NS; ++j) {
+    float sum;
+    if constexpr (Wide) sum = hsum(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])));
+    else sum = hsum(_mm256_add_ps(a[j][0], a[j][1]));
+    for (int64_t kk = k; kk < K; ++kk) {
+      float wv = to_f32(p[j][kk]);
+      sum += wv * x[kk];
+    }
+    s[j] = sum;
+  }
+}
+
+template <typename T>
+RF_AVX2 void gemv_dot_streams(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
+                              float beta) {
+  const bool wide = K * int64_t(sizeof(T)) < 4096;  // where gemv_dot_any picks gemv_dot_rows
+  const auto store = [&](int64_t r, float sum) {
+    const float v = alpha * sum;
+    y[r] = beta == 0.0f ? v : v + beta * y[r];
+  };
+  const int64_t chunk = rows / kStreams;
+  for (int64_t i = 0; i < chunk; ++i) {
+    const T* p[kStreams];
+    float sums[kStreams];
+    for (int j = 0; j < kStreams; ++j) p[j] = w + (j * chunk + i) * ldw;
+    if (wide) dot_streams<kStreams, true>(p, K, x, sums);
+    else dot_streams<kStreams, false>(p, K, x, sums);
+    for (int j = 0; j < kStreams; ++j) store(j * chunk + i, sums[j]);
+  }
+  for (int64_t r = kStreams * chunk; r < rows; ++r) {
+    const T* p[1] = {w + r * ldw};
+    float sum[1];
+    if (wide) dot_streams<1, true>(p, K, x, sum);
+    else dot_streams<1, false>(p, K, x, sum);
+    store(r, sum[0]);
+  }
+}
+
 template <typename T>
 RF_AVX2 void gemv_dot_any(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, int mx,
                           float* y, int64_t ldy, float alpha, float beta) {
+  if (mx == 1 && rows >= 4 * kStreams && rows * K * int64_t(sizeof(T)) >= kStreamMinBytes)
+    return gemv_dot_streams(rows, K, w, ldw, x, y, alpha, beta);
   if (mx == 1 && K * int64_t(sizeof(T)) < 4096) return gemv_dot_rows(rows, K, w, ldw, x, y, alpha, beta);
   switch (mx) {
     case 1: gemv_dot_mx<1>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
@@ -432,9 +500,57 @@ RF_AVX512 inline void dot_rows_h512(int64_t K, const uint16_t* w, int64_t ldw, c
     for (int r = 0; r < R; ++r) s[r] += rf::half_to_float(w[r * ldw + k]) * x[k];
 }
 
+// The side-by-side streams of gemv_dot_streams for half weights on AVX-512, with dot_rows_h512's arithmetic per
+// row (so results do not change). On the Xeon host the F16 products of bench:decode's model went from 67-89% of
+// the measured bandwidth to 82-100% (T0 and T1 prefetches alike; T0 as for float32).
+template <int NS>
+RF_AVX512 inline void dot_streams_h512(const uint16_t* const* p, int64_t K, const float* x, float* s) {
+  constexpr int64_t PF = 2048 / sizeof(uint16_t);
+  __m512 acc[NS], acc2[NS];
+  for (int j = 0; j < NS; ++j) acc[j] = acc2[j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+    for (int j = 0; j < NS; ++j) {
+      _mm_prefetch(reinterpret_cast<const char*>(p[j] + k + PF), _MM_HINT_T0);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[j] + k))), x0, acc[j]);
+      acc2[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[j] + k + 16))), x1, acc2[j]);
+    }
+  }
+  if (k + 16 <= K) {
+    const __m512 x0 = _mm512_loadu_ps(x + k);
+    for (int j = 0; j < NS; ++j)
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[j] + k))), x0, acc[j]);
+    k += 16;
+  }
+  for (int j = 0; j < NS; ++j) s[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], acc2[j]));
+  for (; k < K; ++k)
+    for (int j = 0; j < NS; ++j) s[j] += rf::half_to_float(p[j][k]) * x[k];
+}
+
 RF_AVX512 void gemv_dot_h_512(int64_t rows, int64_t K, const uint16_t* w, int64_t ldw, const float* x, int64_t ldx,
                               int mx, float* y, int64_t ldy, float alpha, float beta) {
   if (mx != 1) return gemv_dot_any(rows, K, w, ldw, x, ldx, mx, y, ldy, alpha, beta);
+  if (rows >= 4 * kStreams && rows * K * int64_t(sizeof(uint16_t)) >= kStreamMinBytes) {
+    const int64_t chunk = rows / kStreams;
+    for (int64_t i = 0; i < chunk; ++i) {
+      const uint16_t* p[kStreams];
+      float sums[1][kStreams];
+      for (int j = 0; j < kStreams; ++j) p[j] = w + (j * chunk + i) * ldw;
+      dot_streams_h512<kStreams>(p, K, x, sums[0]);
+      for (int j = 0; j < kStreams; ++j) {
+        const float one[1][1] = {{sums[0][j]}};
+        store_dots<1, 1>(one, 1, y + j * chunk + i, ldy, alpha, beta);
+      }
+    }
+    for (int64_t r = kStreams * chunk; r < rows; ++r) {
+      const uint16_t* p[1] = {w + r * ldw};
+      float sum[1][1];
+      dot_streams_h512<1>(p, K, x, sum[0]);
+      store_dots<1, 1>(sum, 1, y + r, ldy, alpha, beta);
+    }
+    return;
+  }
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
     float s[1][4];

@@ -324,6 +324,43 @@ test('gemmF16 matches the naive oracle: decode matvec, few rows (direct and wide
   }
 });
 
+// Matrix-vector products of 256 KiB matrices and more read their rows as four side-by-side streams per thread; a
+// row's sum keeps the arithmetic of the kernel that computes a lone row, so the whole product equals the rows done
+// one at a time bit for bit, and the oracle within tolerance. Shapes: rows under 4 KiB (four accumulators) and over
+// (two), k tails of every width, rows per thread not divisible by four, beta on and off.
+test('matrix-vector products of large matrices (side-by-side streams) equal the rows done one at a time, bit for bit',
+  { skip: skipNative }, () => {
+    const rand = rng(77);
+    const f32: [number, number][] = [[1030, 300], [301, 1100], [263, 2093], [2049, 64]];
+    for (const [N, K] of f32) {
+      for (const beta of [0, -0.75]) {
+        const x = randomArray(K, rand), w = randomArray(N * K, rand), c0 = randomArray(N, rand);
+        const whole = c0.slice(), rows = c0.slice();
+        native!.gemm(0, 1, 1, N, K, 1, x, 0, w, 0, beta, whole, N, 1);
+        for (let r = 0; r < N; r++) native!.gemm(0, 1, 1, 1, K, 1, x, 0, w.subarray(r * K, (r + 1) * K), 0, beta, rows.subarray(r, r + 1), 1, 1);
+        const name = `f32 (${N} x ${K}), beta ${beta}`;
+        assert.deepEqual(whole, rows, name);
+        const want = c0.slice();
+        gemmNaive({ transA: 0, transB: 1, M: 1, N, K, alpha: 1, beta, batch: 1, strideA: 0, strideB: 0, strideC: N }, x, w, want);
+        assertClose(whole, want, K, name);
+      }
+    }
+    const f16: [number, number][] = [[2051, 333], [515, 2090], [4099, 64]];
+    for (const [N, K] of f16) {
+      for (const beta of [0, 0.5]) {
+        const x = randomArray(K, rand), w = randomHalfs(N * K, rand), c0 = randomArray(N, rand);
+        const whole = c0.slice(), rows = c0.slice();
+        native!.gemmF16(1, N, K, x, w, beta, whole);
+        for (let r = 0; r < N; r++) native!.gemmF16(1, 1, K, x, w.subarray(r * K, (r + 1) * K), beta, rows.subarray(r, r + 1));
+        const name = `f16 (${N} x ${K}), beta ${beta}`;
+        assert.deepEqual(whole, rows, name);
+        const want = c0.slice();
+        gemmF16Naive(1, N, K, x, w, beta, want);
+        assertClose(whole, want, K, name);
+      }
+    }
+  });
+
 test('f32ToF16 rounds to nearest even and handles zero, subnormals, overflow, infinity and NaN',
   { skip: skipNative }, () => {
     const special = [
