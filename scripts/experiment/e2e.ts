@@ -5,10 +5,12 @@
  * (docs/results/<model>.html).
  *
  *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--prepare-only] [--force]
+ *     [--budgets 0.5,0.75]
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
  * --only reruns one model and rewrites only its sections of docs/results.md (results and waiver) and its README
- * rows.
+ * rows. --budgets keeps only those of each model's budgets (a trial of one budget, with --out elsewhere and
+ * --prepare-only: the tables of a partial run would drop the other budgets' rows).
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +30,11 @@ const only = opt('--only');
 const force = args.includes('--force');
 /** Only analyze, convert and train (no eval, no tables). */
 const prepareOnly = args.includes('--prepare-only');
+const budgetsOpt = opt('--budgets');
+const onlyBudgets = budgetsOpt === undefined ? null : budgetsOpt.split(',').map(Number);
+if (onlyBudgets && !onlyBudgets.every((b) => b > 0 && b < 1)) {
+  throw new Error(`--budgets ${budgetsOpt}: give fractions of KV groups in (0, 1), comma-separated (e.g. 0.5,0.75)`);
+}
 mkdirSync(out, { recursive: true });
 
 const experiments: ModelExperiment[] = [
@@ -122,6 +129,11 @@ const sections: string[] = [];
 const readmeRows: string[] = [];
 for (const x of experiments) {
   if (only && x.name !== only) continue;
+  if (onlyBudgets) {
+    const missing = onlyBudgets.filter((b) => !x.budgets.includes(b));
+    if (missing.length) throw new Error(`--budgets ${budgetsOpt}: ${x.name} has no budget ${missing.join(', ')} (its budgets: ${x.budgets.join(', ')})`);
+    x.budgets = onlyBudgets;
+  }
   if (x.name === 'demo-llama') await demoData();
   const t0 = Date.now();
   const configs = await prepare(x, { out, force });
