@@ -372,8 +372,7 @@ FwdPlan plan_forward(const Geo& g) {
       // bandwidth of two (decode with cold keys on the Xeon host, 12 heads: 40 -> 20-25 us at 128 keys, 50 ->
       // 28 us at 160). Splits of at least 32 keys, a multiple of the threads so they get equal shares; a cache
       // under 128 KB (small models, which keep it in L2) stays on one thread, where the hand-off would cost more.
-      const int64_t blocks64 = (g.S + kFwdKeys - 1) / kFwdKeys;
-      p.nSplit = std::max<int64_t>(std::min<int64_t>(nt, g.S / 32), (blocks64 + nt - 1) / nt * nt);
+      p.nSplit = std::max<int64_t>(std::min<int64_t>(nt, g.S / 32), (keyBlocks + nt - 1) / nt * nt);
       p.keys = std::min<int64_t>(kFwdKeys, round8((g.S + p.nSplit - 1) / p.nSplit));
     }
   }

@@ -5,6 +5,7 @@
 #include "gemm_internal.h"
 
 #if RF_X86
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -278,13 +279,18 @@ RF_AVX2 inline void dot_block(int64_t K, const T* w, int64_t ldw, const float* x
     }
 }
 
+// alpha * sum + beta * y in one fixed order, v = alpha * sum then fma(beta, y, v), whatever the compiler would
+// contract: every one-row kernel stores through this, so a row's value does not depend on which kernel computed it
+// (gemv_streams against gemv_dot_rows, dot_block and dot_rows_h512).
+RF_AVX2 inline float scaled_sum(float sum, float y, float alpha, float beta) {
+  const float v = alpha * sum;
+  return beta == 0.0f ? v : std::fma(beta, y, v);
+}
+
 template <int R, int MX>
-inline void store_dots(const float s[MX][R], int rows, float* y, int64_t ldy, float alpha, float beta) {
+RF_AVX2 inline void store_dots(const float s[MX][R], int rows, float* y, int64_t ldy, float alpha, float beta) {
   for (int m = 0; m < MX; ++m)
-    for (int r = 0; r < rows; ++r) {
-      float v = alpha * s[m][r];
-      y[m * ldy + r] = beta == 0.0f ? v : v + beta * y[m * ldy + r];
-    }
+    for (int r = 0; r < rows; ++r) y[m * ldy + r] = scaled_sum(s[m][r], y[m * ldy + r], alpha, beta);
 }
 
 // Four weight rows per pass (four concurrent memory streams), three with four activation rows so the
@@ -331,8 +337,7 @@ RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, con
     for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(load8(p + k), _mm256_loadu_ps(x + k), a0);
     float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; k < K; ++k) sum += to_f32(p[k]) * x[k];
-    const float v = alpha * sum;
-    y[r] = beta == 0.0f ? v : v + beta * y[r];
+    y[r] = scaled_sum(sum, y[r], alpha, beta);
   }
 }
 
@@ -376,37 +381,47 @@ RF_AVX2 inline void dot_streams(const T* const* p, int64_t K, const float* x, fl
   }
 }
 
+// n (kStreams or 1) rows' sums: the kernel-set-specific part of the streams, called through a pointer.
 template <typename T>
-RF_AVX2 void gemv_dot_streams(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
-                              float beta) {
-  const bool wide = K * int64_t(sizeof(T)) < 4096;  // where gemv_dot_any picks gemv_dot_rows
-  const auto store = [&](int64_t r, float sum) {
-    const float v = alpha * sum;
-    y[r] = beta == 0.0f ? v : v + beta * y[r];
-  };
+using StreamDots = void (*)(const T* const* p, int n, int64_t K, const float* x, float* s);
+
+template <bool Wide, typename T>
+RF_AVX2 void stream_dots(const T* const* p, int n, int64_t K, const float* x, float* s) {
+  if (n == kStreams) dot_streams<kStreams, Wide>(p, K, x, s);
+  else dot_streams<1, Wide>(p, K, x, s);
+}
+
+// Rows [0, rows) as kStreams contiguous chunks, one row of each per call of `dots`, then the rows left over one at
+// a time.
+template <typename T>
+RF_AVX2 void gemv_streams(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
+                          float beta, StreamDots<T> dots) {
   const int64_t chunk = rows / kStreams;
+  const T* p[kStreams];
+  float sums[kStreams];
   for (int64_t i = 0; i < chunk; ++i) {
-    const T* p[kStreams];
-    float sums[kStreams];
     for (int j = 0; j < kStreams; ++j) p[j] = w + (j * chunk + i) * ldw;
-    if (wide) dot_streams<kStreams, true>(p, K, x, sums);
-    else dot_streams<kStreams, false>(p, K, x, sums);
-    for (int j = 0; j < kStreams; ++j) store(j * chunk + i, sums[j]);
+    dots(p, kStreams, K, x, sums);
+    for (int j = 0; j < kStreams; ++j) y[j * chunk + i] = scaled_sum(sums[j], y[j * chunk + i], alpha, beta);
   }
   for (int64_t r = kStreams * chunk; r < rows; ++r) {
-    const T* p[1] = {w + r * ldw};
-    float sum[1];
-    if (wide) dot_streams<1, true>(p, K, x, sum);
-    else dot_streams<1, false>(p, K, x, sum);
-    store(r, sum[0]);
+    p[0] = w + r * ldw;
+    dots(p, 1, K, x, sums);
+    y[r] = scaled_sum(sums[0], y[r], alpha, beta);
   }
 }
+
+// Whether a one-row product takes the streams.
+inline bool use_streams(int64_t rows, int64_t K, int64_t elem) { return rows >= 4 * kStreams && rows * K * elem >= kStreamMinBytes; }
 
 template <typename T>
 RF_AVX2 void gemv_dot_any(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, int mx,
                           float* y, int64_t ldy, float alpha, float beta) {
-  if (mx == 1 && rows >= 4 * kStreams && rows * K * int64_t(sizeof(T)) >= kStreamMinBytes)
-    return gemv_dot_streams(rows, K, w, ldw, x, y, alpha, beta);
+  if (mx == 1 && use_streams(rows, K, sizeof(T))) {
+    // the per-row arithmetic of the kernel below that a lone row would take: gemv_dot_rows or dot_block
+    const bool wide = K * int64_t(sizeof(T)) < 4096;
+    return gemv_streams(rows, K, w, ldw, x, y, alpha, beta, wide ? stream_dots<true, T> : stream_dots<false, T>);
+  }
   if (mx == 1 && K * int64_t(sizeof(T)) < 4096) return gemv_dot_rows(rows, K, w, ldw, x, y, alpha, beta);
   switch (mx) {
     case 1: gemv_dot_mx<1>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
@@ -528,29 +543,15 @@ RF_AVX512 inline void dot_streams_h512(const uint16_t* const* p, int64_t K, cons
     for (int j = 0; j < NS; ++j) s[j] += rf::half_to_float(p[j][k]) * x[k];
 }
 
+RF_AVX512 void stream_dots_h512(const uint16_t* const* p, int n, int64_t K, const float* x, float* s) {
+  if (n == kStreams) dot_streams_h512<kStreams>(p, K, x, s);
+  else dot_streams_h512<1>(p, K, x, s);
+}
+
 RF_AVX512 void gemv_dot_h_512(int64_t rows, int64_t K, const uint16_t* w, int64_t ldw, const float* x, int64_t ldx,
                               int mx, float* y, int64_t ldy, float alpha, float beta) {
   if (mx != 1) return gemv_dot_any(rows, K, w, ldw, x, ldx, mx, y, ldy, alpha, beta);
-  if (rows >= 4 * kStreams && rows * K * int64_t(sizeof(uint16_t)) >= kStreamMinBytes) {
-    const int64_t chunk = rows / kStreams;
-    for (int64_t i = 0; i < chunk; ++i) {
-      const uint16_t* p[kStreams];
-      float sums[1][kStreams];
-      for (int j = 0; j < kStreams; ++j) p[j] = w + (j * chunk + i) * ldw;
-      dot_streams_h512<kStreams>(p, K, x, sums[0]);
-      for (int j = 0; j < kStreams; ++j) {
-        const float one[1][1] = {{sums[0][j]}};
-        store_dots<1, 1>(one, 1, y + j * chunk + i, ldy, alpha, beta);
-      }
-    }
-    for (int64_t r = kStreams * chunk; r < rows; ++r) {
-      const uint16_t* p[1] = {w + r * ldw};
-      float sum[1][1];
-      dot_streams_h512<1>(p, K, x, sum[0]);
-      store_dots<1, 1>(sum, 1, y + r, ldy, alpha, beta);
-    }
-    return;
-  }
+  if (use_streams(rows, K, sizeof(uint16_t))) return gemv_streams(rows, K, w, ldw, x, y, alpha, beta, stream_dots_h512);
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
     float s[1][4];
