@@ -7,9 +7,14 @@
  *
  * Every step runs `recurformer` in this process (src/cli/main.ts) and writes its output under OUT; a step whose
  * output already exists is skipped, so an interrupted run resumes where it stopped (`--force` redoes everything).
+ * OUT/steps.json records each step's command and the modification time and size of every input path it names
+ * (models, data, the previous stage's output). A step whose command or inputs changed since then runs again, and
+ * so, through their inputs, do the steps after it. Outputs without a record (written before records existed) are
+ * kept and recorded.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, sep } from 'node:path';
+import { writeFileAtomic } from '../../src/io/tensor-file.js';
 import { main } from '../../src/cli/main.js';
 import type { EvalRecord } from '../../src/eval/record.js';
 
@@ -88,13 +93,75 @@ async function run(args: string[], log: (s: string) => void): Promise<void> {
   if (code !== 0) throw new Error(`recurformer ${args[0]} failed with exit code ${code}: recurformer ${args.join(' ')}`);
 }
 
-/** Runs `step` unless `done` exists (or --force). */
-async function step(done: string, o: RunOptions, fn: () => Promise<void>): Promise<void> {
+/** What OUT/steps.json keeps per step output: the command, and [mtime ms, size] of each input path it names. */
+interface StepRecord {
+  command: string[];
+  inputs: Record<string, [number, number]>;
+}
+
+const registryPath = (o: RunOptions): string => join(o.out, 'steps.json');
+
+function readRegistry(o: RunOptions): Record<string, StepRecord> {
+  const p = registryPath(o);
+  if (!existsSync(p)) return {};
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as Record<string, StepRecord>;
+  } catch (e) {
+    throw new Error(`${p} is not valid JSON (${(e as Error).message}); delete it to record every step afresh`, { cause: e });
+  }
+}
+
+/** Values that name no input: outputs, and the token cache (it grows as later stages add their data). */
+const NOT_INPUTS = new Set(['--out', '--cache']);
+
+/** The existing paths among `command`'s arguments, except the step's own outputs, with their mtime and size. */
+function inputsOf(command: readonly string[], outputs: readonly string[]): Record<string, [number, number]> {
+  const own = (a: string): boolean => outputs.some((out) => a === out || a.startsWith(out + sep) || out.startsWith(a + sep));
+  const inputs: Record<string, [number, number]> = {};
+  for (const [i, a] of command.entries()) {
+    if (a.startsWith('-') || (i > 0 && NOT_INPUTS.has(command[i - 1]!)) || own(a) || !existsSync(a)) continue;
+    const st = statSync(a);
+    inputs[a] = [st.mtimeMs, st.size];
+  }
+  return inputs;
+}
+
+/** Why a recorded step must run again ('' if it need not). */
+function staleReason(rec: StepRecord, command: readonly string[], outputs: readonly string[]): string {
+  if (JSON.stringify(rec.command) !== JSON.stringify(command)) return 'its command changed';
+  const now = inputsOf(command, outputs);
+  for (const [path, was] of Object.entries(rec.inputs)) {
+    const is = now[path];
+    if (!is || is[0] !== was[0] || is[1] !== was[1]) return `${path} changed`;
+  }
+  return '';
+}
+
+/**
+ * Runs `fn` (which runs `command`, writing `done` and the paths after --out) unless `done` exists with the same
+ * command and unchanged inputs (or --force), then records the step in OUT/steps.json.
+ */
+async function step(done: string, o: RunOptions, command: readonly string[], fn: () => Promise<void>): Promise<void> {
+  const outIdx = command.indexOf('--out');
+  const outputs = [done, ...(outIdx >= 0 && command[outIdx + 1] ? [command[outIdx + 1]!] : [])];
+  const record = (): void => {
+    const reg = readRegistry(o);
+    reg[done] = { command: [...command], inputs: inputsOf(command, outputs) };
+    mkdirSync(o.out, { recursive: true });
+    writeFileAtomic(registryPath(o), new TextEncoder().encode(`${JSON.stringify(reg, null, 1)}\n`));
+  };
   if (existsSync(done) && !o.force) {
-    o.log?.(`- ${done} exists, skipped`);
-    return;
+    const rec = readRegistry(o)[done];
+    const why = rec ? staleReason(rec, command, outputs) : '';
+    if (!why) {
+      if (!rec) record();
+      o.log?.(`- ${done} exists, skipped`);
+      return;
+    }
+    o.log?.(`- ${done} exists but ${why}: running again`);
   }
   await fn();
+  record();
 }
 
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
@@ -105,8 +172,9 @@ const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions,
   probe = false): Promise<string> {
   const file = join(dir, 'analysis.json');
-  await step(file, o, () => run(['analyze', model, '--data', data, '--samples', String(samples), '--seq', String(seq),
-    '--seed', String(seed), ...(probe ? ['--retrieval-probe'] : []), '--out', dir], o.log ?? ((s: string) => process.stderr.write(`${s}\n`))));
+  const command = ['analyze', model, '--data', data, '--samples', String(samples), '--seq', String(seq),
+    '--seed', String(seed), ...(probe ? ['--retrieval-probe'] : []), '--out', dir];
+  await step(file, o, command, () => run(command, o.log ?? ((s: string) => process.stderr.write(`${s}\n`))));
   return file;
 }
 
@@ -121,18 +189,19 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const cache = join(dir, 'token-cache');
   /** One `recurformer train` stage into OUT unless its model exists; returns OUT/model. */
   const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string): Promise<string> => {
-    await step(join(out, 'model', 'config.json'), o, async () => {
+    const command = ['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
+      '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', out];
+    await step(join(out, 'model', 'config.json'), o, command, async () => {
       rmSync(out, { recursive: true, force: true });
-      await run(['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
-        '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', out], log);
+      await run(command, log);
     });
     return join(out, 'model');
   };
   for (const b of x.budgets) {
     const p = Math.round(b * 100);
     const conv = join(dir, `conv${p}`);
-    await step(join(conv, 'config.json'), o, () => run(['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b),
-      '--calib', x.calib, '--out', conv], log));
+    const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib, '--out', conv];
+    await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
     const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}`));
     let trained = await trainStage(aligned, x.trainData, 'distill', x.distill, join(dir, `distill${p}`));
     // a second distillation stage on other data continues the first
@@ -180,7 +249,8 @@ export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOpti
         agree: ['--teacher', x.model, '--data', x.heldout, '--ctx', String(x.pplCtx)],
         cost: ['--decode-at', String(x.decodeAt)],
       };
-      await step(file, o, () => run(['eval', task, c.model, ...args[task]!, ...mem, '--out', file], log));
+      const command = ['eval', task, c.model, ...args[task]!, ...mem, '--out', file];
+      await step(file, o, command, () => run(command, log));
       records.push(JSON.parse(readFileSync(file, 'utf8')) as EvalRecord);
       files.push(file);
     }

@@ -3,7 +3,7 @@
 // baselines at equal cache; then the summary table and the report page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, prepare, report, type ModelExperiment } from '../../scripts/experiment/pipeline.js';
 import { summarize } from '../../src/eval/summary.js';
@@ -60,4 +60,26 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   await report(files, 'toy', page, quiet);
   const html = readFileSync(page, 'utf8');
   for (const c of configs) assert.ok(html.includes(c.label), `report names ${c.label}`);
+
+  // a changed setting reruns its step and, through their inputs, the steps after it; nothing else
+  const registry = JSON.parse(readFileSync(join(out, 'steps.json'), 'utf8')) as Record<string, { command: string[] }>;
+  assert.ok(registry[join(long, 'model', 'config.json')]!.command.includes('--ce-weight'), 'steps.json records the commands');
+  const mtime = (f: string): number => statSync(f).mtimeMs;
+  const fileOf = (task: string, label: string): string => files.find((f) => f.endsWith(`${task}-${label}.json`))!;
+  const watched = [join(out, 'tiny', 'distill50', 'model', 'model.safetensors'), join(long, 'model', 'model.safetensors'),
+    fileOf('ppl', 'original'), fileOf('ppl', 'recurformer-50'), fileOf('ppl', 'streamingllm-50')];
+  const before = watched.map(mtime);
+  const lines: string[] = [];
+  const x2: ModelExperiment = { ...x, distillLong: { ...x.distillLong!, steps: 3 } };
+  const configs2 = await prepare(x2, { out, log: (l) => lines.push(l) });
+  await evaluate(x2, configs2, { out, log: (l) => lines.push(l) });
+  const after = watched.map(mtime);
+  assert.equal(after[0], before[0], 'the first distillation stage is kept');
+  assert.notEqual(after[1], before[1], 'the second stage ran again with 3 steps');
+  const trainSteps = readFileSync(join(long, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => (JSON.parse(l) as { type: string }).type === 'train');
+  assert.equal(trainSteps.length, 3);
+  assert.equal(after[2], before[2], "the original's evals are kept");
+  assert.notEqual(after[3], before[3], "the retrained model's evals ran again");
+  assert.equal(after[4], before[4], 'the StreamingLLM evals (original model, untrained conversion) are kept');
+  assert.ok(lines.some((l) => l.includes('its command changed: running again')), lines.join('\n'));
 });
