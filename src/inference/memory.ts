@@ -111,12 +111,13 @@ export class KVCache implements AttentionMemory {
 
   /**
    * Allocates room for `tokens` tokens (clipped to the context) up front, so that a generation of known length
-   * never regrows the cache: each doubling copies every layer's keys and values, which in a decode step of a
-   * 100M-parameter model costs as much as its attention (bench:decode).
+   * never regrows the cache: each doubling copies every layer's keys and values (with bench:decode's 110M model,
+   * 0.13-0.29 ms per step averaged over the rounds after a doubling).
    */
   reserve(tokens: number): void {
     if (!Number.isInteger(tokens) || tokens < 0) {
-      throw new ArgumentError('KVCache.reserve', 'tokens', `must be a non-negative integer, got ${tokens}`);
+      throw new ArgumentError('KVCache.reserve', 'tokens', `must be a non-negative integer, got ${tokens}`,
+        'pass the prompt length plus the most tokens the generation may add');
     }
     const cap = Math.min(this.maxLen, tokens);
     if (cap > this.cap) this.grow(cap);
