@@ -317,7 +317,7 @@ RF_AVX2 void gemv_dot_mx(int64_t rows, int64_t K, const T* w, int64_t ldw, const
 // blocked kernel above) defeat the hardware prefetcher when a block of rows spans two or three pages; measured on
 // the 2-core AMD EPYC this project runs on, with cold weights over two threads, the linear order reads 768-wide
 // half rows at 75-80% of the streaming bandwidth against 60% blocked, while rows of a page or more go faster
-// blocked (88-98% against 75%). Matrices of kStreamMinBytes and more take gemv_dot_streams below instead.
+// blocked (88-98% against 75%). Matrices of kStreamMinBytes and more take gemv_streams below instead.
 template <typename T>
 RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, float* y, float alpha,
                            float beta) {
@@ -345,7 +345,7 @@ RF_AVX2 void gemv_dot_rows(int64_t rows, int64_t K, const T* w, int64_t ldw, con
 // side, one row of each at a time, so every thread keeps kStreams linear streams in different pages in flight (as
 // the bandwidth probe does) instead of one. Each stream prefetches 2 KiB ahead and runs on into its next row. On
 // the AVX-512 Intel Xeon host, float32 products of bench:decode's model went from 75-88% of the measured bandwidth
-// (one stream: q/k/v and o lowest) to 87-99%. A row's sum keeps the arithmetic of the kernel it stands in for
+// (one stream: q/k/v and o lowest) to 84-100%. A row's sum keeps the arithmetic of the kernel it stands in for
 // (Wide: gemv_dot_rows' four accumulators over 32 k; else dot_block's two over 16 k), so results do not change.
 constexpr int kStreams = 4;
 constexpr int64_t kStreamMinBytes = int64_t(1) << 18;
@@ -417,12 +417,11 @@ inline bool use_streams(int64_t rows, int64_t K, int64_t elem) { return rows >= 
 template <typename T>
 RF_AVX2 void gemv_dot_any(int64_t rows, int64_t K, const T* w, int64_t ldw, const float* x, int64_t ldx, int mx,
                           float* y, int64_t ldy, float alpha, float beta) {
-  if (mx == 1 && use_streams(rows, K, sizeof(T))) {
-    // the per-row arithmetic of the kernel below that a lone row would take: gemv_dot_rows or dot_block
-    const bool wide = K * int64_t(sizeof(T)) < 4096;
+  const bool wide = K * int64_t(sizeof(T)) < 4096;  // rows under a page: gemv_dot_rows, else dot_block
+  // the streams keep the per-row arithmetic of the kernel a lone row takes below
+  if (mx == 1 && use_streams(rows, K, sizeof(T)))
     return gemv_streams(rows, K, w, ldw, x, y, alpha, beta, wide ? stream_dots<true, T> : stream_dots<false, T>);
-  }
-  if (mx == 1 && K * int64_t(sizeof(T)) < 4096) return gemv_dot_rows(rows, K, w, ldw, x, y, alpha, beta);
+  if (mx == 1 && wide) return gemv_dot_rows(rows, K, w, ldw, x, y, alpha, beta);
   switch (mx) {
     case 1: gemv_dot_mx<1>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
     case 2: gemv_dot_mx<2>(rows, K, w, ldw, x, ldx, y, ldy, alpha, beta); break;
@@ -515,7 +514,7 @@ RF_AVX512 inline void dot_rows_h512(int64_t K, const uint16_t* w, int64_t ldw, c
     for (int r = 0; r < R; ++r) s[r] += rf::half_to_float(w[r * ldw + k]) * x[k];
 }
 
-// The side-by-side streams of gemv_dot_streams for half weights on AVX-512, with dot_rows_h512's arithmetic per
+// The side-by-side streams of gemv_streams for half weights on AVX-512, with dot_rows_h512's arithmetic per
 // row (so results do not change). On the Xeon host the F16 products of bench:decode's model went from 67-89% of
 // the measured bandwidth to 82-100% (T0 and T1 prefetches alike; T0 as for float32).
 template <int NS>
