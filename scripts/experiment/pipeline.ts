@@ -30,6 +30,8 @@ export interface TrainSettings {
   packing?: 'stream' | 'document';
   /** Weight of the data cross-entropy added to distillation (train --ce-weight; default 0). */
   ceWeight?: number;
+  /** Weight of the residual-stream match added to distillation (train --hidden-weight; default 0). */
+  hiddenWeight?: number;
 }
 
 export interface RetrievalSettings {
@@ -166,7 +168,8 @@ async function step(done: string, o: RunOptions, command: readonly string[], fn:
 
 const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
   '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : []),
-  ...(s.packing ? ['--packing', s.packing] : []), ...(s.ceWeight ? ['--ce-weight', String(s.ceWeight)] : [])];
+  ...(s.packing ? ['--packing', s.packing] : []), ...(s.ceWeight ? ['--ce-weight', String(s.ceWeight)] : []),
+  ...(s.hiddenWeight ? ['--hidden-weight', String(s.hiddenWeight)] : [])];
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions,

@@ -38,6 +38,8 @@ export interface TrainConfig {
   readonly ceWeight: number;
   /** Focal weighting of the distillation KL over positions (0 = plain mean; see distillKL). */
   readonly klFocus: number;
+  /** Weight of the residual-stream match added to distillation (0 = off; see hiddenLoss). */
+  readonly hiddenWeight: number;
   readonly trainable: Trainable;
   readonly evalEvery: number;
   readonly evalBatches: number;
@@ -49,7 +51,7 @@ export interface TrainConfig {
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'data' | 'out'> = {
   stage: 'distill', model: null, teacher: null, init: null, tokenizer: null, textKey: 'text', cacheDir: '',
   valFraction: 0.1, packing: 'stream', steps: 200, batch: 8, seq: 128, accum: 1, lr: 3e-3, minLrRatio: 0.1, warmup: 20,
-  weightDecay: 0.0, clip: 1.0, temperature: 1.0, ceWeight: 0.0, klFocus: 0, trainable: 'recurrent', evalEvery: 50, evalBatches: 8,
+  weightDecay: 0.0, clip: 1.0, temperature: 1.0, ceWeight: 0.0, klFocus: 0, hiddenWeight: 0, trainable: 'recurrent', evalEvery: 50, evalBatches: 8,
   saveEvery: 100, seed: 0,
 };
 
@@ -79,7 +81,7 @@ export function makeTrainConfig(values: Record<string, unknown>): TrainConfig {
   for (const k of ['warmup', 'evalEvery', 'saveEvery', 'seed']) {
     if (!(Number.isInteger(c[k]) && (c[k] as number) >= 0)) bad(k, `= ${String(c[k])} must be an integer >= 0`);
   }
-  for (const k of ['lr', 'weightDecay', 'clip', 'ceWeight', 'klFocus', 'minLrRatio']) {
+  for (const k of ['lr', 'weightDecay', 'clip', 'ceWeight', 'klFocus', 'hiddenWeight', 'minLrRatio']) {
     if (!(typeof c[k] === 'number' && Number.isFinite(c[k]) && (c[k] as number) >= 0)) bad(k, `= ${String(c[k])} must be a number >= 0`);
   }
   if (!(typeof c.temperature === 'number' && c.temperature > 0)) bad('temperature', `= ${String(c.temperature)} must be > 0`);

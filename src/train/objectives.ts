@@ -12,7 +12,10 @@
  *   gradients (plus norms with --trainable recurrent+norms).
  * distill (stage 2): KL(teacher || student) at temperature tau on every position's next-token distribution, plus
  *   ceWeight * cross-entropy on the data's next tokens. With klFocus > 0 the positions are weighted by their own KL
- *   (losses.ts), and `parts.kl` still logs the plain mean.
+ *   (losses.ts), and `parts.kl` still logs the plain mean. With hiddenWeight > 0 the residual streams are matched
+ *   too (hiddenLoss): the input of every block after the first replaced one, as that block's attention sees it
+ *   (through the student's input norm), against the teacher's. The logits alone say little about the kept heads'
+ *   queries and keys at far positions; this term constrains them at every position.
  * pretrain: cross-entropy on the next tokens.
  */
 import { recurrentChunked, zeroState } from '../model/recurrent-head.js';
@@ -31,6 +34,8 @@ export interface ObjectiveOpts {
   ceWeight: number;
   /** Focal weighting of the KL over positions (0 = plain mean). */
   klFocus?: number;
+  /** Weight of the residual-stream match added to distillation (0 = off). */
+  hiddenWeight?: number;
 }
 
 export interface LossOut {
@@ -66,18 +71,52 @@ export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): Los
   return { loss: T.affine(total!, 1 / layers.length), parts };
 }
 
-/** Stage 2 loss: tau^2 KL(teacher || student) + ceWeight * CE. */
+/** The blocks whose input hiddenLoss matches: every block after the first one with recurrent heads. */
+export function hiddenLayers(student: DecoderLM): number[] {
+  const first = Math.min(...student.recurrent.keys());
+  if (!Number.isFinite(first)) return [];
+  return Array.from({ length: student.cfg.nLayers - first - 1 }, (_, i) => first + 1 + i);
+}
+
+/**
+ * Mean over `layers` of the relative squared error between the student's and the teacher's block inputs, both
+ * through the student's input norm of that block: |norm(s) - norm(t)|^2 / |norm(t)|^2 over all positions.
+ */
+export function hiddenLoss(student: DecoderLM, layers: number[], s: TapRecorder, t: TapRecorder): Tensor {
+  let total: Tensor | null = null;
+  for (const l of layers) {
+    const name = inputNormName(student, l);
+    const a = student.norm(name, s.values.get(`blk.${l}.in`)!);
+    const b = T.noGrad(() => student.norm(name, t.values.get(`blk.${l}.in`)!));
+    const scale = T.noGrad(() => T.mean(T.mul(b, b)).item());
+    const e = T.affine(mse(a, b), 1 / Math.max(scale, 1e-30));
+    total = total ? T.add(total, e) : e;
+  }
+  return T.affine(total!, 1 / layers.length);
+}
+
+/** Stage 2 loss: tau^2 KL(teacher || student) + ceWeight * CE + hiddenWeight * hiddenLoss. */
 export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o: ObjectiveOpts): LossOut {
-  const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T));
-  const sl = student.forward(b.inputs, b.B, b.T);
+  const layers = (o.hiddenWeight ?? 0) > 0 ? hiddenLayers(student) : [];
+  const wanted = new Set(layers.map((l) => `blk.${l}.in`));
+  const tTaps = layers.length ? new TapRecorder((n) => wanted.has(n)) : undefined;
+  const sTaps = layers.length ? new TapRecorder((n) => wanted.has(n)) : undefined;
+  const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T, { taps: tTaps }));
+  const sl = student.forward(b.inputs, b.B, b.T, { taps: sTaps });
   const { loss: kl, mean } = distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0);
   const parts: Record<string, number> = { kl: mean };
+  let loss = kl;
   if (o.ceWeight > 0) {
     const ce = T.crossEntropy(sl, b.targets);
     parts.ce = ce.item();
-    return { loss: T.add(kl, T.affine(ce, o.ceWeight)), parts };
+    loss = T.add(loss, T.affine(ce, o.ceWeight));
   }
-  return { loss: kl, parts };
+  if (layers.length) {
+    const h = hiddenLoss(student, layers, sTaps!, tTaps!);
+    parts.hidden = h.item();
+    loss = T.add(loss, T.affine(h, o.hiddenWeight!));
+  }
+  return { loss, parts };
 }
 
 export function pretrainLoss(student: DecoderLM, b: Batch): LossOut {
@@ -109,11 +148,16 @@ export function evaluate(student: DecoderLM, teacher: DecoderLM | null, batches:
     for (const b of batches) {
       T.scope(() => {
         const n = b.B * b.T;
-        const sl = student.forward(b.inputs, b.B, b.T);
+        const layers = teacher && o.stage === 'distill' && (o.hiddenWeight ?? 0) > 0 ? hiddenLayers(student) : [];
+        const wanted = new Set(layers.map((l) => `blk.${l}.in`));
+        const sTaps = layers.length ? new TapRecorder((x) => wanted.has(x)) : undefined;
+        const tTaps = layers.length ? new TapRecorder((x) => wanted.has(x)) : undefined;
+        const sl = student.forward(b.inputs, b.B, b.T, { taps: sTaps });
         const c = T.crossEntropy(sl, b.targets).item();
         ce += c * n;
         if (teacher) {
-          const tl = teacher.forward(b.inputs, b.B, b.T);
+          const tl = teacher.forward(b.inputs, b.B, b.T, { taps: tTaps });
+          if (layers.length) loss += o.hiddenWeight! * hiddenLoss(student, layers, sTaps!, tTaps!).item() * n;
           // the objective at tau and focus; at tau = 1 the same pass gives the plain KL
           const obj = o.stage === 'distill' ? distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0) : null;
           const k = obj && o.temperature === 1 ? obj.mean : distillKL(sl, tl, 1).item();

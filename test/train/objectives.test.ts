@@ -12,7 +12,9 @@ import * as T from '../../src/tensor/index.js';
 import { makeTrainConfig } from '../../src/train/config.js';
 import { distillKL, distillKLWithMean } from '../../src/train/losses.js';
 import { openSession, readMetrics, runTraining, trainStep, validate } from '../../src/train/loop.js';
-import { selectTrainable } from '../../src/train/model-setup.js';
+import { loadForTraining, selectTrainable } from '../../src/train/model-setup.js';
+import { hiddenLayers, hiddenLoss } from '../../src/train/objectives.js';
+import { TapRecorder } from '../../src/model/taps.js';
 import { buildModel } from '../../src/model/build.js';
 import { loadModel } from '../../src/io/model-load.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
@@ -98,6 +100,103 @@ test('stage 2 (distill) lowers KL and perplexity on held-out data', () => {
     lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, out: tmp('distill') });
   assert.ok(r.lastEval!.kl! < 0.7 * r.firstEval!.kl!, `KL ${r.firstEval!.kl} -> ${r.lastEval!.kl}`);
   assert.ok(r.lastEval!.ppl < 0.7 * r.firstEval!.ppl, `ppl ${r.firstEval!.ppl} -> ${r.lastEval!.ppl}`);
+});
+
+test('hidden-state match: the definition, zero at the teacher, gradient matches finite differences', () => {
+  const { model: student } = loadForTraining(model);
+  const { model: teacher } = loadForTraining(TEACHER);
+  const cfg = student.cfg;
+  const first = Math.min(...student.recurrent.keys());
+  const layers = hiddenLayers(student);
+  assert.deepEqual(layers, Array.from({ length: cfg.nLayers - first - 1 }, (_, i) => first + 1 + i));
+  assert.ok(layers.length >= 1, `replaced layers ${[...student.recurrent.keys()].join(',')}`);
+  const B = 2, Tn = 24;
+  const ids = Int32Array.from({ length: B * Tn }, (_, i) => (i * 37 + 5) % cfg.vocabSize);
+  const taps = (): TapRecorder => new TapRecorder((n) => /^blk\.\d+\.in$/.test(n));
+  const tt = taps();
+  T.noGrad(() => teacher.forward(ids, B, Tn, { taps: tt }));
+  const streams = (): TapRecorder => {
+    const st = taps();
+    T.noGrad(() => student.forward(ids, B, Tn, { taps: st }));
+    return st;
+  };
+  const st = streams();
+  // by hand: both streams through the student's input RMSNorm of each block, |a - b|^2 / |b|^2, mean over blocks
+  let ref = 0;
+  for (const l of layers) {
+    const g = student.weights.get(`model.layers.${l}.input_layernorm.weight`)!.data as Float32Array;
+    const rows = (x: Float32Array): Float64Array => {
+      const out = new Float64Array(x.length), D = cfg.dModel;
+      for (let r = 0; r < x.length / D; r++) {
+        let ms = 0;
+        for (let k = 0; k < D; k++) ms += x[r * D + k]! ** 2;
+        const inv = 1 / Math.sqrt(ms / D + cfg.normEps);
+        for (let k = 0; k < D; k++) out[r * D + k] = x[r * D + k]! * inv * g[k]!;
+      }
+      return out;
+    };
+    const a = rows(st.values.get(`blk.${l}.in`)!.data as Float32Array), b = rows(tt.values.get(`blk.${l}.in`)!.data as Float32Array);
+    let num = 0, den = 0;
+    for (let i = 0; i < a.length; i++) {
+      num += (a[i]! - b[i]!) ** 2;
+      den += b[i]! ** 2;
+    }
+    ref += num / den / layers.length;
+  }
+  const value = T.noGrad(() => hiddenLoss(student, layers, st, tt).item());
+  assertClose(value, ref, { rtol: 1e-4, atol: 1e-7 }, 'hidden loss value');
+  assert.ok(value > 1e-4, `the converted student's streams differ from the teacher's (${value})`);
+  assert.equal(T.noGrad(() => hiddenLoss(student, layers, tt, tt).item()), 0, 'zero when the streams are the teacher\'s');
+  // gradient with respect to a recurrent weight of the first replaced layer (it moves every later stream)
+  selectTrainable(student, 'recurrent');
+  const name = `model.layers.${first}.recurrent.wx`;
+  const w = student.weights.get(name) as T.Tensor;
+  const sg = taps();
+  const loss = hiddenLoss(student, layers, (student.forward(ids, B, Tn, { taps: sg }), sg), tt);
+  T.backward(loss);
+  const grad = Float32Array.from(w.grad!.data);
+  const top = [...grad.keys()].sort((i, j) => Math.abs(grad[j]!) - Math.abs(grad[i]!)).slice(0, 4);
+  const h = 1e-2;
+  for (const i of top) {
+    const at = (d: number): number => {
+      const old = w.data[i]!;
+      w.data[i] = old + d;
+      const v = T.noGrad(() => hiddenLoss(student, layers, streams(), tt).item());
+      w.data[i] = old;
+      return v;
+    };
+    assertClose(grad[i]!, (at(h) - at(-h)) / (2 * h), TOL.finiteDiff, `d hidden / d ${name}[${i}]`);
+  }
+});
+
+test('distill with --hidden-weight: the objective includes the stream match and training lowers it', () => {
+  const out = tmp('hidden');
+  const r = runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+    lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, hiddenWeight: 2, out });
+  // with tau = 1 and no CE the validation objective is KL + 2 * hidden
+  const hidden = (e: { loss: number; kl?: number }): number => (e.loss - e.kl!) / 2;
+  assert.ok(hidden(r.firstEval!) > 1e-3, `held-out hidden term ${hidden(r.firstEval!)}`);
+  assert.ok(hidden(r.lastEval!) < 0.85 * hidden(r.firstEval!), `held-out hidden term ${hidden(r.firstEval!)} -> ${hidden(r.lastEval!)}`);
+  assert.ok(r.lastEval!.kl! < 0.7 * r.firstEval!.kl!, `KL ${r.firstEval!.kl} -> ${r.lastEval!.kl}`);
+  // the same run without the term ends with streams farther from the teacher's (measured on the same fixed batch)
+  const plain = tmp('plain');
+  runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+    lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, out: plain });
+  const { model: teacher } = loadForTraining(TEACHER);
+  const ids = Int32Array.from({ length: 4 * 32 }, (_, i) => (i * 53 + 7) % teacher.cfg.vocabSize);
+  const streamGap = (dir: string): number => T.noGrad(() => {
+    const { model: m } = loadForTraining(join(dir, 'model'));
+    const st = new TapRecorder((n) => n.endsWith('.in')), tt = new TapRecorder((n) => n.endsWith('.in'));
+    m.forward(ids, 4, 32, { taps: st });
+    teacher.forward(ids, 4, 32, { taps: tt });
+    return hiddenLoss(m, hiddenLayers(m), st, tt).item();
+  });
+  const withTerm = streamGap(out), without = streamGap(plain);
+  assert.ok(withTerm < 0.9 * without, `stream gap with the term ${withTerm}, without ${without}`);
+  const steps = readMetrics(out).filter((m) => m.type === 'train') as { parts: Record<string, number> }[];
+  assert.equal(steps.length, 30);
+  assert.ok(steps.every((m) => m.parts.hidden! > 0), 'every step logs its hidden term');
+  assert.throws(() => makeTrainConfig({ data, out, model, teacher: TEACHER, hiddenWeight: -1 }), /hiddenWeight/);
 });
 
 test('pretraining a fresh model from --init drives validation loss down steadily', () => {

@@ -28,6 +28,7 @@ export interface TrainCliOpts {
   temperature?: string;
   ceWeight?: string;
   klFocus?: string;
+  hiddenWeight?: string;
   trainable?: string;
   evalEvery?: string;
   evalBatches?: string;
@@ -52,7 +53,8 @@ export function trainValuesFromCli(model: string | undefined, o: TrainCliOpts): 
     batch: int('--batch', o.batch, 1), seq: int('--seq', o.seq, 1), accum: int('--accum', o.accum, 1), lr: num('--lr', o.lr),
     minLrRatio: num('--min-lr', o.minLr), warmup: int('--warmup', o.warmup), clip: num('--clip', o.clip),
     weightDecay: num('--weight-decay', o.weightDecay), temperature: num('--temperature', o.temperature),
-    ceWeight: num('--ce-weight', o.ceWeight), klFocus: num('--kl-focus', o.klFocus), trainable: o.trainable, evalEvery: int('--eval-every', o.evalEvery),
+    ceWeight: num('--ce-weight', o.ceWeight), klFocus: num('--kl-focus', o.klFocus),
+    hiddenWeight: num('--hidden-weight', o.hiddenWeight), trainable: o.trainable, evalEvery: int('--eval-every', o.evalEvery),
     evalBatches: int('--eval-batches', o.evalBatches, 1), saveEvery: int('--save-every', o.saveEvery), seed: int('--seed', o.seed),
     out: o.out ?? o.resume,
   };
@@ -85,6 +87,7 @@ export function registerTrain(program: Command): void {
     .option('--temperature <x>', 'distillation temperature (default 1)')
     .option('--ce-weight <x>', 'weight of the data cross-entropy added to distillation (default 0)')
     .option('--kl-focus <gamma>', 'weight each position\'s KL by (KL / mean KL)^gamma, so the worst-imitated tokens count most (default 0: plain mean)')
+    .option('--hidden-weight <x>', 'weight of the residual-stream match added to distillation: each block after the first converted one gets the teacher\'s input (relative squared error, default 0)')
     .option('--trainable <set>', 'recurrent | recurrent+norms | all (default recurrent; all for pretrain)')
     .option('--eval-every <n>', 'validate every n steps, 0 = only at the ends (default 50)')
     .option('--eval-batches <n>', 'validation batches (default 8)')
