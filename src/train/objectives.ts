@@ -95,14 +95,19 @@ export function hiddenLoss(student: DecoderLM, layers: number[], s: TapRecorder,
   return T.affine(total!, 1 / layers.length);
 }
 
+/** The taps hiddenLoss reads, one recorder per model; null when the weight is 0 or no block follows a converted one. */
+function hiddenTaps(student: DecoderLM, weight: number): { layers: number[]; s: TapRecorder; t: TapRecorder } | null {
+  const layers = weight > 0 ? hiddenLayers(student) : [];
+  if (!layers.length) return null;
+  const wanted = new Set(layers.map((l) => `blk.${l}.in`));
+  return { layers, s: new TapRecorder((n) => wanted.has(n)), t: new TapRecorder((n) => wanted.has(n)) };
+}
+
 /** Stage 2 loss: tau^2 KL(teacher || student) + ceWeight * CE + hiddenWeight * hiddenLoss. */
 export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o: ObjectiveOpts): LossOut {
-  const layers = (o.hiddenWeight ?? 0) > 0 ? hiddenLayers(student) : [];
-  const wanted = new Set(layers.map((l) => `blk.${l}.in`));
-  const tTaps = layers.length ? new TapRecorder((n) => wanted.has(n)) : undefined;
-  const sTaps = layers.length ? new TapRecorder((n) => wanted.has(n)) : undefined;
-  const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T, { taps: tTaps }));
-  const sl = student.forward(b.inputs, b.B, b.T, { taps: sTaps });
+  const h = hiddenTaps(student, o.hiddenWeight ?? 0);
+  const tl = T.noGrad(() => teacher.forward(b.inputs, b.B, b.T, { taps: h?.t }));
+  const sl = student.forward(b.inputs, b.B, b.T, { taps: h?.s });
   const { loss: kl, mean } = distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0);
   const parts: Record<string, number> = { kl: mean };
   let loss = kl;
@@ -111,10 +116,10 @@ export function distillLoss(student: DecoderLM, teacher: DecoderLM, b: Batch, o:
     parts.ce = ce.item();
     loss = T.add(loss, T.affine(ce, o.ceWeight));
   }
-  if (layers.length) {
-    const h = hiddenLoss(student, layers, sTaps!, tTaps!);
-    parts.hidden = h.item();
-    loss = T.add(loss, T.affine(h, o.hiddenWeight!));
+  if (h) {
+    const e = hiddenLoss(student, h.layers, h.s, h.t);
+    parts.hidden = e.item();
+    loss = T.add(loss, T.affine(e, o.hiddenWeight!));
   }
   return { loss, parts };
 }
@@ -148,16 +153,13 @@ export function evaluate(student: DecoderLM, teacher: DecoderLM | null, batches:
     for (const b of batches) {
       T.scope(() => {
         const n = b.B * b.T;
-        const layers = teacher && o.stage === 'distill' && (o.hiddenWeight ?? 0) > 0 ? hiddenLayers(student) : [];
-        const wanted = new Set(layers.map((l) => `blk.${l}.in`));
-        const sTaps = layers.length ? new TapRecorder((x) => wanted.has(x)) : undefined;
-        const tTaps = layers.length ? new TapRecorder((x) => wanted.has(x)) : undefined;
-        const sl = student.forward(b.inputs, b.B, b.T, { taps: sTaps });
+        const h = teacher && o.stage === 'distill' ? hiddenTaps(student, o.hiddenWeight ?? 0) : null;
+        const sl = student.forward(b.inputs, b.B, b.T, { taps: h?.s });
         const c = T.crossEntropy(sl, b.targets).item();
         ce += c * n;
         if (teacher) {
-          const tl = teacher.forward(b.inputs, b.B, b.T, { taps: tTaps });
-          if (layers.length) loss += o.hiddenWeight! * hiddenLoss(student, layers, sTaps!, tTaps!).item() * n;
+          const tl = teacher.forward(b.inputs, b.B, b.T, { taps: h?.t });
+          if (h) loss += o.hiddenWeight! * hiddenLoss(student, h.layers, h.s, h.t).item() * n;
           // the objective at tau and focus; at tau = 1 the same pass gives the plain KL
           const obj = o.stage === 'distill' ? distillKLWithMean(sl, tl, o.temperature, o.klFocus ?? 0) : null;
           const k = obj && o.temperature === 1 ? obj.mean : distillKL(sl, tl, 1).item();
