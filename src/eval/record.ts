@@ -38,8 +38,23 @@ export interface RetrievalCell {
   meanTokens: number;
 }
 
+/** One case the model got wrong: where it was, what was asked for and what came out. */
+export interface RetrievalMiss {
+  length: number;
+  depth?: number;
+  hops?: number;
+  /** The case's index within its cell (its seed: retrieval-cases.ts caseSeed). */
+  sample: number;
+  /** The expected answer (with its leading space). */
+  expected: string;
+  /** The decoded continuation. */
+  got: string;
+}
+
 export interface RetrievalResult {
   cells: RetrievalCell[];
+  /** Every wrong case, in cell then sample order (empty when all are right). */
+  misses: RetrievalMiss[];
   byLength: { length: number; n: number; accuracy: number }[];
   accuracy: number;
   /** Accuracy of guessing (e.g. 1e-5 for a 5-digit key). */

@@ -12,7 +12,7 @@ import type { DecoderLM } from '../model/transformer.js';
 import { generateIds } from '../inference/generate.js';
 import type { AttentionMemory } from '../inference/memory.js';
 import { ArgumentError } from '../tensor/errors.js';
-import type { RetrievalCell, RetrievalResult } from './record.js';
+import type { RetrievalCell, RetrievalMiss, RetrievalResult } from './record.js';
 import { sizedCase, type RetrievalTask, type SizedCase } from './retrieval-cases.js';
 
 export type { RetrievalTask } from './retrieval-cases.js';
@@ -96,6 +96,7 @@ function beyondContext(task: RetrievalTask, length: number, answerTokens: number
 interface Planned {
   cell: number;
   length: number;
+  sample: number;
   c: SizedCase;
 }
 
@@ -110,7 +111,7 @@ function planCases(tok: Tokenizer, task: RetrievalTask, opts: RetrievalOpts, par
       for (let sample = 0; sample < opts.samples; sample++) {
         const c = sizedCase(tok, { task, length, param, seed: opts.seed, sample, haystack: opts.haystack });
         if (length + c.answerTokens + 2 > opts.maxContext) throw beyondContext(task, length, c.answerTokens, opts.maxContext);
-        cases.push({ cell, length, c });
+        cases.push({ cell, length, sample, c });
       }
     }
   }
@@ -118,14 +119,14 @@ function planCases(tok: Tokenizer, task: RetrievalTask, opts: RetrievalOpts, par
 }
 
 /** Per-length and overall accuracy from the filled cells. */
-function summarize(cells: RetrievalCell[], chance: number): RetrievalResult {
+function summarize(cells: RetrievalCell[], misses: RetrievalMiss[], chance: number): RetrievalResult {
   const lengths = [...new Set(cells.map((c) => c.length))];
   const pool = (cs: RetrievalCell[]): { n: number; accuracy: number } => {
     const n = cs.reduce((s, c) => s + c.n, 0), correct = cs.reduce((s, c) => s + c.correct, 0);
     return { n, accuracy: n ? correct / n : 0 };
   };
   const byLength = lengths.map((length) => ({ length, ...pool(cells.filter((c) => c.length === length)) }));
-  return { cells, byLength, accuracy: pool(cells).accuracy, chance };
+  return { cells, misses, byLength, accuracy: pool(cells).accuracy, chance };
 }
 
 /**
@@ -138,12 +139,18 @@ export function evalRetrieval(predict: Predictor, tok: Tokenizer, task: Retrieva
   const params = taskParams(task, opts);
   const { cells, cases } = planCases(tok, task, opts, params);
   const tokens = new Array<number>(cells.length).fill(0);
+  const misses: RetrievalMiss[] = [];
   let chance = 0;
-  cases.forEach(({ cell, length, c }, i) => {
+  cases.forEach(({ cell, length, sample, c }, i) => {
     const ids = predict(c.ids, c.answerTokens + 2, length);
     const target = cells[cell]!;
     target.n++;
-    if (continuationText(tok, c.ids, ids).startsWith(c.answer)) target.correct++;
+    const got = continuationText(tok, c.ids, ids);
+    if (got.startsWith(c.answer)) target.correct++;
+    else {
+      const { depth, hops } = target;
+      misses.push({ length, ...(depth !== undefined ? { depth } : {}), ...(hops !== undefined ? { hops } : {}), sample, expected: c.answer, got });
+    }
     tokens[cell]! += c.ids.length;
     chance += c.chance / cases.length;
     opts.onCase?.(i + 1, cases.length);
@@ -152,7 +159,7 @@ export function evalRetrieval(predict: Predictor, tok: Tokenizer, task: Retrieva
     cell.accuracy = cell.n ? cell.correct / cell.n : 0;
     cell.meanTokens = cell.n ? tokens[i]! / cell.n : 0;
   });
-  return summarize(cells, chance);
+  return summarize(cells, misses, chance);
 }
 
 /**

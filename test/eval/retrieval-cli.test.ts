@@ -31,11 +31,15 @@ test('eval passkey --json prints the EvalRecord; --out writes the same record; t
     assert.deepEqual(rec.settings, { lengths: [160, 256], depths: [0, 1], samples: 2, maxContext: 512 });
     assert.equal(rec.result.cells.length, 4);
     for (const c of rec.result.cells) assert.ok(c.accuracy >= 0 && c.accuracy <= 1 && c.meanTokens <= c.length);
+    assert.equal(rec.result.misses.length, rec.result.cells.reduce((s, c) => s + c.n - c.correct, 0));
+    for (const m of rec.result.misses) assert.match(m.expected, /^ \d{5}$/);
     const written = JSON.parse(readFileSync(out, 'utf8')) as Rec;
     assert.deepEqual({ ...written, seconds: 0 }, { ...rec, seconds: 0 });
     const t = await runCli(['eval', 'hashhop', '--lengths', '96', '--hops', '1,2', '--samples', '1']);
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /length\s+tokens\s+hops=1\s+hops=2\s+all\n\s+96\s+\d+\s+\d+%\s+\d+%\s+\d+%\noverall \d+% over 2 cases/);
+    // stories260K never follows a hash chain: both cases are listed with what it answered
+    assert.match(t.stdout, /\nmisses:\n  length 96 hops 1 sample 0: expected " [^"]+", got ".*"\n  length 96 hops 2 sample 0: expected /);
     const n = await runCli(['eval', 'needle', '--lengths', '200', '--depths', '0.5', '--samples', '1', '--memory', 'streaming', '--window', '32', '--json']);
     assert.equal(n.code, 0, n.stderr);
     const nr = JSON.parse(n.stdout) as Rec;

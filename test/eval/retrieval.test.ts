@@ -67,6 +67,7 @@ for (const task of ['passkey', 'hashhop', 'needle'] as const) {
       assert.ok(c.meanTokens <= c.length, `mean tokens ${c.meanTokens} within ${c.length}`);
     }
     assert.equal(r.accuracy, 1);
+    assert.deepEqual(r.misses, []);
     assert.deepEqual(r.byLength.map((b) => [b.length, b.n, b.accuracy]), LENGTHS[task].map((L) => [L, 9, 1]));
     assert.ok(r.chance > 0 && r.chance < 0.05);
   });
@@ -98,6 +99,31 @@ test('random guessing scores near chance: never a pass key or a hash chain, rare
   const needle = evalRetrieval(randomPredictor(3), tok, 'needle', opts('needle'));
   assert.ok(needle.accuracy <= 0.1, `random needle accuracy ${needle.accuracy}`);
   assert.equal(needle.chance, 1 / 50);
+});
+
+test('misses list every wrong case with its cell, sample, expected answer and decoded continuation', () => {
+  // right on sample 1 of each cell, a fixed wrong key elsewhere
+  const wrong = promptIds(tok, 'The pass key is 00000').slice(promptIds(tok, 'The pass key is').length);
+  let i = 0;
+  const half: Predictor = (ids) => (i++ % 3 === 1 ? oracle(ids, 0, 0) : wrong);
+  const r = evalRetrieval(half, tok, 'passkey', opts('passkey'));
+  assert.equal(r.misses.length, r.cells.reduce((s, c) => s + c.n - c.correct, 0));
+  assert.equal(r.misses.length, 2 * 9);
+  const prompts = recorder();
+  evalRetrieval(prompts.predict, tok, 'passkey', opts('passkey'));
+  for (const [k, m] of r.misses.entries()) {
+    const cell = Math.floor(k / 2), sample = [0, 2][k % 2]!;
+    assert.equal(m.sample, sample);
+    assert.equal(m.length, r.cells[cell]!.length);
+    assert.equal(m.depth, r.cells[cell]!.depth);
+    assert.equal(m.hops, undefined);
+    assert.equal(m.got, ' 00000');
+    // the expected answer is the key the prompt holds
+    assert.equal(m.expected, ` ${/pass key is (\d+)/.exec(prompts.prompts[cell * 3 + sample]!)![1]}`);
+  }
+  const hops = evalRetrieval(randomPredictor(4), tok, 'hashhop', opts('hashhop'));
+  assert.equal(hops.misses.length, 27);
+  assert.deepEqual(hops.misses.slice(0, 3).map((m) => [m.hops, m.sample, m.depth]), [[1, 0, undefined], [1, 1, undefined], [1, 2, undefined]]);
 });
 
 /** A predictor that answers nothing and records the prompts it saw. */

@@ -8,7 +8,7 @@ function rec(task: EvalRecord['task'], label: string, memory: EvalRecord['memory
   return evalRecord({ task, model: 'm', memory, equalCache: null, label, seed: 0, settings: {}, result, seconds: 1 });
 }
 const retrieval = (accs: [number, number][]): RetrievalResult => ({
-  cells: [], byLength: accs.map(([length, accuracy]) => ({ length, n: 4, accuracy })), accuracy: 0, chance: 1e-5,
+  cells: [], misses: [], byLength: accs.map(([length, accuracy]) => ({ length, n: 4, accuracy })), accuracy: 0, chance: 1e-5,
 });
 const cost = (kv: number, at1k: number, tok: number): CostResult => ({
   kvBytesPerToken: kv, constantBytes: 0, fullKvBytesPerToken: 1280, lengths: [{ length: 1024, bytes: at1k, fullAttentionBytes: 1280 * 1024 }],

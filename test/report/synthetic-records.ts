@@ -15,7 +15,7 @@ function retrieval(task: EvalTask, label: string, second: 'depth' | 'hops', skil
   });
   const accuracy = cells.reduce((s, c) => s + c.correct, 0) / cells.reduce((s, c) => s + c.n, 0);
   return evalRecord({ task, model: 'models/m', memory: 'full', equalCache: null, label, seed: 0,
-    settings: { lengths, samples: 8 }, result: { cells, byLength, accuracy, chance: task === 'passkey' ? 1e-5 : 0.01 }, seconds: 3 });
+    settings: { lengths, samples: 8 }, result: { cells, misses: [], byLength, accuracy, chance: task === 'passkey' ? 1e-5 : 0.01 }, seconds: 3 });
 }
 
 export const LABELS = ['full attention', 'hybrid 50%', 'streaming @ hybrid'];

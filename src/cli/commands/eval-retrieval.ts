@@ -62,8 +62,15 @@ export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult): s
   });
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (row: string[]): string => row.map((s, i) => s.padStart(width[i]!)).join('  ');
-  return [line(head), ...rows.map(line), `overall ${pct(r.accuracy)} over ${r.cells.reduce((s, c) => s + c.n, 0)} cases (chance ${r.chance.toPrecision(2)})`].join('\n') + '\n';
+  const shown = r.misses.slice(0, MISSES_SHOWN).map((m) => `  length ${m.length} ${m.hops !== undefined ? `hops ${m.hops}` : `depth ${m.depth}`}`
+    + ` sample ${m.sample}: expected ${JSON.stringify(m.expected)}, got ${JSON.stringify(m.got)}`);
+  const more = r.misses.length > MISSES_SHOWN ? [`  ... ${r.misses.length - MISSES_SHOWN} more in the JSON record (result.misses)`] : [];
+  return [line(head), ...rows.map(line), `overall ${pct(r.accuracy)} over ${r.cells.reduce((s, c) => s + c.n, 0)} cases (chance ${r.chance.toPrecision(2)})`,
+    ...(shown.length ? ['misses:', ...shown, ...more] : [])].join('\n') + '\n';
 }
+
+/** Wrong cases the text table lists (all are in the JSON record). */
+const MISSES_SHOWN = 5;
 
 function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFlags): void {
   const started = performance.now();
