@@ -54,6 +54,8 @@ export interface ModelExperiment {
   analyzeSamples: number;
   /** Run analyze --retrieval-probe, so the plans keep the groups retrieval needs (a model that retrieves). */
   retrievalProbe?: boolean;
+  /** Layers the plans never replace (convert --never). */
+  never?: number[];
   /** Held-out text for perplexity and agreement. */
   heldout: string;
   pplCtx: number;
@@ -61,8 +63,11 @@ export interface ModelExperiment {
   budgets: number[];
   align: TrainSettings;
   distill: TrainSettings;
-  /** A second distillation stage on other data (long documents), continuing from the first. */
-  distillLong?: TrainSettings & { data: string };
+  /**
+   * A second distillation stage on other data (long documents), continuing from the first; with `seeds`, one such
+   * stage per seed (its data order), each continuing the one before (default: the experiment's seed, one stage).
+   */
+  distillLong?: TrainSettings & { data: string; seeds?: number[] };
   retrieval: RetrievalSettings;
   /** Tasks to run (default all). */
   tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
@@ -191,9 +196,10 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
   const cache = join(dir, 'token-cache');
   /** One `recurformer train` stage into OUT unless its model exists; returns OUT/model. */
-  const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string): Promise<string> => {
+  const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string,
+    seed = x.seed): Promise<string> => {
     const command = ['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
-      '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(x.seed), '--cache', cache, '--out', out];
+      '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(seed), '--cache', cache, '--out', out];
     await step(join(out, 'model', 'config.json'), o, command, async () => {
       rmSync(out, { recursive: true, force: true });
       await run(command, log);
@@ -203,12 +209,22 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   for (const b of x.budgets) {
     const p = Math.round(b * 100);
     const conv = join(dir, `conv${p}`);
-    const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib, '--out', conv];
+    const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib,
+      ...(x.never?.length ? ['--never', x.never.join(',')] : []), '--out', conv];
     await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
     const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}`));
     let trained = await trainStage(aligned, x.trainData, 'distill', x.distill, join(dir, `distill${p}`));
     // a second distillation stage on other data continues the first
-    if (x.distillLong) trained = await trainStage(trained, x.distillLong.data, 'distill', x.distillLong, join(dir, `distill-long${p}`));
+    // (more stages continue it, one per further seed: distill-long50-s2, ...)
+    if (x.distillLong) {
+      const { data, seeds = [x.seed] } = x.distillLong;
+      if (seeds.length === 0 || new Set(seeds).size !== seeds.length) {
+        throw new Error(`${x.name}: distillLong.seeds [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
+      }
+      for (const [k, seed] of seeds.entries()) {
+        trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${p}${k ? `-s${seed}` : ''}`), seed);
+      }
+    }
     configs.push(
       { label: `converted ${pct(b)} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
       { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: trained, memory: 'full', equalCache: null },

@@ -39,7 +39,7 @@ test('eval passkey --json prints the EvalRecord; --out writes the same record; t
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /length\s+tokens\s+hops=1\s+hops=2\s+all\n\s+96\s+\d+\s+\d+%\s+\d+%\s+\d+%\noverall \d+% over 2 cases/);
     // stories260K never follows a hash chain: both cases are listed with what it answered
-    assert.match(t.stdout, /\nmisses:\n  length 96 hops 1 sample 0: expected " [^"]+", got ".*"\n  length 96 hops 2 sample 0: expected /);
+    assert.match(t.stdout, /\nmisses:\n {2}length 96 hops 1 sample 0: expected " [^"]+", got ".*"\n {2}length 96 hops 2 sample 0: expected /);
     const n = await runCli(['eval', 'needle', '--lengths', '200', '--depths', '0.5', '--samples', '1', '--memory', 'streaming', '--window', '32', '--json']);
     assert.equal(n.code, 0, n.stderr);
     const nr = JSON.parse(n.stdout) as Rec;

@@ -18,10 +18,10 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   writeFileSync(held, text.slice(-6_000));
   const x: ModelExperiment = {
     name: 'tiny', model: 'models/stories260K', trainData: train, calib: train, analyzeSeq: 128, analyzeSamples: 2,
-    heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5],
+    heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5], never: [4],
     align: { steps: 2, batch: 2, seq: 32, lr: 3e-3, warmup: 1 },
     distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
-    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held },
+    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held, seeds: [0, 5] },
     retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
     decodeAt: 256, seed: 0,
   };
@@ -30,11 +30,21 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.deepEqual(configs.map((c) => c.label),
     ['original', 'converted 50% (untrained)', 'RecurFormer 50%', 'StreamingLLM @50%', 'streaming heads @50%']);
   assert.ok(existsSync(join(out, 'tiny', 'distill50', 'model', 'config.json')));
-  // the second distillation stage continues the first, and its model is the one evaluated
-  const long = join(out, 'tiny', 'distill-long50');
-  assert.equal(configs[2]!.model, join(long, 'model'));
-  assert.ok(existsSync(join(long, 'model', 'config.json')));
-  assert.notDeepEqual(readFileSync(join(long, 'model', 'model.safetensors')), readFileSync(join(out, 'tiny', 'distill50', 'model', 'model.safetensors')));
+  // the plan never touches the layer it is told to keep
+  const plan = JSON.parse(readFileSync(join(out, 'tiny', 'conv50', 'plan.json'), 'utf8')) as { layers: { layer: number }[] };
+  assert.ok(plan.layers.length > 0 && plan.layers.every((l) => l.layer !== 4), JSON.stringify(plan.layers));
+  // the second distillation stage continues the first, a stage per further seed continues it (its own data order),
+  // and the last one's model is the one evaluated
+  const long = join(out, 'tiny', 'distill-long50'), longer = join(out, 'tiny', 'distill-long50-s5');
+  assert.equal(configs[2]!.model, join(longer, 'model'));
+  const weights = (d: string): Buffer => readFileSync(join(d, 'model', 'model.safetensors'));
+  assert.notDeepEqual(weights(long), weights(join(out, 'tiny', 'distill50')));
+  assert.notDeepEqual(weights(longer), weights(long));
+  const recorded = JSON.parse(readFileSync(join(out, 'steps.json'), 'utf8')) as Record<string, { command: string[] }>;
+  const cmd = (d: string): string[] => recorded[join(d, 'model', 'config.json')]!.command;
+  assert.equal(cmd(longer)[1], join(long, 'model'));
+  assert.equal(cmd(longer)[cmd(longer).indexOf('--seed') + 1], '5');
+  assert.equal(cmd(long)[cmd(long).indexOf('--seed') + 1], '0');
   // its settings reach train: the data cross-entropy is part of its loss
   const steps = readFileSync(join(long, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; parts?: { ce?: number } });
   assert.ok(steps.filter((r) => r.type === 'train').every((r) => Number.isFinite(r.parts?.ce)), 'the second stage logs a CE part');
@@ -66,7 +76,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.ok(registry[join(long, 'model', 'config.json')]!.command.includes('--ce-weight'), 'steps.json records the commands');
   const mtime = (f: string): number => statSync(f).mtimeMs;
   const fileOf = (task: string, label: string): string => files.find((f) => f.endsWith(`${task}-${label}.json`))!;
-  const watched = [join(out, 'tiny', 'distill50', 'model', 'model.safetensors'), join(long, 'model', 'model.safetensors'),
+  const watched = [join(out, 'tiny', 'distill50', 'model', 'model.safetensors'), join(longer, 'model', 'model.safetensors'),
     fileOf('ppl', 'original'), fileOf('ppl', 'recurformer-50'), fileOf('ppl', 'streamingllm-50')];
   const before = watched.map(mtime);
   const lines: string[] = [];
@@ -76,7 +86,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   const after = watched.map(mtime);
   assert.equal(after[0], before[0], 'the first distillation stage is kept');
   assert.notEqual(after[1], before[1], 'the second stage ran again with 3 steps');
-  const trainSteps = readFileSync(join(long, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => (JSON.parse(l) as { type: string }).type === 'train');
+  const trainSteps = readFileSync(join(longer, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => (JSON.parse(l) as { type: string }).type === 'train');
   assert.equal(trainSteps.length, 3);
   assert.equal(after[2], before[2], "the original's evals are kept");
   assert.notEqual(after[3], before[3], "the retrained model's evals ran again");
