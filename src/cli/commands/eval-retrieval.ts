@@ -62,7 +62,7 @@ export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult): s
   });
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (row: string[]): string => row.map((s, i) => s.padStart(width[i]!)).join('  ');
-  const shown = r.misses.slice(0, MISSES_SHOWN).map((m) => `  length ${m.length} ${m.hops !== undefined ? `hops ${m.hops}` : `depth ${m.depth}`}`
+  const shown = r.misses.slice(0, MISSES_SHOWN).map((m) => `  length ${m.length} ${axis} ${m.hops ?? m.depth}`
     + ` sample ${m.sample}: expected ${JSON.stringify(m.expected)}, got ${JSON.stringify(m.got)}`);
   const more = r.misses.length > MISSES_SHOWN ? [`  ... ${r.misses.length - MISSES_SHOWN} more in the JSON record (result.misses)`] : [];
   return [line(head), ...rows.map(line), `overall ${pct(r.accuracy)} over ${r.cells.reduce((s, c) => s + c.n, 0)} cases (chance ${r.chance.toPrecision(2)})`,
