@@ -66,8 +66,9 @@ export interface ModelExperiment {
   /**
    * A second distillation stage on other data (long documents), continuing from the first; with `seeds`, one such
    * stage per seed (its data order), each continuing the one before (default: the experiment's seed, one stage).
+   * `seedsByBudget` gives some budgets other seeds (keys are budgets, e.g. 0.25).
    */
-  distillLong?: TrainSettings & { data: string; seeds?: number[] };
+  distillLong?: TrainSettings & { data: string; seeds?: number[]; seedsByBudget?: Record<number, number[]> };
   retrieval: RetrievalSettings;
   /** Tasks to run (default all). */
   tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
@@ -217,7 +218,8 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     // a second distillation stage on other data continues the first
     // (more stages continue it, one per further seed: distill-long50-s2, ...)
     if (x.distillLong) {
-      const { data, seeds = [x.seed] } = x.distillLong;
+      const { data, seedsByBudget = {} } = x.distillLong;
+      const seeds = seedsByBudget[b] ?? x.distillLong.seeds ?? [x.seed];
       if (seeds.length === 0 || new Set(seeds).size !== seeds.length) {
         throw new Error(`${x.name}: distillLong.seeds [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
       }

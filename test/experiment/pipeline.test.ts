@@ -21,7 +21,8 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
     heldout: held, pplCtx: 128, pplStride: 64, budgets: [0.5], never: [4],
     align: { steps: 2, batch: 2, seq: 32, lr: 3e-3, warmup: 1 },
     distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
-    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held, seeds: [0, 5] },
+    distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held, seeds: [0],
+      seedsByBudget: { 0.5: [0, 5] } },
     retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
     decodeAt: 256, seed: 0,
   };
@@ -34,7 +35,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   const plan = JSON.parse(readFileSync(join(out, 'tiny', 'conv50', 'plan.json'), 'utf8')) as { layers: { layer: number }[] };
   assert.ok(plan.layers.length > 0 && plan.layers.every((l) => l.layer !== 4), JSON.stringify(plan.layers));
   // the second distillation stage continues the first, a stage per further seed continues it (its own data order),
-  // and the last one's model is the one evaluated
+  // (this budget's seeds override the default one), and the last one's model is the one evaluated
   const long = join(out, 'tiny', 'distill-long50'), longer = join(out, 'tiny', 'distill-long50-s5');
   assert.equal(configs[2]!.model, join(longer, 'model'));
   const weights = (d: string): Buffer => readFileSync(join(d, 'model', 'model.safetensors'));
