@@ -95,7 +95,7 @@ const experiments: ModelExperiment[] = [
     // 0.95 and needle 0.98 / 0.90 / 0.98 at 256 / 1024 / 2000 tokens (original 1.00 / 1.00 / 0.97 and 0.97 / 0.90 /
     // 0.97). Hence the recipe: never layer 3, and three stages on the mix at 50%, the budget the goal is set at.
     // At 25% and 75% one stage on the mix: a stage is about 17 minutes here, and three budgets of five stages (3 h
-    // 20 min of training) do not fit a working session; the table says so.
+    // 20 min of training) do not fit a working session; docs/results.md says so.
     distillLong: {
       steps: 400, batch: 2, seq: 2048, lr: 3e-4, warmup: 20, trainable: 'all', packing: 'document', ceWeight: 0.2,
       data: join(out, 'demo-corpus-mix'), seeds: [0, 2, 3], seedsByBudget: { 0.25: [0], 0.75: [0] },

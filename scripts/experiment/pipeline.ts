@@ -219,9 +219,11 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     // (more stages continue it, one per further seed: distill-long50-s2, ...)
     if (x.distillLong) {
       const { data, seedsByBudget = {} } = x.distillLong;
-      const seeds = seedsByBudget[b] ?? x.distillLong.seeds ?? [x.seed];
+      const own = seedsByBudget[b];
+      const seeds = own ?? x.distillLong.seeds ?? [x.seed];
       if (seeds.length === 0 || new Set(seeds).size !== seeds.length) {
-        throw new Error(`${x.name}: distillLong.seeds [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
+        const field = own ? `distillLong.seedsByBudget[${b}]` : 'distillLong.seeds';
+        throw new Error(`${x.name}: ${field} [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
       }
       for (const [k, seed] of seeds.entries()) {
         trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${p}${k ? `-s${seed}` : ''}`), seed);

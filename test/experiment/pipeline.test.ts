@@ -34,8 +34,8 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   // the plan never touches the layer it is told to keep
   const plan = JSON.parse(readFileSync(join(out, 'tiny', 'conv50', 'plan.json'), 'utf8')) as { layers: { layer: number }[] };
   assert.ok(plan.layers.length > 0 && plan.layers.every((l) => l.layer !== 4), JSON.stringify(plan.layers));
-  // the second distillation stage continues the first, a stage per further seed continues it (its own data order),
-  // (this budget's seeds override the default one), and the last one's model is the one evaluated
+  // the second distillation stage continues the first, a stage per further seed continues it (its own data order;
+  // this budget's seeds override the default ones), and the last one's model is the one evaluated
   const long = join(out, 'tiny', 'distill-long50'), longer = join(out, 'tiny', 'distill-long50-s5');
   assert.equal(configs[2]!.model, join(longer, 'model'));
   const weights = (d: string): Buffer => readFileSync(join(d, 'model', 'model.safetensors'));
