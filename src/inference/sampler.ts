@@ -14,6 +14,11 @@ export interface SamplerOpts {
   /** > 1 discourages tokens already in the context (CTRL-style: positive logits divided, negative multiplied). */
   repetitionPenalty?: number;
   seed?: number;
+  /**
+   * Ids at or above this are never drawn: the embedding rows past the tokenizer's vocabulary (Qwen pads 151,669
+   * ids to 151,936 rows) are padding that no text decodes to.
+   */
+  vocabLimit?: number;
 }
 
 export class Sampler {
@@ -22,6 +27,7 @@ export class Sampler {
   readonly topP: number;
   readonly minP: number;
   readonly repetitionPenalty: number;
+  readonly vocabLimit: number;
   readonly rng: Rng;
 
   constructor(o: SamplerOpts = {}) {
@@ -30,6 +36,7 @@ export class Sampler {
     this.topP = o.topP ?? 1;
     this.minP = o.minP ?? 0;
     this.repetitionPenalty = o.repetitionPenalty ?? 1;
+    this.vocabLimit = o.vocabLimit ?? Infinity;
     this.rng = new Rng(o.seed ?? 0);
     const bad = (name: string, v: number, hint: string): never => {
       throw new ArgumentError('Sampler', name, `= ${v} is invalid`, hint);
@@ -45,6 +52,7 @@ export class Sampler {
   sample(logits: Float32Array, history: ArrayLike<number> = []): number {
     const V = logits.length;
     const z = Float32Array.from(logits);
+    for (let i = Math.max(0, this.vocabLimit); i < V; i++) z[i] = -Infinity;
     if (this.repetitionPenalty !== 1) {
       const seen = new Set<number>();
       for (let i = 0; i < history.length; i++) seen.add(history[i]!);

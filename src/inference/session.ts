@@ -69,7 +69,8 @@ export class DecodeSession {
     });
     this.prompt = [...prompt];
     this.history = [...prompt];
-    this.sampler = new Sampler(opts); // validates the sampling options before any memory is allocated
+    // validates the sampling options before any memory is allocated; never samples the embedding's padding rows
+    this.sampler = new Sampler(tok && tok.vocabSize < model.cfg.vocabSize ? { ...opts, vocabLimit: tok.vocabSize } : opts);
     this.eos = new Set<number>(model.cfg.eosId);
     if (tok) this.eos.add(tok.eosId);
     this.stops = (opts.stop ?? []).filter((s) => s.length > 0);

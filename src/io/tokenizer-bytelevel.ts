@@ -8,7 +8,9 @@
  */
 import { TokenizerError } from '../tensor/errors.js';
 import { bpeMerge } from './bpe-merge.js';
-import { checkId, type EncodeOptions, type Tokenizer } from './tokenizer.js';
+import type { AddedVocab } from './tokenizer-added.js';
+import { preTokenize, type Splitter } from './tokenizer-pretok.js';
+import { checkId, pushAll, type EncodeOptions, type Tokenizer } from './tokenizer.js';
 
 /** GPT-2's split pattern (openai/gpt-2 encoder.py), also llama.cpp's 'gpt-2' pre-tokenizer. */
 export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -59,6 +61,21 @@ export interface ByteLevelOptions {
   controlIds: ReadonlySet<number>;
   /** Hugging Face ByteLevel add_prefix_space: put a space before text that does not start with one. */
   addPrefixSpace?: boolean;
+  /**
+   * A tokenizer.json's pre-tokenizer steps (tokenizer-pretok.ts). When given they replace `pattern` and
+   * `addPrefixSpace` for splitting (the ByteLevel step in them splits and adds the prefix space itself).
+   */
+  preTokenizer?: readonly Splitter[];
+  /** Unicode normalization applied to each segment before splitting (Qwen's NFC). */
+  normalize?: (text: string) => string;
+  /** BPE model `ignore_merges` (Llama 3): a word that is itself in the vocabulary is one token, unmerged. */
+  ignoreMerges?: boolean;
+  /** Added tokens cut out of the text before splitting (tokenizer.json). */
+  added?: AddedVocab;
+  /** llama.cpp's tokenizer.ggml.pre name, when the split is not one pattern (SmolLM2's Digits + ByteLevel: 'smollm'). */
+  ggufPre?: string;
+  /** False when the tokenizer has no BOS token at all (Qwen): `encode(..., { bos: true })` then adds nothing. */
+  hasBos?: boolean;
   source: string;
 }
 
@@ -89,17 +106,40 @@ export class ByteLevelTokenizer implements Tokenizer {
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const ids: number[] = [];
-    if (opts.bos ?? this.addBos) ids.push(this.bosId);
-    const t = this.o.addPrefixSpace && text.length > 0 && !text.startsWith(' ') ? ' ' + text : text;
-    for (const m of t.matchAll(this.o.pattern)) ids.push(...this.encodeWord(m[0]));
+    if ((opts.bos ?? this.addBos) && this.o.hasBos !== false) ids.push(this.bosId);
+    const segments = this.o.added ? this.o.added.split(text, opts.plain === true) : [{ text }];
+    for (const seg of segments) {
+      if ('id' in seg) ids.push(seg.id);
+      else this.encodeSegment(seg.text, opts.plain === true, ids);
+    }
     return ids;
+  }
+
+  /** One stretch of text between added tokens: normalize, split into words, BPE each word. */
+  private encodeSegment(text: string, plain: boolean, ids: number[]): void {
+    const o = this.o;
+    const norm = o.normalize ? o.normalize(text) : text;
+    const parts = o.added ? o.added.matchNormalized(norm, plain) : [{ text: norm }];
+    for (const part of parts) {
+      if ('id' in part) {
+        ids.push(part.id);
+      } else if (o.preTokenizer) {
+        for (const word of preTokenize(o.preTokenizer, part.text)) pushAll(ids, this.encodeWord(word));
+      } else {
+        const t = o.addPrefixSpace && part.text.length > 0 && !part.text.startsWith(' ') ? ' ' + part.text : part.text;
+        for (const m of t.matchAll(o.pattern)) pushAll(ids, this.encodeWord(m[0]));
+      }
+    }
   }
 
   private encodeWord(word: string): number[] {
     const hit = this.cache.get(word);
     if (hit) return hit;
-    const chars = Array.from(Buffer.from(word, 'utf8'), (b) => BYTES.toChar[b]!);
-    const ids = bpeMerge(chars, (l, r) => this.o.mergeRanks.get(`${l} ${r}`)).map((sym) => {
+    let chars = '';
+    for (const b of Buffer.from(word, 'utf8')) chars += BYTES.toChar[b]!;
+    const whole = this.o.ignoreMerges ? this.toId.get(chars) : undefined;
+    if (whole !== undefined) return [whole];
+    const ids = bpeMerge(Array.from(chars), (l, r) => this.o.mergeRanks.get(`${l} ${r}`)).map((sym) => {
       const id = this.toId.get(sym);
       if (id === undefined) {
         throw new TokenizerError(`merged symbol ${JSON.stringify(sym)} is not in the vocabulary`, 'the merges and vocabulary do not match', this.o.source);
@@ -113,12 +153,18 @@ export class ByteLevelTokenizer implements Tokenizer {
   decode(ids: readonly number[]): string {
     const bytes: number[] = [];
     for (const id of ids) {
+      if (id >= this.vocabSize && id < this.paddedSize && Number.isInteger(id)) continue; // embedding padding
       checkId(id, this.vocabSize, this.o.source);
       if (this.o.controlIds.has(id)) continue;
+      const verbatim = this.o.added?.textOf.get(id);
+      if (verbatim !== undefined) {
+        for (const b of Buffer.from(verbatim, 'utf8')) bytes.push(b);
+        continue;
+      }
       for (const ch of this.o.tokens[id]!) {
         const b = BYTES.toByte.get(ch);
         if (b !== undefined) bytes.push(b);
-        else bytes.push(...Buffer.from(ch, 'utf8')); // added tokens may hold plain text
+        else for (const x of Buffer.from(ch, 'utf8')) bytes.push(x); // added tokens may hold plain text
       }
     }
     return new TextDecoder('utf-8', { ignoreBOM: true }).decode(new Uint8Array(bytes));
@@ -127,5 +173,10 @@ export class ByteLevelTokenizer implements Tokenizer {
   idToPiece(id: number): string {
     checkId(id, this.vocabSize, this.o.source);
     return this.o.tokens[id]!;
+  }
+
+  private paddedSize = 0;
+  padTo(modelVocab: number): void {
+    this.paddedSize = modelVocab;
   }
 }

@@ -11,6 +11,8 @@ import { TokenizerError } from '../tensor/errors.js';
 import { GgufType, type GgufFile, type GgufValue } from './gguf.js';
 import { gv } from './gguf-write.js';
 import { ByteLevelTokenizer, compileSplitPattern, GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN } from './tokenizer-bytelevel.js';
+import type { AddedVocab } from './tokenizer-added.js';
+import { buildPreTokenizer, type Splitter } from './tokenizer-pretok.js';
 import { PieceType, SpmTokenizer } from './tokenizer-spm.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -58,7 +60,7 @@ export function tokenizerFromGguf(f: Pick<GgufFile, 'file' | 'metadata'>): Token
   }
   if (model === 'gpt2') {
     const pre = (meta('tokenizer.ggml.pre') as string | undefined) ?? 'default';
-    const pattern = PRE_PATTERNS[pre];
+    const pattern = pre === SMOLLM ? GPT2_PATTERN : PRE_PATTERNS[pre];
     if (!pattern) {
       throw new TokenizerError(`pre-tokenizer '${pre}' is not supported`, `supported tokenizer.ggml.pre values: ${Object.keys(PRE_PATTERNS).join(', ')}`, f.file);
     }
@@ -68,22 +70,30 @@ export function tokenizerFromGguf(f: Pick<GgufFile, 'file' | 'metadata'>): Token
     return new ByteLevelTokenizer({
       tokens: tokens as string[], mergeRanks: new Map(merges.map((m, i) => [m, i])), pattern: compileSplitPattern(pattern, f.file), patternSource: pattern,
       bosId, eosId, addBos: flag('tokenizer.ggml.add_bos_token', false), controlIds, source: f.file,
+      ...(pre === SMOLLM ? { preTokenizer: smollmSteps(f.file), ggufPre: SMOLLM } : {}),
     });
   }
   throw new TokenizerError(`tokenizer model '${String(model)}' is not supported`, "supported tokenizer.ggml.model values: 'llama', 'gpt2'", f.file);
 }
 
+/** llama.cpp's name for SmolLM2's pre-tokenizer: every digit alone, then GPT-2's split. */
+const SMOLLM = 'smollm';
+function smollmSteps(file: string): Splitter[] {
+  return buildPreTokenizer({ type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, { type: 'ByteLevel', add_prefix_space: false, use_regex: true }] }, file).steps;
+}
+
 /** GGUF vocabulary keys for a byte-level BPE tokenizer; its split pattern must be one llama.cpp names. */
 export function ggufMetadataFromByteLevel(v: {
   tokens: readonly string[]; mergeRanks: Map<string, number>; patternSource: string; controlIds: ReadonlySet<number>;
-  bosId: number; eosId: number; addBos: boolean; source: string;
+  bosId: number; eosId: number; addBos: boolean; source: string; ggufPre?: string; added?: AddedVocab;
 }): Map<string, GgufValue> {
-  const pre = Object.entries(PRE_PATTERNS).find(([, p]) => p === v.patternSource)?.[0];
+  const pre = v.ggufPre ?? Object.entries(PRE_PATTERNS).find(([, p]) => p === v.patternSource)?.[0];
   if (pre === undefined) {
-    throw new TokenizerError('this split pattern has no llama.cpp pre-tokenizer name', `supported: ${Object.keys(PRE_PATTERNS).join(', ')}`, v.source);
+    throw new TokenizerError('this split pattern has no llama.cpp pre-tokenizer name', `supported: ${Object.keys(PRE_PATTERNS).join(', ')}, ${SMOLLM}`, v.source);
   }
   const merges = [...v.mergeRanks.entries()].sort((a, b) => a[1] - b[1]).map(([m]) => m);
-  const types = Int32Array.from(v.tokens, (_, id) => (v.controlIds.has(id) ? PieceType.Control : PieceType.Normal));
+  // special added tokens are CONTROL, the other added tokens USER_DEFINED: llama.cpp parses both out of text.
+  const types = Int32Array.from(v.tokens, (_, id) => (v.controlIds.has(id) ? PieceType.Control : v.added?.textOf.has(id) ? PieceType.UserDefined : PieceType.Normal));
   return new Map<string, GgufValue>([
     ['tokenizer.ggml.model', gv.str('gpt2')],
     ['tokenizer.ggml.pre', gv.str(pre)],

@@ -18,6 +18,8 @@
 import { TokenizerError } from '../tensor/errors.js';
 import { bpeMerge, type PairPriority } from './bpe-merge.js';
 import type { TokenizerBin } from './llama2c.js';
+import type { AddedVocab } from './tokenizer-added.js';
+import { preTokenize, type Splitter } from './tokenizer-pretok.js';
 import { checkId, decodeUtf8Lenient, type EncodeOptions, type Tokenizer } from './tokenizer.js';
 
 /** SentencePiece piece types (sentencepiece_model.proto ModelProto.SentencePiece.Type), also used by GGUF. */
@@ -42,6 +44,12 @@ export interface SpmOptions {
   removeExtraWhitespaces: boolean;
   /** Rank-based merging (tokenizer.json): "left right" -> rank. Without it pieces merge by score. */
   mergeRanks?: Map<string, number>;
+  /** tokenizer.json: Unicode normalization before the '▁' handling. */
+  unicode?: (text: string) => string;
+  /** tokenizer.json: pre-tokenizer steps run on the '▁'-normalized text (BPE never merges across pieces). */
+  preTokenizer?: readonly Splitter[];
+  /** tokenizer.json: added tokens cut out of the text first; each stretch between them is normalized alone. */
+  added?: AddedVocab;
   /** Names the source in errors. */
   source: string;
 }
@@ -107,8 +115,26 @@ export class SpmTokenizer implements Tokenizer {
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const ids: number[] = [];
     if (opts.bos ?? this.addBos) ids.push(this.bosId);
-    const norm = this.normalize(text);
-    if (norm.length === 0) return ids;
+    const plain = opts.plain === true;
+    const segments = this.o.added ? this.o.added.split(text, plain) : [{ text }];
+    for (const seg of segments) {
+      if ('id' in seg) {
+        ids.push(seg.id);
+        continue;
+      }
+      const norm = this.normalize(this.o.unicode ? this.o.unicode(seg.text) : seg.text);
+      const parts = this.o.added ? this.o.added.matchNormalized(norm, plain) : [{ text: norm }];
+      for (const part of parts) {
+        if ('id' in part) ids.push(part.id);
+        else if (this.o.preTokenizer) for (const piece of preTokenize(this.o.preTokenizer, part.text)) this.encodePiece(piece, ids);
+        else this.encodePiece(part.text, ids);
+      }
+    }
+    return ids;
+  }
+
+  private encodePiece(norm: string, ids: number[]): void {
+    if (norm.length === 0) return;
     for (const sym of bpeMerge(Array.from(norm), this.priority)) {
       const id = this.pieceToId.get(sym);
       if (id !== undefined) {
@@ -119,7 +145,6 @@ export class SpmTokenizer implements Tokenizer {
       if (bytes.every((b) => this.byteIds[b]! >= 0)) for (const b of bytes) ids.push(this.byteIds[b]!);
       else ids.push(this.o.unkId);
     }
-    return ids;
   }
 
   decode(ids: readonly number[]): string {
@@ -128,6 +153,7 @@ export class SpmTokenizer implements Tokenizer {
     let isBosWs = true;
     let bosWsSeen = false;
     for (const id of ids) {
+      if (id >= this.vocabSize && id < this.paddedSize && Number.isInteger(id)) continue; // embedding padding
       checkId(id, this.vocabSize, this.o.source);
       const b = this.byteOf[id]!;
       if (b >= 0) {
@@ -164,6 +190,11 @@ export class SpmTokenizer implements Tokenizer {
   idToPiece(id: number): string {
     checkId(id, this.vocabSize, this.o.source);
     return this.o.pieces[id]!;
+  }
+
+  private paddedSize = 0;
+  padTo(modelVocab: number): void {
+    this.paddedSize = modelVocab;
   }
 }
 

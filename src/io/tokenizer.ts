@@ -8,15 +8,18 @@
  * - byte-level BPE (tokenizer-bytelevel.ts): GPT-2, Llama 3 and Qwen2 style, from tokenizer.json or a GGUF 'gpt2'
  *   vocab.
  *
- * Special tokens are never parsed out of the text: "<s>" in user text is tokenized as the characters '<', 's', '>'
- * (as SentencePiece does). Special tokens enter a sequence only through `encode`'s `bos` option or by id. This keeps
- * untrusted text from injecting control tokens.
+ * Special tokens: a tokenizer.json's added tokens are cut out of the text as Hugging Face `tokenizers` does
+ * (tokenizer-added.ts), so a rendered chat template's "<|im_start|>" is one id. `encode(text, { plain: true })` keeps
+ * special tokens as ordinary text (for untrusted user text; the library's `split_special_tokens`). llama2.c and GGUF
+ * vocabularies carry no added-token list and never parse special tokens (as SentencePiece does).
  */
 import { TokenizerError } from '../tensor/errors.js';
 
 export interface EncodeOptions {
-  /** Prepend BOS. Defaults to the tokenizer's own setting (`addBos`). */
+  /** Prepend BOS (when the tokenizer has one). Defaults to the tokenizer's own setting (`addBos`). */
   bos?: boolean;
+  /** Treat special tokens written in the text as plain text instead of their ids. */
+  plain?: boolean;
 }
 
 export interface Tokenizer {
@@ -30,6 +33,16 @@ export interface Tokenizer {
   decode(ids: readonly number[]): string;
   /** The vocabulary entry for `id`, as stored (with '▁' or GPT-2's byte-to-unicode characters). */
   idToPiece(id: number): string;
+  /**
+   * The model's embedding has `modelVocab` rows, more than the tokenizer has ids (Qwen pads 151,669 ids to
+   * 151,936 rows): ids in between are padding, and decode gives them no text instead of an error.
+   */
+  padTo(modelVocab: number): void;
+}
+
+/** Append `src` to `dst` without spreading it into arguments (a spread of a huge array overflows the stack). */
+export function pushAll(dst: number[], src: readonly number[]): void {
+  for (let i = 0; i < src.length; i++) dst.push(src[i]!);
 }
 
 /** Throws a TokenizerError naming the id unless 0 <= id < vocabSize. */

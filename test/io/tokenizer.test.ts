@@ -24,7 +24,8 @@ function checkReference(tok: Tokenizer, label: string): void {
   let encodeOk = 0;
   let decodeOk = 0;
   for (const r of REF) {
-    assert.deepEqual(tok.encode(r.text, { bos: false }), r.ids, `${label} encode ${JSON.stringify(r.text.slice(0, 60))}`);
+    // SentencePiece never parses special tokens out of text ("<s> not special </s>"): plain, as for user text
+    assert.deepEqual(tok.encode(r.text, { bos: false, plain: true }), r.ids, `${label} encode ${JSON.stringify(r.text.slice(0, 60))}`);
     encodeOk++;
     assert.equal(tok.decode(r.ids), r.decoded, `${label} decode ${JSON.stringify(r.text.slice(0, 60))}`);
     decodeOk++;
@@ -37,6 +38,11 @@ const tokBin = () => spmFromTokenizerBin(readTokenizerBin(`${FIX}/stories260K/to
 
 test('tok512 through tokenizer.json: all 228 SentencePiece reference lines (ids and decoded)', () => {
   checkReference(tokJson(), 'tokenizer.json');
+});
+
+test('tokenizer.json parses its special tokens out of text by default, as Hugging Face does; llama2.c never does', () => {
+  assert.deepEqual(tokJson().encode('<s> x </s>', { bos: false }).filter((id) => id <= 2), [1, 2]);
+  assert.ok(!tokBin().encode('<s> x </s>', { bos: false }).some((id) => id <= 2));
 });
 
 test('tok512 through llama2.c tokenizer.bin: all 228 reference lines', () => {
