@@ -3,6 +3,7 @@
  * unknown keys are errors; derived values are computed once. A checkpoint carries the whole config, so `--resume`
  * needs nothing else.
  */
+import { resolve } from 'node:path';
 import { ArgumentError } from '../tensor/errors.js';
 import type { Packing } from './data.js';
 
@@ -95,5 +96,14 @@ export function makeTrainConfig(values: Record<string, unknown>): TrainConfig {
   // pretraining trains everything unless told otherwise (a fresh model has no recurrent subset to train)
   if (values.trainable === undefined && c.stage === 'pretrain') c.trainable = 'all';
   if (!c.cacheDir) c.cacheDir = `${c.out as string}/cache`;
+  return Object.freeze(c) as unknown as TrainConfig;
+}
+
+const PATH_KEYS = ['model', 'teacher', 'init', 'tokenizer', 'data', 'cacheDir', 'out'] as const;
+
+/** The config with every path absolute: what a checkpoint stores, so `--resume` works from any working directory. */
+export function absolutePaths(cfg: TrainConfig): TrainConfig {
+  const c: Record<string, unknown> = { ...cfg };
+  for (const k of PATH_KEYS) if (typeof c[k] === 'string') c[k] = resolve(c[k]);
   return Object.freeze(c) as unknown as TrainConfig;
 }

@@ -11,9 +11,14 @@
  * and the RNG state the epoch's permutation was drawn from), the step / token counters and the config. Nothing else
  * is random (no dropout), the frozen weights are rebuilt from the same files (or the same seeded init), and every
  * kernel is deterministic for a fixed thread count, so the resumed run computes the same bits.
+ *
+ * The run folder: a resumed run writes into the folder it resumes from (a copy of a run continues in the copy), or
+ * into `out` when given again; one training at a time holds the folder (src/train/lock.ts); a fresh run refuses a
+ * folder that already holds a checkpoint unless forced. The loop yields to the event loop between steps, so an abort
+ * signal (the CLI's SIGINT / SIGTERM) ends the run after the current step with a checkpoint.
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { LoadedModel } from '../io/model-load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { buildModel } from '../model/build.js';
@@ -22,8 +27,9 @@ import { ArgumentError, FormatError } from '../tensor/errors.js';
 import * as T from '../tensor/index.js';
 import { AdamW, type Tensor } from '../tensor/index.js';
 import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
-import { makeTrainConfig, type TrainConfig } from './config.js';
+import { absolutePaths, makeTrainConfig, type TrainConfig } from './config.js';
 import { Batcher, loadShard, PackedData, type DataPosition } from './data.js';
+import { lockRunFolder } from './lock.js';
 import { evaluate, objective, type EvalOut } from './objectives.js';
 import { freshModel, loadForTraining, readInitConfig, saveTrainedModel, selectTrainable } from './model-setup.js';
 
@@ -60,6 +66,17 @@ export interface RunHooks {
   onEval?(r: EvalRecord): void;
   /** Library-only: return after this many steps (a checkpoint is written there), as if the run were interrupted. */
   stopAfter?: number;
+  /** Once aborted, the run ends after the current step with a checkpoint (result.interrupted). */
+  signal?: AbortSignal;
+  /** Non-fatal news, such as a stale lock taken over (default: process.emitWarning). */
+  onWarn?(message: string): void;
+}
+
+export interface RunOptions extends RunHooks {
+  /** Continue the run saved in this folder: the output folder too, unless the config names another `out`. */
+  resume?: string;
+  /** Start over in an `out` that already holds a run (its checkpoint is deleted first). */
+  force?: boolean;
 }
 
 export interface TrainResult {
@@ -73,6 +90,8 @@ export interface TrainResult {
   modelDir: string;
   elapsedMs: number;
   resumedFrom: number | null;
+  /** Ended early by the abort signal (a checkpoint holds the step it reached). */
+  interrupted: boolean;
 }
 
 /** Everything a running session holds. */
@@ -192,7 +211,7 @@ export function validate(s: Session): EvalRecord {
 
 export function checkpoint(s: Session, elapsedMs: number): string {
   const state: CheckpointState = {
-    version: 1, config: s.cfg, step: s.step, skipped: s.skipped, tokens: s.tokens, optimizerStep: s.opt.state.step,
+    version: 2, config: absolutePaths(s.cfg), step: s.step, skipped: s.skipped, tokens: s.tokens, optimizerStep: s.opt.state.step,
     data: s.batcher.position(), dataKey: s.dataKey, elapsedMs,
   };
   const weights = new Map<string, Float32Array>(), m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
@@ -204,10 +223,12 @@ export function checkpoint(s: Session, elapsedMs: number): string {
   return saveCheckpoint(s.cfg.out, state, { weights, m, v });
 }
 
-/** Keeps the log's records up to `step` (a resumed run rewrites what the interrupted run logged after it). */
-function trimLog(path: string, step: number): void {
-  if (!existsSync(path)) return;
-  const keep = readFileSync(path, 'utf8').split('\n').filter((line) => {
+/**
+ * Writes the records of log `from` up to `step` to `to` (a resumed run rewrites what the interrupted run logged after
+ * it; resumed into another folder, it starts from the original's log).
+ */
+function trimLog(from: string, to: string, step: number): void {
+  const keep = (existsSync(from) ? readFileSync(from, 'utf8') : '').split('\n').filter((line) => {
     if (!line.trim()) return false;
     try {
       return (JSON.parse(line) as { step?: number }).step! <= step;
@@ -215,7 +236,7 @@ function trimLog(path: string, step: number): void {
       return false;
     }
   });
-  writeFileSync(path, keep.map((l) => `${l}\n`).join(''));
+  writeFileSync(to, keep.map((l) => `${l}\n`).join(''));
 }
 
 /** Reads a metrics log back (for reports and tests). */
@@ -225,26 +246,53 @@ export function readMetrics(dir: string): MetricRecord[] {
   return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as MetricRecord);
 }
 
+/** A resumed run's config: the saved one, written into the resumed folder unless `out` is overridden. */
+function resumedConfig(saved: TrainConfig, dir: string, overrides: Record<string, unknown>): TrainConfig {
+  const { cacheDir, out, ...rest } = saved;
+  // a cache inside the run folder moves with it, so a copied run never writes into the original
+  const ownCache = resolve(cacheDir) === resolve(out, 'cache');
+  return makeTrainConfig({ ...rest, ...(ownCache ? {} : { cacheDir }), out: dir, ...overrides });
+}
+
 /**
  * Runs (or, with `resume`, continues) a training run to cfg.steps: validation every evalEvery steps and at both
  * ends, checkpoints every saveEvery steps and at the end, the trained model as an HF folder in DIR/model.
  */
-export function runTraining(cfgIn: Record<string, unknown> | TrainConfig | null, opts: RunHooks & { resume?: string } = {}): TrainResult {
+export async function runTraining(cfgIn: Record<string, unknown> | TrainConfig | null, opts: RunOptions = {}): Promise<TrainResult> {
   let cfg: TrainConfig;
   let restore: ReturnType<typeof loadCheckpoint> | undefined;
   if (opts.resume) {
     restore = loadCheckpoint(opts.resume);
-    cfg = makeTrainConfig({ ...restore.state.config, ...(cfgIn ?? {}) });
+    cfg = resumedConfig(restore.state.config, opts.resume, { ...cfgIn });
   } else {
     if (!cfgIn) throw new ArgumentError('train', 'config', 'is required unless resuming');
     cfg = makeTrainConfig({ ...cfgIn });
   }
   mkdirSync(cfg.out, { recursive: true });
+  const unlock = lockRunFolder(cfg.out, opts.onWarn ?? ((m) => process.emitWarning(m)));
+  try {
+    return await trainInFolder(cfg, restore, opts);
+  } finally {
+    unlock();
+  }
+}
+
+async function trainInFolder(cfg: TrainConfig, restore: ReturnType<typeof loadCheckpoint> | undefined, opts: RunOptions): Promise<TrainResult> {
+  const logPath = join(cfg.out, METRICS_FILE);
+  const ckptPath = join(cfg.out, CHECKPOINT_FILE);
+  const sameFolder = opts.resume !== undefined && resolve(opts.resume) === resolve(cfg.out);
+  if (!sameFolder && existsSync(ckptPath)) {
+    if (!opts.force) {
+      throw new ArgumentError('train', '--out', `${cfg.out} already holds a training run (${CHECKPOINT_FILE})`,
+        `pass --force to start over there (its checkpoint and log are replaced), or --resume ${cfg.out} to continue it`);
+    }
+    // a forced run killed before its first save must not leave the old run's checkpoint beside its own log
+    unlinkSync(ckptPath);
+  }
   // temp files of checkpoint writes that never finished (a killed run) are garbage
   for (const f of readdirSync(cfg.out)) if (f.startsWith(`.${CHECKPOINT_FILE}.`) && f.endsWith('.tmp')) unlinkSync(join(cfg.out, f));
   const s = openSession(cfg, restore);
-  const logPath = join(cfg.out, METRICS_FILE);
-  if (restore) trimLog(logPath, s.step);
+  if (restore) trimLog(join(opts.resume!, METRICS_FILE), logPath, s.step);
   else writeFileSync(logPath, '');
   const log = (r: MetricRecord): void => appendFileSync(logPath, `${JSON.stringify(r)}\n`);
   const startMs = performance.now() - (restore?.state.elapsedMs ?? 0);
@@ -257,23 +305,31 @@ export function runTraining(cfgIn: Record<string, unknown> | TrainConfig | null,
     opts.onEval?.(lastEval);
   };
   if (!restore) doEval();
-  let ckpt = '';
+  let ckpt = '', savedAt = -1, interrupted = false;
+  const save = (): void => {
+    ckpt = checkpoint(s, performance.now() - startMs);
+    savedAt = s.step;
+  };
   const stopAt = Math.min(cfg.steps, opts.stopAfter ?? Infinity);
   while (s.step < stopAt) {
+    // a step is synchronous: signal handlers (which abort opts.signal) only run in this pause between steps
+    await new Promise((r) => setImmediate(r));
+    if (opts.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
     const r = trainStep(s);
     log(r);
     opts.onStep?.(r, cfg.steps);
     const last = s.step === cfg.steps;
     if ((cfg.evalEvery > 0 && s.step % cfg.evalEvery === 0) || last) doEval();
-    if ((cfg.saveEvery > 0 && s.step % cfg.saveEvery === 0) || last || s.step === stopAt) {
-      ckpt = checkpoint(s, performance.now() - startMs);
-    }
+    if ((cfg.saveEvery > 0 && s.step % cfg.saveEvery === 0) || last || s.step === stopAt) save();
   }
-  if (!ckpt) ckpt = checkpoint(s, performance.now() - startMs);
+  if (savedAt !== s.step) save();
   const modelDir = join(cfg.out, 'model');
   if (s.step === cfg.steps) saveTrainedModel(modelDir, s.loaded, s.student);
   return {
     config: cfg, steps: s.step, skipped: s.skipped, tokens: s.tokens, firstEval, lastEval, checkpoint: ckpt, modelDir,
-    elapsedMs: performance.now() - startMs, resumedFrom,
+    elapsedMs: performance.now() - startMs, resumedFrom, interrupted,
   };
 }

@@ -9,7 +9,7 @@ import { makeTrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/loop.js';
 import { lineChart } from '../../src/train/report.js';
 import { runCli } from '../helpers/cli.js';
-import { convertedModel, smallCorpus, TEACHER, tmp } from './helpers.js';
+import { convertedModel, settleReporter, smallCorpus, TEACHER, tmp } from './helpers.js';
 
 test('flags -> config values: numbers parsed, absent flags absent, bad numbers are typed errors', () => {
   const v = trainValuesFromCli('m', { data: 'd', out: 'o', steps: '12', lr: '1e-3', trainable: 'all', clip: '0' });
@@ -26,6 +26,7 @@ test('flags -> config values: numbers parsed, absent flags absent, bad numbers a
 
 test('train --json: summary, metrics.jsonl, report.html with SVG curves, an HF model folder', async () => {
   const out = tmp('cli');
+  await settleReporter();
   const r = await runCli(['train', convertedModel(), '--teacher', TEACHER, '--data', smallCorpus(20_000), '--stage', 'distill',
     '--steps', '6', '--batch', '2', '--seq', '16', '--eval-every', '3', '--eval-batches', '1', '--out', out, '--json']);
   assert.equal(r.code, 0, r.stderr);

@@ -54,3 +54,11 @@ export function tmp(prefix: string): string {
   made.push(d);
   return d;
 }
+
+/**
+ * Lets the test runner write out its pending reports before runCli captures process.stdout: `train` yields to the
+ * event loop between steps (for signals), and a report written then would land in the captured output.
+ */
+export function settleReporter(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 20));
+}

@@ -82,9 +82,9 @@ test('distillKL with focus: rows weighted by (KL_r / mean)^gamma at mean 1, grad
   assert.throws(() => distillKL(s, t, tau, -1), /focus/);
 });
 
-test('stage 1 (align) lowers the per-head MSE on held-out data; only recurrent tensors change', () => {
+test('stage 1 (align) lowers the per-head MSE on held-out data; only recurrent tensors change', async () => {
   const out = tmp('align');
-  const r = runTraining({ stage: 'align', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+  const r = await runTraining({ stage: 'align', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
     lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, out });
   assert.ok(r.lastEval!.loss < 0.5 * r.firstEval!.loss, `held-out MSE ${r.firstEval!.loss} -> ${r.lastEval!.loss}`);
   const before = loadModel(model), after = loadModel(join(out, 'model'));
@@ -95,8 +95,8 @@ test('stage 1 (align) lowers the per-head MSE on held-out data; only recurrent t
   }
 });
 
-test('stage 2 (distill) lowers KL and perplexity on held-out data', () => {
-  const r = runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+test('stage 2 (distill) lowers KL and perplexity on held-out data', async () => {
+  const r = await runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
     lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, out: tmp('distill') });
   assert.ok(r.lastEval!.kl! < 0.7 * r.firstEval!.kl!, `KL ${r.firstEval!.kl} -> ${r.lastEval!.kl}`);
   assert.ok(r.lastEval!.ppl < 0.7 * r.firstEval!.ppl, `ppl ${r.firstEval!.ppl} -> ${r.lastEval!.ppl}`);
@@ -169,9 +169,9 @@ test('hidden-state match: the definition, zero at the teacher, gradient matches 
   }
 });
 
-test('distill with --hidden-weight: the objective includes the stream match and training lowers it', () => {
+test('distill with --hidden-weight: the objective includes the stream match and training lowers it', async () => {
   const out = tmp('hidden');
-  const r = runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+  const r = await runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
     lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, hiddenWeight: 2, out });
   // with tau = 1 and no CE the validation objective is KL + 2 * hidden
   const hidden = (e: { loss: number; kl?: number }): number => (e.loss - e.kl!) / 2;
@@ -180,7 +180,7 @@ test('distill with --hidden-weight: the objective includes the stream match and 
   assert.ok(r.lastEval!.kl! < 0.7 * r.firstEval!.kl!, `KL ${r.firstEval!.kl} -> ${r.lastEval!.kl}`);
   // the same run without the term ends with streams farther from the teacher's (measured on the same fixed batch)
   const plain = tmp('plain');
-  runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
+  await runTraining({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 30, batch: 4, seq: 32,
     lr: 1e-2, warmup: 3, evalEvery: 0, evalBatches: 2, saveEvery: 0, out: plain });
   const { model: teacher } = loadForTraining(TEACHER);
   const ids = Int32Array.from({ length: 4 * 32 }, (_, i) => (i * 53 + 7) % teacher.cfg.vocabSize);
@@ -199,13 +199,13 @@ test('distill with --hidden-weight: the objective includes the stream match and 
   assert.throws(() => makeTrainConfig({ data, out, model, teacher: TEACHER, hiddenWeight: -1 }), /hiddenWeight/);
 });
 
-test('pretraining a fresh model from --init drives validation loss down steadily', () => {
+test('pretraining a fresh model from --init drives validation loss down steadily', async () => {
   const dir = tmp('init');
   const init = join(dir, 'config.json');
   const cfg = tinyConfig('llama', { vocabSize: 512, dModel: 32, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, ffnDim: 64 });
   writeFileSync(init, JSON.stringify(configToHf(cfg)));
   const out = join(dir, 'run');
-  const r = runTraining({ stage: 'pretrain', init, tokenizer: TEACHER, data, cacheDir: cache, steps: 60, batch: 4, seq: 64,
+  const r = await runTraining({ stage: 'pretrain', init, tokenizer: TEACHER, data, cacheDir: cache, steps: 60, batch: 4, seq: 64,
     lr: 1e-2, warmup: 5, evalEvery: 20, evalBatches: 2, saveEvery: 0, out });
   assert.equal(r.config.trainable, 'all');
   const evals = readMetrics(out).filter((m) => m.type === 'eval').map((m) => m.loss); // steps 0, 20, 40, 60
@@ -245,12 +245,12 @@ test('trainable sets: recurrent, recurrent+norms, all; a plain model has no recu
   assert.throws(() => makeTrainConfig({ data, out: 'x', stage: 'pretrain', init: 'c.json', bogus: 1 }), /bogus is not a training option/);
 });
 
-test('GPT-2 pretraining round trip: the saved HF folder (Conv1D layout) reproduces the final validation loss', () => {
+test('GPT-2 pretraining round trip: the saved HF folder (Conv1D layout) reproduces the final validation loss', async () => {
   const dir = tmp('gpt2');
   const init = join(dir, 'config.json');
   writeFileSync(init, JSON.stringify(configToHf(tinyConfig('gpt2', { vocabSize: 512, bosId: 1, eosId: [2] }))));
   const base = { stage: 'pretrain', data, cacheDir: cache, batch: 4, seq: 32, evalBatches: 2 };
-  const r = runTraining({ ...base, init, tokenizer: TEACHER, steps: 20, lr: 1e-2, evalEvery: 0, saveEvery: 0, out: join(dir, 'run') });
+  const r = await runTraining({ ...base, init, tokenizer: TEACHER, steps: 20, lr: 1e-2, evalEvery: 0, saveEvery: 0, out: join(dir, 'run') });
   assert.ok(r.lastEval!.loss < r.firstEval!.loss);
   const again = validate(openSession(makeTrainConfig({ ...base, model: r.modelDir, out: join(dir, 'again') })));
   assertClose(again.loss, r.lastEval!.loss, TOL.parity, 'val loss of the reloaded model');

@@ -1,6 +1,7 @@
 /**
  * Exact resume: 20 steps in one run equal 10 steps + checkpoint + resume for 10 (bit-identical weights and AdamW
- * moments), also when the process is killed with SIGKILL in the middle of writing the step-20 checkpoint.
+ * moments), also when the process is killed with SIGKILL in the middle of writing the step-20 checkpoint (its stale
+ * lock on the run folder is then taken over).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,16 +36,16 @@ function assertSameState(a: string, b: string): void {
 
 let straight = '';
 
-test('20 steps in one run equal 10 steps, a checkpoint and a resumed 10 (bit-identical)', () => {
+test('20 steps in one run equal 10 steps, a checkpoint and a resumed 10 (bit-identical)', async () => {
   straight = tmp('straight');
-  const a = runTraining({ ...base, out: straight });
+  const a = await runTraining({ ...base, out: straight });
   assert.equal(a.steps, 20);
   assert.ok(existsSync(join(straight, 'model', 'model.safetensors')), 'the trained model is written as an HF folder');
   const split = tmp('split');
-  const b1 = runTraining({ ...base, out: split }, { stopAfter: 10 });
+  const b1 = await runTraining({ ...base, out: split }, { stopAfter: 10 });
   assert.equal(b1.steps, 10);
   assert.equal(loadCheckpoint(split).state.step, 10);
-  const b2 = runTraining(null, { resume: split });
+  const b2 = await runTraining(null, { resume: split });
   assert.equal(b2.resumedFrom, 10);
   assert.equal(b2.steps, 20);
   assertSameState(straight, split);
@@ -78,7 +79,10 @@ test('kill -9 while writing the step-20 checkpoint leaves step 10 loadable; resu
   assert.ok(readdirSync(out).some((f) => f.endsWith('.tmp')), 'the interrupted temp file is left behind');
   const ck = loadCheckpoint(out);
   assert.equal(ck.state.step, 10, 'the previous checkpoint survives intact');
-  const r = runTraining(null, { resume: out });
+  // the killed run's lock is stale: taken over with a warning naming its pid
+  const warnings: string[] = [];
+  const r = await runTraining(null, { resume: out, onWarn: (m) => warnings.push(m) });
+  assert.match(warnings.join('\n'), new RegExp(`stale lock .* of pid ${child.pid}`));
   assert.equal(r.steps, 20);
   assert.ok(!readdirSync(out).some((f) => f.endsWith('.tmp')), 'the resumed run removes the stale temp file');
   assertSameState(straight, out);

@@ -2,6 +2,10 @@
  * `recurformer train [MODEL] --data PATH --out DIR [--stage align|distill|pretrain] [--teacher MODEL] [--init CONFIG]
  * [--resume DIR] ...`: options -> TrainConfig -> runTraining -> report. Progress (loss, tokens/s, ETA) on stderr when
  * it is a terminal; every step and validation in DIR/metrics.jsonl; loss curves in DIR/report.html.
+ *
+ * SIGINT / SIGTERM end the run after the current step with a checkpoint; the command then says how to resume and
+ * exits 130 / 143 (128 + the signal's number, as a shell reports a killed command). A second signal kills at once
+ * (the handlers are one-shot); the checkpoint on disk stays intact since it is replaced atomically.
  */
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -40,6 +44,7 @@ export interface TrainCliOpts {
   seed?: string;
   out?: string;
   resume?: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -98,16 +103,24 @@ export function registerTrain(program: Command): void {
     .option('--cache <dir>', 'token shard cache (default OUT/cache)')
     .option('--seed <n>', 'data order and init seed (default 0)')
     .option('--out <dir>', 'run folder: checkpoint.bin, metrics.jsonl, report.html, model/')
-    .option('--resume <dir>', 'continue the run saved in this folder exactly')
+    .option('--resume <dir>', 'continue the run saved in this folder exactly, writing into it (or into --out when given)')
+    .option('--force', 'start over in an --out that already holds a run')
     .option('--json', 'print a JSON summary')
-    .action((model: string | undefined, o: TrainCliOpts) => {
+    .action(async (model: string | undefined, o: TrainCliOpts) => {
       if (!o.resume && !o.out) throw new ArgumentError('train', '--out', 'is required', 'pass --out DIR (or --resume DIR)');
       const values = trainValuesFromCli(model, o);
       const tty = process.stderr.isTTY && !process.env.RECURFORMER_QUIET && !o.json;
       let bar: cliProgress.SingleBar | null = null;
       let tokSec = 0;
-      const result = runTraining(o.resume ? (Object.keys(values).length > 1 ? values : null) : values, {
+      const stop = new AbortController();
+      const onSignal = (sig: NodeJS.Signals): void => stop.abort(sig);
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const result = await runTraining(values, {
         ...(o.resume ? { resume: o.resume } : {}),
+        force: o.force ?? false,
+        signal: stop.signal,
+        onWarn: (m) => process.stderr.write(`recurformer: warning: ${m}\n`),
         onStep(r, total) {
           if (!tty) return;
           if (!bar) {
@@ -122,19 +135,31 @@ export function registerTrain(program: Command): void {
         onEval(e) {
           if (tty && !bar) process.stderr.write(`${evalLine(e)}\n`);
         },
+      }).finally(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       });
       (bar as cliProgress.SingleBar | null)?.stop();
       const report = writeTrainReport(result.config.out);
       const summary = {
         out: result.config.out, stage: result.config.stage, steps: result.steps, skipped: result.skipped, tokens: result.tokens,
         resumedFrom: result.resumedFrom, first: result.firstEval, last: result.lastEval, checkpoint: result.checkpoint,
-        model: result.modelDir, report, seconds: result.elapsedMs / 1000,
+        model: result.modelDir, report, seconds: result.elapsedMs / 1000, interrupted: result.interrupted,
       };
       if (o.json) printJson(summary);
       else {
         if (result.firstEval) process.stdout.write(`before: ${evalLine(result.firstEval)}\n`);
         if (result.lastEval) process.stdout.write(`after:  ${evalLine(result.lastEval)}\n`);
-        process.stdout.write(`${result.steps} steps (${result.skipped} skipped), checkpoint ${result.checkpoint}, model ${result.modelDir}, report ${report}\n`);
+        if (!result.interrupted) {
+          process.stdout.write(`${result.steps} steps (${result.skipped} skipped), checkpoint ${result.checkpoint}, model ${result.modelDir}, report ${report}\n`);
+        }
+      }
+      if (result.interrupted) {
+        const sig = stop.signal.reason as NodeJS.Signals;
+        process.stderr.write(`recurformer: ${sig}: stopped at step ${result.steps} of ${result.config.steps}, checkpoint saved to ${result.checkpoint}\n`
+          + `  resume with: recurformer train --resume ${result.config.out}\n`);
+        // main() can only return 0 or 1; the shell's convention for a run ended by a signal is 128 + its number
+        process.exit(sig === 'SIGTERM' ? 143 : 130);
       }
     });
 }
