@@ -38,6 +38,12 @@ export function parseWindows(s: string): number[] {
 }
 
 export function checkSettings(model: DecoderLM, s: AnalyzeSettings): void {
+  // a converted layer's recurrent heads have no attention probabilities to score
+  if (model.recurrent.size > 0) {
+    const groups = [...model.recurrent.values()].reduce((n, r) => n + r.dims.nGroups, 0);
+    throw new ArgumentError('analyze', 'model', `is a converted model (${groups} KV groups are already recurrent)`,
+      'analyze the original model; `convert` of the converted model with that analysis adds groups and keeps these');
+  }
   if (!Number.isInteger(s.samples) || s.samples < 1) throw new ArgumentError('analyze', 'samples', `= ${s.samples} must be a positive integer`);
   if (!Number.isInteger(s.seq) || s.seq < 16) throw new ArgumentError('analyze', 'seq', `= ${s.seq} must be an integer >= 16`, 'the waiver tests need room to prepend and mask tokens');
   if (s.seq > model.cfg.maxPos) {

@@ -40,13 +40,21 @@ export interface AttentionMap {
   probs: number[];
 }
 
+/**
+ * The shape a plan or an analysis is tied to: its layer, head and KV-group indices mean nothing on another model.
+ * analysis.json records it under `model`, plan.json too (convert checks both against the model it converts).
+ */
+export interface ModelShape {
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+}
+
 export interface Analysis {
   schema: typeof SCHEMA;
   version: typeof SCHEMA_VERSION;
-  model: {
-    source: string; arch: string; nLayers: number; nHeads: number; nKvHeads: number; headDim: number; dModel: number;
-    positions: 'rope' | 'learned';
-  };
+  model: ModelShape & { source: string; arch: string; dModel: number; positions: 'rope' | 'learned' };
   settings: {
     data: string; textTokens: number; wrapped: boolean; samples: number; seq: number; windows: number[]; seed: number;
     block: number; waiverTestSamples: number;

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { fullMemory } from '../inference/generate.js';
 import { StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../inference/memory.js';
 import type { ReplacementPlan } from '../convert/plan.js';
+import { checkPlanFile, parsePlan } from '../convert/validate.js';
+import type { ModelConfig } from '../model/config.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { parseIntArg, readJsonArg } from './common.js';
@@ -22,12 +24,19 @@ export function addMemoryOptions(cmd: Command): Command {
     .option('--plan <file>', 'streaming-heads: the plan.json whose KV groups keep only sinks + window');
 }
 
-/** The KV groups per layer of the --plan file (required with --memory streaming-heads). */
-export function planGroups(f: MemoryFlags): Map<number, number[]> {
+/** The --plan file (required with --memory streaming-heads), checked field by field. */
+function readPlan(f: MemoryFlags): { plan: ReplacementPlan; file: string } {
   if (!f.plan) throw new ArgumentError('cli', '--plan', 'is required with --memory streaming-heads', 'pass the plan.json written by convert');
-  const plan = readJsonArg<ReplacementPlan>(f.plan, 'cli', '--plan');
-  if (plan.schema !== 'recurformer.plan') throw new ArgumentError('cli', '--plan', `${f.plan} is not a recurformer plan`);
-  return new Map(plan.layers.map((l) => [l.layer, l.groups]));
+  return { plan: parsePlan(readJsonArg(f.plan, 'cli', '--plan'), f.plan), file: f.plan };
+}
+
+const groupsOf = (plan: ReplacementPlan): Map<number, number[]> => new Map(plan.layers.map((l) => [l.layer, l.groups]));
+
+/** The KV groups per layer of the --plan file; given the model's config, the plan must have been made for its shape. */
+export function planGroups(f: MemoryFlags, cfg?: ModelConfig): Map<number, number[]> {
+  const { plan, file } = readPlan(f);
+  if (cfg) checkPlanFile(plan, cfg, file);
+  return groupsOf(plan);
 }
 
 /** A memory factory for generate(), or null for the model's own memory. */
@@ -38,11 +47,12 @@ export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemor
     return (m) => new StreamingMemory(m.cfg.nLayers, sinks, window);
   }
   if (f.memory === 'streaming-heads') {
-    const groups = planGroups(f);
+    const { plan, file } = readPlan(f);
     const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);
     return (m) => {
       if (m.recurrent.size > 0) throw new ArgumentError('cli', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');
-      return new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, m.cfg.maxPos, groups, sinks, window);
+      checkPlanFile(plan, m.cfg, file);
+      return new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, m.cfg.maxPos, groupsOf(plan), sinks, window);
     };
   }
   throw new ArgumentError('cli', '--memory', `${f.memory} is not a memory kind`, 'use full, streaming or streaming-heads');

@@ -7,16 +7,20 @@
  * the decay a = 1 - 1/m with m the head's measured effective window. A per-head output scale, fitted by least squares
  * against the original head's output on calibration tokens, is folded into W_x: without it the unnormalized linear
  * attention is several times too large (DESIGN.md). Random init (ablation) draws the projections from N(0, 0.02).
+ *
+ * A model that is already converted keeps its recurrent groups as they are (they may have been trained since): the
+ * plan's groups are added to them, with the earlier heads' hyperparameters, and only the added heads are initialized.
  */
 import type { LoadedModel } from '../io/model-load.js';
-import { toF32 } from '../io/tensor-file.js';
+import { toF32, type RawTensor } from '../io/tensor-file.js';
 import type { ModelConfig } from '../model/config.js';
 import { buildModel } from '../model/build.js';
 import { TapRecorder } from '../model/taps.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { Rng, noGrad } from '../tensor/index.js';
 import type { ReplacementPlan } from './plan.js';
-import { headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from './spec.js';
+import { groupRows, headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from './spec.js';
+import { modelShape, planProblem } from './validate.js';
 
 export interface ConvertOptions {
   init?: 'attention' | 'random';
@@ -58,19 +62,29 @@ function qkvWeights(cfg: ModelConfig, m: LoadedModel, l: number): { q: Float32Ar
 
 export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions = {}): ConvertedModel {
   const cfg = m.config;
+  const prev = m.recurformer;
   const Dh = cfg.headDim, D = cfg.dModel;
   const init = o.init ?? 'attention';
-  const N = o.N ?? Dh;
+  const N = o.N ?? prev?.N ?? Dh;
   if (init === 'attention' && N !== Dh) {
     throw new ArgumentError('convert', 'N', `= ${N} must equal the head dim ${Dh} for init from attention`, 'use --init random for another N');
   }
-  if (plan.nLayers !== cfg.nLayers || plan.nKvGroups !== cfg.nKvHeads) {
-    throw new ArgumentError('convert', 'plan', `is for ${plan.nLayers} layers x ${plan.nKvGroups} groups, the model has ${cfg.nLayers} x ${cfg.nKvHeads}`,
-      'the plan was made from another model\'s analysis');
+  const problem = planProblem(plan, modelShape(cfg));
+  if (problem) throw new ArgumentError('convert', 'plan', problem, 'the plan was made from another model\'s analysis');
+  // the decay init divides by it: a missing window would write NaN heads
+  if (!(Number.isFinite(plan.window) && plan.window >= 1)) throw new ArgumentError('convert', 'plan.window', `= ${plan.window} must be a number >= 1`);
+  for (const k of ['N', 'convK', 'gate', 'norm'] as const) {
+    if (prev && o[k] !== undefined && o[k] !== prev[k]) {
+      throw new ArgumentError('convert', k, `= ${o[k]} differs from the model's earlier recurrent heads (${prev[k]})`, 'added groups take the earlier heads\' settings');
+    }
   }
+  const before = new Map((prev?.layers ?? []).map((l) => [l.layer, l.groups]));
+  const merged = new Map(before);
+  for (const { layer, groups } of plan.layers) merged.set(layer, [...new Set([...(merged.get(layer) ?? []), ...groups])].sort((a, b) => a - b));
   const spec: RecurformerSpec = {
-    version: 1, P: Dh, N, convK: o.convK ?? 4, gate: o.gate ?? false, norm: o.norm ?? false, chunk: o.chunk ?? 64,
-    layers: plan.layers.filter((x) => x.groups.length > 0).map((x) => ({ layer: x.layer, groups: [...x.groups] })),
+    version: 1, P: Dh, N, convK: o.convK ?? prev?.convK ?? 4, gate: o.gate ?? prev?.gate ?? false, norm: o.norm ?? prev?.norm ?? false,
+    chunk: o.chunk ?? prev?.chunk ?? 64,
+    layers: [...merged].filter(([, g]) => g.length > 0).sort((a, b) => a[0] - b[0]).map(([layer, groups]) => ({ layer, groups })),
   };
   const shapes = recurrentTensorShapes(cfg, spec);
   const rng = new Rng(o.seed ?? 0);
@@ -79,7 +93,13 @@ export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions
     const shape = shapes.get(name)!;
     tensors.set(name, { name, dtype: 'F32', shape, data });
   };
+  /** Per layer, the groups this call makes recurrent (the others are kept from `prev`). */
+  const added = new Map<number, number[]>();
   for (const { layer, groups } of spec.layers) {
+    const old = before.get(layer) ?? [];
+    const fresh = groups.filter((g) => !old.includes(g));
+    if (fresh.length === 0) continue; // unchanged: its tensors came with m.tensors
+    added.set(layer, fresh);
     const d = layerDims(cfg, spec, groups);
     const heads = headsOfGroups(cfg, groups);
     const p = `${layerPrefix(cfg, layer)}.recurrent`;
@@ -118,17 +138,38 @@ export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions
     put(`${p}.d`, new Float32Array(d.nHeads));
     if (spec.gate) put(`${p}.wz`, randn(d.nHeads * Dh * D, 0.02));
     if (spec.norm) put(`${p}.norm_w`, new Float32Array(Dh).fill(1));
+    if (old.length > 0) keepEarlier(cfg, spec, layer, old, groups, m.tensors, tensors);
   }
   const out: ConvertedModel = { ...m, tensors, recurformer: spec };
-  if (o.calibration && init === 'attention') fitOutputScales(m, out, o.calibration);
+  if (o.calibration && init === 'attention') fitOutputScales(m, out, o.calibration, added);
   return out;
 }
 
+/** Copies the recurrent weights of the groups a layer already had (`old`) into the layer's new tensors (`groups`). */
+function keepEarlier(cfg: ModelConfig, spec: RecurformerSpec, layer: number, old: number[], groups: number[],
+  from: Map<string, RawTensor>, to: Map<string, RawTensor>): void {
+  const p = `${layerPrefix(cfg, layer)}.recurrent.`;
+  for (const [name, shape] of recurrentTensorShapes(cfg, { ...spec, layers: [{ layer, groups }] })) {
+    const src = toF32(from.get(name)!), dst = to.get(name)!.data as Float32Array;
+    const param = name.slice(p.length);
+    if (param === 'norm_w') {
+      dst.set(src); // one gain shared by the layer's heads
+      continue;
+    }
+    const row = shape.slice(1).reduce((a, b) => a * b, 1);
+    old.forEach((g, i) => {
+      const want = groupRows(cfg, spec, param, groups.indexOf(g), groups.length);
+      groupRows(cfg, spec, param, i, old.length).forEach(([s, e], r) => dst.set(src.subarray(s * row, e * row), want[r]![0] * row));
+    });
+  }
+}
+
 /**
- * Least-squares scale per replaced head: alpha = <y_orig, y_rec> / <y_rec, y_rec> over the calibration tokens, folded
- * into W_x (y is linear in x when D = 0 and the gate and norm are off).
+ * Least-squares scale per added head: alpha = <y_orig, y_rec> / <y_rec, y_rec> over the calibration tokens, folded
+ * into W_x (y is linear in x when D = 0 and the gate and norm are off). The reference is the model as convert got
+ * it (with its earlier recurrent heads, if any), whose attention heads the added ones replace.
  */
-function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array): void {
+function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added: Map<number, number[]>): void {
   const cfg = orig.config;
   const spec = conv.recurformer;
   if (spec.gate || spec.norm) return;
@@ -139,14 +180,17 @@ function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Arra
     model.forward(ids, 1, ids.length, { taps: rec });
     return new Map([...rec.values].map(([k, v]) => [k, Float32Array.from(v.data)]));
   });
-  const a = run(orig, null), b = run(conv, spec);
+  const a = run(orig, orig.recurformer ?? null), b = run(conv, spec);
   const Dh = cfg.headDim, H = cfg.nHeads;
   for (const { layer, groups } of spec.layers) {
+    const fresh = new Set(headsOfGroups(cfg, added.get(layer) ?? []));
+    if (fresh.size === 0) continue;
     const ya = a.get(`blk.${layer}.head_out`)!, yb = b.get(`blk.${layer}.head_out`)!;
     const heads = headsOfGroups(cfg, groups);
     const wxT = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!;
     const wx = wxT.data as Float32Array;
     heads.forEach((h, i) => {
+      if (!fresh.has(h)) return;
       let num = 0, den = 0;
       for (let t = 0; t < ids.length; t++) {
         for (let k = 0; k < Dh; k++) {

@@ -64,6 +64,26 @@ export function layerDims(cfg: ModelConfig, spec: RecurformerSpec, groups: reado
   };
 }
 
+/**
+ * Rows [start, end) that group number i of a layer's `nGroups` (in order) owns in the layer's recurrent tensor
+ * `param` (rows = the first axis): conv_w / conv_b have one range in each of the x, B and C channel blocks; norm_w
+ * is shared by all heads and owns none. Lets convert add groups to a converted layer and keep the earlier ones.
+ */
+export function groupRows(cfg: ModelConfig, spec: RecurformerSpec, param: string, i: number, nGroups: number): [number, number][] {
+  const nRep = cfg.nHeads / cfg.nKvHeads, H = nGroups * nRep, { P, N } = spec;
+  const perHead = (width: number, offset = 0): [number, number] => [offset + i * nRep * width, offset + (i + 1) * nRep * width];
+  switch (param) {
+    case 'wx':
+    case 'wz': return [perHead(P)];
+    case 'wb': return [[i * N, (i + 1) * N]];
+    case 'wc': return [perHead(N)];
+    case 'conv_w':
+    case 'conv_b': return [perHead(P), [H * P + i * N, H * P + (i + 1) * N], perHead(N, H * P + nGroups * N)];
+    case 'norm_w': return [];
+    default: return [perHead(1)]; // wdt, bdt, a_log, d: one row per head
+  }
+}
+
 /** Expected recurrent tensors (HF-style names) and shapes for a spec. */
 export function recurrentTensorShapes(cfg: ModelConfig, spec: RecurformerSpec): Map<string, number[]> {
   const out = new Map<string, number[]>();

@@ -1,7 +1,7 @@
 /** convert -> inspect -> generate through the CLI, with a synthetic analysis.json; --memory streaming. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeAnalysis, runCli } from '../helpers/cli.js';
@@ -52,4 +52,63 @@ test('generate --memory streaming uses the StreamingLLM baseline; unknown memory
   const u = await runCli(['generate', '--memory', 'lossy']);
   assert.equal(u.code, 1);
   assert.match(u.stderr, /lossy is not a memory kind/);
+});
+
+test('convert and generate check analysis.json and plan.json against the model; the output folder is never clobbered', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-convcheck-'));
+  const DEMO = new URL('../../models/demo-llama', import.meta.url).pathname;
+  const fails = async (args: string[], re: RegExp): Promise<void> => {
+    const r = await runCli(args);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}`);
+    assert.match(r.stderr, re);
+  };
+  const writePlan = (name: string, body: unknown): string => {
+    writeFileSync(join(dir, name), JSON.stringify(body));
+    return join(dir, name);
+  };
+  try {
+    const a = join(dir, 'analysis.json');
+    writeFileSync(a, JSON.stringify(fakeAnalysis())); // stories260K's 5 layers x 4 groups, no `model` (an older file)
+    // stories260K's analysis on 6-layer demo-llama: refused before anything is written
+    await fails(['convert', DEMO, '--analysis', a, '--budget', '0.5', '--out', join(dir, 'x')],
+      /analysis\.json: was made for another model: it scores 5 layers x 4 KV groups, the model has 6 x 4/);
+    assert.ok(!existsSync(join(dir, 'x')));
+    const out = join(dir, 'conv');
+    assert.equal((await runCli(['convert', '--analysis', a, '--budget', '0.25', '--calib-tokens', '64', '--out', out])).code, 0);
+    const plan = JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(plan.model, { nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8 }, 'the plan records the model\'s shape');
+    // a plan naming layer 5 of a 5-layer model, one without a window, one made for demo-llama
+    const layer5 = writePlan('layer5.json', { ...plan, layers: [{ layer: 5, groups: [0] }] });
+    const { window: _w, ...rest } = plan;
+    const noWindow = writePlan('nowindow.json', rest);
+    const demo = writePlan('demo.json', { ...plan, model: { nLayers: 6, nHeads: 8, nKvHeads: 4, headDim: 32 }, nLayers: 6 });
+    await fails(['convert', '--plan', layer5, '--out', join(dir, 'x')], /layer5\.json: layers\[0\]\.layer = 5 is not a layer of this model \(0\.\.4\)/);
+    await fails(['convert', '--plan', noWindow, '--out', join(dir, 'x')], /nowindow\.json: window: /);
+    await fails(['convert', '--plan', demo, '--out', join(dir, 'x')], /demo\.json: was made for another model: nLayers 6 \(the model has 5\)/);
+    assert.ok(!existsSync(join(dir, 'x')));
+    const gen = ['generate', '--max-tokens', '2', '--memory', 'streaming-heads', '--plan'];
+    await fails([...gen, layer5], /layer5\.json: layers\[0\]\.layer = 5 is not a layer/);
+    await fails([...gen, noWindow], /nowindow\.json: window: /);
+    await fails([...gen, demo], /demo\.json: was made for another model: nLayers 6 \(the model has 5\), headDim 32 \(the model has 8\)/);
+    // the output folder already holds a model: refused without --force, replaced with it
+    await fails(['convert', '--analysis', a, '--budget', '0.5', '--out', out], /--out .*conv already holds a model\n {2}hint: pass --force/);
+    assert.equal(JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8')).selection.budget, 0.25, 'untouched');
+    const forced = await runCli(['convert', '--analysis', a, '--budget', '0.5', '--calib-tokens', '64', '--out', out, '--force', '--json']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8')).selection.budget, 0.5);
+    // converting the converted model keeps its groups and adds the plan's; analyzing it is refused clearly
+    const more = writePlan('more.json', { ...plan, layers: [{ layer: 0, groups: [1] }] });
+    const again = await runCli(['convert', out, '--plan', more, '--out', join(dir, 'conv2'), '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const s = JSON.parse(again.stdout) as { replacedGroups: number; earlier: unknown[]; layers: { layer: number }[] };
+    assert.equal(s.replacedGroups, 11);
+    assert.deepEqual(s.layers.map((l) => l.layer), [0, 2, 3, 4]);
+    assert.equal(s.earlier.length, 3);
+    const i = JSON.parse((await runCli(['inspect', join(dir, 'conv2'), '--json'])).stdout) as Record<string, number>;
+    assert.equal(i.recurrentHeads, 22);
+    await fails(['analyze', out, '--data', join(dir, 'analysis.json'), '--seq', '32', '--windows', '4', '--samples', '1', '--out', join(dir, 'an')],
+      /analyze: model is a converted model \(10 KV groups are already recurrent\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -4,13 +4,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModel } from '../../src/io/model-load.js';
+import { loadModel, type LoadedModel } from '../../src/io/model-load.js';
 import { writeHfFolder } from '../../src/io/model-save.js';
 import { buildModel } from '../../src/model/build.js';
+import { TapRecorder } from '../../src/model/taps.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
 import { fullMemory, generate } from '../../src/inference/generate.js';
-import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
-import { convert } from '../../src/convert/apply.js';
+import { planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../src/convert/plan.js';
+import { convert, type ConvertOptions } from '../../src/convert/apply.js';
 import { ArgumentError, Rng, noGrad } from '../../src/tensor/index.js';
 import { testBothBackends } from '../helpers/backends.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
@@ -217,4 +218,74 @@ testBothBackends('streaming-heads baseline: selected groups keep sinks + window,
   assertClose(got, pre, TOL.parity, 'streaming heads decode == prefill');
   const group = cfg.headDim * 2 * 4;
   assert.equal(mem.bytes(), 10 * group * 24 + 10 * group * (2 + 6 - 1), '10 full groups x 24 tokens + 10 windowed groups x 7');
+});
+
+/** A hand-written plan for stories260K replacing `layers` ([layer, groups]). */
+function planOf(layers: [number, number[]][]): ReplacementPlan {
+  return {
+    schema: 'recurformer.plan', version: 1, score: 'rr', window: 16, selection: { budget: 0 }, nLayers: cfg.nLayers,
+    nKvGroups: cfg.nKvHeads, layers: layers.map(([layer, groups]) => ({ layer, groups })), scores: [],
+  };
+}
+
+/** Layer 3's per-head outputs (B, T, Hq, Dh) on x. */
+function headOut3(m: LoadedModel, x: Int32Array): Float32Array {
+  return noGrad(() => {
+    const rec = new TapRecorder((n) => n === 'blk.3.head_out');
+    buildModel(m).forward(x, 1, x.length, { taps: rec });
+    return Float32Array.from(rec.values.get('blk.3.head_out')!.data);
+  });
+}
+
+test('converting a converted model keeps its recurrent groups as they are and adds the plan\'s', () => {
+  const x = ids(24, 10);
+  const H = cfg.nHeads, Dh = cfg.headDim;
+  const cases: [string, ConvertOptions, ConvertOptions][] = [
+    ['random init with gate and norm', { init: 'random', gate: true, norm: true, seed: 1 }, { init: 'random', seed: 2 }],
+    ['attention init with the fitted scale', { calibration: ids(64, 11) }, { calibration: ids(64, 12) }],
+  ];
+  for (const [what, o1, o2] of cases) {
+    const first = convert(base, planOf([[3, [3]]]), o1);
+    // move the earlier heads off their init, as training does, so re-initializing them would show
+    for (const t of first.tensors.values()) if (t.name.includes('.recurrent.')) (t.data as Float32Array).forEach((v, i, a) => (a[i] = v + 0.01 * (i % 5)));
+    const second = convert(first, planOf([[3, [0, 1, 3]], [4, [2]]]), o2);
+    assert.deepEqual(second.recurformer.layers, [{ layer: 3, groups: [0, 1, 3] }, { layer: 4, groups: [2] }], what);
+    assert.equal(second.recurformer.gate, first.recurformer.gate, `${what}: the earlier heads' settings carry over`);
+    // layers 0-2 are untouched, so layer 3 sees the same input: group 3's heads (6, 7) must answer the same
+    const a = headOut3(first, x), b = headOut3(second, x);
+    for (let t = 0; t < x.length; t++) {
+      for (const h of [6, 7]) {
+        const o = (t * H + h) * Dh;
+        assertClose(b.subarray(o, o + Dh), a.subarray(o, o + Dh), TOL.parity, `${what}: t ${t} head ${h}`);
+      }
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'rf-conv2-'));
+    try {
+      writeHfFolder(dir, second, 'F32');
+      assert.deepEqual(loadModel(dir).recurformer, second.recurformer, `${what}: the result loads`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const gated = convert(base, planOf([[3, [3]]]), { init: 'random', gate: true });
+  assert.throws(() => convert(gated, planOf([[4, [0]]]), { init: 'random', gate: false }),
+    (e: unknown) => e instanceof ArgumentError && /gate = false differs from the model's earlier recurrent heads/.test((e as Error).message));
+});
+
+test('convert refuses a plan it cannot apply: another model, layers or groups out of range, no window', () => {
+  const refuses = (plan: ReplacementPlan, re: RegExp): void => {
+    assert.throws(() => convert(base, plan), (e: unknown) => e instanceof ArgumentError && re.test((e as Error).message), String(re));
+  };
+  refuses(planOf([[5, [0]]]), /layers\[0\]\.layer = 5 is not a layer of this model \(0\.\.4\)/);
+  refuses(planOf([[1, [0]], [2, [4]]]), /layers\[1\]\.groups = 4 is not a KV group of this model \(0\.\.3\)/);
+  refuses(planOf([[1, [0]], [1, [1]]]), /layers\[1\]\.layer = 1 is listed twice/);
+  refuses({ ...planOf([[1, [0]]]), nLayers: 6 }, /nLayers 6 \(the model has 5\)/);
+  refuses({ ...planOf([[1, [0]]]), model: { nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 32 } }, /headDim 32 \(the model has 8\)/);
+  const { window: _w, ...noWindow } = planOf([[1, [0]]]);
+  refuses(noWindow as ReplacementPlan, /plan\.window = undefined must be a number >= 1/);
+  // stories260K's analysis (5 x 4 groups) planned for a 6-layer model
+  assert.throws(() => planFromAnalysis(fakeAnalysis(), 6, cfg.nKvHeads, { budget: 0.5 }),
+    /was made for another model: it scores 5 layers x 4 KV groups, the model has 6 x 4/);
+  assert.throws(() => planFromAnalysis({ ...fakeAnalysis(), model: { nLayers: 6 } }, cfg.nLayers, cfg.nKvHeads, { budget: 0.5 }),
+    /nLayers 6 \(the model has 5\)/);
 });

@@ -1,15 +1,17 @@
 /**
  * `recurformer convert [MODEL] --analysis FILE (--budget F | --threshold X) --out DIR`: plan which KV groups become
  * recurrent (or read an edited plan with --plan), initialize the recurrent heads, write a converted HF folder.
+ * Both input files are checked against MODEL's shape; a converted MODEL keeps its recurrent groups (the plan adds to
+ * them); the output is written atomically and loaded back before success is reported (convert/write.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { convert } from '../../convert/apply.js';
 import { DEFAULT_PROTECT_NATS, planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
+import { checkAnalysisFile, checkPlanFile, modelShape, parseAnalysis, parsePlan } from '../../convert/validate.js';
+import { checkOut, writeConverted } from '../../convert/write.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
-import { writeHfFolder } from '../../io/model-save.js';
-import { writeFileAtomic } from '../../io/tensor-file.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
 
@@ -26,8 +28,9 @@ interface Opts {
   init: string;
   calib?: string;
   calibTokens: string;
-  chunk: string;
+  chunk?: string;
   out: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -48,22 +51,24 @@ export function registerConvert(program: Command): void {
     .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
     .option('--calib <file>', 'text for the output-scale fit (default: the bundled TinyStories excerpt)')
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
-    .option('--chunk <n>', 'SSD chunk length for prefill', '64')
+    .option('--chunk <n>', 'SSD chunk length for prefill (default 64, or the converted model\'s)')
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
+    .option('--force', 'replace the model already in --out')
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: Opts) => {
       let lm = loadModel(model ?? defaultModelPath());
       if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
       const cfg = lm.config;
+      checkOut(o.out, o.force ?? false); // before the work, not after it
       let plan: ReplacementPlan;
       let analysis: AnalysisLike | null = null;
       if (o.plan) {
-        plan = readJsonArg<ReplacementPlan>(o.plan, 'convert', '--plan');
-        if (plan.schema !== 'recurformer.plan') throw new ArgumentError('convert', '--plan', `${o.plan} is not a recurformer plan`);
+        plan = parsePlan(readJsonArg(o.plan, 'convert', '--plan'), o.plan);
+        checkPlanFile(plan, cfg, o.plan);
       } else {
         if (!o.analysis) throw new ArgumentError('convert', '--analysis', 'is required (or pass --plan)', 'run `recurformer analyze` first');
-        analysis = readJsonArg<AnalysisLike>(o.analysis, 'convert', '--analysis');
-        if (!Array.isArray(analysis.groups)) throw new ArgumentError('convert', '--analysis', `${o.analysis} has no groups`, 'pass analysis.json from `recurformer analyze`');
+        analysis = parseAnalysis(readJsonArg(o.analysis, 'convert', '--analysis'), o.analysis);
+        checkAnalysisFile(analysis, cfg, o.analysis);
         if ((o.budget === undefined) === (o.threshold === undefined)) {
           throw new ArgumentError('convert', '--budget/--threshold', 'exactly one is required');
         }
@@ -87,18 +92,27 @@ export function registerConvert(program: Command): void {
       // effective memory per head from the analysis' mean attention distance (geometric weights: m = mean + 1)
       const memory = new Map<string, number>();
       for (const h of analysis?.heads ?? []) if (typeof h.meanDistance === 'number') memory.set(`${h.layer}.${h.head}`, h.meanDistance + 1);
-      const conv = convert(lm, plan, { init: o.init, chunk: parseIntArg('--chunk', o.chunk, 1), memory, ...(calibration ? { calibration } : {}) });
-      writeHfFolder(o.out, conv, 'F32');
-      writeFileAtomic(join(o.out, 'plan.json'), Buffer.from(`${JSON.stringify(plan, null, 2)}\n`));
-      const replaced = plan.layers.reduce((s, l) => s + l.groups.length, 0);
+      const conv = convert(lm, plan, {
+        init: o.init, ...(o.chunk !== undefined ? { chunk: parseIntArg('--chunk', o.chunk, 1) } : {}), memory, ...(calibration ? { calibration } : {}),
+      });
+      // the plan written beside the model records its shape and every recurrent group, the earlier ones included
+      const { schema, version, model: _shape, earlier: _stale, ...rest } = plan;
+      const earlier = lm.recurformer?.layers ?? [];
+      const written: ReplacementPlan = {
+        schema, version, model: modelShape(cfg), ...rest, layers: conv.recurformer.layers, ...(earlier.length ? { earlier } : {}),
+      };
+      writeConverted(o.out, conv, written, { force: o.force ?? false });
+      const replaced = written.layers.reduce((s, l) => s + l.groups.length, 0);
       const summary = {
-        out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: plan.layers, init: o.init,
-        ...(plan.protected ? { protected: plan.protected } : {}),
+        out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: written.layers, init: o.init,
+        ...(earlier.length ? { earlier } : {}), ...(plan.protected ? { protected: plan.protected } : {}),
       };
       if (o.json) printJson(summary);
       else {
+        const before = earlier.reduce((s, l) => s + l.groups.length, 0);
         const kept = plan.protected?.groups ?? [];
-        process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}); plan in ${join(o.out, 'plan.json')}\n` +
+        process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}${before ? `; ${before} were already` : ''}); ` +
+          `plan in ${join(o.out, 'plan.json')}\n` +
           (kept.length ? `kept for retrieval (probe harm >= ${plan.protected!.threshold} nats): ${kept.map((g) => `L${g.layer} g${g.kvGroup}`).join(', ')}\n` : ''));
       }
     });
