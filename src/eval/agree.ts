@@ -76,10 +76,8 @@ export function agreement(student: DecoderLM, teacher: DecoderLM, ids: readonly 
   let tokens = 0, match = 0, kl = 0, maxKl = 0, sTop = 0, tTop = 0;
   windows.forEach((w, i) => {
     const input = Int32Array.from(ids.slice(w.start, w.start + w.n));
-    let tLogits = new Float32Array(0);
-    forwardWindow(teacher, input, null, w.n, (logits) => {
-      tLogits = Float32Array.from(contiguousData(logits));
-    });
+    const tLogits = new Float32Array(w.n * V);
+    forwardWindow(teacher, input, null, w.n, (logits, s) => tLogits.set(contiguousData(logits), s * V));
     forwardWindow(student, input, o.memory, o.block ?? 64, (logits, s, e) => {
       const sd = contiguousData(logits);
       for (let p = s; p < e; p++) {

@@ -7,10 +7,11 @@
  * where the windowed part is what a StreamingLLM-style memory retains between steps (its sinks and the last
  * window - 1 keys; the next query's own key makes the window). The model's own memory has no windowed part;
  * StreamingLLM has only a windowed part; streaming heads have both (kept groups grow, replaced groups are windowed).
- * Rates are measured: prefill = one forward of `prefill` tokens; decode = `decodeTokens` single-token steps after a
+ * Rates are measured: prefill = `prefill` tokens in prefill chunks (inference/prefill.ts); decode = `decodeTokens` single-token steps after a
  * prefill to position `decodeAt`, through the memory the layout describes.
  */
 import { fullMemory } from '../inference/memory.js';
+import { prefillChunked } from '../inference/prefill.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope } from '../tensor/index.js';
@@ -87,9 +88,7 @@ export function prefillRate(model: DecoderLM, prefill: number, memory: MemoryFac
   const ids = timingIds(model, prefill);
   const mem = memory ? memory(model) : fullMemory(model);
   const t0 = performance.now();
-  noGrad(() => scope(() => {
-    model.forward(ids, 1, prefill, { memory: mem, lastOnly: true });
-  }));
+  prefillChunked(model, ids, mem);
   const seconds = (performance.now() - t0) / 1000;
   return { tokens: prefill, seconds, tokPerS: prefill / seconds };
 }
@@ -99,10 +98,7 @@ export function decodeRate(model: DecoderLM, at: number, steps: number, memory: 
   onStep?: (done: number, total: number) => void): Rate & { at: number; bytes: number } {
   const ids = timingIds(model, at + steps);
   const mem = memory ? memory(model) : fullMemory(model);
-  noGrad(() => scope(() => {
-    model.forward(ids.subarray(0, at), 1, at, { memory: mem, lastOnly: true });
-    mem.advance(at);
-  }));
+  prefillChunked(model, ids.subarray(0, at), mem);
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
     noGrad(() => scope(() => {

@@ -8,7 +8,8 @@
  *           one the positions whose targets no earlier window scored (the last `stride` of a full window), so every
  *           target is scored exactly once, with at least ctx - stride tokens of context (the sliding-window protocol).
  */
-import type { AttentionMemory } from '../inference/memory.js';
+import { fullMemory, type AttentionMemory } from '../inference/memory.js';
+import { PREFILL_CHUNK } from '../inference/prefill.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope, type Tensor } from '../tensor/index.js';
@@ -52,20 +53,25 @@ export function slidingWindows(tokens: number, ctx: number, stride: number): Eva
 
 /**
  * Runs one window's inputs through `model` and hands the logits (1, e - s, V) of positions [s, e) to `visit`, inside
- * noGrad and a buffer scope. Without a memory factory: one parallel forward (s = 0, e = n). With one: a fresh memory
- * fed in blocks of `block` tokens, so eviction happens as it would during generation.
+ * noGrad and a buffer scope. Without a memory factory: one parallel forward (s = 0, e = n) up to PREFILL_CHUNK
+ * tokens, chunks of it through the model's own memory beyond. With one: a fresh memory fed in blocks of `block`
+ * tokens, so eviction happens as it would during generation.
  */
 export function forwardWindow(model: DecoderLM, input: Int32Array, memory: MemoryFactory | null | undefined, block: number,
   visit: (logits: Tensor, s: number, e: number) => void): void {
   const n = input.length;
-  if (!memory) {
+  if (!memory && n <= PREFILL_CHUNK) {
     noGrad(() => scope(() => visit(model.forward(input, 1, n), 0, n)));
     return;
   }
-  const mem = memory(model);
-  for (let s = 0; s < n; s += block) {
-    const e = Math.min(n, s + block);
+  // A long window without a baseline runs through the model's own memory (full KV, or the hybrid) in prefill
+  // chunks, each freed before the next: activations stay O(chunk) whatever the context.
+  const mem = memory ? memory(model) : fullMemory(model);
+  const step = memory ? block : PREFILL_CHUNK;
+  for (let s = 0; s < n; s += step) {
+    const e = Math.min(n, s + step);
     noGrad(() => scope(() => visit(model.forward(input.subarray(s, e), 1, e - s, { memory: mem }), s, e)));
     mem.advance(e - s);
   }
+  mem.reset();
 }

@@ -19,7 +19,13 @@ export interface GenerateOpts extends SamplerOpts {
   onToken?: (id: number, textDelta: string) => void;
   /** Memory factory (default: the full KV cache). */
   memory?: (model: DecoderLM) => AttentionMemory;
+  /**
+   * Prefill the prompt this many tokens at a time (default PREFILL_CHUNK), freeing each chunk's activations before
+   * the next: peak memory is weights + cache + one chunk's activations, whatever the prompt length.
+   */
+  prefillChunk?: number;
 }
+
 
 export interface GenerateResult {
   promptIds: number[];

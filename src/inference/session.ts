@@ -16,7 +16,10 @@ import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope } from '../tensor/index.js';
 import type { GenerateOpts, GenerateResult } from './generate.js';
 import { fullMemory, type AttentionMemory } from './memory.js';
+import { PREFILL_CHUNK, prefillChunked } from './prefill.js';
 import { Sampler } from './sampler.js';
+
+export { PREFILL_CHUNK } from './prefill.js';
 import { kvBytesPerToken } from '../convert/spec.js';
 
 export interface SessionOpts extends Omit<GenerateOpts, 'onToken'> {
@@ -49,6 +52,7 @@ export class DecodeSession {
   private readonly history: number[];
   private next = -1;
   private emitted = 0;
+  private readonly prefillChunk: number;
 
   constructor(readonly model: DecoderLM, readonly tok: Tokenizer | null, prompt: readonly number[],
     private readonly opts: SessionOpts = {}) {
@@ -61,6 +65,10 @@ export class DecodeSession {
     if (prompt.length > ctx) {
       throw new ArgumentError('DecodeSession', 'prompt', `has ${prompt.length} tokens, more than the context of ${ctx}`,
         'shorten the prompt');
+    }
+    this.prefillChunk = opts.prefillChunk ?? PREFILL_CHUNK;
+    if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1)) {
+      throw new ArgumentError('DecodeSession', 'prefillChunk', `= ${this.prefillChunk} must be a positive integer`, `the default is ${PREFILL_CHUNK}`);
     }
     prompt.forEach((id, i) => {
       if (!Number.isInteger(id) || id < 0 || id >= model.cfg.vocabSize) {
@@ -106,11 +114,8 @@ export class DecodeSession {
     this.memory = memory;
     const p = this.prompt;
     memory.reserve?.(p.length + this.maxTokens);
-    this.next = noGrad(() => scope(() => {
-      const logits = this.model.forward(Int32Array.from(p), 1, p.length, { memory, lastOnly: true });
-      memory.advance(p.length);
-      return this.sampler.sample(logits.data, this.history);
-    }));
+    const last = prefillChunked(this.model, p, memory, this.prefillChunk);
+    this.next = this.sampler.sample(last, this.history);
   }
 
   /** Emits one token (prefilling first if needed). After `done`, returns a finished empty event. */

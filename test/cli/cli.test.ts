@@ -83,4 +83,20 @@ test('bad input exits 1 with a message naming the problem and a hint', async () 
   assert.match(badCtx.stderr, /ctx = 4096 exceeds the model context of 512/);
   const unknown = await runCli(['frobnicate']);
   assert.notEqual(unknown.code, 0);
+  for (const d of ['q4', 'bf8', '']) {
+    const badDtype = await runCli(['generate', '--dtype', d, '--max-tokens', '1']);
+    assert.equal(badDtype.code, 1, `--dtype ${d}`);
+    assert.match(badDtype.stderr, /--dtype = .* is not a weight type/);
+  }
+  const badChunk = await runCli(['generate', '--prefill-chunk', '0', '--max-tokens', '1']);
+  assert.equal(badChunk.code, 1);
+  assert.match(badChunk.stderr, /--prefill-chunk = 0 must be an integer >= 1/);
+});
+
+test('generate: --prefill-chunk 2 and --dtype KEEP (any case) give the greedy ids of the default run', async () => {
+  const base = JSON.parse((await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--json', '--prompt', 'Once upon a time there was'])).stdout) as { ids: number[] };
+  const chunked = JSON.parse((await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--json', '--prompt', 'Once upon a time there was', '--prefill-chunk', '2'])).stdout) as { ids: number[] };
+  assert.deepEqual(chunked.ids, base.ids);
+  const keep = JSON.parse((await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--json', '--prompt', 'Once upon a time there was', '--dtype', 'KEEP'])).stdout) as { ids: number[] };
+  assert.deepEqual(keep.ids, base.ids, 'the bundled model is F32: keep is f32');
 });

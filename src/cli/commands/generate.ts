@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { TokenizerError } from '../../tensor/errors.js';
 import { generate } from '../../inference/generate.js';
-import { load, parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { PREFILL_CHUNK } from '../../inference/prefill.js';
+import { load, parseDtypeArg, parseFloatArg, parseIntArg, printJson } from '../common.js';
 import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
 
 interface Opts extends MemoryFlags {
@@ -15,7 +16,8 @@ interface Opts extends MemoryFlags {
   repetitionPenalty: string;
   seed: string;
   stop: string[];
-  dtype: 'f32' | 'f16' | 'keep';
+  dtype: string;
+  prefillChunk: string;
   json?: boolean;
 }
 
@@ -33,10 +35,11 @@ export function registerGenerate(program: Command): void {
     .option('--repetition-penalty <r>', 'penalize tokens already in the context (1 = off)', '1')
     .option('-s, --seed <s>', 'random seed', '0')
     .option('--stop <text...>', 'stop strings', [])
-    .option('--dtype <d>', 'weights in memory: f32, f16 (16-bit for decode; BF16 checkpoints stay bf16) or keep (as stored)', 'f32')
+    .option('--dtype <d>', 'weights in memory: keep (as stored), f16 (16-bit; BF16 checkpoints stay bf16) or f32', 'keep')
+    .option('--prefill-chunk <n>', 'prefill the prompt this many tokens at a time (bounds activation memory)', String(PREFILL_CHUNK))
     .option('--json', 'print {"ids": [...], "text": "..."} instead of streaming');
   addMemoryOptions(cmd).action((model: string | undefined, o: Opts) => {
-      const { loaded, model: lm } = load(model, o.dtype === 'f16' || o.dtype === 'keep' ? o.dtype : 'f32');
+      const { loaded, model: lm } = load(model, parseDtypeArg(o.dtype));
       const tok = loaded.tokenizer;
       if (!tok) throw new TokenizerError('the model has no tokenizer', 'pass a folder with tokenizer.json, or a .bin beside tokenizer.bin', loaded.source);
       const r = generate(lm, tok, o.prompt, {
@@ -48,6 +51,7 @@ export function registerGenerate(program: Command): void {
         repetitionPenalty: parseFloatArg('--repetition-penalty', o.repetitionPenalty),
         seed: parseIntArg('--seed', o.seed),
         stop: o.stop,
+        prefillChunk: parseIntArg('--prefill-chunk', o.prefillChunk, 1),
         ...(memoryFactory(o) ? { memory: memoryFactory(o)! } : {}),
         onToken: o.json ? undefined : (_id, delta) => process.stdout.write(delta),
       });

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { loadChatTemplate } from '../../server/chat-template.js';
 import { createServer } from '../../server/app.js';
-import { defaultModelPath, load, parseIntArg } from '../common.js';
+import { defaultModelPath, load, parseDtypeArg, parseIntArg } from '../common.js';
 
 interface Opts {
   host: string;
@@ -18,7 +18,7 @@ interface Opts {
   maxConcurrent: string;
   bodyLimit: string;
   graceMs: string;
-  dtype: 'f32' | 'f16';
+  dtype: string;
 }
 
 export function registerServe(program: Command): void {
@@ -33,10 +33,10 @@ export function registerServe(program: Command): void {
     .option('--max-concurrent <n>', 'sessions decoding at once, interleaved token by token', '4')
     .option('--body-limit <bytes>', 'largest request body', String(1 << 20))
     .option('--grace-ms <ms>', 'on SIGTERM, how long running sessions may finish before being cancelled', '10000')
-    .option('--dtype <d>', 'weights in memory: f32 or f16', 'f32')
+    .option('--dtype <d>', 'weights in memory: keep (as stored), f16 (16-bit; BF16 checkpoints stay bf16) or f32', 'keep')
     .action(async (modelArg: string | undefined, o: Opts) => {
       const path = modelArg ?? defaultModelPath();
-      const { loaded, model } = load(path, o.dtype === 'f16' ? 'f16' : 'f32');
+      const { loaded, model } = load(path, parseDtypeArg(o.dtype));
       if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'serve a folder with tokenizer.json', loaded.source);
       const server = createServer({
         model, tokenizer: loaded.tokenizer, modelId: basename(path).replace(/\.(gguf|bin)$/, ''),
