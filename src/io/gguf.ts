@@ -12,12 +12,15 @@
  * Why not @huggingface/gguf: it parses metadata only, and on a truncated local file it returned partial metadata
  * without an error (checked with 0.4.6), which breaks "loaders trust nothing". We use it in tests as an independent
  * oracle for the metadata we parse.
+ *
+ * The file is never read whole: the header is read through a file descriptor and each tensor's bytes are read at
+ * their offset when the tensor's data is first used (see `fileTensor`), so files over 2 GiB load and `inspect` reads
+ * headers only. Every count in the header is checked against the bytes the file has before anything is allocated.
  */
-import { readFileSync } from 'node:fs';
 import { FormatError } from '../tensor/errors.js';
-import { BinaryReader } from './binary-reader.js';
+import { BinaryReader, bufferSource, fileSource, type ByteSource } from './binary-reader.js';
 import { dequantize, GGML_BLOCK, GgmlType, ggmlTypeName } from './ggml-quants.js';
-import type { RawTensor } from './tensor-file.js';
+import { countNonFinite, f16ToF32, fileTensor, numel, scanNonFinite, type RawDType, type RawTensor } from './tensor-file.js';
 
 export enum GgufType {
   U8 = 0,
@@ -62,7 +65,7 @@ export interface GgufFile {
   alignment: number;
   metadata: Map<string, GgufValue>;
   tensorInfos: GgufTensorInfo[];
-  /** Decoded tensors: F32/F16/BF16 as stored, quantized types dequantized to F32. */
+  /** Decoded tensors (read on first use): F32/F16/BF16 as stored, quantized types dequantized to F32. */
   tensors: Map<string, RawTensor>;
 }
 
@@ -70,14 +73,26 @@ const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 const DEFAULT_ALIGNMENT = 32;
 /** Sanity bounds on counts, so a corrupt count fails fast instead of allocating gigabytes. */
 const MAX_DIMS = 4;
+/**
+ * The smallest entries: a metadata pair is an empty key (u64 length), a u32 type and a 1-byte value; a tensor info
+ * an empty name, u32 n_dims = 0, u32 type and u64 offset. A count needing more bytes than the file has is
+ * corruption, not a huge model.
+ */
+const MIN_KV_BYTES = 8 + 4 + 1;
+const MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8;
 
 export function readGguf(path: string, opts: { tensors?: boolean } = {}): GgufFile {
-  return parseGguf(readFileSync(path), path, opts);
+  return parseSource(fileSource(path), opts);
 }
 
 /** Parse a GGUF file held in memory. With `tensors: false` only metadata and tensor infos are decoded. */
 export function parseGguf(buf: Buffer, file: string, opts: { tensors?: boolean } = {}): GgufFile {
-  const r = new BinaryReader(buf, file);
+  return parseSource(bufferSource(buf, file), opts);
+}
+
+function parseSource(src: ByteSource, opts: { tensors?: boolean }): GgufFile {
+  const file = src.file;
+  const r = new BinaryReader(src);
   const magic = r.u32('magic');
   if (magic !== MAGIC) {
     throw new FormatError(file, `bad magic 0x${magic.toString(16)} (expected "GGUF")`, 'this is not a GGUF file');
@@ -89,10 +104,11 @@ export function parseGguf(buf: Buffer, file: string, opts: { tensors?: boolean }
   }
   const tensorCount = r.u64('tensor count');
   const kvCount = r.u64('metadata count');
-  // Each entry needs at least 8 + 4 bytes; a larger count than the file can hold is corruption, not a huge model.
-  if (kvCount * 12 > r.remaining || tensorCount * 20 > r.remaining) {
-    throw new FormatError(file, `counts (${tensorCount} tensors, ${kvCount} metadata) cannot fit in ${buf.byteLength} bytes`,
-      'the file is truncated or corrupt');
+  for (const [what, n, min] of [['tensor count', tensorCount, MIN_TENSOR_INFO_BYTES], ['metadata count', kvCount, MIN_KV_BYTES]] as const) {
+    if (n * min > r.remaining) {
+      throw new FormatError(file, `${what} ${n} cannot fit in ${r.length} bytes (each entry takes at least ${min})`,
+        'the file is truncated or corrupt');
+    }
   }
 
   const metadata = new Map<string, GgufValue>();
@@ -112,17 +128,22 @@ export function parseGguf(buf: Buffer, file: string, opts: { tensors?: boolean }
     tensorInfos.push(info);
   }
 
+  // The data region starts at the next multiple of the file's alignment, and tensor offsets are relative to it.
   const dataStart = Math.ceil(r.pos / alignment) * alignment;
-  const dataLen = buf.byteLength - dataStart;
+  const dataLen = r.length - dataStart;
   if (tensorCount > 0 && dataLen < 0) {
-    throw new FormatError(file, `truncated: the data region would start at ${dataStart}, beyond the file (${buf.byteLength} bytes)`,
+    throw new FormatError(file, `truncated: the data region would start at ${dataStart}, beyond the file (${r.length} bytes)`,
       'the file is incomplete; fetch it again');
   }
   checkTensorBounds(tensorInfos, dataLen, alignment, file);
 
   const tensors = new Map<string, RawTensor>();
   if (opts.tensors !== false) {
-    for (const info of tensorInfos) tensors.set(info.name, decodeTensor(buf, dataStart, info));
+    for (const info of tensorInfos) {
+      const at = dataStart + info.offset;
+      tensors.set(info.name, fileTensor(file, info.name, FLOAT_DTYPE[info.type] ?? 'F32', info.shape,
+        () => readTensor(src, at, info), () => scanTensor(src, at, info)));
+    }
   }
   return { file, version, alignment, metadata, tensorInfos, tensors };
 }
@@ -137,8 +158,8 @@ function readValue(r: BinaryReader, type: number, key: string, depth = 0): GgufV
   switch (type) {
     case GgufType.U8: return { type, value: r.u8(what) };
     case GgufType.I8: { const v = r.u8(what); return { type, value: v > 127 ? v - 256 : v }; }
-    case GgufType.U16: r.need(2, what); r.pos += 2; return { type, value: r.buf.readUInt16LE(r.pos - 2) };
-    case GgufType.I16: r.need(2, what); r.pos += 2; return { type, value: r.buf.readInt16LE(r.pos - 2) };
+    case GgufType.U16: return { type, value: r.u16(what) };
+    case GgufType.I16: return { type, value: r.i16(what) };
     case GgufType.U32: return { type, value: r.u32(what) };
     case GgufType.I32: return { type, value: r.i32(what) };
     case GgufType.F32: return { type, value: shortestF32(r.f32(what)) };
@@ -149,12 +170,10 @@ function readValue(r: BinaryReader, type: number, key: string, depth = 0): GgufV
     }
     case GgufType.STRING: return { type, value: readString(r, what) };
     case GgufType.U64: case GgufType.I64: {
-      r.need(8, what);
-      const v = type === GgufType.U64 ? r.buf.readBigUInt64LE(r.pos) : r.buf.readBigInt64LE(r.pos);
-      r.pos += 8;
+      const v = r.big64(type === GgufType.I64, what);
       return { type, value: v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v };
     }
-    case GgufType.F64: r.need(8, what); r.pos += 8; return { type, value: r.buf.readDoubleLE(r.pos - 8) };
+    case GgufType.F64: return { type, value: r.f64(what) };
     case GgufType.ARRAY: {
       if (depth > 8) throw new FormatError(r.file, `arrays nested too deeply in '${key}'`, 'the file is corrupt');
       const elemType = r.u32(`element type of '${key}'`);
@@ -200,21 +219,23 @@ function readArray(r: BinaryReader, elemType: number, n: number, key: string, de
     new Uint8Array(copy).set(bytes);
     return typed.make(copy);
   }
-  // Variable-size elements need at least one byte each: reject impossible counts before looping.
-  r.need(n, `array '${key}' (${n} elements)`);
+  // Variable-size elements have a minimum size (a string its u64 length, an array its type and length): reject a
+  // length the file cannot hold before reading, and grow the array as elements arrive rather than preallocating.
+  const min = elemType === GgufType.STRING ? 8 : elemType === GgufType.ARRAY ? 12 : 1;
+  r.need(n * min, `array '${key}' (${n} elements)`);
   if (elemType === GgufType.STRING) {
-    const out: string[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = readString(r, `'${key}'[${i}]`);
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(readString(r, `'${key}'[${i}]`));
     return out;
   }
   if (elemType === GgufType.BOOL) {
-    const out: boolean[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = readValue(r, GgufType.BOOL, key).value as boolean;
+    const out: boolean[] = [];
+    for (let i = 0; i < n; i++) out.push(readValue(r, GgufType.BOOL, key).value as boolean);
     return out;
   }
   if (elemType === GgufType.ARRAY) {
-    const out: GgufValue[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = readValue(r, GgufType.ARRAY, `${key}[${i}]`, depth + 1);
+    const out: GgufValue[] = [];
+    for (let i = 0; i < n; i++) out.push(readValue(r, GgufType.ARRAY, `${key}[${i}]`, depth + 1));
     return out;
   }
   throw new FormatError(r.file, `unknown array element type ${elemType} for '${key}'`, 'the file is corrupt');
@@ -224,8 +245,9 @@ function readAlignment(metadata: Map<string, GgufValue>, file: string): number {
   const v = metadata.get('general.alignment');
   if (v === undefined) return DEFAULT_ALIGNMENT;
   const a = v.value;
-  if (typeof a !== 'number' || !Number.isInteger(a) || a <= 0 || (a & (a - 1)) !== 0) {
-    throw new FormatError(file, `general.alignment = ${String(a)} is not a power of two`, 'the file is corrupt');
+  // Not `a & (a - 1)`: bitwise operators truncate to 32 bits, which passes 2^32 + 2^31.
+  if (typeof a !== 'number' || !Number.isInteger(a) || a <= 0 || !Number.isInteger(Math.log2(a))) {
+    throw new FormatError(file, `metadata key 'general.alignment' = ${String(a)} is not a nonzero power of two`, 'the file is corrupt');
   }
   return a;
 }
@@ -272,28 +294,49 @@ function checkTensorBounds(infos: GgufTensorInfo[], dataLen: number, alignment: 
   }
 }
 
-function decodeTensor(buf: Buffer, dataStart: number, info: GgufTensorInfo): RawTensor {
-  const abs = dataStart + info.offset;
-  const n = info.shape.reduce((a, b) => a * b, 1);
-  const src = buf.subarray(abs, abs + info.bytes);
-  const base = { name: info.name, shape: info.shape };
-  switch (info.type) {
-    case GgmlType.F32:
-      return { ...base, dtype: 'F32', data: (buf.byteOffset + abs) % 4 === 0 ? new Float32Array(buf.buffer, buf.byteOffset + abs, n) : new Float32Array(copyOut(src)) };
-    case GgmlType.F16:
-    case GgmlType.BF16: {
-      const data = (buf.byteOffset + abs) % 2 === 0 ? new Uint16Array(buf.buffer, buf.byteOffset + abs, n) : new Uint16Array(copyOut(src));
-      return { ...base, dtype: info.type === GgmlType.F16 ? 'F16' : 'BF16', data };
-    }
-    default:
-      return { ...base, dtype: 'F32', data: dequantize(info.type, src, n) };
+/** The float types, stored as they are kept in memory; the others are block-quantized, dequantized to F32. */
+const FLOAT_DTYPE: Partial<Record<GgmlType, RawDType>> = { [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.BF16]: 'BF16' };
+
+/** Read one tensor at its absolute offset `at`, counting its NaN/Inf values (for quantized types, from the scales). */
+function readTensor(src: ByteSource, at: number, info: GgufTensorInfo): { data: Float32Array | Uint16Array; nonFinite: number } {
+  const n = numel(info.shape);
+  const dtype = FLOAT_DTYPE[info.type];
+  if (dtype) {
+    const data = dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+    src.read(at, data);
+    return { data, nonFinite: countNonFinite(dtype, data) };
   }
+  const raw = new Uint8Array(info.bytes);
+  src.read(at, raw);
+  return { data: dequantize(info.type, raw, n), nonFinite: badScales(info.type, raw) * GGML_BLOCK[info.type]!.elems };
 }
 
-function copyOut(src: Uint8Array): ArrayBuffer {
-  const ab = new ArrayBuffer(src.byteLength);
-  new Uint8Array(ab).set(src);
-  return ab;
+/** The NaN/Inf count of readTensor without decoding or keeping the tensor. */
+function scanTensor(src: ByteSource, at: number, info: GgufTensorInfo): number {
+  const dtype = FLOAT_DTYPE[info.type];
+  if (dtype) return scanNonFinite(src, at, info.bytes, dtype);
+  const raw = new Uint8Array(info.bytes);
+  src.read(at, raw);
+  return badScales(info.type, raw) * GGML_BLOCK[info.type]!.elems;
+}
+
+/**
+ * Blocks whose f16 scale (d; and the min m of Q4_1) is NaN or Inf: every value of such a block is non-finite, and
+ * no other value can be (quants are small integers), so checking the scales is exact and cheap.
+ */
+function badScales(type: GgmlType, raw: Uint8Array): number {
+  const { bytes } = GGML_BLOCK[type]!;
+  const scales = type === GgmlType.Q4_1 ? 2 : 1;
+  let bad = 0;
+  for (let o = 0; o < raw.byteLength; o += bytes) {
+    for (let s = 0; s < scales; s++) {
+      if (!Number.isFinite(f16ToF32(raw[o + 2 * s]! | (raw[o + 2 * s + 1]! << 8)))) {
+        bad++;
+        break;
+      }
+    }
+  }
+  return bad;
 }
 
 // ---- typed metadata access (used by config and tokenizer readers) --------------------------------------------

@@ -17,8 +17,8 @@
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../tensor/errors.js';
 import { makeConfig, type ModelConfig } from '../model/config.js';
-import { BinaryReader } from './binary-reader.js';
-import type { RawTensor } from './tensor-file.js';
+import { BinaryReader, bufferSource, fileSource, type ByteSource } from './binary-reader.js';
+import { countNonFinite, fileTensor, numel, scanNonFinite, type RawTensor } from './tensor-file.js';
 
 export interface Llama2cHeader {
   dim: number;
@@ -42,12 +42,18 @@ export interface Llama2cCheckpoint {
   ropeInterleaved: true;
 }
 
+/** The tensors are read from the file when first used (each layer's slice of a stacked tensor at its offset). */
 export function readLlama2c(path: string): Llama2cCheckpoint {
-  return parseLlama2c(readFileSync(path), path);
+  return parseSource(fileSource(path));
 }
 
 export function parseLlama2c(buf: Buffer, file: string): Llama2cCheckpoint {
-  const r = new BinaryReader(buf, file);
+  return parseSource(bufferSource(buf, file));
+}
+
+function parseSource(src: ByteSource): Llama2cCheckpoint {
+  const file = src.file;
+  const r = new BinaryReader(src);
   const names = ['dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'vocab_size', 'seq_len'] as const;
   const h = names.map((n) => r.i32(`header field ${n}`));
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = h as [number, number, number, number, number, number, number];
@@ -72,46 +78,45 @@ export function parseLlama2c(buf: Buffer, file: string): Llama2cCheckpoint {
   const floats = V * dim + L * dim * 2 + L * dim * dim * 2 + L * kv * dim * 2 + L * hiddenDim * dim * 3 + dim
     + seqLen * hd + (header.sharedClassifier ? 0 : V * dim);
   const expected = 28 + floats * 4;
-  if (buf.byteLength !== expected) {
-    throw new FormatError(file, `${buf.byteLength} bytes, but the header (${h.join(', ')}) implies ${expected}`,
-      buf.byteLength < expected ? 'the file is truncated' : 'the file is not a legacy v0 export (llama2.c export.py --version 0)');
+  if (src.size !== expected) {
+    throw new FormatError(file, `${src.size} bytes, but the header (${h.join(', ')}) implies ${expected}`,
+      src.size < expected ? 'the file is truncated' : 'the file is not a legacy v0 export (llama2.c export.py --version 0)');
   }
 
+  // The size check above makes every offset below valid. `at` walks the file; each tensor is read when first used.
+  let at = 28;
+  const skip = (floats: number) => {
+    const start = at;
+    at += floats * 4;
+    return start;
+  };
   const tensors = new Map<string, RawTensor>();
-  const put = (name: string, shape: number[], data: Float32Array) => tensors.set(name, { name, dtype: 'F32', shape, data });
+  const put = (name: string, shape: number[], offset: number) => tensors.set(name, fileTensor(file, name, 'F32', shape, () => {
+    const data = new Float32Array(numel(shape));
+    src.read(offset, data);
+    return { data, nonFinite: countNonFinite('F32', data) };
+  }, () => scanNonFinite(src, offset, numel(shape) * 4, 'F32')));
   const layer = (l: number, s: string) => `model.layers.${l}.${s}`;
-  const perLayer = new Map<string, RawTensor>();
-  put('model.embed_tokens.weight', [V, dim], r.f32Array(V * dim, 'tok_embeddings'));
-  // llama2.c groups by tensor kind; collect, then re-emit per layer in HF order.
-  const kinds: [string, number, number, string][] = [
-    ['rms_att', 1, dim, 'input_layernorm.weight'],
-    ['wq', dim, dim, 'self_attn.q_proj.weight'],
-    ['wk', kv, dim, 'self_attn.k_proj.weight'],
-    ['wv', kv, dim, 'self_attn.v_proj.weight'],
-    ['wo', dim, dim, 'self_attn.o_proj.weight'],
-    ['rms_ffn', 1, dim, 'post_attention_layernorm.weight'],
-    ['w1', hiddenDim, dim, 'mlp.gate_proj.weight'],
-    ['w2', dim, hiddenDim, 'mlp.down_proj.weight'],
-    ['w3', hiddenDim, dim, 'mlp.up_proj.weight'],
+  put('model.embed_tokens.weight', [V, dim], skip(V * dim));
+  // llama2.c groups by tensor kind, stacked over layers; we emit per layer in HF order.
+  const kinds: [number, number, string][] = [
+    [1, dim, 'input_layernorm.weight'], // rms_att
+    [dim, dim, 'self_attn.q_proj.weight'], // wq
+    [kv, dim, 'self_attn.k_proj.weight'], // wk
+    [kv, dim, 'self_attn.v_proj.weight'], // wv
+    [dim, dim, 'self_attn.o_proj.weight'], // wo
+    [1, dim, 'post_attention_layernorm.weight'], // rms_ffn
+    [hiddenDim, dim, 'mlp.gate_proj.weight'], // w1
+    [dim, hiddenDim, 'mlp.down_proj.weight'], // w2
+    [hiddenDim, dim, 'mlp.up_proj.weight'], // w3
   ];
-  const byKind = new Map<string, Map<string, RawTensor>>();
-  for (const [what, rows, cols, suffix] of kinds) {
-    const m = new Map<string, RawTensor>();
-    const all = r.f32Array(L * rows * cols, what);
-    for (let l = 0; l < L; l++) {
-      const name = layer(l, suffix);
-      m.set(name, { name, dtype: 'F32', shape: rows === 1 ? [cols] : [rows, cols], data: all.slice(l * rows * cols, (l + 1) * rows * cols) });
-    }
-    byKind.set(what, m);
-  }
+  const starts = kinds.map(([rows, cols]) => skip(L * rows * cols));
   for (let l = 0; l < L; l++) {
-    for (const [what, , , suffix] of kinds) perLayer.set(layer(l, suffix), byKind.get(what)!.get(layer(l, suffix))!);
+    kinds.forEach(([rows, cols, suffix], k) => put(layer(l, suffix), rows === 1 ? [cols] : [rows, cols], starts[k]! + l * rows * cols * 4));
   }
-  for (const [n, t] of perLayer) tensors.set(n, t);
-  put('model.norm.weight', [dim], r.f32Array(dim, 'rms_final'));
-  r.f32Array((seqLen * hd) / 2, 'freq_cis_real');
-  r.f32Array((seqLen * hd) / 2, 'freq_cis_imag');
-  if (!header.sharedClassifier) put('lm_head.weight', [V, dim], r.f32Array(V * dim, 'wcls'));
+  put('model.norm.weight', [dim], skip(dim));
+  skip(seqLen * hd); // freq_cis_real and freq_cis_imag, [seq, hd/2] each: recomputed by the model
+  if (!header.sharedClassifier) put('lm_head.weight', [V, dim], skip(V * dim));
 
   return { file, header, config: configFromLlama2c(header, file), tensors, ropeInterleaved: true };
 }
@@ -141,8 +146,7 @@ export interface TokenizerBin {
  * to check that the file ends exactly after that many tokens, or omit it to read tokens until the end of the file.
  */
 export function readTokenizerBin(path: string, vocabSize?: number): TokenizerBin {
-  const buf = readFileSync(path);
-  const r = new BinaryReader(buf, path);
+  const r = new BinaryReader(bufferSource(readFileSync(path), path));
   const maxTokenLength = r.i32('max_token_length');
   if (maxTokenLength <= 0 || maxTokenLength > 1 << 16) {
     throw new FormatError(path, `max_token_length ${maxTokenLength} is out of range`, 'this is not a llama2.c tokenizer.bin');

@@ -8,6 +8,9 @@
  *
  * The tensors keep the layout the config's ropeStyle names: llama2.c checkpoints stay 'interleaved' unless
  * `opts.ropeStyle: 'half'` asks for the HF layout (then q/k rows are permuted as the HF conversion script does).
+ *
+ * Loading reads headers only: every tensor (renamed, relaid out or not) is read from its file when its data is first
+ * used, so `inspect` reads no weights and a command reads only the weights it touches.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -16,13 +19,13 @@ import { configFromHf, makeConfig, type ModelConfig } from '../model/config.js';
 import { readGguf } from './gguf.js';
 import { configFromGgufMetadata } from './gguf-config.js';
 import { readLlama2c } from './llama2c.js';
-import { readSafetensorsFolder } from './safetensors.js';
-import type { RawTensor } from './tensor-file.js';
+import { readSafetensors, readSafetensorsFolder, safetensorsShards } from './safetensors.js';
+import { deferredTensor, nonFiniteCount, numel, type RawTensor } from './tensor-file.js';
 import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../convert/spec.js';
 import type { Tokenizer } from './tokenizer.js';
 import { tokenizerFromGguf } from './tokenizer-gguf.js';
 import { loadTokenizer } from './tokenizer-load.js';
-import { checkHfTensors, ggufToHf, interleavedToHalfRows } from './weight-names.js';
+import { checkHfTensors, interleavedToHalfRows, transpose2d, weightTable } from './weight-names.js';
 
 export interface LoadedModel {
   source: string;
@@ -55,6 +58,8 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
     throw new FormatError(model.tokenizerSource ?? path, `tokenizer has ${model.tokenizer.vocabSize} tokens, the model only ${model.config.vocabSize}`,
       'the tokenizer belongs to another model');
   }
+  // an embedding padded past the vocabulary (Qwen: 151,669 ids, 151,936 rows): those ids decode to nothing
+  model.tokenizer?.padTo(model.config.vocabSize);
   return opts.ropeStyle === 'half' ? toHalfRope(model) : model;
 }
 
@@ -79,6 +84,10 @@ export function loadHfFolder(dir: string): LoadedModel {
   }
   const config = configFromHf(stripRecurformer(json), cfgPath);
   const st = readSafetensorsFolder(dir);
+  const gpt2 = config.arch === 'gpt2';
+  checkLayerCount(config.nLayers, st.tensors.keys(), gpt2 ? /^(?:transformer\.)?h\.(\d+)\./ : /^model\.layers\.(\d+)\./,
+    cfgPath, `config key "${gpt2 ? 'n_layer' : 'num_hidden_layers'}"`, st.file);
+  if (gpt2) prefixLegacyGpt2Names(st.tensors);
   const rfJson = (json as Record<string, unknown>).recurformer;
   const spec = rfJson === undefined ? undefined : parseSpec(rfJson, config, cfgPath);
   const recurrent = new Map<string, RawTensor>();
@@ -105,7 +114,8 @@ export function loadHfFolder(dir: string): LoadedModel {
 export function loadGgufModel(path: string): LoadedModel {
   const f = readGguf(path);
   const config = configFromGgufMetadata(f);
-  const tensors = ggufToHf(config, f.tensors, path);
+  checkLayerCount(config.nLayers, f.tensors.keys(), /^blk\.(\d+)\./, path, `metadata key '${String(f.metadata.get('general.architecture')?.value)}.block_count'`, 'the file');
+  const tensors = ggufToHfDeferred(config, f.tensors, path);
   const hasTok = f.metadata.has('tokenizer.ggml.model');
   return { source: path, format: 'gguf', config, tensors, tokenizer: hasTok ? tokenizerFromGguf(f) : null, tokenizerSource: hasTok ? path : null };
 }
@@ -124,9 +134,97 @@ export function toHalfRope(m: LoadedModel): LoadedModel {
   const config = makeConfig({ ...m.config, ropeStyle: 'half' }, m.source);
   const tensors = new Map<string, RawTensor>();
   for (const [name, t] of m.tensors) {
-    if (name.endsWith('self_attn.q_proj.weight')) tensors.set(name, interleavedToHalfRows(t, config.nHeads));
-    else if (name.endsWith('self_attn.k_proj.weight')) tensors.set(name, interleavedToHalfRows(t, config.nKvHeads));
-    else tensors.set(name, t);
+    const heads = name.endsWith('self_attn.q_proj.weight') ? config.nHeads : name.endsWith('self_attn.k_proj.weight') ? config.nKvHeads : 0;
+    tensors.set(name, heads === 0 ? t : deferredTensor(name, t.dtype, t.shape, () => interleavedToHalfRows(t, heads).data));
   }
   return { ...m, config, tensors };
+}
+
+/**
+ * The config's layer count must be the number of layers the weights have. Checked before anything is built per
+ * layer: a corrupt count (4294967295 in a GGUF, 1e9 in a config.json) would otherwise allocate until memory ran out.
+ */
+function checkLayerCount(n: number, names: Iterable<string>, layerOf: RegExp, file: string, key: string, where: string): void {
+  const layers = new Set<string>();
+  for (const name of names) {
+    const m = layerOf.exec(name);
+    if (m) layers.add(m[1]!);
+  }
+  if (layers.size !== n) {
+    throw new FormatError(file, `${key} = ${n}, but ${where} has tensors for ${layers.size} layers`,
+      'the config and the weights come from different models, or the file is corrupt');
+  }
+}
+
+/**
+ * Old GPT-2 checkpoints (openai-community/gpt2) omit the "transformer." prefix. checkHfTensors accepts them too, but
+ * renames by copying the tensor, which would read its data; renaming here keeps loading header-only.
+ */
+function prefixLegacyGpt2Names(tensors: Map<string, RawTensor>): void {
+  for (const [name, t] of [...tensors]) {
+    if (!/^(wte|wpe|h\.|ln_f)/.test(name)) continue;
+    const canon = `transformer.${name}`;
+    tensors.delete(name);
+    tensors.set(canon, deferredTensor(canon, t.dtype, t.shape, () => t.data));
+  }
+}
+
+/**
+ * weight-names' ggufToHf, deferred: names and shapes are checked now, from the headers, and each tensor is renamed
+ * and relaid out (q/k un-permuted, GPT-2 Conv1D transposed) when its data is first used. ggufToHf itself copies
+ * every tensor, which would read the whole file at load.
+ */
+function ggufToHfDeferred(cfg: ModelConfig, tensors: Map<string, RawTensor>, file: string): Map<string, RawTensor> {
+  const rest = new Map(tensors);
+  const out = new Map<string, RawTensor>();
+  for (const e of weightTable(cfg)) {
+    const t = rest.get(e.gguf);
+    const want = e.layout === 'transpose' ? [e.shape[1]!, e.shape[0]!] : e.shape;
+    if (!t) throw new FormatError(file, 'missing (the config implies it)', 'the GGUF checkpoint does not match its config', e.gguf);
+    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+      throw new FormatError(file, `shape [${t.shape.join(', ')}] does not match the config's [${want.join(', ')}]`,
+        'the config and the weights come from different models', e.gguf);
+    }
+    rest.delete(e.gguf);
+    const relayout = e.layout === 'transpose' ? () => transpose2d(t).data
+      : e.layout === 'permute-q' ? () => interleavedToHalfRows(t, cfg.nHeads).data
+        : e.layout === 'permute-k' ? () => interleavedToHalfRows(t, cfg.nKvHeads).data
+          : () => t.data;
+    out.set(e.hf, deferredTensor(e.hf, t.dtype, e.shape, relayout));
+  }
+  const extra = [...rest.keys()][0];
+  if (extra !== undefined) throw new FormatError(file, 'extra: not part of this architecture', 'the GGUF checkpoint does not match its config', extra);
+  return out;
+}
+
+// ---- finite check -------------------------------------------------------------------------------------------
+
+export interface NonFiniteTensor {
+  /** The file holding the tensor, and its name there. */
+  file: string;
+  tensor: string;
+  /** NaN and +-Inf values, of `total`. */
+  count: number;
+  total: number;
+}
+
+/**
+ * Every tensor of a model's files that holds NaN or Inf, under its name in the file. Each tensor is scanned in its
+ * file, 16 MiB at a time (a quantized one: its packed blocks), and nothing is kept.
+ */
+export function findNonFiniteWeights(path: string): { checked: number; bad: NonFiniteTensor[] } {
+  const files = statSync(path).isDirectory() ? safetensorsShards(path).map(readSafetensors)
+    : path.endsWith('.gguf') ? [readGguf(path)]
+      : path.endsWith('.bin') ? [readLlama2c(path)]
+        : fail(path);
+  let checked = 0;
+  const bad: NonFiniteTensor[] = [];
+  for (const { file, tensors } of files) {
+    for (const t of tensors.values()) {
+      checked++;
+      const count = nonFiniteCount(t);
+      if (count > 0) bad.push({ file, tensor: t.name, count, total: numel(t.shape) });
+    }
+  }
+  return { checked, bad };
 }

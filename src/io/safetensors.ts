@@ -7,13 +7,15 @@
  * data region without holes or overlaps; we check exactly that, so a corrupt or hand-edited file fails here with
  * the file and tensor named instead of producing garbage weights later.
  *
- * Tensors are zero-copy views into the file buffer when their absolute offset is aligned to the item size, and
- * copies otherwise (typed arrays cannot be unaligned).
+ * The file is never read whole: the header is read through a file descriptor and each tensor's bytes are read at
+ * their offset when the tensor's data is first used (see `fileTensor`), so files over 2 GiB load and `inspect` reads
+ * headers only.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FormatError } from '../tensor/errors.js';
-import { ITEM_SIZE, numel, tensorBytes, writeFileAtomic, type RawDType, type RawTensor } from './tensor-file.js';
+import { bufferSource, fileSource, type ByteSource } from './binary-reader.js';
+import { countNonFinite, fileTensor, ITEM_SIZE, numel, scanNonFinite, tensorBytes, writeFileAtomic, type RawDType, type RawTensor } from './tensor-file.js';
 
 export interface SafetensorsFile {
   file: string;
@@ -36,33 +38,42 @@ interface Entry {
 }
 
 export function readSafetensors(path: string): SafetensorsFile {
-  return parseSafetensors(readFileSync(path), path);
+  return parseSource(fileSource(path));
 }
 
 /** Parse a whole safetensors file held in memory. `file` is only used in error messages. */
 export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
-  if (buf.byteLength < 8) {
-    throw new FormatError(file, `truncated: ${buf.byteLength} bytes, a safetensors file starts with an 8-byte header length`,
+  return parseSource(bufferSource(buf, file));
+}
+
+function parseSource(src: ByteSource): SafetensorsFile {
+  const { file, size } = src;
+  if (size < 8) {
+    throw new FormatError(file, `truncated: ${size} bytes, a safetensors file starts with an 8-byte header length`,
       'the file is incomplete or not a safetensors file');
   }
-  const headerLen = Number(buf.readBigUInt64LE(0));
-  if (headerLen > buf.byteLength - 8) {
-    throw new FormatError(file, `header length ${headerLen} is beyond the file (${buf.byteLength} bytes)`,
+  const lenBytes = Buffer.alloc(8);
+  src.read(0, lenBytes);
+  const headerLen = Number(lenBytes.readBigUInt64LE(0));
+  if (headerLen > size - 8) {
+    throw new FormatError(file, `header length ${headerLen} is beyond the file (${size} bytes)`,
       'the file is truncated or not a safetensors file');
   }
   if (headerLen > MAX_HEADER_BYTES) {
     throw new FormatError(file, `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes`, 'the file is corrupt');
   }
+  const headerBytes = Buffer.alloc(headerLen);
+  src.read(8, headerBytes);
   let header: unknown;
   try {
-    header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8'));
+    header = JSON.parse(headerBytes.toString('utf8'));
   } catch (e) {
     throw new FormatError(file, `header is not valid JSON (${(e as Error).message})`, 'the file is corrupt');
   }
   if (!isObject(header)) throw new FormatError(file, 'header is not a JSON object', 'the file is corrupt');
 
   const dataStart = 8 + headerLen;
-  const dataLen = buf.byteLength - dataStart;
+  const dataLen = size - dataStart;
   let metadata: Record<string, string> = {};
   const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header)) {
@@ -76,7 +87,8 @@ export function parseSafetensors(buf: Buffer, file: string): SafetensorsFile {
 
   const tensors = new Map<string, RawTensor>();
   for (const e of entries) {
-    tensors.set(e.name, { name: e.name, dtype: e.dtype, shape: e.shape, data: view(buf, dataStart + e.begin, e) });
+    const at = dataStart + e.begin;
+    tensors.set(e.name, fileTensor(file, e.name, e.dtype, e.shape, () => readEntry(src, at, e), () => scanNonFinite(src, at, e.end - e.begin, e.dtype)));
   }
   return { file, tensors, metadata };
 }
@@ -138,16 +150,11 @@ function checkCoverage(entries: Entry[], dataLen: number, file: string): void {
   }
 }
 
-function view(buf: Buffer, absOffset: number, e: Entry): Float32Array | Uint16Array {
+function readEntry(src: ByteSource, offset: number, e: Entry): { data: Float32Array | Uint16Array; nonFinite: number } {
   const n = numel(e.shape);
-  const item = ITEM_SIZE[e.dtype];
-  const byteOffset = buf.byteOffset + absOffset;
-  if (byteOffset % item === 0) {
-    return e.dtype === 'F32' ? new Float32Array(buf.buffer, byteOffset, n) : new Uint16Array(buf.buffer, byteOffset, n);
-  }
-  const out = e.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
-  new Uint8Array(out.buffer).set(buf.subarray(absOffset, absOffset + n * item));
-  return out;
+  const data = e.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+  src.read(offset, data);
+  return { data, nonFinite: countNonFinite(e.dtype, data) };
 }
 
 // ---- write --------------------------------------------------------------------------------------------------
@@ -243,6 +250,19 @@ export function readSafetensorsFolder(dir: string): SafetensorsFile {
   if (existsSync(single)) return readSafetensors(single);
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(index)) return readShardedSafetensors(index);
+  return noWeights(dir);
+}
+
+/** The safetensors files of a Hugging Face folder: model.safetensors, or each shard named by the index. */
+export function safetensorsShards(dir: string): string[] {
+  const single = join(dir, 'model.safetensors');
+  if (existsSync(single)) return [single];
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(index)) return [...new Set(readSafetensorsIndex(index).weightMap.values())].sort().map((s) => join(dir, s));
+  return noWeights(dir);
+}
+
+function noWeights(dir: string): never {
   throw new FormatError(dir, 'has neither model.safetensors nor model.safetensors.index.json',
     'point at a Hugging Face model folder (PyTorch .bin checkpoints are not supported; convert them to safetensors)');
 }

@@ -13,6 +13,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RecurformerError } from '../tensor/errors.js';
+import type { ByteSource } from './binary-reader.js';
 
 export type RawDType = 'F32' | 'F16' | 'BF16';
 
@@ -143,6 +144,102 @@ function halfTable(): Float32Array {
 export function toF32(t: RawTensor): Float32Array {
   if (t.dtype === 'F32') return t.data as Float32Array;
   return t.dtype === 'F16' ? f16ArrayToF32(t.data as Uint16Array) : bf16ArrayToF32(t.data as Uint16Array);
+}
+
+// ---- lazily read tensors and the finite check ---------------------------------------------------------------
+
+type TensorData = RawTensor['data'];
+
+/** Reads a tensor from its file: the data and how many of its values are NaN or +-Inf. */
+export type TensorReader = () => { data: TensorData; nonFinite: number };
+
+/** A tensor whose data is computed on first access and then kept. Spreading it (`{ ...t }`) computes it. */
+export function deferredTensor(name: string, dtype: RawDType, shape: number[], load: () => TensorData): RawTensor {
+  const t = { name, dtype, shape } as RawTensor;
+  const settle = (data: TensorData) => Object.defineProperty(t, 'data', { value: data, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(t, 'data', {
+    enumerable: true,
+    configurable: true,
+    get: () => {
+      const data = load();
+      settle(data);
+      return data;
+    },
+    set: settle,
+  });
+  return t;
+}
+
+/** Whether `t.data` is still to be read or computed. */
+export function isDeferred(t: RawTensor): boolean {
+  return Object.getOwnPropertyDescriptor(t, 'data')?.get !== undefined;
+}
+
+/** Counts a file tensor's NaN and +-Inf values without loading it. */
+const scanners = new WeakMap<RawTensor, () => number>();
+
+/**
+ * A tensor of a model file, read when its data is first used: loaders hand out every tensor this way, so a command
+ * reads only the tensors it touches (`inspect`: none) and no file is ever held whole. A tensor holding NaN or Inf
+ * warns when it is read, naming the file and the tensor: such weights load fine and then produce NaN logits.
+ * `scan` counts those values straight from the file (for `inspect --check-weights`).
+ */
+export function fileTensor(file: string, name: string, dtype: RawDType, shape: number[], read: TensorReader, scan: () => number): RawTensor {
+  const t = deferredTensor(name, dtype, shape, () => {
+    const { data, nonFinite } = read();
+    if (nonFinite > 0) warnNonFinite(file, name, nonFinite, data.length);
+    return data;
+  });
+  scanners.set(t, scan);
+  return t;
+}
+
+/** NaN and +-Inf values in a tensor; a file tensor not loaded yet is scanned in its file (no warning, nothing kept). */
+export function nonFiniteCount(t: RawTensor): number {
+  const scan = scanners.get(t);
+  return scan && isDeferred(t) ? scan() : countNonFinite(t.dtype, t.data);
+}
+
+/** Read `dtype` values stored at [offset, offset + bytes) of a file and count NaN/Inf, one chunk in memory at a time. */
+export function scanNonFinite(src: ByteSource, offset: number, bytes: number, dtype: RawDType): number {
+  const chunk = new ArrayBuffer(Math.min(bytes, SCAN_CHUNK));
+  let bad = 0;
+  for (let done = 0; done < bytes; done += chunk.byteLength) {
+    const n = Math.min(chunk.byteLength, bytes - done);
+    src.read(offset + done, new Uint8Array(chunk, 0, n));
+    bad += countNonFinite(dtype, dtype === 'F32' ? new Float32Array(chunk, 0, n / 4) : new Uint16Array(chunk, 0, n / 2));
+  }
+  return bad;
+}
+
+const SCAN_CHUNK = 1 << 24;
+
+/** NaN and +-Inf values in stored data: an all-ones exponent, tested on the bits (no float conversion). */
+export function countNonFinite(dtype: RawDType, data: TensorData): number {
+  let bad = 0;
+  if (dtype === 'F32') {
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) bad++;
+  } else {
+    const exp = dtype === 'F16' ? 0x7c00 : 0x7f80;
+    for (let i = 0; i < data.length; i++) if ((data[i]! & exp) === exp) bad++;
+  }
+  return bad;
+}
+
+/** One warning line per bad tensor, at most this many per file (a broken file can have hundreds). */
+const MAX_WARNINGS_PER_FILE = 8;
+const warnings = new Map<string, number>();
+
+function warnNonFinite(file: string, tensor: string, bad: number, total: number): void {
+  if (process.env.RECURFORMER_QUIET) return;
+  const k = warnings.get(file) ?? 0;
+  warnings.set(file, k + 1);
+  if (k < MAX_WARNINGS_PER_FILE) {
+    process.stderr.write(`recurformer: warning: ${file}: tensor '${tensor}' has ${bad} non-finite values (NaN or Inf) of ${total}\n`);
+  } else if (k === MAX_WARNINGS_PER_FILE) {
+    process.stderr.write(`recurformer: warning: ${file}: more tensors have non-finite values; \`recurformer inspect --check-weights\` lists them all\n`);
+  }
 }
 
 /** A byte view of the tensor's data (no copy). */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
 import { FormatError } from '../../src/tensor/errors.js';
@@ -8,6 +8,7 @@ import { GgufType, parseGguf, readGguf, type GgufValue } from '../../src/io/gguf
 import { gv, serializeGguf, writeGguf } from '../../src/io/gguf-write.js';
 import { GgmlType } from '../../src/io/ggml-quants.js';
 import { f32ArrayToBf16, f32ArrayToF16, f32ToF16, type RawTensor } from '../../src/io/tensor-file.js';
+import { bytes, ggufHeader, kv } from './hand-made.js';
 import { tempDir } from './tmp.js';
 
 const VOCAB = 'test/fixtures/gguf-vocab-gpt2/ggml-vocab-gpt-2.gguf';
@@ -170,4 +171,34 @@ test('GGUF writer pads data to the alignment and serializes deterministically', 
   assert.deepEqual(a, b);
   const f = parseGguf(a, 'pad.gguf');
   assert.deepEqual(f.tensorInfos.map((i) => i.offset), [0, 32]);
+});
+
+test('GGUF general.alignment 64 and 128: the data region and every tensor offset follow it', () => {
+  const a = new Float32Array([1, 2, 3, 4, 5]);
+  const b = new Float32Array([-1, 0.5, 1e-20]);
+  for (const alignment of [64, 128]) {
+    const infos = [{ name: 'a', shape: [5], type: GgmlType.F32, offset: 0 }, { name: 'b', shape: [3], type: GgmlType.F32, offset: alignment }];
+    // Pad a metadata string so that the header ends 8 bytes past a multiple of 128: the data region then starts at a
+    // different place for alignments 32, 64 and 128, and reading with the wrong one gives shifted tensors.
+    let filler = '';
+    const unpadded = () => ggufHeader([kv.u32('general.alignment', alignment), kv.str('filler', filler)], infos, { alignment: 1 });
+    while (unpadded().byteLength % 128 !== 8) filler += 'x';
+    const head = ggufHeader([kv.u32('general.alignment', alignment), kv.str('filler', filler)], infos, { alignment });
+    const file = Buffer.concat([head, bytes(a), Buffer.alloc(alignment - 20), bytes(b)]);
+    const path = join(dir, `align${alignment}.gguf`);
+    writeFileSync(path, file);
+    for (const f of [parseGguf(file, path), readGguf(path)]) {
+      assert.equal(f.alignment, alignment);
+      assert.deepEqual(f.tensors.get('a')!.data, a);
+      assert.deepEqual(f.tensors.get('b')!.data, b);
+    }
+  }
+});
+
+test('GGUF general.alignment must be a nonzero power of two', () => {
+  for (const bad of [kv.u32('general.alignment', 0), kv.u32('general.alignment', 48), kv.str('general.alignment', '32'),
+    // 2^32 + 2^31 passes a 32-bit `a & (a - 1)` test
+    kv.u64('general.alignment', 2 ** 32 + 2 ** 31)]) {
+    throwsFormat(() => parseGguf(ggufHeader([bad], []), 'al.gguf'), 'al.gguf', "'general.alignment'", 'power of two');
+  }
 });

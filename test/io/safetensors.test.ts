@@ -10,7 +10,7 @@ import {
   readShardedSafetensors,
   writeSafetensors,
 } from '../../src/io/safetensors.js';
-import { f32ArrayToBf16, f32ArrayToF16, type RawTensor } from '../../src/io/tensor-file.js';
+import { f32ArrayToBf16, f32ArrayToF16, isDeferred, type RawTensor } from '../../src/io/tensor-file.js';
 import { tempDir } from './tmp.js';
 
 const dir = tempDir('st');
@@ -60,7 +60,7 @@ test('safetensors round trip is bit-exact for F32, F16, BF16 with metadata', () 
   }
 });
 
-test('safetensors: unaligned tensors are copied, aligned ones are views', () => {
+test('safetensors: tensors at offsets not aligned to their item size read back exactly', () => {
   // A 2-byte F16 tensor first leaves the F32 one at an offset that is not a multiple of 4.
   const f16: RawTensor = { name: 'h', dtype: 'F16', shape: [1], data: new Uint16Array([0x3c00]) };
   const f32: RawTensor = { name: 'f', dtype: 'F32', shape: [2], data: new Float32Array([1.5, 2.5]) };
@@ -69,6 +69,19 @@ test('safetensors: unaligned tensors are copied, aligned ones are views', () => 
   const back = readSafetensors(path);
   assert.deepEqual([...(back.tensors.get('f')!.data as Float32Array)], [1.5, 2.5]);
   assert.equal(back.tensors.get('h')!.data[0], 0x3c00);
+});
+
+test('safetensors: tensors are read on first use, from the file whose header was read', () => {
+  const path = join(dir, 'lazy.safetensors');
+  const ts = sample();
+  writeSafetensors(path, ts);
+  const st = readSafetensors(path);
+  assert.ok([...st.tensors.values()].every(isDeferred));
+  assert.deepEqual(st.tensors.get('b.f16')!.data, ts[1]!.data);
+  assert.ok(!isDeferred(st.tensors.get('b.f16')!) && isDeferred(st.tensors.get('a.f32')!));
+  // replaced before the other tensors were read: an error, not weights from two different files
+  writeSafetensors(path, [{ ...ts[0]!, data: new Float32Array(8).fill(9) }, ...ts.slice(1)]);
+  throwsFormat(() => st.tensors.get('a.f32')!.data, path, 'changed on disk');
 });
 
 test('safetensors: truncated file', () => {

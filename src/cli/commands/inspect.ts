@@ -1,8 +1,13 @@
-/** `recurformer inspect [MODEL]`: architecture, parameter count, weight bytes, KV bytes per token. */
+/**
+ * `recurformer inspect [MODEL]`: architecture, parameter count, weight bytes, KV bytes per token. Reads the model's
+ * headers only (loading is lazy), so it is instant on any size of model. `--check-weights` also reads every tensor
+ * and lists those holding NaN or Inf, failing (exit 1) when there are any.
+ */
 import type { Command } from 'commander';
+import { FormatError } from '../../tensor/errors.js';
 import { ITEM_SIZE } from '../../io/tensor-file.js';
 import { defaultModelPath, printJson } from '../common.js';
-import { loadModel } from '../../io/model-load.js';
+import { findNonFiniteWeights, loadModel } from '../../io/model-load.js';
 import { cacheProfile } from '../../eval/budget.js';
 
 export function registerInspect(program: Command): void {
@@ -11,8 +16,10 @@ export function registerInspect(program: Command): void {
     .description('describe a model: architecture, parameters, bytes of weights, KV cache bytes per token')
     .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
     .option('--json', 'print JSON')
-    .action((model: string | undefined, o: { json?: boolean }) => {
-      const lm = loadModel(model ?? defaultModelPath());
+    .option('--check-weights', 'read every tensor and list those holding NaN or Inf (exit 1 if any)')
+    .action((model: string | undefined, o: { json?: boolean; checkWeights?: boolean }) => {
+      const path = model ?? defaultModelPath();
+      const lm = loadModel(path);
       const c = lm.config;
       let params = 0, weightBytes = 0;
       for (const t of lm.tensors.values()) {
@@ -34,20 +41,27 @@ export function registerInspect(program: Command): void {
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
         tokenizer: lm.tokenizer ? lm.tokenizerSource : null,
       };
+      const check = o.checkWeights ? findNonFiniteWeights(path) : null;
       if (o.json) {
-        printJson(info);
-        return;
+        printJson(check ? { ...info, checkedTensors: check.checked, nonFiniteTensors: check.bad } : info);
+      } else {
+        const rows: [string, string][] = [
+          ['model', `${info.source} (${info.format})`],
+          ['architecture', `${c.arch}: ${c.nLayers} layers, d_model ${c.dModel}, ${c.nHeads} heads / ${c.nKvHeads} KV heads of ${c.headDim}, ffn ${c.ffnDim}`],
+          ['vocabulary / context', `${c.vocabSize} / ${c.maxPos}`],
+          ['parameters', params.toLocaleString('en-US')],
+          ['weight bytes', weightBytes.toLocaleString('en-US')],
+          ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)${spec ? ` of ${info.fullKvBytesPerToken.toLocaleString('en-US')} before conversion` : ''}`],
+          ['heads', `${info.attentionHeads} attention, ${recurrentHeads} recurrent (constant state ${constantStateBytes.toLocaleString('en-US')} bytes)`],
+          ['positions', c.ropeStyle === 'none' ? 'learned absolute' : `RoPE ${c.ropeStyle}, theta ${c.ropeTheta}`],
+        ];
+        if (check) rows.push(['weights', check.bad.length === 0 ? `all ${check.checked} tensors finite` : `${check.bad.length} of ${check.checked} tensors hold NaN or Inf:`]);
+        for (const [k, v] of rows) process.stdout.write(`${k.padEnd(22)}${v}\n`);
+        for (const b of check?.bad ?? []) process.stdout.write(`  ${b.file}: tensor '${b.tensor}': ${b.count} of ${b.total} values NaN or Inf\n`);
       }
-      const rows: [string, string][] = [
-        ['model', `${info.source} (${info.format})`],
-        ['architecture', `${c.arch}: ${c.nLayers} layers, d_model ${c.dModel}, ${c.nHeads} heads / ${c.nKvHeads} KV heads of ${c.headDim}, ffn ${c.ffnDim}`],
-        ['vocabulary / context', `${c.vocabSize} / ${c.maxPos}`],
-        ['parameters', params.toLocaleString('en-US')],
-        ['weight bytes', weightBytes.toLocaleString('en-US')],
-        ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)${spec ? ` of ${info.fullKvBytesPerToken.toLocaleString('en-US')} before conversion` : ''}`],
-        ['heads', `${info.attentionHeads} attention, ${recurrentHeads} recurrent (constant state ${constantStateBytes.toLocaleString('en-US')} bytes)`],
-        ['positions', c.ropeStyle === 'none' ? 'learned absolute' : `RoPE ${c.ropeStyle}, theta ${c.ropeTheta}`],
-      ];
-      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(22)}${v}\n`);
+      if (check && check.bad.length > 0) {
+        throw new FormatError(path, `${check.bad.length} of ${check.checked} tensors hold NaN or Inf values`,
+          'the weights are corrupt (a bad download, conversion or training run); fetch or export them again');
+      }
     });
 }
