@@ -2,10 +2,11 @@
  * The HTTP server (fastify): OpenAI-compatible routes, /health, /metrics and the playground at /.
  *
  * Hardening, in request order: an onRequest hook answers 503 while shutting down and 401 without the API key
- * (every route but /health); the JSON body parser enforces the body limit (413), rejects invalid UTF-8 and
- * malformed JSON (400); zod schemas check every field (400); handlers check the model name (404) and the prompt
- * against the context (400); the scheduler answers 429 when its queue is full. Every error leaves through one
- * handler in OpenAI's error shape.
+ * (every route but /health); only JSON bodies are parsed (415 otherwise), within the body limit (413), rejecting
+ * invalid UTF-8 and malformed JSON (400); zod schemas check every field (400); handlers check the model name (404)
+ * and the prompt's length in characters (400), then the scheduler admits the request or answers 429, and only
+ * then is the prompt tokenized and checked against the context (400). Every error leaves through one handler in
+ * OpenAI's error shape.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -19,7 +20,7 @@ import { ApiError, badRequest, shuttingDown, toApiError } from './errors.js';
 import { handleChat, handleCompletion } from './generation.js';
 import { Metrics } from './metrics.js';
 import { playgroundHtml } from './playground.js';
-import { Scheduler } from './scheduler.js';
+import { Scheduler, TurnQueue } from './scheduler.js';
 
 export interface ServerOptions {
   model: DecoderLM;
@@ -33,16 +34,36 @@ export interface ServerOptions {
   maxQueue?: number;
   /** Largest request body in bytes. */
   bodyLimit?: number;
+  /**
+   * Longest prompt text in characters (a chat's message contents together); longer ones are refused before
+   * tokenizing. Default: PROMPT_CHARS_PER_TOKEN per token of the model's context.
+   */
+  maxPromptChars?: number;
   /** How long shutdown lets running sessions finish before cancelling them. */
   graceMs?: number;
+  /** Chat message contents are plain text: a special token a client writes in a message stays characters. */
+  plainContent?: boolean;
 }
+
+/**
+ * Characters per context token a prompt may have by default: text runs about 4 per token, so a longer prompt
+ * cannot fit the context, and tokenizing it would only cost time (a 1 MB prompt takes seconds).
+ */
+export const PROMPT_CHARS_PER_TOKEN = 16;
+
+/** After the drain, how long settled responses have to reach their clients before every socket is closed. */
+const FLUSH_MS = 1000;
 
 export interface RecurformerServer {
   readonly app: FastifyInstance;
   readonly context: ServerContext;
   /** Starts listening; resolves to the base URL (port 0 picks a free port). */
   listen(host: string, port: number): Promise<string>;
-  /** Graceful shutdown: refuse new requests, let running sessions finish (within graceMs), close. Idempotent. */
+  /**
+   * Graceful shutdown: refuse new requests (503), cancel queued ones, let running sessions finish within graceMs,
+   * give responses FLUSH_MS to go out, then close every socket left (idle, never-finished or stalled requests,
+   * clients that stopped reading). Idempotent.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -50,13 +71,17 @@ export function createServer(o: ServerOptions): RecurformerServer {
   const maxConcurrent = o.maxConcurrent ?? 4, maxQueue = o.maxQueue ?? 16;
   if (!(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) throw new ArgumentError('createServer', 'maxConcurrent', `= ${maxConcurrent} must be an integer >= 1`);
   if (!(Number.isInteger(maxQueue) && maxQueue >= 0)) throw new ArgumentError('createServer', 'maxQueue', `= ${maxQueue} must be an integer >= 0`);
+  const maxPromptChars = o.maxPromptChars ?? o.model.cfg.maxPos * PROMPT_CHARS_PER_TOKEN;
+  if (!(Number.isInteger(maxPromptChars) && maxPromptChars >= 1)) {
+    throw new ArgumentError('createServer', 'maxPromptChars', `= ${maxPromptChars} must be an integer >= 1`);
+  }
   const metrics = new Metrics();
   const scheduler = new Scheduler({
     maxConcurrent, maxQueue,
     onSettled: (job) => metrics.tokens(job.session.memoryKind, job.session.prompt.length, job.session.ids.length, job.state === 'cancelled'),
   });
   const ctx: ServerContext = {
-    model: o.model, tokenizer: o.tokenizer, modelId: o.modelId, scheduler, metrics,
+    model: o.model, tokenizer: o.tokenizer, modelId: o.modelId, maxPromptChars, plainContent: o.plainContent ?? false, scheduler, prepare: new TurnQueue(), metrics,
     chatTemplate: o.chatTemplate ?? makeChatTemplate(DEFAULT_CHAT_TEMPLATE, 'default'),
   };
   const bodyLimit = o.bodyLimit ?? 1 << 20;
@@ -85,8 +110,9 @@ export function createServer(o: ServerOptions): RecurformerServer {
     if (!GENERATION_ROUTES.has(route) || reply.statusCode >= 400) metrics.request(route, reply.statusCode);
   });
 
-  // JSON bodies: strict UTF-8 (fastify's default would silently turn invalid bytes into U+FFFD), then JSON.parse
-  app.removeContentTypeParser('application/json');
+  // JSON bodies only: any other type (text/plain included, which fastify parses by default) is a 415.
+  // Strict UTF-8 (fastify's default would silently turn invalid bytes into U+FFFD), then JSON.parse.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => {
     let text: string;
     try {
@@ -106,8 +132,8 @@ export function createServer(o: ServerOptions): RecurformerServer {
     }
   });
 
-  app.setErrorHandler(async (err, _req, reply) => {
-    const e = toApiError(err);
+  app.setErrorHandler(async (err, req, reply) => {
+    const e = toApiError(err, { bodyLimit, contentType: req.headers['content-type']?.slice(0, 100) });
     if (!(err instanceof ApiError) && e.status >= 500) process.emitWarning(`recurformer serve: ${(err as Error).stack ?? String(err)}`);
     return reply.code(e.status).headers(e.headers).send(e.body());
   });
@@ -139,7 +165,11 @@ export function createServer(o: ServerOptions): RecurformerServer {
     shutdown() {
       closing ??= (async () => {
         await scheduler.close(o.graceMs ?? 10_000);
-        await app.close();
+        const closed = app.close();
+        // close() waits for every connection, and Node counts one that never finished a request (even a bare
+        // connect) as busy forever once the server stops checking timeouts: after the flush, cut them all
+        const timer = setTimeout(() => app.server.closeAllConnections(), FLUSH_MS);
+        await closed.finally(() => clearTimeout(timer));
       })();
       return closing;
     },

@@ -40,15 +40,27 @@ export const queueFull = (seconds: number): ApiError =>
 export const shuttingDown = (): ApiError =>
   new ApiError(503, 'service_unavailable', 'the server is shutting down', null, 'shutting_down', { 'retry-after': '5' });
 
+/** What the request said, for errors that should name it. */
+export interface RequestHints {
+  /** The server's body limit in bytes. */
+  bodyLimit?: number;
+  contentType?: string;
+}
+
 /** Maps fastify's own errors (body parsing, limits, routing) and anything unexpected to an ApiError. */
-export function toApiError(e: unknown): ApiError {
+export function toApiError(e: unknown, hints: RequestHints = {}): ApiError {
   if (e instanceof ApiError) return e;
   const err = e as { code?: string; statusCode?: number; message?: string };
   switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError(413, 'invalid_request_error', 'the request body is too large', null, 'body_too_large');
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError(415, 'invalid_request_error', 'send the body as application/json', null, 'unsupported_media_type');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      const limit = hints.bodyLimit === undefined ? 'the limit' : `the limit of ${hints.bodyLimit} bytes`;
+      return new ApiError(413, 'invalid_request_error', `the request body is larger than ${limit} (raise it with --body-limit)`,
+        null, 'body_too_large');
+    }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': {
+      const given = hints.contentType ? `Content-Type ${hints.contentType} is not supported` : 'the body has no Content-Type';
+      return new ApiError(415, 'invalid_request_error', `${given}: send the body as application/json`, null, 'unsupported_media_type');
+    }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return badRequest('the request body is empty; send a JSON object', null, 'invalid_json');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

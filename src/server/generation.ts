@@ -1,7 +1,10 @@
 /**
- * POST /v1/completions and /v1/chat/completions: validate, tokenize, check the context, queue a DecodeSession,
- * then either stream OpenAI chunks as server-sent events (ending with `data: [DONE]`) or answer with one JSON
- * object. A client that disconnects cancels its job, which frees the session's cache at once.
+ * POST /v1/completions and /v1/chat/completions: validate, check the prompt's size, take a place in the scheduler
+ * (429 when full), then render and tokenize (one request per event-loop turn), check the context, queue a
+ * DecodeSession, and either stream OpenAI chunks as server-sent events (ending with `data: [DONE]`) or answer with
+ * one JSON object. Everything before admission is bounded by the body limit and cheap, so a flood of large or
+ * refused requests cannot hold the event loop. A client that disconnects cancels its job, which frees the
+ * session's cache at once.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -11,7 +14,7 @@ import { RecurformerError } from '../tensor/errors.js';
 import { ApiError, badRequest, shuttingDown, toApiError } from './errors.js';
 import { chatSchema, completionSchema, parseBody, type ChatRequest, type CompletionRequest } from './schema.js';
 import type { ServerContext } from './context.js';
-import type { Job } from './scheduler.js';
+import type { Admission, Job } from './scheduler.js';
 
 type Kind = 'text' | 'chat';
 type Common = CompletionRequest | ChatRequest;
@@ -22,7 +25,7 @@ export async function handleCompletion(ctx: ServerContext, req: FastifyRequest, 
   const body = parseBody(completionSchema(ctx.model.cfg.maxPos), req.body);
   if (body instanceof ApiError) throw body;
   const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
-  await run(ctx, reply, 'text', body, prompt, 'prompt', body.max_tokens ?? 16);
+  await run(ctx, reply, 'text', body, prompt.length, () => promptIds(ctx.tokenizer, prompt), 'prompt', body.max_tokens ?? 16);
 }
 
 export async function handleChat(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -32,26 +35,45 @@ export async function handleChat(ctx: ServerContext, req: FastifyRequest, reply:
     role: m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
   }));
-  const prompt = ctx.chatTemplate.render(messages);
+  const chars = messages.reduce((sum, m) => sum + m.content.length, 0);
   // chat replies run until EOS or the context unless the client caps them
-  await run(ctx, reply, 'chat', body, prompt, 'messages', body.max_completion_tokens ?? body.max_tokens ?? ctx.model.cfg.maxPos);
+  await run(ctx, reply, 'chat', body, chars, () => ctx.chatTemplate.ids(messages, ctx.tokenizer, { plainContent: ctx.plainContent }), 'messages',
+    body.max_completion_tokens ?? body.max_tokens ?? ctx.model.cfg.maxPos);
 }
 
-async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Common,
-  prompt: string, promptParam: string, maxTokens: number): Promise<void> {
+/** `chars` is the prompt text's length before rendering; `prompt` renders and tokenizes it (once admitted). */
+async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Common, chars: number,
+  prompt: () => number[], promptParam: string, maxTokens: number): Promise<void> {
   if (body.model !== ctx.modelId) {
     throw new ApiError(404, 'not_found_error', `the model '${body.model}' does not exist; this server serves '${ctx.modelId}'`,
       'model', 'model_not_found');
   }
-  const ids = promptIds(ctx.tokenizer, prompt);
+  if (chars > ctx.maxPromptChars) {
+    throw badRequest(`the prompt has ${chars} characters, more than the limit of ${ctx.maxPromptChars} `
+      + '(raise it with --max-prompt-chars)', promptParam, 'prompt_too_long');
+  }
+  const admission = ctx.scheduler.admit(); // 429/503 here, before any tokenizing
+  let session: DecodeSession;
+  try {
+    session = await makeSession(ctx, body, kind, prompt, promptParam, maxTokens);
+  } catch (e) {
+    admission.release();
+    throw e;
+  }
+  await respond(ctx, reply, kind, body, session, admission);
+}
+
+/** Renders and tokenizes the prompt (in its own event-loop turn), checks it against the context, makes the session. */
+async function makeSession(ctx: ServerContext, body: Common, kind: Kind, prompt: () => number[], promptParam: string,
+  maxTokens: number): Promise<DecodeSession> {
+  const ids = await ctx.prepare.run(prompt);
   const n = ctx.model.cfg.maxPos;
   if (ids.length > n) {
     throw badRequest(`the prompt has ${ids.length} tokens, more than the model's context of ${n}`, promptParam,
       'context_length_exceeded');
   }
-  let session: DecodeSession;
   try {
-    session = new DecodeSession(ctx.model, ctx.tokenizer, ids, {
+    return new DecodeSession(ctx.model, ctx.tokenizer, ids, {
       maxTokens,
       temperature: body.temperature ?? 1,
       topP: body.top_p ?? 1,
@@ -68,6 +90,11 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
     if (e instanceof RecurformerError) throw badRequest(e.message);
     throw e;
   }
+}
+
+/** Queues the session on its admission and answers: a stream of chunks, or one JSON object at the end. */
+async function respond(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Common, session: DecodeSession,
+  admission: Admission): Promise<void> {
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
@@ -75,7 +102,7 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
   const route = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions';
   if (body.stream) {
     const sse = new SseWriter(ctx, reply, kind, id, created, !!body.cache_stats);
-    const job = ctx.scheduler.submit(session, (ev, j) => sse.event(ev, j)); // throws 429/503 before any byte is sent
+    const job = ctx.scheduler.submit(session, (ev, j) => sse.event(ev, j), admission); // throws 503 before any byte is sent
     sse.start(job);
     let outcome;
     try {
@@ -99,7 +126,7 @@ async function run(ctx: ServerContext, reply: FastifyReply, kind: Kind, body: Co
   }
   const job = ctx.scheduler.submit(session, (ev) => {
     if (ev.id >= 0) ctx.metrics.decoded(session.memoryKind);
-  });
+  }, admission);
   let clientGone = false;
   const onClose = (): void => {
     if (reply.raw.writableEnded) return;

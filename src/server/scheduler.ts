@@ -1,7 +1,11 @@
 /**
  * The decode scheduler: at most `maxConcurrent` sessions decode at once, interleaved token by token (one step of
  * each running session per round, then a yield to the event loop so sockets, timers and new requests get their
- * turn); up to `maxQueue` more wait in FIFO order; beyond that `submit` throws a 429 with Retry-After.
+ * turn); up to `maxQueue` more wait in FIFO order; beyond that `admit` (or `submit`) throws a 429 with Retry-After.
+ *
+ * A request is admitted before it is tokenized and holds its place until its session is submitted: the limit
+ * counts running, queued and admitted requests together, so a burst that arrives before the decode loop runs
+ * cannot slip past it, and a refused request costs no tokenizing.
  *
  * A job is cancelled at once (its cache freed) when its client goes away; `close` refuses new work, cancels the
  * queue, lets running sessions finish within a grace period and cancels the rest.
@@ -63,9 +67,17 @@ export interface SchedulerOpts {
   onSettled?: (job: Job) => void;
 }
 
+/** A place held for an admitted request while it is prepared (tokenized); `submit` takes it over. */
+export interface Admission {
+  /** Gives the place back (the request failed before submitting); a no-op the second time. */
+  release(): void;
+}
+
 export class Scheduler {
   private readonly queued: Job[] = [];
   private readonly running: Job[] = [];
+  /** Admitted requests not yet submitted. */
+  private admitted = 0;
   private looping = false;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
@@ -85,12 +97,30 @@ export class Scheduler {
     return this.running;
   }
 
-  /** Queues a session; throws a 503 ApiError while closing and a 429 when the queue is full. */
-  submit(session: DecodeSession, onEvent: (ev: StepEvent, job: Job) => void): Job {
+  /**
+   * Takes a place for a request: throws a 503 ApiError while closing and a 429 when running, queued and admitted
+   * requests already fill maxConcurrent + maxQueue. (Jobs wait in the queue until the loop's next round starts
+   * them, so the running count alone would let a burst through.)
+   */
+  admit(): Admission {
     if (this.closing) throw shuttingDown();
-    if (this.running.length >= this.opts.maxConcurrent && this.queued.length >= this.opts.maxQueue) {
+    if (this.running.length + this.queued.length + this.admitted >= this.opts.maxConcurrent + this.opts.maxQueue) {
       throw queueFull(this.opts.retryAfter ?? 1);
     }
+    this.admitted++;
+    let held = true;
+    return {
+      release: () => {
+        if (held) this.admitted--;
+        held = false;
+      },
+    };
+  }
+
+  /** Queues a session on its admission (admitting it now without one); throws 503 while closing, 429 when full. */
+  submit(session: DecodeSession, onEvent: (ev: StepEvent, job: Job) => void, admission: Admission = this.admit()): Job {
+    admission.release();
+    if (this.closing) throw shuttingDown();
     const job = new Job(session, onEvent, this);
     this.queued.push(job);
     void this.loop();
@@ -171,6 +201,20 @@ export class Scheduler {
     if (job.settled) return; // onEvent cancelled it (a failed write)
     job.end(state, error);
     this.opts.onSettled?.(job);
+  }
+}
+
+/**
+ * Runs tasks one at a time, each in its own turn of the event loop (setImmediate after the previous one): a burst
+ * of long prompts is tokenized with sockets polled and decode rounds run between them, not in one blocking run.
+ */
+export class TurnQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => T): Promise<T> {
+    const p = this.tail.then(tick).then(task);
+    this.tail = p.catch(() => undefined);
+    return p;
   }
 }
 

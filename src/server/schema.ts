@@ -3,8 +3,8 @@
  * a few llama.cpp-style sampling extensions (top_k, min_p, repetition_penalty). Unknown keys are ignored, as
  * OpenAI-compatible servers do, but a known key with a wrong type or range is a 400 naming that key.
  *
- * Bounds that depend on the model (max_tokens against the context) come from `ctx`; prompt length in tokens is
- * checked after tokenization (routes.ts).
+ * Bounds that depend on the model (max_tokens against the context) come from `ctx`; the prompt's length in
+ * characters is checked before admission, in tokens after tokenization (generation.ts).
  */
 import { z } from 'zod';
 import { badRequest, type ApiError } from './errors.js';

@@ -11,6 +11,8 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MODEL_DIR = new URL('../../models/stories260K', import.meta.url).pathname;
 const loaded = loadModel(MODEL_DIR);
 const model = buildModel(loaded);
+/** The bundled model's tokenizer (to wrap in spies). */
+export const tokenizer = loaded.tokenizer!;
 
 export interface TestServer {
   server: RecurformerServer;

@@ -48,13 +48,23 @@ const cases: [string, () => Promise<Awaited<ReturnType<typeof post>>>, number, s
   ['invalid UTF-8', () => post(`${s.url}/v1/completions`, Buffer.concat([Buffer.from('{"model":"stories260K","prompt":"'),
     Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')])), 400, 'invalid_encoding', null],
   ['an oversize body', () => post(`${s.url}/v1/completions`, JSON.stringify({ ...ok, prompt: 'a'.repeat(100_000) })), 413, 'body_too_large', null],
-  ['a text/plain body', () => post(`${s.url}/v1/completions`, 'hello', { 'content-type': 'text/plain' }), 400, 'invalid_type', null],
+  ['a text/plain body', () => post(`${s.url}/v1/completions`, 'hello', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type', null],
+  ['a text/plain body holding JSON', () => post(`${s.url}/v1/completions`, JSON.stringify(ok), { 'content-type': 'text/plain; charset=utf-8' }),
+    415, 'unsupported_media_type', null],
   ['an XML body', () => post(`${s.url}/v1/completions`, '<a/>', { 'content-type': 'application/xml' }), 415, 'unsupported_media_type', null],
 ];
 
 for (const [name, send, status, code, param] of cases) {
   test(`${name} -> ${status} ${code}`, async () => assertError(await send(), status, code, param));
 }
+
+test('413 and 415 say what was wrong and how to fix it', async () => {
+  const big = await post(`${s.url}/v1/completions`, JSON.stringify({ ...ok, prompt: 'a'.repeat(100_000) }));
+  assert.match(big.json.error!.message, /65536 bytes.*--body-limit/);
+  const text = await post(`${s.url}/v1/completions`, 'hello', { 'content-type': 'text/plain' });
+  assert.match(text.json.error!.message, /text\/plain.*application\/json/);
+  assert.equal(text.json.error!.type, 'invalid_request_error');
+});
 
 test('an oversize chunked body (no Content-Length) is a 413 too', async () => {
   const u = new URL(`${s.url}/v1/completions`);

@@ -1,13 +1,15 @@
 /**
  * `recurformer serve [MODEL]`: the OpenAI-compatible HTTP server (src/server/). Binds to loopback unless told
- * otherwise; SIGTERM and SIGINT shut it down gracefully (running sessions finish within the grace period), after
- * which the command returns and the process exits 0.
+ * otherwise; SIGTERM and SIGINT shut it down gracefully (running sessions finish within the grace period, then
+ * every connection is closed), after which the command returns and the process exits 0. A second signal during
+ * that drain exits at once (src/server/signals.ts).
  */
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { loadChatTemplate } from '../../server/chat-template.js';
-import { createServer } from '../../server/app.js';
+import { createServer, PROMPT_CHARS_PER_TOKEN } from '../../server/app.js';
+import { shutdownOnSignal } from '../../server/signals.js';
 import { defaultModelPath, load, parseDtypeArg, parseIntArg } from '../common.js';
 
 interface Opts {
@@ -17,6 +19,8 @@ interface Opts {
   maxQueue: string;
   maxConcurrent: string;
   bodyLimit: string;
+  maxPromptChars?: string;
+  plainContent?: boolean;
   graceMs: string;
   dtype: string;
 }
@@ -31,8 +35,10 @@ export function registerServe(program: Command): void {
     .option('--api-key <key>', 'require "Authorization: Bearer KEY" on every route but /health')
     .option('--max-queue <n>', 'requests that may wait for a decode slot (more get 429)', '16')
     .option('--max-concurrent <n>', 'sessions decoding at once, interleaved token by token', '4')
-    .option('--body-limit <bytes>', 'largest request body', String(1 << 20))
-    .option('--grace-ms <ms>', 'on SIGTERM, how long running sessions may finish before being cancelled', '10000')
+    .option('--body-limit <bytes>', 'largest request body (larger ones get 413)', String(1 << 20))
+    .option('--max-prompt-chars <n>', `longest prompt in characters, refused (400) before tokenizing (default: ${PROMPT_CHARS_PER_TOKEN} per token of the context)`)
+    .option('--plain-content', 'tokenize chat message contents as plain text, so a special token a client writes stays text')
+    .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running sessions may finish before being cancelled; a second signal exits at once', '10000')
     .option('--dtype <d>', 'weights in memory: keep (as stored), f16 (16-bit; BF16 checkpoints stay bf16) or f32', 'keep')
     .action(async (modelArg: string | undefined, o: Opts) => {
       const path = modelArg ?? defaultModelPath();
@@ -45,7 +51,9 @@ export function registerServe(program: Command): void {
         maxQueue: parseIntArg('--max-queue', o.maxQueue),
         maxConcurrent: parseIntArg('--max-concurrent', o.maxConcurrent, 1),
         bodyLimit: parseIntArg('--body-limit', o.bodyLimit, 1),
+        maxPromptChars: o.maxPromptChars === undefined ? undefined : parseIntArg('--max-prompt-chars', o.maxPromptChars, 1),
         graceMs: parseIntArg('--grace-ms', o.graceMs),
+        plainContent: o.plainContent ?? false,
       });
       const port = parseIntArg('--port', o.port);
       let url: string;
@@ -57,13 +65,6 @@ export function registerServe(program: Command): void {
           code === 'EADDRINUSE' ? 'the port is taken: pick another, or --port 0 for a free one' : 'check the address');
       }
       process.stderr.write(`recurformer: serving ${server.context.modelId} on ${url} (playground at ${url}/)\n`);
-      await new Promise<void>((resolve) => {
-        const stop = (sig: string): void => {
-          process.stderr.write(`recurformer: ${sig}, shutting down\n`);
-          void server.shutdown().then(resolve);
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      await shutdownOnSignal(server, (line) => process.stderr.write(`recurformer: ${line}\n`));
     });
 }
