@@ -3,14 +3,16 @@
  * `tokenizer.chat_template`, rendered by @huggingface/jinja as transformers does), or DEFAULT_CHAT_TEMPLATE when the model ships none (stories260K is a
  * story model with no chat format).
  *
- * Special tokens are never parsed out of text (see io/tokenizer.ts), so a template's leading `{{ bos_token }}` is
- * cut from the rendered string and BOS is added by id instead.
+ * The rendered text is tokenized as transformers' apply_chat_template does: the template's own special tokens
+ * (<|im_start|>, <start_of_turn>, its `{{ bos_token }}`) become their ids, and no BOS is added beyond what the
+ * template writes. With `plainContent`, the messages' own text stays plain (a user who types "<|im_start|>" gets
+ * the characters, not the control token).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ggufOpt, readGguf } from '../io/gguf.js';
-import type { Tokenizer } from '../io/tokenizer.js';
+import { pushAll, type Tokenizer } from '../io/tokenizer.js';
 import { FormatError } from '../tensor/errors.js';
 import { badRequest } from './errors.js';
 
@@ -35,8 +37,10 @@ export interface ChatMessage {
 export interface ChatTemplate {
   /** Where the template came from: a tokenizer_config.json path or 'default'. */
   readonly source: string;
-  /** The prompt text for these messages (without the BOS token). */
+  /** The prompt text for these messages, as the template writes it (BOS included when the template has it). */
   render(messages: readonly ChatMessage[]): string;
+  /** The prompt's token ids: the rendered text with its special tokens as ids (see the module comment). */
+  ids(messages: readonly ChatMessage[], tok: Tokenizer, o?: { plainContent?: boolean }): number[];
 }
 
 interface TokenizerConfig {
@@ -90,7 +94,23 @@ export function makeChatTemplate(source: string, origin: string, bos = '<s>', eo
         // templates reject some conversations on purpose (raise_exception: "roles must alternate")
         throw badRequest(`the chat template rejected the messages: ${(e as Error).message}`, 'messages', 'invalid_messages');
       }
-      return bos && out.startsWith(bos) ? out.slice(bos.length) : out;
+      return out;
+    },
+    ids(messages, tok, o = {}) {
+      const text = this.render(messages);
+      if (!o.plainContent) return tok.encode(text, { bos: false });
+      // find each message's text in the rendered prompt, in order; those spans are encoded as plain text
+      const ids: number[] = [];
+      let at = 0;
+      for (const m of messages) {
+        const i = m.content ? text.indexOf(m.content, at) : -1;
+        if (i < 0) continue;
+        pushAll(ids, tok.encode(text.slice(at, i), { bos: false }));
+        pushAll(ids, tok.encode(m.content, { bos: false, plain: true }));
+        at = i + m.content.length;
+      }
+      pushAll(ids, tok.encode(text.slice(at), { bos: false }));
+      return ids;
     },
   };
 }

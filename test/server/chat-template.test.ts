@@ -19,7 +19,7 @@ test('stories260K has no template: the documented default renders the conversati
   assert.equal(t.render(msgs), 'Be kind.\n\nUser: Hi\nAssistant: Hello\nUser: A story?\nAssistant:');
 });
 
-test("a folder's chat_template is used, and a leading bos_token is cut (BOS goes in by id)", () => {
+test("a folder's chat_template is used, its bos_token rendered as the template writes it", () => {
   const dir = mkdtempSync(join(tmpdir(), 'rf-tpl-'));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({
     bos_token: '<s>', eos_token: { content: '</s>' },
@@ -28,7 +28,7 @@ test("a folder's chat_template is used, and a leading bos_token is cut (BOS goes
   }));
   const t = loadChatTemplate(dir);
   assert.equal(t.source, join(dir, 'tokenizer_config.json'));
-  assert.equal(t.render(msgs.slice(1, 2)), '[USER] Hi</s>[ASSISTANT]');
+  assert.equal(t.render(msgs.slice(1, 2)), '<s>[USER] Hi</s>[ASSISTANT]');
 });
 
 test('a GGUF tokenizer.chat_template is used', () => {
