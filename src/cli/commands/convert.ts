@@ -27,6 +27,7 @@ interface Opts {
   protectRetrieval?: string;
   init: string;
   calib?: string;
+  dtype?: string;
   calibTokens: string;
   chunk?: string;
   out: string;
@@ -53,6 +54,7 @@ export function registerConvert(program: Command): void {
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
     .option('--chunk <n>', 'SSD chunk length for prefill (default 64, or the converted model\'s)')
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
+    .option('--dtype <d>', 'weights written: keep (the source\'s F32/F16/BF16), F32, F16 or BF16 (recurrent heads are always F32)', 'keep')
     .option('--force', 'replace the model already in --out')
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: Opts) => {
@@ -60,6 +62,7 @@ export function registerConvert(program: Command): void {
       if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
       const cfg = lm.config;
       checkOut(o.out, o.force ?? false); // before the work, not after it
+      const dtype = outputDtype(o.dtype, lm);
       let plan: ReplacementPlan;
       let analysis: AnalysisLike | null = null;
       if (o.plan) {
@@ -85,6 +88,14 @@ export function registerConvert(program: Command): void {
       if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
       const calibPath = o.calib ?? join(packageRoot(), 'data', 'tinystories-valid-excerpt', 'tinystories_val.txt');
       let calibration: Int32Array | undefined;
+      // the output-scale fit is what makes an attention-initialized head usable: never skip it without a word
+      if (o.calib !== undefined && !existsSync(o.calib)) {
+        throw new ArgumentError('convert', '--calib', `${o.calib} does not exist`, 'pass a text file in the model\'s domain');
+      }
+      const calibWarning = o.init !== 'attention' ? null
+        : !lm.tokenizer ? 'the model has no tokenizer, so the output scales are not fitted (pass a model folder with its tokenizer)'
+          : !existsSync(calibPath) ? `the default calibration text ${calibPath} is missing, so the output scales are not fitted (pass --calib FILE)` : null;
+      if (calibWarning) process.stderr.write(`recurformer: warning: ${calibWarning}\n`);
       if (lm.tokenizer && existsSync(calibPath)) {
         const n = Math.min(parseIntArg('--calib-tokens', o.calibTokens, 2), cfg.maxPos);
         calibration = Int32Array.from(lm.tokenizer.encode(readFileSync(calibPath, 'utf8').slice(0, n * 8), { bos: true }).slice(0, n));
@@ -101,10 +112,11 @@ export function registerConvert(program: Command): void {
       const written: ReplacementPlan = {
         schema, version, model: modelShape(cfg), ...rest, layers: conv.recurformer.layers, ...(earlier.length ? { earlier } : {}),
       };
-      writeConverted(o.out, conv, written, { force: o.force ?? false });
+      writeConverted(o.out, conv, written, { force: o.force ?? false, dtype });
       const replaced = written.layers.reduce((s, l) => s + l.groups.length, 0);
       const summary = {
         out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: written.layers, init: o.init,
+        calibrated: calibration !== undefined && o.init === 'attention', dtype,
         ...(earlier.length ? { earlier } : {}), ...(plan.protected ? { protected: plan.protected } : {}),
       };
       if (o.json) printJson(summary);
@@ -116,4 +128,17 @@ export function registerConvert(program: Command): void {
           (kept.length ? `kept for retrieval (probe harm >= ${plan.protected!.threshold} nats): ${kept.map((g) => `L${g.layer} g${g.kvGroup}`).join(', ')}\n` : ''));
       }
     });
+}
+
+/** The dtype convert writes: the source's own by default (a BF16 checkpoint stays BF16), or the one asked for. */
+export function outputDtype(flag: string | undefined, lm: { tensors: ReadonlyMap<string, { dtype: string; shape: readonly number[] }> }): 'F32' | 'F16' | 'BF16' {
+  const d = (flag ?? 'keep').toUpperCase();
+  if (d === 'F32' || d === 'F16' || d === 'BF16') return d;
+  if (d !== 'KEEP') throw new ArgumentError('convert', '--dtype', `= ${flag} is not keep, F32, F16 or BF16`);
+  // the stored type of the matrices (quantized GGUF sources are written as F16: the closest float type)
+  for (const [name, t] of lm.tensors) {
+    if (t.shape.length !== 2 || name.includes('.recurrent.')) continue;
+    return t.dtype === 'F32' || t.dtype === 'BF16' ? t.dtype : 'F16';
+  }
+  return 'F32';
 }
