@@ -41,13 +41,13 @@ function checkWritten(dir: string, conv: ConvertedModel, out: string): void {
 
 /** Writes the converted model and its plan.json to `out` atomically, after checking they load back. */
 export function writeConverted(out: string, conv: ConvertedModel, plan: ReplacementPlan,
-  o: { force?: boolean; dtype?: 'F32' | 'F16' | 'BF16' } = {}): void {
+  o: { force?: boolean; dtype?: 'F32' | 'F16' | 'BF16'; maxShardBytes?: number } = {}): void {
   checkOut(out, o.force ?? false);
   const parent = dirname(resolve(out));
   mkdirSync(parent, { recursive: true });
   const tmp = join(parent, `.${basename(out)}.convert-${process.pid}-${Date.now().toString(36)}`);
   try {
-    writeHfFolder(tmp, conv, o.dtype ?? 'F32');
+    writeHfFolder(tmp, conv, o.dtype ?? 'F32', o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : {});
     writeFileAtomic(join(tmp, 'plan.json'), Buffer.from(`${JSON.stringify(plan, null, 2)}\n`));
     checkWritten(tmp, conv, out);
     if (!existsSync(out)) {

@@ -13,7 +13,7 @@ import { configToHf, type ModelConfig } from '../model/config.js';
 import { GgufType, type GgufValue } from './gguf.js';
 import { ggufMetadataFromConfig } from './gguf-config.js';
 import { writeGguf } from './gguf-write.js';
-import { writeSafetensors } from './safetensors.js';
+import { writeSafetensorsFolder } from './safetensors.js';
 import { f32ArrayToBf16, f32ArrayToF16, toF32, writeFileAtomic, type RawDType, type RawTensor } from './tensor-file.js';
 import type { Tokenizer } from './tokenizer.js';
 import { ByteLevelTokenizer } from './tokenizer-bytelevel.js';
@@ -38,7 +38,7 @@ export function castTensor(t: RawTensor, dtype: RawDType): RawTensor {
 }
 
 /** Write config.json, generation_config.json, model.safetensors and (when available) the tokenizer files. */
-export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32'): { tokenizerWritten: boolean } {
+export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32', o: { maxShardBytes?: number } = {}): { tokenizerWritten: boolean } {
   const base = new Map([...m.tensors].filter(([k]) => !k.includes('.recurrent.')));
   const tensors = checkHfTensors(m.config, base, dir);
   // a converted model's recurrent tensors ride along (always float32: they are trained further)
@@ -49,8 +49,8 @@ export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F
   const json = (name: string, v: unknown) => writeFileAtomic(join(dir, name), Buffer.from(JSON.stringify(v, null, 2) + '\n'));
   json('config.json', hf);
   json('generation_config.json', { bos_token_id: m.config.bosId, eos_token_id: m.config.eosId.length === 1 ? m.config.eosId[0] : m.config.eosId });
-  writeSafetensors(join(dir, 'model.safetensors'),
-    [...tensors.values()].map((t) => (t.name.includes('.recurrent.') ? t : castTensor(t, dtype))), { format: 'pt' });
+  writeSafetensorsFolder(dir, [...tensors.values()].map((t) => (t.name.includes('.recurrent.') ? t : castTensor(t, dtype))),
+    { metadata: { format: 'pt' }, ...(o.maxShardBytes !== undefined ? { maxShardBytes: o.maxShardBytes } : {}) });
   const src = m.tokenizerSource;
   const srcDir = src === null ? null : existsSync(src) && statSync(src).isDirectory() ? src : src.endsWith('tokenizer.json') ? dirname(src) : null;
   if (srcDir === null) return { tokenizerWritten: false };
@@ -81,4 +81,16 @@ function tokenizerMetadata(tok: Tokenizer, path: string): Map<string, GgufValue>
   }
   if (tok instanceof ByteLevelTokenizer) return ggufMetadataFromByteLevel(tok.spec);
   throw new FormatError(path, 'this tokenizer cannot be written to GGUF', 'use a SentencePiece or byte-level BPE tokenizer');
+}
+
+/**
+ * The float type a model's matrices are stored in (the first 2-D weight that is not a recurrent head's): F32, F16
+ * or BF16; quantized sources (GGUF Q8_0, Q4_0) report F16, the closest float type. What `keep` writes.
+ */
+export function storedFloatDtype(tensors: ReadonlyMap<string, { dtype: string; shape: readonly number[] }>): 'F32' | 'F16' | 'BF16' {
+  for (const [name, t] of tensors) {
+    if (t.shape.length !== 2 || name.includes('.recurrent.')) continue;
+    return t.dtype === 'F32' || t.dtype === 'BF16' ? t.dtype : 'F16';
+  }
+  return 'F32';
 }

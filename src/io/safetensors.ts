@@ -11,9 +11,9 @@
  * their offset when the tensor's data is first used (see `fileTensor`), so files over 2 GiB load and `inspect` reads
  * headers only.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { FormatError } from '../tensor/errors.js';
+import { ArgumentError, FormatError } from '../tensor/errors.js';
 import { bufferSource, fileSource, type ByteSource } from './binary-reader.js';
 import { countNonFinite, fileTensor, ITEM_SIZE, numel, scanNonFinite, tensorBytes, writeFileAtomic, type RawDType, type RawTensor } from './tensor-file.js';
 
@@ -190,6 +190,62 @@ export function writeSafetensors(path: string, tensors: readonly RawTensor[], me
 }
 
 // ---- sharded checkpoints ------------------------------------------------------------------------------------
+
+/** Default largest shard: below 2 GiB, so every shard stays readable by tools that map a file into one buffer. */
+export const DEFAULT_MAX_SHARD_BYTES = 2_000_000_000;
+const SHARD_FILE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+/**
+ * Write a model's weights into `dir` the way Hugging Face does: one model.safetensors when they fit in
+ * `maxShardBytes`, otherwise model-0000k-of-0000n.safetensors shards (tensors in order, a new shard whenever the next
+ * tensor would overflow; a tensor larger than the limit gets a shard of its own) plus model.safetensors.index.json
+ * (metadata.total_size and the weight_map). Weight files of the other layout left in `dir` are removed afterwards,
+ * so a folder never holds both. Each file is written atomically; the index is written last.
+ */
+export function writeSafetensorsFolder(dir: string, tensors: readonly RawTensor[], o: { metadata?: Record<string, string>; maxShardBytes?: number } = {}): string[] {
+  const max = o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+  const sizes = tensors.map((t) => numel(t.shape) * ITEM_SIZE[t.dtype]);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const stale = (keep: (f: string) => boolean) => {
+    for (const f of readdirSync(dir)) {
+      if ((f === 'model.safetensors' || f === 'model.safetensors.index.json' || SHARD_FILE.test(f)) && !keep(f)) rmSync(join(dir, f), { force: true });
+    }
+  };
+  if (total <= max) {
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, o.metadata);
+    stale((f) => f === 'model.safetensors');
+    return ['model.safetensors'];
+  }
+  const groups: RawTensor[][] = [];
+  let bytes = Infinity;
+  tensors.forEach((t, i) => {
+    if (bytes + sizes[i]! > max) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1]!.push(t);
+    bytes += sizes[i]!;
+  });
+  const pad = (n: number) => String(n).padStart(5, '0');
+  const names = groups.map((_, k) => `model-${pad(k + 1)}-of-${pad(groups.length)}.safetensors`);
+  const weightMap: Record<string, string> = {};
+  groups.forEach((g, k) => {
+    writeSafetensors(join(dir, names[k]!), g, o.metadata);
+    for (const t of g) weightMap[t.name] = names[k]!;
+  });
+  const index = { metadata: { total_size: total }, weight_map: weightMap };
+  writeFileAtomic(join(dir, 'model.safetensors.index.json'), Buffer.from(`${JSON.stringify(index, null, 2)}\n`));
+  stale((f) => f === 'model.safetensors.index.json' || names.includes(f));
+  return [...names, 'model.safetensors.index.json'];
+}
+
+/** A shard size flag: bytes, or a number with KB/MB/GB (powers of 1000, as Hugging Face's max_shard_size). */
+export function parseShardSize(v: string, arg = '--max-shard-size'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*$/i.exec(v);
+  const n = m ? Math.floor(Number(m[1]) * ({ B: 1, KB: 1e3, MB: 1e6, GB: 1e9 } as Record<string, number>)[(m[2] ?? 'B').toUpperCase()]!) : NaN;
+  if (!(n >= 1)) throw new ArgumentError('cli', arg, `= ${v} is not a size`, 'use bytes or a number with KB, MB or GB, e.g. 2GB');
+  return n;
+}
 
 export interface SafetensorsIndex {
   /** tensor name -> shard file name (relative to the index's folder) */

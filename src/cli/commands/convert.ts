@@ -11,6 +11,8 @@ import { convert } from '../../convert/apply.js';
 import { DEFAULT_PROTECT_NATS, planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
 import { checkAnalysisFile, checkPlanFile, modelShape, parseAnalysis, parsePlan } from '../../convert/validate.js';
 import { checkOut, writeConverted } from '../../convert/write.js';
+import { storedFloatDtype } from '../../io/model-save.js';
+import { parseShardSize } from '../../io/safetensors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
@@ -28,6 +30,7 @@ interface Opts {
   init: string;
   calib?: string;
   dtype?: string;
+  maxShardSize?: string;
   calibTokens: string;
   chunk?: string;
   out: string;
@@ -55,6 +58,7 @@ export function registerConvert(program: Command): void {
     .option('--chunk <n>', 'SSD chunk length for prefill (default 64, or the converted model\'s)')
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
     .option('--dtype <d>', 'weights written: keep (the source\'s F32/F16/BF16), F32, F16 or BF16 (recurrent heads are always F32)', 'keep')
+    .option('--max-shard-size <size>', 'largest safetensors file; bigger models are sharded with an index (bytes, or e.g. 2GB)', '2GB')
     .option('--force', 'replace the model already in --out')
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: Opts) => {
@@ -63,6 +67,7 @@ export function registerConvert(program: Command): void {
       const cfg = lm.config;
       checkOut(o.out, o.force ?? false); // before the work, not after it
       const dtype = outputDtype(o.dtype, lm);
+      parseShardSize(o.maxShardSize ?? '2GB'); // a bad flag fails before the work
       let plan: ReplacementPlan;
       let analysis: AnalysisLike | null = null;
       if (o.plan) {
@@ -112,7 +117,7 @@ export function registerConvert(program: Command): void {
       const written: ReplacementPlan = {
         schema, version, model: modelShape(cfg), ...rest, layers: conv.recurformer.layers, ...(earlier.length ? { earlier } : {}),
       };
-      writeConverted(o.out, conv, written, { force: o.force ?? false, dtype });
+      writeConverted(o.out, conv, written, { force: o.force ?? false, dtype, maxShardBytes: parseShardSize(o.maxShardSize ?? '2GB') });
       const replaced = written.layers.reduce((s, l) => s + l.groups.length, 0);
       const summary = {
         out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: written.layers, init: o.init,
@@ -135,10 +140,5 @@ export function outputDtype(flag: string | undefined, lm: { tensors: ReadonlyMap
   const d = (flag ?? 'keep').toUpperCase();
   if (d === 'F32' || d === 'F16' || d === 'BF16') return d;
   if (d !== 'KEEP') throw new ArgumentError('convert', '--dtype', `= ${flag} is not keep, F32, F16 or BF16`);
-  // the stored type of the matrices (quantized GGUF sources are written as F16: the closest float type)
-  for (const [name, t] of lm.tensors) {
-    if (t.shape.length !== 2 || name.includes('.recurrent.')) continue;
-    return t.dtype === 'F32' || t.dtype === 'BF16' ? t.dtype : 'F16';
-  }
-  return 'F32';
+  return storedFloatDtype(lm.tensors);
 }

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { ArgumentError } from '../../tensor/errors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
-import { writeGgufModel, writeHfFolder } from '../../io/model-save.js';
+import { storedFloatDtype, writeGgufModel, writeHfFolder } from '../../io/model-save.js';
+import { parseShardSize } from '../../io/safetensors.js';
 import { defaultModelPath, printJson } from '../common.js';
 
 export function registerExport(program: Command): void {
@@ -12,16 +13,19 @@ export function registerExport(program: Command): void {
     .argument('[model]', 'model path (default: bundled stories260K)')
     .requiredOption('--out <path>', 'output folder (hf) or file (gguf)')
     .option('--format <f>', 'hf or gguf', 'hf')
-    .option('--dtype <d>', 'F32, F16 (or BF16 for hf)', 'F32')
+    .option('--dtype <d>', 'keep (the stored type; BF16 becomes F16 in GGUF), F32, F16, or BF16 for hf', 'keep')
+    .option('--max-shard-size <size>', 'hf: largest safetensors file; bigger models are sharded with an index (bytes, or e.g. 2GB)', '2GB')
     .option('--json', 'print a JSON summary')
-    .action((model: string | undefined, o: { out: string; format: string; dtype: string; json?: boolean }) => {
-      const dtype = o.dtype.toUpperCase();
+    .action((model: string | undefined, o: { out: string; format: string; dtype: string; maxShardSize: string; json?: boolean }) => {
+      const maxShardBytes = parseShardSize(o.maxShardSize);
       let lm = loadModel(model ?? defaultModelPath());
+      const stored = storedFloatDtype(lm.tensors);
+      const dtype = o.dtype.toUpperCase() !== 'KEEP' ? o.dtype.toUpperCase() : o.format === 'gguf' && stored === 'BF16' ? 'F16' : stored;
       if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
       let tokenizerWritten = true;
       if (o.format === 'hf') {
         if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32, F16 or BF16`);
-        tokenizerWritten = writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16').tokenizerWritten;
+        tokenizerWritten = writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16', { maxShardBytes }).tokenizerWritten;
       } else if (o.format === 'gguf') {
         if (!['F32', 'F16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32 or F16 for GGUF`);
         writeGgufModel(o.out, lm, dtype as 'F32' | 'F16');
