@@ -19,6 +19,12 @@ export interface BuildOptions {
    * BF16 checkpoints keep their bits, F32 ones are rounded to F16). 'keep': F16/BF16 stay 16-bit, F32 stays f32.
    */
   dtype?: 'f32' | 'f16' | 'keep';
+  /**
+   * Use the loaded float32 arrays as the weights instead of copies (inference never writes its weights). Without
+   * it, a model built for training owns its weights, so updating them cannot change the loaded model (a teacher
+   * built from the same LoadedModel, say).
+   */
+  share?: boolean;
 }
 
 const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
@@ -40,7 +46,8 @@ export function buildModel(m: LoadedModel, opts: BuildOptions = {}, spec?: Recur
       if (raw.dtype === 'BF16') weights.set(name, new HalfWeight(raw.shape, raw.data as Uint16Array, name, 'bf16'));
       else weights.set(name, new HalfWeight(raw.shape, raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw)), name));
     } else {
-      const t = tensor(raw.dtype === 'F32' ? Float32Array.from(raw.data as Float32Array) : toF32(raw), raw.shape);
+      const f32 = raw.dtype === 'F32' ? (opts.share && raw === raw0 ? raw.data as Float32Array : Float32Array.from(raw.data as Float32Array)) : toF32(raw);
+      const t = tensor(f32, raw.shape);
       t.name = name;
       weights.set(name, t);
     }

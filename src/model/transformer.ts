@@ -127,7 +127,10 @@ export class DecoderLM {
       x = (this.fast ??= new FastDecoder(this)).blocks(x, positions[0]!, opts.memory!);
     } else for (let l = 0; l < cfg.nLayers; l++) {
       if (opts.taps?.wants(`blk.${l}.in`)) opts.taps.put(`blk.${l}.in`, x); // the block's input (teacher forcing)
-      x = this.block(l, x, B, Tn, positions, opts);
+      // Without a graph to keep (no grad, no taps), each block runs in its own buffer scope: its intermediates go
+      // back to the pool for the next block, so a prefill chunk holds one block's activations, not every layer's.
+      const l0 = l, x0 = x;
+      x = !T.isGradEnabled() && !opts.taps ? T.scope(() => this.block(l0, x0, B, Tn, positions, opts)) : this.block(l, x, B, Tn, positions, opts);
       if (opts.taps?.wants(`blk.${l}.resid`)) opts.taps.put(`blk.${l}.resid`, x);
     }
     if (opts.lastOnly && Tn > 1) x = T.slice(x, 1, Tn - 1, Tn);

@@ -94,7 +94,11 @@ function collectStorages(value: unknown, out: Set<Storage>, seen: Set<unknown>):
 
 const kept: Set<Storage>[] = [];
 
-/** Keeps a tensor (or anything holding tensors) alive past the innermost scope. */
+/**
+ * Keeps a tensor (or anything holding tensors) alive past every enclosing scope (a cache's keys, a recurrent
+ * state): it is never returned to the free list, and the GC frees it once nothing references it. A scope's return
+ * value, by contrast, survives only that scope.
+ */
 export function keep<T>(value: T): T {
   const set = kept[kept.length - 1];
   if (set) collectStorages(value, set, new Set());
@@ -109,11 +113,14 @@ export function scope<T>(fn: () => T): T {
     result = fn();
   } finally {
     const sc = scopes.pop()!;
-    const keepSet = kept.pop()!;
-    if (result! !== undefined) collectStorages(result, keepSet, new Set());
+    const explicit = kept.pop()!;
+    const returned = new Set<Storage>();
+    if (result! !== undefined) collectStorages(result, returned, new Set());
     const outer = scopes[scopes.length - 1];
+    // explicit keeps stay kept in the enclosing scope too (a nested scope must not shorten their life)
+    if (outer) for (const s of explicit) kept[kept.length - 1]!.add(s);
     for (const s of sc.made) {
-      if (keepSet.has(s)) {
+      if (explicit.has(s) || returned.has(s)) {
         if (outer) outer.made.push(s);
         continue;
       }

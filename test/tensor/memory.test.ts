@@ -110,3 +110,17 @@ test('Rng is deterministic and its state round-trips', () => {
   for (let i = 0; i < 20000; i++) mean += r.normal();
   assert.ok(Math.abs(mean / 20000) < 0.03);
 });
+
+test('keep() inside a nested scope survives every enclosing scope; a nested return value survives only its own', () => {
+  let kept: T.Tensor | undefined;
+  let returned: T.Tensor | undefined;
+  T.scope(() => {
+    returned = T.scope(() => {
+      kept = T.keep(T.add(T.tensor([0.5, 1, 1.5]), T.tensor([0.5, 1, 1.5]))); // op results come from the pool
+      return T.add(T.tensor([2, 2.5, 3]), T.tensor([2, 2.5, 3]));
+    });
+    assert.deepEqual([...returned!.data], [4, 5, 6], 'the return value is alive in the outer scope');
+  });
+  assert.deepEqual([...kept!.data], [1, 2, 3], 'a kept tensor (a cache, a recurrent state) outlives the outer scope');
+  assert.equal(returned!.storage.data.length, 0, 'the inner return value went back to the pool with the outer scope (poisoned)');
+});
