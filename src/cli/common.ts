@@ -1,5 +1,5 @@
 /** Shared CLI helpers: the default model, model loading with a typed error, progress bars, output. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
@@ -7,6 +7,7 @@ import { loadModel, type LoadedModel } from '../io/model-load.js';
 import { buildModel } from '../model/build.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
+import { CHECKPOINT_FILE } from '../train/checkpoint.js';
 
 /** The package root (works from src/ under tsx and from dist/src/ when compiled). */
 export function packageRoot(): string {
@@ -23,6 +24,20 @@ export function defaultModelPath(): string {
   return join(packageRoot(), 'models', 'stories260K');
 }
 
+/**
+ * The model a MODEL argument names: the bundled default without one; for a `train` run folder (model/ beside
+ * checkpoint.bin) the model it trained. A lone .safetensors file is refused with its folder as the hint: the loader
+ * needs the folder's config.json and tokenizer (and every shard) too.
+ */
+export function modelPath(arg: string | undefined): string {
+  if (arg === undefined) return defaultModelPath();
+  if (existsSync(join(arg, CHECKPOINT_FILE)) && existsSync(join(arg, 'model', 'config.json'))) return join(arg, 'model');
+  if (/\.safetensors$/i.test(arg) && existsSync(arg) && statSync(arg).isFile()) {
+    throw new ArgumentError('cli', 'MODEL', `${arg} is one weights file, not a model`, `pass the folder holding it with its config.json: ${dirname(arg)}`);
+  }
+  return arg;
+}
+
 export interface Loaded {
   loaded: LoadedModel;
   model: DecoderLM;
@@ -35,8 +50,8 @@ export type WeightDtype = 'f32' | 'f16' | 'keep';
  * memory (Llama-3.2-1B: 2.6 GB instead of 7.2 GB widened to F32), and every kernel reads 16-bit weights directly.
  */
 export function load(path: string | undefined, dtype: WeightDtype = 'keep'): Loaded {
-  const loaded = loadModel(path ?? defaultModelPath());
-  return { loaded, model: buildModel(loaded, { dtype }) };
+  const loaded = loadModel(modelPath(path));
+  return { loaded, model: buildModel(loaded, { dtype, share: true }) };
 }
 
 /** `--dtype` for the inference commands: f32, f16 or keep; anything else is an error naming the flag. */

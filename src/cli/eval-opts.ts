@@ -14,7 +14,9 @@ import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { existsSync } from 'node:fs';
 import { parseIntArg, printJson, progress, readJsonArg } from './common.js';
+import { computedDefault } from './help.js';
 import { memoryFactory, type MemoryFlags } from './memory-opts.js';
+import { prepareOutFile, writingTo } from './output.js';
 
 export interface RecordFlags {
   label?: string;
@@ -26,11 +28,19 @@ export interface EqualCacheFlags extends MemoryFlags {
   equalCache?: string;
 }
 
+/** The task's name for errors: "eval ppl". */
+const opOf = (cmd: Command): string => `${cmd.parent?.name() ?? ''} ${cmd.name()}`.trim();
+
 export function addRecordOptions(cmd: Command): Command {
   return cmd
-    .option('--label <text>', 'label of this run in tables and charts (default: model name and memory)')
-    .option('--out <file>', 'also write the EvalRecord JSON to FILE (atomically)')
-    .option('--json', 'print the EvalRecord JSON');
+    .addOption(computedDefault('--label <text>', 'label of this run in tables and charts', 'model name and memory'))
+    .option('--out <file>', 'also write the EvalRecord JSON to FILE (atomically; missing folders are created)')
+    .option('--json', 'print the EvalRecord JSON')
+    // --out is checked before the task runs, not when its result is ready to be written
+    .hook('preAction', (_, action) => {
+      const out = (action.opts() as RecordFlags).out;
+      if (out !== undefined) prepareOutFile(opOf(action), '--out', out);
+    });
 }
 
 export function addEqualCacheOption(cmd: Command): Command {
@@ -117,11 +127,15 @@ export function taskRecord<R>(task: EvalTask, model: string, f: EqualCacheFlags 
   });
 }
 
-/** Writes the record to --out (atomically), then prints it (--json) or the human summary. */
+/**
+ * Prints the record (--json) or the human summary, then writes the record to --out (atomically). Printing first means
+ * a write that fails after all (the disk filled up during the task) still leaves the result on stdout.
+ */
 export function emitRecord(rec: EvalRecord, o: RecordFlags, summary: string): void {
-  if (o.out) writeFileAtomic(o.out, new TextEncoder().encode(`${JSON.stringify(rec, null, 1)}\n`));
   if (o.json) printJson(rec);
   else process.stdout.write(`${summary}\n`);
+  const out = o.out;
+  if (out) writingTo(`eval ${rec.task}`, '--out', out, () => writeFileAtomic(out, new TextEncoder().encode(`${JSON.stringify(rec, null, 1)}\n`)));
 }
 
 /** A progress bar created on the first callback (its total is known only then). */

@@ -13,13 +13,15 @@ import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerServe } from './commands/serve.js';
 import { registerTrain } from './commands/train.js';
+import { addExamples, helpConfiguration } from './help.js';
 
 export function buildProgram(): Command {
   const program = new Command('recurformer')
     .description('Make long inputs affordable for Transformer LLMs: analyze heads, convert recency heads to recurrent ones.')
     .version('0.1.0')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .configureHelp(helpConfiguration); // before the commands: they inherit it
 
   program
     .command('info')
@@ -39,6 +41,7 @@ export function buildProgram(): Command {
   registerConvert(program);
   registerServe(program);
   registerTrain(program);
+  addExamples(program);
   return program;
 }
 
@@ -53,6 +56,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`recurformer: ${e.message}\n`);
       return 1;
     }
+    // a file-system failure no command turned into a typed error (disk full, permissions): its message, not a stack
+    if (isSystemError(e)) {
+      process.stderr.write(`recurformer: ${e.message}\n`);
+      return 1;
+    }
     throw e;
   }
+}
+
+function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && typeof (e as NodeJS.ErrnoException).syscall === 'string';
 }

@@ -1,14 +1,17 @@
 /** `recurformer analyze [MODEL] --data FILE --out DIR`: per-head recency, sink and waiver analysis -> JSON + HTML. */
-import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { analyze, parseWindows } from '../../analysis/analyze.js';
 import { checkProbeSettings, DEFAULT_PROBE, defaultProbeLength, probeRetrieval, type ProbeSettings, type RetrievalProbe } from '../../analysis/retrieval-probe.js';
 import { writeAnalysis } from '../../report/write.js';
-import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
+import { TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, parseIntArg, printJson, progress } from '../common.js';
+import { computedDefault, modelArgument } from '../help.js';
+import { prepareOutDir, writingTo } from '../output.js';
+import { addTextKeyOption, readTextData } from '../text-data.js';
 
 interface AnalyzeOpts {
   data: string;
+  textKey: string;
   samples: string;
   seq: string;
   windows: string;
@@ -27,22 +30,23 @@ function topHarm(p: RetrievalProbe): RetrievalProbe['groups'] {
 }
 
 export function registerAnalyze(program: Command): void {
-  program.command('analyze')
+  addTextKeyOption(program.command('analyze')
     .description('find recency-aware heads and explain the attention sink: writes DIR/analysis.json and DIR/report.html')
-    .argument('[model]', 'model path (default: bundled stories260K)')
-    .requiredOption('--data <file>', 'calibration text file')
+    .addArgument(modelArgument())
+    .requiredOption('--data <path>', 'calibration text: a text file, a .jsonl file or a folder of them (as for train)'))
     .option('--samples <n>', 'number of calibration samples', '16')
     .option('--seq <t>', 'tokens per sample (BOS first)', '256')
     .option('--windows <list>', 'recency windows k, comma-separated', '4,16,64')
     .option('--seed <s>', 'sampling seed', '0')
-    .requiredOption('--out <dir>', 'output directory')
+    .requiredOption('--out <dir>', 'output folder (created when missing)')
     .option('--retrieval-probe', 'also measure, per KV group, what passkey retrieval loses when the group keeps only sinks + a window (DuoAttention\'s retrieval heads); convert then keeps the groups retrieval needs')
-    .option('--probe-length <t>', 'retrieval probe: prompt tokens (default 1024, or the context less 16)')
+    .addOption(computedDefault('--probe-length <t>', 'retrieval probe: prompt tokens', '1024, or the context less 16'))
     .option('--probe-samples <n>', `retrieval probe: prompts per key depth (${DEFAULT_PROBE.depths.join(', ')})`, String(DEFAULT_PROBE.samples))
     .option('--probe-window <n>', 'retrieval probe: recent tokens the ablated group keeps (plus 4 sinks)', String(DEFAULT_PROBE.window))
     .option('--json', 'print a JSON summary on stdout')
     .action((model: string | undefined, o: AnalyzeOpts) => {
-      if (!existsSync(o.data)) throw new ArgumentError('analyze', '--data', `${o.data} does not exist`, 'pass a text file, e.g. data/tinystories-valid-excerpt/tinystories_val.txt');
+      const text = readTextData('analyze', '--data', o.data, { textKey: o.textKey });
+      prepareOutDir('analyze', '--out', o.out); // before the analysis, so its result cannot be lost for want of a folder
       const settings = {
         samples: parseIntArg('--samples', o.samples, 1), seq: parseIntArg('--seq', o.seq, 1),
         windows: parseWindows(o.windows), seed: parseIntArg('--seed', o.seed, 0), dataName: o.data,
@@ -50,7 +54,7 @@ export function registerAnalyze(program: Command): void {
       };
       const { loaded, model: lm } = load(model);
       if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'use a model folder with tokenizer.json', loaded.source);
-      const ids = loaded.tokenizer.encode(readFileSync(o.data, 'utf8'), { bos: false });
+      const ids = loaded.tokenizer.encode(text, { bos: false });
       let probe: ProbeSettings | null = null;
       if (o.retrievalProbe) {
         probe = {
@@ -80,7 +84,7 @@ export function registerAnalyze(program: Command): void {
             'of the probe\'s pass keys, so the probe says little about which groups retrieval needs (a shorter --probe-length may help)\n');
         }
       }
-      const files = writeAnalysis(o.out, a);
+      const files = writingTo('analyze', '--out', o.out, () => writeAnalysis(o.out, a));
       const k = String(settings.windows[0]);
       const top = [...a.heads].sort((x, y) => (y.rrw[k] ?? -1) - (x.rrw[k] ?? -1)).slice(0, 5);
       if (o.json) {

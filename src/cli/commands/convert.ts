@@ -4,7 +4,7 @@
  * Both input files are checked against MODEL's shape; a converted MODEL keeps its recurrent groups (the plan adds to
  * them); the output is written atomically and loaded back before success is reported (convert/write.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { convert } from '../../convert/apply.js';
@@ -16,6 +16,8 @@ import { parseShardSize } from '../../io/safetensors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
+import { computedDefault } from '../help.js';
+import { readTextData } from '../text-data.js';
 
 interface Opts {
   analysis?: string;
@@ -28,6 +30,7 @@ interface Opts {
   never: string;
   protectRetrieval?: string;
   init: string;
+  data?: string;
   calib?: string;
   dtype?: string;
   maxShardSize?: string;
@@ -53,7 +56,8 @@ export function registerConvert(program: Command): void {
     .option('--never <layers>', 'comma-separated layers never replaced', '')
     .option('--protect-retrieval <nats>', `keep groups whose windowing costs passkey retrieval at least this many nats, or none (default ${DEFAULT_PROTECT_NATS} when the analysis has a retrieval probe)`)
     .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
-    .option('--calib <file>', 'text for the output-scale fit (default: the bundled TinyStories excerpt)')
+    .addOption(computedDefault('--data <path>', 'text for the output-scale fit: a text file, a .jsonl file or a folder of them', 'the bundled TinyStories excerpt'))
+    .option('--calib <path>', 'deprecated name of --data')
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
     .option('--chunk <n>', 'SSD chunk length for prefill (default 64, or the converted model\'s)')
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
@@ -91,19 +95,24 @@ export function registerConvert(program: Command): void {
         });
       }
       if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
-      const calibPath = o.calib ?? join(packageRoot(), 'data', 'tinystories-valid-excerpt', 'tinystories_val.txt');
+      // --data is the calibration text's name in every command; --calib, its old name here, still works
+      if (o.data !== undefined && o.calib !== undefined) throw new ArgumentError('convert', '--calib', 'is the old name of --data', 'pass only --data');
+      if (o.calib !== undefined) process.stderr.write('recurformer: warning: --calib is deprecated; use --data\n');
+      const calibFlag = o.calib !== undefined ? '--calib' : '--data', calibArg = o.data ?? o.calib;
+      const calibPath = calibArg ?? join(packageRoot(), 'data', 'tinystories-valid-excerpt', 'tinystories_val.txt');
       let calibration: Int32Array | undefined;
       // the output-scale fit is what makes an attention-initialized head usable: never skip it without a word
-      if (o.calib !== undefined && !existsSync(o.calib)) {
-        throw new ArgumentError('convert', '--calib', `${o.calib} does not exist`, 'pass a text file in the model\'s domain');
+      if (calibArg !== undefined && !existsSync(calibArg)) {
+        throw new ArgumentError('convert', calibFlag, `${calibArg} does not exist`, 'pass a text file in the model\'s domain');
       }
       const calibWarning = o.init !== 'attention' ? null
         : !lm.tokenizer ? 'the model has no tokenizer, so the output scales are not fitted (pass a model folder with its tokenizer)'
-          : !existsSync(calibPath) ? `the default calibration text ${calibPath} is missing, so the output scales are not fitted (pass --calib FILE)` : null;
+          : !existsSync(calibPath) ? `the default calibration text ${calibPath} is missing, so the output scales are not fitted (pass --data PATH)` : null;
       if (calibWarning) process.stderr.write(`recurformer: warning: ${calibWarning}\n`);
       if (lm.tokenizer && existsSync(calibPath)) {
         const n = Math.min(parseIntArg('--calib-tokens', o.calibTokens, 2), cfg.maxPos);
-        calibration = Int32Array.from(lm.tokenizer.encode(readFileSync(calibPath, 'utf8').slice(0, n * 8), { bos: true }).slice(0, n));
+        const text = readTextData('convert', calibFlag, calibPath, { maxChars: n * 8 });
+        calibration = Int32Array.from(lm.tokenizer.encode(text.slice(0, n * 8), { bos: true }).slice(0, n));
       }
       // effective memory per head from the analysis' mean attention distance (geometric weights: m = mean + 1)
       const memory = new Map<string, number>();

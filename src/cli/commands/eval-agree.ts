@@ -1,9 +1,10 @@
 /** `recurformer eval agree STUDENT --teacher TEACHER --data FILE`: teacher-forced agreement (src/eval/agree.ts). */
-import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { agreement } from '../../eval/agree.js';
-import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
+import { TokenizerError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
+import { modelArgument } from '../help.js';
+import { addTextKeyOption, readTextData } from '../text-data.js';
 import { addMemoryOptions } from '../memory-opts.js';
 import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, taskMemory, taskRecord, type EqualCacheFlags,
   type RecordFlags } from '../eval-opts.js';
@@ -11,6 +12,7 @@ import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, taskMemory,
 interface AgreeFlags extends EqualCacheFlags, RecordFlags {
   teacher: string;
   data: string;
+  textKey: string;
   ctx: string;
   maxTokens?: string;
 }
@@ -18,19 +20,19 @@ interface AgreeFlags extends EqualCacheFlags, RecordFlags {
 export function registerAgree(ev: Command): void {
   const cmd = ev.command('agree')
     .description('teacher-forced agreement of STUDENT with TEACHER: greedy token match, mean KL(teacher || student), top-1 accuracy of both')
-    .argument('[student]', 'student model path (default: bundled stories260K)')
+    .addArgument(modelArgument('student', 'the student model'))
     .requiredOption('--teacher <model>', 'teacher model path (shares the student\'s vocabulary)')
-    .requiredOption('--data <file>', 'text file (tokenized with the student\'s tokenizer, BOS first)')
+    .requiredOption('--data <path>', 'text (tokenized with the student\'s tokenizer, BOS first): a text file, a .jsonl file or a folder of them')
     .option('--ctx <n>', 'window length in tokens (non-overlapping windows)', '256')
     .option('--max-tokens <m>', 'score at most the first M positions of the text');
-  addRecordOptions(addEqualCacheOption(addMemoryOptions(cmd))).action((student: string | undefined, o: AgreeFlags) => {
+  addRecordOptions(addEqualCacheOption(addMemoryOptions(addTextKeyOption(cmd)))).action((student: string | undefined, o: AgreeFlags) => {
     const started = performance.now();
-    if (!existsSync(o.data)) throw new ArgumentError('eval agree', '--data', `${o.data} does not exist`);
+    const text = readTextData('eval agree', '--data', o.data, { textKey: o.textKey });
     const s = load(student);
     if (!s.loaded.tokenizer) throw new TokenizerError('the student has no tokenizer', 'use a model folder with tokenizer.json', s.loaded.source);
     const t = load(o.teacher);
     const ctx = parseIntArg('--ctx', o.ctx, 1);
-    let ids = s.loaded.tokenizer.encode(readFileSync(o.data, 'utf8'), { bos: true });
+    let ids = s.loaded.tokenizer.encode(text, { bos: true });
     if (o.maxTokens !== undefined) ids = ids.slice(0, parseIntArg('--max-tokens', o.maxTokens, 1) + 1);
     const mem = taskMemory('eval agree', o, s.model, ctx);
     const bar = lazyBar('agree');

@@ -6,6 +6,7 @@ import { kvBytesPerToken } from '../../convert/spec.js';
 import type { DecoderLM } from '../../model/transformer.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
+import { computedDefault, modelArgument } from '../help.js';
 import { addMemoryOptions, planGroups } from '../memory-opts.js';
 import { addEqualCacheOption, addRecordOptions, checkEqualCacheKind, emitRecord, equalCacheProfile, lazyBar, memoryKind,
   parseNumberList, positiveInt, taskMemory, taskRecord, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
@@ -42,10 +43,10 @@ const mb = (b: number): string => `${(b / 2 ** 20).toFixed(3)} MiB`;
 export function registerCost(ev: Command): void {
   const cmd = ev.command('cost')
     .description('cache bytes at several lengths (computed) and prefill / decode tokens/s (measured) of one model with one memory')
-    .argument('[model]', 'model path (default: bundled stories260K)')
+    .addArgument(modelArgument())
     .option('--lengths <list>', 'comma-separated lengths in tokens for the cache bytes', '1024,4096,16384')
     .option('--prefill <n>', 'tokens of the timed prefill forward', '512')
-    .option('--decode-at <n>', 'position the decode is timed at (default: min(context, 2048) - decode tokens)')
+    .addOption(computedDefault('--decode-at <n>', 'position the decode is timed at', 'min(context, 2048) - decode tokens'))
     .option('--decode-tokens <n>', 'decode steps timed', '32');
   addRecordOptions(addEqualCacheOption(addMemoryOptions(cmd))).action((model: string | undefined, o: CostFlags) => {
     const started = performance.now();

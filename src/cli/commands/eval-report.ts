@@ -5,6 +5,7 @@ import type { EvalRecord } from '../../eval/record.js';
 import { writeFileAtomic } from '../../io/tensor-file.js';
 import { checkEvalRecord, renderEvalReport } from '../../report/eval-report.js';
 import { ArgumentError, FormatError } from '../../tensor/errors.js';
+import { prepareOutFile, writingTo } from '../output.js';
 
 /** Reads and checks one record file (a FormatError naming the file when it is not JSON or not a record). */
 export function readEvalRecord(file: string): EvalRecord {
@@ -22,11 +23,12 @@ export function registerEvalReport(ev: Command): void {
   ev.command('report')
     .description('render EvalRecord JSON files (from eval <task> --out) as one self-contained HTML page')
     .argument('<files...>', 'EvalRecord JSON files')
-    .requiredOption('--out <file>', 'the HTML page to write (atomically)')
+    .requiredOption('--out <file>', 'the HTML page to write (atomically; missing folders are created)')
     .option('--title <text>', 'page title', 'recurformer evaluation')
     .action((files: string[], o: { out: string; title: string }) => {
+      prepareOutFile('eval report', '--out', o.out);
       const records = files.map(readEvalRecord);
-      writeFileAtomic(o.out, new TextEncoder().encode(renderEvalReport(records, o.title)));
+      writingTo('eval report', '--out', o.out, () => writeFileAtomic(o.out, new TextEncoder().encode(renderEvalReport(records, o.title))));
       process.stdout.write(`wrote ${o.out} (${records.length} records)\n`);
     });
 }

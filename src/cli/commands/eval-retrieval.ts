@@ -3,15 +3,16 @@
  * model's own memory or a baseline (--memory streaming|streaming-heads), optionally sized to a converted model's
  * cache at each length (--equal-cache DIR). Prints a table, or the EvalRecord with --json; --out writes it.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { RetrievalResult } from '../../eval/record.js';
 import { plainText } from '../../eval/synthetic.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import type { ModelConfig } from '../../model/config.js';
-import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
+import { TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, packageRoot, parseIntArg } from '../common.js';
+import { computedDefault, modelArgument } from '../help.js';
+import { addTextKeyOption, readTextData } from '../text-data.js';
 import { addEqualCacheOption, addRecordOptions, emitRecord, lazyBar, memoryKind, parseNumberList, positiveInt, taskMemories,
   taskRecord, unitInterval, type EqualCacheFlags, type RecordFlags } from '../eval-opts.js';
 import { addMemoryOptions } from '../memory-opts.js';
@@ -21,6 +22,7 @@ interface RetrievalFlags extends EqualCacheFlags, RecordFlags {
   depths?: string;
   hops?: string;
   haystack?: string;
+  textKey?: string;
   samples: string;
   seed: string;
 }
@@ -42,16 +44,19 @@ function planMemory(o: RetrievalFlags, lengths: number[], cfg: ModelConfig): Mem
   return { memoryFor: (length) => mems[lengths.indexOf(length)]!.factory, windows };
 }
 
-function readHaystack(file: string | undefined): string {
-  const path = file ?? join(packageRoot(), 'data', 'gutenberg', 'frankenstein_pg84.txt');
-  if (!existsSync(path)) throw new ArgumentError('cli', '--haystack', `${path} does not exist`, 'pass a long plain-text file');
-  return plainText(readFileSync(path, 'utf8'));
+/** The needle's haystack: any --data-like path (a text file, a .jsonl file or a folder of them). */
+function readHaystack(o: RetrievalFlags): string {
+  const path = o.haystack ?? join(packageRoot(), 'data', 'gutenberg', 'frankenstein_pg84.txt');
+  return plainText(readTextData('eval needle', '--haystack', path, { textKey: o.textKey }));
 }
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
 
-/** Accuracy by length (rows) and depth or hops (columns), with each row's mean prompt tokens and overall. */
-export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult): string {
+/**
+ * Accuracy by length (rows) and depth or hops (columns), with each row's mean prompt tokens and overall. Misses past
+ * the first few point to the record file `out` when one is written, else say how to get one.
+ */
+export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult, out?: string): string {
   const axis = task === 'hashhop' ? 'hops' : 'depth';
   const cols = [...new Set(r.cells.map((c) => (task === 'hashhop' ? c.hops : c.depth)!))];
   const head = ['length', 'tokens', ...cols.map((c) => `${axis === 'hops' ? 'hops' : 'd'}=${c}`), 'all'];
@@ -64,7 +69,8 @@ export function formatRetrievalTable(task: RetrievalTask, r: RetrievalResult): s
   const line = (row: string[]): string => row.map((s, i) => s.padStart(width[i]!)).join('  ');
   const shown = r.misses.slice(0, MISSES_SHOWN).map((m) => `  length ${m.length} ${axis} ${m.hops ?? m.depth}`
     + ` sample ${m.sample}: expected ${JSON.stringify(m.expected)}, got ${JSON.stringify(m.got)}`);
-  const more = r.misses.length > MISSES_SHOWN ? [`  ... ${r.misses.length - MISSES_SHOWN} more in the JSON record (result.misses)`] : [];
+  const more = r.misses.length <= MISSES_SHOWN ? []
+    : [`  ... ${r.misses.length - MISSES_SHOWN} more ${out ? `in ${out} (result.misses)` : '(pass --out FILE or --json for the record listing them all)'}`];
   return [line(head), ...rows.map(line), `overall ${pct(r.accuracy)} over ${r.cells.reduce((s, c) => s + c.n, 0)} cases (chance ${r.chance.toPrecision(2)})`,
     ...(shown.length ? ['misses:', ...shown, ...more] : [])].join('\n') + '\n';
 }
@@ -82,27 +88,26 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   const maxContext = lm.cfg.maxPos;
   const lengths = o.lengths === undefined ? defaultLengths(maxContext, answerRoom(task, hops)) : parseNumberList('--lengths', o.lengths, positiveInt, '256,512');
   const samples = parseIntArg('--samples', o.samples, 1), seed = parseIntArg('--seed', o.seed);
-  const haystack = task === 'needle' ? readHaystack(o.haystack) : undefined;
+  const haystack = task === 'needle' ? readHaystack(o) : undefined;
   const mem = planMemory(o, lengths, lm.cfg);
   const bar = lazyBar(task);
   const result = evalRetrieval(modelPredictor(lm, tok, mem.memoryFor), tok, task, {
     lengths, depths, hops, samples, seed, haystack, maxContext, onCase: bar.tick,
   });
   bar.stop();
-  const modelPath = model ?? defaultModelPath();
-  const record = taskRecord(task, modelPath, o, seed, {
+  const record = taskRecord(task, model ?? defaultModelPath(), o, seed, {
     lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
     ...(task === 'needle' ? { haystack: o.haystack ?? 'data/gutenberg/frankenstein_pg84.txt' } : {}),
     ...(mem.windows.length ? { windows: mem.windows } : {}),
   }, result, started);
-  emitRecord(record, o, `${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result).trimEnd()}`);
+  emitRecord(record, o, `${task}  ${record.label}  seed ${seed}, ${samples} samples per cell\n${formatRetrievalTable(task, result, o.out).trimEnd()}`);
 }
 
 /** The options every retrieval task shares. */
 function addCommon(cmd: Command): Command {
   return addRecordOptions(addEqualCacheOption(addMemoryOptions(cmd
-    .argument('[model]', 'model path (default: bundled stories260K)')
-    .option('--lengths <list>', 'target prompt lengths in tokens, BOS included (default: 256, 512, ... up to the context minus room for the answer)')
+    .addArgument(modelArgument())
+    .addOption(computedDefault('--lengths <list>', 'target prompt lengths in tokens, BOS included', '256, 512, ... up to the context minus room for the answer'))
     .option('--samples <n>', 'cases per cell', '5')
     .option('--seed <n>', 'seed of the cases', '0'))));
 }
@@ -116,8 +121,8 @@ export function registerRetrievalEvals(ev: Command): void {
   addCommon(ev.command('hashhop').description('multi-hop retrieval over random hash pairs, accuracy by length x hops')
     .option('--hops <list>', 'hops per query', DEFAULT_HOPS.join(',')))
     .action((model: string | undefined, o: RetrievalFlags) => runTask('hashhop', model, o));
-  addCommon(ev.command('needle').description('needle in real text: a secret word in a book, accuracy by length x depth')
+  addCommon(addTextKeyOption(ev.command('needle').description('needle in real text: a secret word in a book, accuracy by length x depth')
     .option('--depths <list>', depthsHelp, DEFAULT_DEPTHS.join(','))
-    .option('--haystack <file>', 'the text (default: data/gutenberg/frankenstein_pg84.txt)'))
+    .addOption(computedDefault('--haystack <path>', 'the text: a text file, a .jsonl file or a folder of them', 'data/gutenberg/frankenstein_pg84.txt'))))
     .action((model: string | undefined, o: RetrievalFlags) => runTask('needle', model, o));
 }

@@ -4,13 +4,15 @@ import { ArgumentError } from '../../tensor/errors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { storedFloatDtype, writeGgufModel, writeHfFolder } from '../../io/model-save.js';
 import { parseShardSize } from '../../io/safetensors.js';
-import { defaultModelPath, printJson } from '../common.js';
+import { modelPath, printJson } from '../common.js';
+import { modelArgument } from '../help.js';
+import { prepareOutDir, prepareOutFile, writingTo } from '../output.js';
 
 export function registerExport(program: Command): void {
   program
     .command('export')
     .description('write a model as a Hugging Face folder (safetensors) or a GGUF file')
-    .argument('[model]', 'model path (default: bundled stories260K)')
+    .addArgument(modelArgument())
     .requiredOption('--out <path>', 'output folder (hf) or file (gguf)')
     .option('--format <f>', 'hf or gguf', 'hf')
     .option('--dtype <d>', 'keep (the stored type; BF16 becomes F16 in GGUF), F32, F16, or BF16 for hf', 'keep')
@@ -18,17 +20,19 @@ export function registerExport(program: Command): void {
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: { out: string; format: string; dtype: string; maxShardSize: string; json?: boolean }) => {
       const maxShardBytes = parseShardSize(o.maxShardSize);
-      let lm = loadModel(model ?? defaultModelPath());
+      let lm = loadModel(modelPath(model));
       const stored = storedFloatDtype(lm.tensors);
       const dtype = o.dtype.toUpperCase() !== 'KEEP' ? o.dtype.toUpperCase() : o.format === 'gguf' && stored === 'BF16' ? 'F16' : stored;
       if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
       let tokenizerWritten = true;
       if (o.format === 'hf') {
         if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32, F16 or BF16`);
-        tokenizerWritten = writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16', { maxShardBytes }).tokenizerWritten;
+        prepareOutDir('export', '--out', o.out); // a path that cannot be written fails before any tensor is converted
+        tokenizerWritten = writingTo('export', '--out', o.out, () => writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16', { maxShardBytes })).tokenizerWritten;
       } else if (o.format === 'gguf') {
         if (!['F32', 'F16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32 or F16 for GGUF`);
-        writeGgufModel(o.out, lm, dtype as 'F32' | 'F16');
+        prepareOutFile('export', '--out', o.out);
+        writingTo('export', '--out', o.out, () => writeGgufModel(o.out, lm, dtype as 'F32' | 'F16'));
       } else {
         throw new ArgumentError('export', '--format', `${o.format} is not hf or gguf`);
       }

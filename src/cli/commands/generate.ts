@@ -1,13 +1,16 @@
 /** `recurformer generate [MODEL]`: sample text from a model, streamed to stdout or as JSON. */
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { TokenizerError } from '../../tensor/errors.js';
+import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { generate } from '../../inference/generate.js';
 import { PREFILL_CHUNK } from '../../inference/prefill.js';
 import { load, parseDtypeArg, parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { modelArgument } from '../help.js';
 import { addMemoryOptions, memoryFactory, type MemoryFlags } from '../memory-opts.js';
 
 interface Opts extends MemoryFlags {
-  prompt: string;
+  prompt?: string;
+  promptFile?: string;
   maxTokens: string;
   temperature: string;
   topK: string;
@@ -25,8 +28,9 @@ export function registerGenerate(program: Command): void {
   const cmd = program
     .command('generate')
     .description('generate text (an empty prompt starts from BOS)')
-    .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
-    .option('-p, --prompt <text>', 'prompt text', '')
+    .addArgument(modelArgument())
+    .option('-p, --prompt <text>', 'prompt text, or - to read it from stdin (without a prompt, generation starts from BOS)')
+    .option('--prompt-file <file>', 'read the prompt from FILE (long prompts, prompts with quotes or newlines)')
     .option('-n, --max-tokens <n>', 'tokens to generate', '256')
     .option('-t, --temperature <t>', 'sampling temperature (0 = greedy)', '0.8')
     .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', '0')
@@ -42,7 +46,7 @@ export function registerGenerate(program: Command): void {
       const { loaded, model: lm } = load(model, parseDtypeArg(o.dtype));
       const tok = loaded.tokenizer;
       if (!tok) throw new TokenizerError('the model has no tokenizer', 'pass a folder with tokenizer.json, or a .bin beside tokenizer.bin', loaded.source);
-      const r = generate(lm, tok, o.prompt, {
+      const r = generate(lm, tok, readPrompt(o), {
         maxTokens: parseIntArg('--max-tokens', o.maxTokens),
         temperature: parseFloatArg('--temperature', o.temperature),
         topK: parseIntArg('--top-k', o.topK),
@@ -59,3 +63,20 @@ export function registerGenerate(program: Command): void {
       else process.stdout.write('\n');
     });
 }
+
+/**
+ * The prompt: --prompt TEXT, --prompt - (stdin, read to its end) or --prompt-file FILE; none is the empty prompt. One
+ * final newline of stdin or a file is dropped: `echo` and editors add it, and the model would continue after it.
+ */
+export function readPrompt(o: { prompt?: string; promptFile?: string }): string {
+  if (o.prompt !== undefined && o.promptFile !== undefined) {
+    throw new ArgumentError('generate', '--prompt-file', 'cannot be combined with --prompt', 'pass one of them');
+  }
+  if (o.promptFile !== undefined) {
+    if (!existsSync(o.promptFile)) throw new ArgumentError('generate', '--prompt-file', `${o.promptFile} does not exist`);
+    return dropFinalNewline(readFileSync(o.promptFile, 'utf8'));
+  }
+  return o.prompt === '-' ? dropFinalNewline(readFileSync(0, 'utf8')) : o.prompt ?? '';
+}
+
+const dropFinalNewline = (s: string): string => s.replace(/\r?\n$/, '');

@@ -6,7 +6,8 @@
 import type { Command } from 'commander';
 import { FormatError } from '../../tensor/errors.js';
 import { ITEM_SIZE } from '../../io/tensor-file.js';
-import { defaultModelPath, printJson } from '../common.js';
+import { modelPath, printJson } from '../common.js';
+import { modelArgument } from '../help.js';
 import { findNonFiniteWeights, loadModel } from '../../io/model-load.js';
 import { cacheProfile } from '../../eval/budget.js';
 
@@ -14,11 +15,11 @@ export function registerInspect(program: Command): void {
   program
     .command('inspect')
     .description('describe a model: architecture, parameters, bytes of weights, KV cache bytes per token')
-    .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
+    .addArgument(modelArgument())
     .option('--json', 'print JSON')
     .option('--check-weights', 'read every tensor and list those holding NaN or Inf (exit 1 if any)')
     .action((model: string | undefined, o: { json?: boolean; checkWeights?: boolean }) => {
-      const path = model ?? defaultModelPath();
+      const path = modelPath(model);
       const lm = loadModel(path);
       const c = lm.config;
       let params = 0, weightBytes = 0;
