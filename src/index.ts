@@ -15,7 +15,9 @@ export { buildModel, type BuildOptions } from './model/build.js';
 export { DecoderLM, type ForwardOpts } from './model/transformer.js';
 export { TapRecorder, type TapSink } from './model/taps.js';
 export { recurrentChunked, recurrentStep, type RecurrentDims, type RecurrentParams, type RecurrentState } from './model/recurrent-head.js';
-export { generate, generateIds, fullMemory, type GenerateOpts, type GenerateResult } from './inference/generate.js';
+export { generate, generateIds, promptIds, fullMemory, type GenerateOpts, type GenerateResult } from './inference/generate.js';
+// step-wise decoding: stream tokens from async code, interleave sessions, cancel between tokens (docs/library.md)
+export { DecodeSession, generateAsync, type SessionOpts, type StepEvent } from './inference/session.js';
 export { Sampler, type SamplerOpts } from './inference/sampler.js';
 export {
   KVCache, StreamingMemory, StreamingHeadsMemory, type AttentionMemory, type MemoryView,
@@ -26,9 +28,12 @@ export { cost, type CostResult, type CostOpts, type CacheLayout } from './eval/c
 export { evalRecord, type EvalRecord, type EvalTask } from './eval/record.js';
 export { renderEvalReport, checkEvalRecord } from './report/eval-report.js';
 export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
-export { analyze, parseWindows } from './analysis/analyze.js';
+export { analyze, parseWindows, type AnalyzeSettings } from './analysis/analyze.js';
+export type { Analysis } from './analysis/schema.js';
 export { probeRetrieval, defaultProbeLength, DEFAULT_PROBE, type ProbeSettings, type RetrievalProbe } from './analysis/retrieval-probe.js';
 export { writeAnalysis } from './report/write.js';
 export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';
 export { convert, type ConvertOptions, type ConvertedModel } from './convert/apply.js';
 export type { RecurformerSpec } from './convert/spec.js';
+// where the package's bundled models and data are, wherever it is installed
+export { defaultModelPath, packageRoot } from './cli/common.js';

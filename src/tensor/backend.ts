@@ -1,8 +1,9 @@
 /**
  * Backend selection. A backend is a complete `Kernels` table: the reference kernels overlaid with whatever the
  * native addon implements. RECURFORMER_BACKEND=reference|native forces one; by default native is used when the
- * addon loads, otherwise reference with a one-line warning on stderr.
+ * addon loads, otherwise reference with a warning on stderr, once per process.
  */
+import { sep } from 'node:path';
 import { BackendError } from './errors.js';
 import { KERNEL_NAMES, type Kernels } from './kernels.js';
 import { loadNative, nativeKernelNames } from './native.js';
@@ -40,12 +41,18 @@ function makeNative(): Backend | string {
   return { name: 'native', kernels: table as unknown as Kernels, nativeKernels: names, simd: info.simd, threads: info.threads };
 }
 
+/** How to build the addon where the package is: a user's project has no `build:native` script, only our bin. */
+function buildHint(): string {
+  const inDependency = loadNative().path.split(sep).includes('node_modules');
+  return `install python3, make and a C++17 compiler, then run ${inDependency ? '`npx recurformer-build-native`' : '`npm run build:native`'}`;
+}
+
 /** Returns a backend by name without making it current (tests compare the two). */
 export function getBackend(name: BackendName): Backend {
   if (name === 'reference') return makeReference();
   const b = makeNative();
   if (typeof b === 'string') {
-    throw new BackendError(`native backend unavailable: ${b}`, 'run `npm run build:native` to build the addon');
+    throw new BackendError(`native backend unavailable: ${b}`, buildHint());
   }
   return b;
 }
@@ -63,12 +70,14 @@ export function backend(): Backend {
     const b = makeNative();
     if (typeof b === 'string') {
       if (forced === 'native') {
-        throw new BackendError(`RECURFORMER_BACKEND=native but the addon did not load: ${b}`,
-          'run `npm run build:native` and check its output');
+        throw new BackendError(`RECURFORMER_BACKEND=native but the addon did not load: ${b}`, buildHint());
       }
       if (!warned && !process.env.RECURFORMER_QUIET) {
         warned = true;
-        process.stderr.write(`recurformer: native backend unavailable (${b}); using the slower reference backend\n`);
+        // the cost is large enough to say plainly: every command runs tens of times longer
+        process.stderr.write(`recurformer: native backend unavailable (${b});\n` +
+          '  using the TypeScript reference backend: single-threaded and about 75x slower than the native addon.\n' +
+          `  To get the native backend: ${buildHint()}. (RECURFORMER_QUIET=1 hides this message.)\n`);
       }
       current = makeReference();
     } else {
