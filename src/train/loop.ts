@@ -21,7 +21,6 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, unlin
 import { join, resolve } from 'node:path';
 import type { LoadedModel } from '../io/model-load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { buildModel } from '../model/build.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError, FormatError } from '../tensor/errors.js';
 import * as T from '../tensor/index.js';
@@ -31,7 +30,7 @@ import { absolutePaths, makeTrainConfig, type TrainConfig } from './config.js';
 import { Batcher, loadShard, PackedData, type DataPosition } from './data.js';
 import { lockRunFolder } from './lock.js';
 import { evaluate, objective, type EvalOut } from './objectives.js';
-import { freshModel, loadForTraining, readInitConfig, saveTrainedModel, selectTrainable } from './model-setup.js';
+import { buildStudentModel, freshModel, loadForTraining, loadTeacher, readInitConfig, saveTrainedModel, selectTrainable } from './model-setup.js';
 
 export const METRICS_FILE = 'metrics.jsonl';
 
@@ -98,6 +97,8 @@ export interface TrainResult {
 export interface Session {
   cfg: TrainConfig;
   loaded: LoadedModel;
+  /** The float type the trained model is written in: the source's. */
+  saveDtype: 'F32' | 'F16' | 'BF16';
   student: DecoderLM;
   teacher: DecoderLM | null;
   tokenizer: Tokenizer;
@@ -113,20 +114,19 @@ export interface Session {
   tokens: number;
 }
 
-function buildStudent(cfg: TrainConfig): LoadedModel {
+function buildStudent(cfg: TrainConfig): ReturnType<typeof buildStudentModel> {
   if (cfg.init) {
     const mc = readInitConfig(cfg.init);
     const tokPath = cfg.tokenizer ?? cfg.model;
-    return freshModel(mc, cfg.seed + 1, tokPath);
+    return buildStudentModel(freshModel(mc, cfg.seed + 1, tokPath));
   }
-  return loadForTraining(cfg.model!).loaded;
+  return loadForTraining(cfg.model!);
 }
 
 /** Builds the models, data and optimizer for a config, optionally restoring a checkpoint's state. */
 export function openSession(cfg: TrainConfig, restore?: ReturnType<typeof loadCheckpoint>): Session {
-  const loaded = buildStudent(cfg);
-  const student = buildModel(loaded, { dtype: 'f32' });
-  const teacher = cfg.stage === 'pretrain' ? null : loadForTraining(cfg.teacher!).model;
+  const { loaded, model: student, dtype: saveDtype } = buildStudent(cfg); // built once
+  const teacher = cfg.stage === 'pretrain' ? null : loadTeacher(cfg.teacher!);
   if (teacher && teacher.cfg.vocabSize !== student.cfg.vocabSize) {
     throw new ArgumentError('train', 'teacher', `has vocabulary ${teacher.cfg.vocabSize}, the student ${student.cfg.vocabSize}`,
       'distill from the model the student was converted from');
@@ -168,7 +168,7 @@ export function openSession(cfg: TrainConfig, restore?: ReturnType<typeof loadCh
     position = state.data;
   }
   const batcher = new Batcher(data, cfg.batch, cfg.seed, position);
-  return { cfg, loaded, student, teacher, tokenizer, data, dataKey: shard.key, batcher, names, params, opt, schedule, step, skipped, tokens };
+  return { cfg, loaded, saveDtype, student, teacher, tokenizer, data, dataKey: shard.key, batcher, names, params, opt, schedule, step, skipped, tokens };
 }
 
 /** One optimizer step (accum micro-batches); returns the log record. */
@@ -327,7 +327,7 @@ async function trainInFolder(cfg: TrainConfig, restore: ReturnType<typeof loadCh
   }
   if (savedAt !== s.step) save();
   const modelDir = join(cfg.out, 'model');
-  if (s.step === cfg.steps) saveTrainedModel(modelDir, s.loaded, s.student);
+  if (s.step === cfg.steps) saveTrainedModel(modelDir, s.loaded, s.student, s.saveDtype);
   return {
     config: cfg, steps: s.step, skipped: s.skipped, tokens: s.tokens, firstEval, lastEval, checkpoint: ckpt, modelDir,
     elapsedMs: performance.now() - startMs, resumedFrom, interrupted,

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadModel, type LoadedModel } from '../io/model-load.js';
-import { writeHfFolder } from '../io/model-save.js';
+import { storedFloatDtype, writeHfFolder } from '../io/model-save.js';
 import type { RawTensor } from '../io/tensor-file.js';
 import { loadTokenizer } from '../io/tokenizer-load.js';
 import { transpose2d, weightTable } from '../io/weight-names.js';
@@ -58,9 +58,27 @@ export function freshModel(cfg: ModelConfig, seed: number, tokenizerPath: string
   return { source: '<init>', format: 'hf', config: cfg, tensors, tokenizer, tokenizerSource: tokenizerPath };
 }
 
-export function loadForTraining(path: string): { loaded: LoadedModel; model: DecoderLM } {
-  const loaded = loadModel(path);
-  return { loaded, model: buildModel(loaded, { dtype: 'f32' }) };
+/**
+ * A model to train: float32 weights of its own. The loaded arrays are shared where they are already float32 (the
+ * student is built once, with no second copy), and `loaded` keeps only what saving needs (the tokenizer): the
+ * file's tensors are dropped, so a BF16 checkpoint's buffers do not stay alive beside the widened weights.
+ */
+export function loadForTraining(path: string): ReturnType<typeof buildStudentModel> {
+  return buildStudentModel(loadModel(path));
+}
+
+export function buildStudentModel(loaded: LoadedModel): { loaded: LoadedModel; model: DecoderLM; dtype: 'F32' | 'F16' | 'BF16' } {
+  const dtype = storedFloatDtype(loaded.tensors); // what the trained model is saved as
+  const model = buildModel(loaded, { dtype: 'f32', share: true });
+  return { loaded: { ...loaded, tensors: new Map() }, model, dtype };
+}
+
+/**
+ * The frozen teacher: weights kept as stored (a BF16 teacher stays 16-bit, 2 bytes a weight instead of 4) and
+ * never copied; its forward runs without a graph.
+ */
+export function loadTeacher(path: string): DecoderLM {
+  return buildModel(loadModel(path), { dtype: 'keep', share: true });
 }
 
 function isNorm(name: string, t: Tensor): boolean {
@@ -87,8 +105,11 @@ export function selectTrainable(model: DecoderLM, which: Trainable): { names: st
   return { names, params };
 }
 
-/** Writes the model's current weights (with its tokenizer and recurformer section) as an HF folder. */
-export function saveTrainedModel(dir: string, loaded: LoadedModel, model: DecoderLM): void {
+/**
+ * Writes the model's current weights (with its tokenizer and recurformer section) as an HF folder, in the source's
+ * float type (a BF16 checkpoint trains in float32 and is saved BF16 again; recurrent heads always F32).
+ */
+export function saveTrainedModel(dir: string, loaded: LoadedModel, model: DecoderLM, dtype: 'F32' | 'F16' | 'BF16' = 'F32'): void {
   const tensors = new Map<string, RawTensor>();
   for (const [name, w] of model.weights) {
     const t = w as Tensor;
@@ -99,5 +120,5 @@ export function saveTrainedModel(dir: string, loaded: LoadedModel, model: Decode
   writeHfFolder(dir, {
     config: model.cfg, tensors, tokenizer: loaded.tokenizer, tokenizerSource: loaded.tokenizerSource,
     ...(model.spec ? { recurformer: model.spec } : {}),
-  }, 'F32');
+  }, dtype);
 }
