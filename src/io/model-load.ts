@@ -53,14 +53,38 @@ export function loadModel(path: string, opts: LoadOptions = {}): LoadedModel {
     : path.endsWith('.gguf') ? loadGgufModel(path)
       : path.endsWith('.bin') ? loadLlama2cModel(path)
         : fail(path);
-  if (opts.tokenizer !== undefined) Object.assign(model, { tokenizer: loadTokenizer(opts.tokenizer), tokenizerSource: opts.tokenizer });
-  if (model.tokenizer && model.tokenizer.vocabSize > model.config.vocabSize) {
-    throw new FormatError(model.tokenizerSource ?? path, `tokenizer has ${model.tokenizer.vocabSize} tokens, the model only ${model.config.vocabSize}`,
-      'the tokenizer belongs to another model');
+  if (opts.tokenizer !== undefined) {
+    const tokPath = opts.tokenizer;
+    lazyTokenizer(model, () => loadTokenizer(tokPath));
+    model.tokenizerSource = tokPath;
   }
-  // an embedding padded past the vocabulary (Qwen: 151,669 ids, 151,936 rows): those ids decode to nothing
-  model.tokenizer?.padTo(model.config.vocabSize);
   return opts.ropeStyle === 'half' ? toHalfRope(model) : model;
+}
+
+/**
+ * Makes `model.tokenizer` load on first use: a Llama 3 or Qwen tokenizer.json takes a second or more to read, and
+ * `inspect` (headers only) never needs it. The first use also checks it against the model and pads it to the
+ * embedding's rows (Qwen: 151,669 ids, 151,936 rows: the ids in between decode to nothing).
+ */
+function lazyTokenizer(model: LoadedModel, make: () => Tokenizer | null): void {
+  let tok: Tokenizer | null | undefined;
+  Object.defineProperty(model, 'tokenizer', {
+    enumerable: true,
+    configurable: true,
+    get(): Tokenizer | null {
+      if (tok !== undefined) return tok;
+      const t = make();
+      if (t && t.vocabSize > model.config.vocabSize) {
+        throw new FormatError(model.tokenizerSource ?? model.source, `tokenizer has ${t.vocabSize} tokens, the model only ${model.config.vocabSize}`,
+          'the tokenizer belongs to another model');
+      }
+      t?.padTo(model.config.vocabSize);
+      return (tok = t);
+    },
+    set(v: Tokenizer | null) {
+      tok = v;
+    },
+  });
 }
 
 /** config.json without our own section (the HF config parser rejects keys it does not know that matter). */
@@ -106,7 +130,8 @@ export function loadHfFolder(dir: string): LoadedModel {
   const tensors = checkHfTensors(config, st.tensors, st.file);
   for (const [k, v] of recurrent) tensors.set(k, v);
   const hasTok = existsSync(join(dir, 'tokenizer.json'));
-  const out: LoadedModel = { source: dir, format: 'hf', config, tensors, tokenizer: hasTok ? loadTokenizer(dir) : null, tokenizerSource: hasTok ? dir : null };
+  const out: LoadedModel = { source: dir, format: 'hf', config, tensors, tokenizer: null, tokenizerSource: hasTok ? dir : null };
+  if (hasTok) lazyTokenizer(out, () => loadTokenizer(dir));
   if (spec) out.recurformer = spec;
   return out;
 }
@@ -117,7 +142,9 @@ export function loadGgufModel(path: string): LoadedModel {
   checkLayerCount(config.nLayers, f.tensors.keys(), /^blk\.(\d+)\./, path, `metadata key '${String(f.metadata.get('general.architecture')?.value)}.block_count'`, 'the file');
   const tensors = ggufToHfDeferred(config, f.tensors, path);
   const hasTok = f.metadata.has('tokenizer.ggml.model');
-  return { source: path, format: 'gguf', config, tensors, tokenizer: hasTok ? tokenizerFromGguf(f) : null, tokenizerSource: hasTok ? path : null };
+  const out: LoadedModel = { source: path, format: 'gguf', config, tensors, tokenizer: null, tokenizerSource: hasTok ? path : null };
+  if (hasTok) lazyTokenizer(out, () => tokenizerFromGguf(f));
+  return out;
 }
 
 export function loadLlama2cModel(path: string): LoadedModel {
@@ -125,7 +152,9 @@ export function loadLlama2cModel(path: string): LoadedModel {
   const tensors = checkHfTensors(ckpt.config, ckpt.tensors, path);
   const dir = dirname(path);
   const tokPath = [join(dir, `tok${ckpt.header.vocabSize}.bin`), join(dir, 'tokenizer.bin')].find((p) => existsSync(p)) ?? null;
-  return { source: path, format: 'llama2c', config: ckpt.config, tensors, tokenizer: tokPath ? loadTokenizer(tokPath) : null, tokenizerSource: tokPath };
+  const out: LoadedModel = { source: path, format: 'llama2c', config: ckpt.config, tensors, tokenizer: null, tokenizerSource: tokPath };
+  if (tokPath) lazyTokenizer(out, () => loadTokenizer(tokPath));
+  return out;
 }
 
 /** Interleaved-RoPE weights (llama2.c, Meta) -> rotate-half (HF): permute q_proj/k_proj rows per head. */

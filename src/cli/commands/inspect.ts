@@ -40,7 +40,7 @@ export function registerInspect(program: Command): void {
         fullKvBytesPerToken: cache.fullKvBytesPerToken,
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
-        tokenizer: lm.tokenizer ? lm.tokenizerSource : null,
+        tokenizer: lm.tokenizerSource, // without reading it (a Llama 3 tokenizer.json takes a second)
       };
       const check = o.checkWeights ? findNonFiniteWeights(path) : null;
       if (o.json) {
