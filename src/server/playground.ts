@@ -1,134 +1,61 @@
 /**
  * The playground at `/`: one self-contained page (inline CSS and JS, no external resources) to chat with the
  * model, watch tokens stream, and chart the running session's cache bytes against what full attention would hold
- * at the same length. It uses the same streaming API as any client, asking for `cache_stats` in each chunk.
+ * at the same length. It uses the same API as any client: /v1/models for the model's id and context, and the
+ * streaming chat route with `cache_stats` in each chunk. The page's script is ./playground/script.ts; its context
+ * policy (drop the oldest turns to fit, refuse what cannot fit) is ./playground/policy.ts.
  */
+import { POLICY_JS } from './playground/policy.js';
+import { PAGE_JS } from './playground/script.js';
 
+/** Responsive: one column below 720px, no fixed width wider than a phone, long words wrap. */
 const STYLE = `
+*{box-sizing:border-box}
 body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-main{max-width:980px;margin:0 auto;padding:16px;display:grid;grid-template-columns:1fr 380px;gap:16px}
-h1{font-size:18px;margin:0 0 8px}#log{background:#fff;border:1px solid #d8dce3;border-radius:8px;padding:10px;
-height:420px;overflow:auto;white-space:pre-wrap}.user{color:#2656a8;margin:6px 0}.assistant{margin:6px 0 12px}
-form{display:flex;gap:8px;margin-top:8px}textarea{flex:1;height:56px;font:inherit}button{font:inherit;padding:0 16px}
-.side{background:#fff;border:1px solid #d8dce3;border-radius:8px;padding:10px}label{display:block;margin:4px 0}
-input[type=number]{width:80px}#stats{font-size:13px;color:#4a5263;white-space:pre-line}#err{color:#b00020}
-.key{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:4px}`;
-
-/** The page script, as plain browser JS (kept small: no framework, one fetch per turn). */
-const SCRIPT = `
-const $ = (id) => document.getElementById(id);
-const MODEL = document.body.dataset.model;
-const params = new URLSearchParams(location.search);
-const apiKey = params.get('api_key');
-if (apiKey) history.replaceState(null, '', location.pathname); // keep the key out of the address bar
-const history_ = [];
-let points = [];
-
-function draw() {
-  const c = $('chart'), g = c.getContext('2d');
-  const W = c.width, H = c.height, L = 56, B = 24;
-  g.clearRect(0, 0, W, H);
-  g.strokeStyle = '#888'; g.beginPath(); g.moveTo(L, 4); g.lineTo(L, H - B); g.lineTo(W - 4, H - B); g.stroke();
-  if (points.length === 0) return;
-  const maxT = Math.max(...points.map((p) => p.tokens), 1);
-  const maxY = Math.max(...points.map((p) => Math.max(p.bytes, p.full)), 1);
-  const x = (t) => L + (W - L - 8) * t / maxT, y = (b) => H - B - (H - B - 8) * b / maxY;
-  g.fillStyle = '#4a5263'; g.font = '11px sans-serif';
-  g.fillText((maxY / 1024).toFixed(1) + ' KiB', 2, 12); g.fillText('0', L - 10, H - B);
-  g.fillText(maxT + ' tokens', W - 70, H - 6);
-  // held bytes first, the dashed full-attention line on top: for the KV cache the two coincide
-  for (const [key, color, dash] of [['bytes', '#2656a8', []], ['full', '#d9822b', [6, 4]]]) {
-    g.strokeStyle = color; g.lineWidth = 2; g.setLineDash(dash); g.beginPath();
-    points.forEach((p, i) => (i ? g.lineTo(x(p.tokens), y(p[key])) : g.moveTo(x(p.tokens), y(p[key]))));
-    g.stroke(); g.setLineDash([]);
-  }
-}
-
-function addTurn(role, text) {
-  const d = document.createElement('div');
-  d.className = role; d.textContent = (role === 'user' ? 'You: ' : '') + text;
-  $('log').appendChild(d); $('log').scrollTop = 1e9;
-  return d;
-}
-
-async function send(ev) {
-  ev.preventDefault();
-  const text = $('prompt').value.trim();
-  if (!text) return;
-  $('prompt').value = ''; $('send').disabled = true; $('err').textContent = '';
-  history_.push({ role: 'user', content: text });
-  addTurn('user', text);
-  const out = addTurn('assistant', '');
-  out.dataset.testid = 'reply';
-  points = []; draw();
-  let reply = '', tokens = 0; const t0 = performance.now();
-  try {
-    const headers = { 'content-type': 'application/json' };
-    if (apiKey) headers.authorization = 'Bearer ' + apiKey;
-    const res = await fetch('/v1/chat/completions', { method: 'POST', headers, body: JSON.stringify({
-      model: MODEL, messages: history_, stream: true, cache_stats: true,
-      max_tokens: Number($('max').value), temperature: Number($('temp').value) }) });
-    if (!res.ok) throw new Error((await res.json()).error.message);
-    const reader = res.body.getReader(), dec = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\\n\\n')) >= 0) {
-        const line = buf.slice(0, i); buf = buf.slice(i + 2);
-        if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-        const chunk = JSON.parse(line.slice(6));
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices[0] && chunk.choices[0].delta.content;
-        if (delta) { reply += delta; out.textContent = reply; $('log').scrollTop = 1e9; }
-        if (chunk.cache) {
-          tokens++;
-          points.push({ tokens: chunk.cache.tokens, bytes: chunk.cache.bytes, full: chunk.cache.full_attention_bytes });
-          const p = points[points.length - 1];
-          $('stats').textContent = 'memory: ' + chunk.cache.memory_kind + '\\ntokens in cache: ' + p.tokens +
-            '\\ncache bytes: ' + p.bytes + '\\nfull attention: ' + p.full +
-            '\\nspeed: ' + (tokens / ((performance.now() - t0) / 1000)).toFixed(1) + ' tokens/s';
-          $('chart').dataset.points = String(points.length);
-          draw();
-        }
-      }
-    }
-    history_.push({ role: 'assistant', content: reply });
-  } catch (e) {
-    $('err').textContent = 'Error: ' + e.message;
-    history_.pop();
-  } finally {
-    $('send').disabled = false;
-  }
-}
-
-$('form').addEventListener('submit', send);
-$('prompt').addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) $('form').requestSubmit(); });
-draw();
-`;
+main{max-width:980px;margin:0 auto;padding:16px;display:grid;grid-template-columns:minmax(0,1fr) minmax(0,380px);gap:16px}
+header{display:flex;align-items:center;justify-content:space-between;gap:8px;flex-wrap:wrap;margin:0 0 8px}
+h1,h2{font-size:18px;margin:0;overflow-wrap:anywhere}h2{margin-bottom:8px}
+#log{background:#fff;border:1px solid #d8dce3;border-radius:8px;padding:10px;height:420px;overflow:auto;
+white-space:pre-wrap;overflow-wrap:anywhere}.user{color:#2656a8;margin:6px 0}.assistant{margin:6px 0 12px}
+.dropped{opacity:.45}#note{font-size:13px;color:#4a5263;margin-top:4px}
+form{display:flex;gap:8px;margin-top:8px}textarea{font:inherit;min-width:0;max-width:100%}#prompt{flex:1;height:56px}
+.buttons{display:flex;flex-direction:column;gap:4px}button{font:inherit;padding:2px 14px}
+.side{background:#fff;border:1px solid #d8dce3;border-radius:8px;padding:10px;min-width:0}
+canvas{display:block;width:100%;max-width:360px;height:auto}label{display:block;margin:4px 0}
+#system{display:block;width:100%;height:48px}input[type=number]{width:90px}
+#stats{font-size:13px;color:#4a5263;white-space:pre-line}#err{color:#b00020;overflow-wrap:anywhere}
+.key{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:4px}.hint{font-size:13px;color:#4a5263}
+@media (max-width:720px){main{grid-template-columns:minmax(0,1fr);padding:8px;gap:10px}#log{height:55vh}}`;
 
 const escapeHtml = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
+/**
+ * The page for the model the server serves as `modelId` (the name clients pass as `model`). The title and heading
+ * show that id; the script confirms it, and reads the context, from /v1/models.
+ */
 export function playgroundHtml(modelId: string): string {
+  const id = escapeHtml(modelId);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>recurformer playground</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
-<body data-model="${escapeHtml(modelId)}"><main>
-<section><h1>recurformer playground: ${escapeHtml(modelId)}</h1>
-<div id="log" aria-live="polite"></div>
-<form id="form"><textarea id="prompt" placeholder="Say something (Enter sends)"></textarea>
-<button id="send" type="submit">Send</button></form><div id="err"></div></section>
-<aside class="side"><h1>Cache</h1>
+<title>${id} · recurformer playground</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
+<body data-model="${id}" data-state="loading"><main>
+<section><header><h1>recurformer playground: <span id="model">${id}</span></h1>
+<button id="new" type="button" title="forget the conversation and start over">New chat</button></header>
+<div id="log" aria-live="polite"></div><div id="note" role="status"></div>
+<form id="form"><textarea id="prompt" placeholder="Say something (Enter sends)" aria-label="message"></textarea>
+<div class="buttons"><button id="send" type="submit" disabled>Send</button>
+<button id="stop" type="button" disabled title="stop the reply">Stop</button></div></form>
+<div id="err" role="alert"></div></section>
+<aside class="side"><h2>Cache</h2>
 <canvas id="chart" width="360" height="220" data-points="0"></canvas>
 <div><span class="key" style="background:#2656a8"></span>cache bytes held
 <span class="key" style="background:#d9822b;margin-left:10px"></span>full attention</div>
 <div id="stats">no session yet</div>
-<label>max tokens <input id="max" type="number" min="1" max="512" value="128"></label>
+<label>max tokens <input id="max" type="number" min="1" value="128"> <span id="ctx" class="hint"></span></label>
 <label>temperature <input id="temp" type="number" min="0" max="2" step="0.1" value="0.8"></label>
+<label>system prompt <textarea id="system" placeholder="optional; kept when old turns are dropped"></textarea></label>
 </aside></main>
-<script>${SCRIPT}</script></body></html>
+<script>${POLICY_JS}${PAGE_JS}</script></body></html>
 `;
 }

@@ -4,13 +4,14 @@
  * every connection is closed), after which the command returns and the process exits 0. A second signal during
  * that drain exits at once (src/server/signals.ts).
  */
-import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ArgumentError, TokenizerError } from '../../tensor/errors.js';
 import { loadChatTemplate } from '../../server/chat-template.js';
 import { createServer, PROMPT_CHARS_PER_TOKEN } from '../../server/app.js';
 import { shutdownOnSignal } from '../../server/signals.js';
-import { defaultModelPath, load, parseDtypeArg, parseIntArg } from '../common.js';
+import { load, modelPath, parseDtypeArg, parseIntArg } from '../common.js';
 
 interface Opts {
   host: string;
@@ -41,11 +42,11 @@ export function registerServe(program: Command): void {
     .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running sessions may finish before being cancelled; a second signal exits at once', '10000')
     .option('--dtype <d>', 'weights in memory: keep (as stored), f16 (16-bit; BF16 checkpoints stay bf16) or f32', 'keep')
     .action(async (modelArg: string | undefined, o: Opts) => {
-      const path = modelArg ?? defaultModelPath();
+      const path = modelPath(modelArg); // a train run folder means its model/
       const { loaded, model } = load(path, parseDtypeArg(o.dtype));
       if (!loaded.tokenizer) throw new TokenizerError('the model has no tokenizer', 'serve a folder with tokenizer.json', loaded.source);
       const server = createServer({
-        model, tokenizer: loaded.tokenizer, modelId: basename(path).replace(/\.(gguf|bin)$/, ''),
+        model, tokenizer: loaded.tokenizer, modelId: servedModelId(path),
         chatTemplate: loadChatTemplate(path, loaded.tokenizer),
         apiKey: o.apiKey,
         maxQueue: parseIntArg('--max-queue', o.maxQueue),
@@ -67,4 +68,14 @@ export function registerServe(program: Command): void {
       process.stderr.write(`recurformer: serving ${server.context.modelId} on ${url} (playground at ${url}/)\n`);
       await shutdownOnSignal(server, (line) => process.stderr.write(`recurformer: ${line}\n`));
     });
+}
+
+/**
+ * The name clients pass as `model`: the file's or folder's base name, or for a training run's model/ folder the
+ * run's name (a dozen runs would otherwise all be served as "model").
+ */
+export function servedModelId(path: string): string {
+  const abs = resolve(path);
+  const isRunModel = basename(abs) === 'model' && existsSync(join(dirname(abs), 'checkpoint.bin'));
+  return basename(isRunModel ? dirname(abs) : abs).replace(/\.(gguf|bin)$/, '');
 }
