@@ -24,8 +24,7 @@ import { planFromAnalysis } from '../src/convert/plan.js';
 import { cacheBytesAt, cacheProfile } from '../src/eval/budget.js';
 import { loadModel, type LoadedModel } from '../src/io/model-load.js';
 import { writeHfFolder } from '../src/io/model-save.js';
-import type { RawTensor } from '../src/io/tensor-file.js';
-import { weightTable } from '../src/io/weight-names.js';
+import { randomBf16Tensors } from './random-weights.js';
 import { buildModel } from '../src/model/build.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { HalfWeight } from '../src/model/weights.js';
@@ -46,31 +45,12 @@ function smolConfig(maxPos: number): ModelConfig {
   }, 'bench:memory');
 }
 
-/** Random BF16 weights (uniform, std ~0.02; norm gains 1), filled with a fast xorshift: 135M values in seconds. */
-function randomBf16(cfg: ModelConfig): LoadedModel {
-  let x = 0x9e3779b9 | 0;
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  const tensors = new Map<string, RawTensor>();
-  for (const e of weightTable(cfg)) {
-    const n = e.shape.reduce((a, b) => a * b, 1);
-    const gain = e.shape.length === 1 && /norm/.test(e.hf);
-    const data = new Uint16Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-      f32[0] = gain ? 1 : ((x >>> 8) / 16777216 - 0.5) * 0.07;
-      data[i] = u32[0]! >>> 16;
-    }
-    tensors.set(e.hf, { name: e.hf, dtype: 'BF16', shape: [...e.shape], data });
-  }
-  return { source: '<random>', format: 'hf', config: cfg, tensors, tokenizer: null, tokenizerSource: null };
-}
 
 function makeModels(dir: string, maxPos: number): { original: string; converted: string } {
   const original = join(dir, 'smollm2-135m-bf16'), converted = join(dir, 'smollm2-135m-bf16-50');
   if (existsSync(join(original, 'config.json')) && existsSync(join(converted, 'config.json'))) return { original, converted };
   const cfg = smolConfig(maxPos);
-  const lm = randomBf16(cfg);
+  const lm: LoadedModel = { source: '<random>', format: 'hf', config: cfg, tensors: randomBf16Tensors(cfg), tokenizer: null, tokenizerSource: null };
   writeHfFolder(original, lm, 'BF16');
   // half of the 90 KV groups, spread over the layers (which ones does not change the cost)
   const groups = [];
