@@ -113,7 +113,8 @@ export function saveTrainedModel(dir: string, loaded: LoadedModel, model: Decode
   const tensors = new Map<string, RawTensor>();
   for (const [name, w] of model.weights) {
     const t = w as Tensor;
-    let raw: RawTensor = { name, dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) };
+    // the weights' own arrays, not copies (written at once; a 1B model's copy was 5 GB at the end of training)
+    let raw: RawTensor = { name, dtype: 'F32', shape: [...t.shape], data: t.data };
     if (model.cfg.arch === 'gpt2' && CONV1D.test(name)) raw = transpose2d(raw); // back to Conv1D's (in, out)
     tensors.set(name, raw);
   }
