@@ -6,6 +6,7 @@
  */
 import type { ForwardOpts } from '../model/transformer.js';
 import type { DecoderLM } from '../model/transformer.js';
+import { attnScaleOf, layerWindow } from '../model/config.js';
 import { TapRecorder } from '../model/taps.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
@@ -39,17 +40,18 @@ export function streamAttention(model: DecoderLM, ids: Int32Array, B: number, Tn
   const block = opts.block ?? DEFAULT_BLOCK;
   const extra = opts.extraTaps ?? (() => false);
   const rec = new TapRecorder((n) => /^blk\.\d+\.[qkv]$/.test(n) || extra(n));
-  const window = model.cfg.slidingWindow ?? 0;
+  const scale = attnScaleOf(model.cfg); // Gemma 3: query_pre_attn_scalar^-1/2
   const selfOnly = opts.forward?.selfOnly ?? new Int32Array(0);
   T.noGrad(() => T.scope(() => {
     model.forward(ids, B, Tn, { ...opts.forward, taps: rec, lastOnly: true });
     for (let l = 0; l < model.cfg.nLayers; l++) {
       const q = rec.values.get(`blk.${l}.q`)!, k = rec.values.get(`blk.${l}.k`)!, v = rec.values.get(`blk.${l}.v`)!;
       const Hq = q.shape[2]!;
+      const window = layerWindow(model.cfg, l); // Gemma 3 interleaves local (windowed) and global layers
       for (let s = 0; s < Tn; s += block) {
         const e = Math.min(Tn, s + block);
         T.scope(() => {
-          const { probs } = T.attention(T.slice(q, 1, s, e), k, v, { qOffset: s, window, returnProbs: true });
+          const { probs } = T.attention(T.slice(q, 1, s, e), k, v, { qOffset: s, window, scale, returnProbs: true });
           const p = probs!.data;
           // The mask test's self-only queries see only their own key (as the model computed them).
           for (const i of selfOnly) {

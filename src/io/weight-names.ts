@@ -50,9 +50,24 @@ function llamaTable(c: ModelConfig): Entry[] {
         { hf: `${hf}self_attn.v_proj.bias`, gguf: `${g}attn_v.bias`, shape: [kv], layout: 'same' },
       );
     }
+    if (c.qkNorm) {
+      out.push(
+        { hf: `${hf}self_attn.q_norm.weight`, gguf: `${g}attn_q_norm.weight`, shape: [c.headDim], layout: 'same' },
+        { hf: `${hf}self_attn.k_norm.weight`, gguf: `${g}attn_k_norm.weight`, shape: [c.headDim], layout: 'same' },
+      );
+    }
+    out.push({ hf: `${hf}self_attn.o_proj.weight`, gguf: `${g}attn_output.weight`, shape: [c.dModel, q], layout: 'same' });
+    if (c.postNorms) {
+      // Gemma: post_attention_layernorm normalizes the attention output; the MLP has a norm before and after
+      out.push(
+        { hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}post_attention_norm.weight`, shape: [c.dModel], layout: 'same' },
+        { hf: `${hf}pre_feedforward_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: 'same' },
+        { hf: `${hf}post_feedforward_layernorm.weight`, gguf: `${g}post_ffw_norm.weight`, shape: [c.dModel], layout: 'same' },
+      );
+    } else {
+      out.push({ hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: 'same' });
+    }
     out.push(
-      { hf: `${hf}self_attn.o_proj.weight`, gguf: `${g}attn_output.weight`, shape: [c.dModel, q], layout: 'same' },
-      { hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: 'same' },
       { hf: `${hf}mlp.gate_proj.weight`, gguf: `${g}ffn_gate.weight`, shape: [c.ffnDim, c.dModel], layout: 'same' },
       { hf: `${hf}mlp.up_proj.weight`, gguf: `${g}ffn_up.weight`, shape: [c.ffnDim, c.dModel], layout: 'same' },
       { hf: `${hf}mlp.down_proj.weight`, gguf: `${g}ffn_down.weight`, shape: [c.dModel, c.ffnDim], layout: 'same' },
@@ -146,6 +161,10 @@ function checkAgainstTable(expect: { name: string; shape: number[] }[], byName: 
 
 /** HF-named tensors (checked) -> GGUF-named tensors in GGUF layout, in table order. */
 export function hfToGguf(cfg: ModelConfig, tensors: Map<string, RawTensor>, file = '<memory>'): RawTensor[] {
+  // llama.cpp's qwen3 and gemma3 architectures (their metadata, Gemma's norms stored as 1 + w) are not written yet
+  if (cfg.qkNorm || cfg.postNorms || cfg.normPlusOne || cfg.embedScale !== undefined) {
+    throw new FormatError(file, 'GGUF export of Qwen3 / Gemma 3 models is not supported yet', 'export a Hugging Face folder instead');
+  }
   const checked = checkHfTensors(cfg, tensors, file);
   return weightTable(cfg).map((e) => relayout(cfg, { ...checked.get(e.hf)!, name: e.gguf }, e.layout, 'to-gguf'));
 }

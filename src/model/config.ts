@@ -2,16 +2,18 @@
  * ModelConfig: the one frozen, typed description of an architecture that the model code reads. Every loader
  * (Hugging Face config.json, GGUF metadata, llama2.c header) produces it; every writer consumes it.
  *
- * Families: 'llama' covers Llama 1/2/3, Mistral (slidingWindow), Qwen2 (qkvBias) and SmolLM/TinyLlama; 'gpt2' is
- * GPT-2 (learned positions, LayerNorm, GELU). `ropeStyle` says how RoPE pairs dimensions for the weights *as they are
- * held in memory*: 'half' (rotate-half: dim i pairs with i + headDim/2, the Hugging Face layout), 'interleaved'
- * (dims 2i and 2i+1, the Meta/llama2.c layout and llama.cpp's GGUF layout for llama) or 'none' (GPT-2).
+ * Families: 'llama' covers Llama 1/2/3, Mistral (slidingWindow), Qwen2 (qkvBias), Qwen3 (qkNorm), Gemma 3 (the
+ * optional switches at the end of ModelConfig) and SmolLM/TinyLlama; 'gpt2' is GPT-2 (learned positions, LayerNorm,
+ * GELU). `ropeStyle` says how RoPE pairs dimensions for the weights *as they are held in memory*: 'half'
+ * (rotate-half: dim i pairs with i + headDim/2, the Hugging Face layout), 'interleaved' (dims 2i and 2i+1, the
+ * Meta/llama2.c layout and llama.cpp's GGUF layout for llama) or 'none' (GPT-2).
  *
  * HF configs carry dozens of keys. Keys that change the computation and that we do not implement (an o_proj bias, a
  * yarn rope scaling, cross-attention, ...) are errors naming the key; keys that do not change the forward pass
  * (dropout, initializer_range, torch_dtype, ...) are ignored.
  */
 import { FormatError } from '../tensor/errors.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../io/tensor-file.js';
 
 // GGUF metadata <-> ModelConfig lives beside the GGUF reader; re-exported so all config constructors are found here.
 export { configFromGgufMetadata, ggufMetadataFromConfig } from '../io/gguf-config.js';
@@ -45,9 +47,45 @@ export interface ModelConfig {
   readonly tiedEmbeddings: boolean;
   readonly bosId: number;
   readonly eosId: readonly number[];
+
+  // Optional features (absent: the plain Llama computation). Each is one switch the model code reads.
+  /** Qwen3, Gemma 3: q and k are RMS-normalized per head (q_norm / k_norm gains of headDim) before RoPE. */
+  readonly qkNorm?: boolean;
+  /** Gemma: every RMSNorm scales by (1 + weight) instead of weight. */
+  readonly normPlusOne?: boolean;
+  /**
+   * Gemma 2/3 "sandwich" norms: the attention and MLP outputs are normalized before their residual add
+   * (post_attention_layernorm, post_feedforward_layernorm), and pre_feedforward_layernorm is the MLP's input norm.
+   */
+  readonly postNorms?: boolean;
+  /** Gemma: token embeddings are multiplied by this (sqrt(dModel) rounded to the checkpoint's dtype). */
+  readonly embedScale?: number;
+  /** Softmax scale of the attention logits; default 1 / sqrt(headDim) (Gemma: query_pre_attn_scalar^-0.5). */
+  readonly attnScale?: number;
+  /** Final logits become cap * tanh(logits / cap). */
+  readonly finalSoftcap?: number;
+  /** The layers slidingWindow applies to (absent: every layer, as in Mistral). Gemma 3: five local, one global. */
+  readonly slidingLayers?: readonly boolean[];
+  /** RoPE base of the sliding-window layers, without rope scaling (Gemma 3's rope_local_base_freq). */
+  readonly ropeLocalTheta?: number;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2', 'qwen3', 'gemma3_text'] as const;
+
+/** Keys a query of layer l attends to at most (0: all of them). */
+export function layerWindow(cfg: ModelConfig, l: number): number {
+  return cfg.slidingWindow === null || cfg.slidingLayers?.[l] === false ? 0 : cfg.slidingWindow;
+}
+
+/** Whether layer l rotates with ropeLocalTheta (a sliding-window layer of a model that has a local RoPE base). */
+export function usesLocalRope(cfg: ModelConfig, l: number): boolean {
+  return cfg.ropeLocalTheta !== undefined && layerWindow(cfg, l) > 0;
+}
+
+/** The softmax scale of the attention logits. */
+export function attnScaleOf(cfg: ModelConfig): number {
+  return cfg.attnScale ?? 1 / Math.sqrt(cfg.headDim);
+}
 
 /** Check invariants and freeze. Every constructor of a ModelConfig goes through here. */
 export function makeConfig(c: ModelConfig, file: string): ModelConfig {
@@ -70,12 +108,26 @@ export function makeConfig(c: ModelConfig, file: string): ModelConfig {
   if (c.slidingWindow !== null && !(Number.isSafeInteger(c.slidingWindow) && c.slidingWindow > 0)) {
     throw new FormatError(file, `slidingWindow ${c.slidingWindow} must be a positive integer or null`, 'the config is corrupt');
   }
+  const positive = { embedScale: c.embedScale, attnScale: c.attnScale, finalSoftcap: c.finalSoftcap, ropeLocalTheta: c.ropeLocalTheta };
+  for (const [k, v] of Object.entries(positive)) {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new FormatError(file, `${k} ${v} must be a positive number`, 'the config is corrupt');
+  }
+  if (c.slidingLayers !== undefined && (c.slidingLayers.length !== c.nLayers || c.slidingWindow === null)) {
+    throw new FormatError(file, `slidingLayers names ${c.slidingLayers.length} layers of ${c.nLayers}${c.slidingWindow === null ? ' without a slidingWindow' : ''}`,
+      'give one entry per layer, and the window size');
+  }
+  if (c.arch === 'gpt2' && (c.qkNorm || c.normPlusOne || c.postNorms)) {
+    throw new FormatError(file, 'GPT-2 with q/k norms, (1 + w) norms or post-norms', 'these are Llama-family features');
+  }
   for (const id of [c.bosId, ...c.eosId]) {
     if (!Number.isSafeInteger(id) || id < 0 || id >= c.vocabSize) {
       throw new FormatError(file, `special token id ${id} is outside the vocabulary (size ${c.vocabSize})`, 'check bos_token_id / eos_token_id');
     }
   }
-  return Object.freeze({ ...c, eosId: Object.freeze([...c.eosId]), ropeScaling: c.ropeScaling && Object.freeze({ ...c.ropeScaling }) });
+  return Object.freeze({
+    ...c, eosId: Object.freeze([...c.eosId]), ropeScaling: c.ropeScaling && Object.freeze({ ...c.ropeScaling }),
+    ...(c.slidingLayers ? { slidingLayers: Object.freeze([...c.slidingLayers]) } : {}),
+  });
 }
 
 // ---- Hugging Face config.json ---------------------------------------------------------------------------------
@@ -129,18 +181,23 @@ export function configFromHf(json: unknown, file: string): ModelConfig {
   const j = json as Json;
   const mt = j['model_type'];
   if (mt === 'gpt2') return gpt2FromHf(j, file);
-  if (mt === 'llama' || mt === 'mistral' || mt === 'qwen2') return llamaFromHf(j, mt, file);
+  if (mt === 'llama' || mt === 'mistral' || mt === 'qwen2' || mt === 'qwen3') return llamaFromHf(j, mt, file);
+  if (mt === 'gemma3_text') return gemma3FromHf(j, file);
+  if (mt === 'gemma3') {
+    throw new FormatError(file, 'model_type "gemma3" is the vision-language Gemma 3 (text_config + vision tower)',
+      'use a text-only checkpoint (model_type "gemma3_text", e.g. google/gemma-3-1b-it or gemma-3-270m)');
+  }
   throw new FormatError(file, `unsupported architecture: model_type ${JSON.stringify(mt)}`,
     `supported model_type values: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
 }
 
-function llamaFromHf(j: Json, mt: 'llama' | 'mistral' | 'qwen2', file: string): ModelConfig {
+function llamaFromHf(j: Json, mt: 'llama' | 'mistral' | 'qwen2' | 'qwen3', file: string): ModelConfig {
   const act = j['hidden_act'] ?? 'silu';
   if (act !== 'silu') reject(file, 'hidden_act', act, 'the Llama family uses SwiGLU with silu');
   if (j['attention_bias'] === true) reject(file, 'attention_bias', true, 'biases on all attention projections (o_proj included)');
   if (j['mlp_bias'] === true) reject(file, 'mlp_bias', true, 'MLP biases');
   if (j['partial_rotary_factor'] !== undefined && j['partial_rotary_factor'] !== 1) reject(file, 'partial_rotary_factor', j['partial_rotary_factor'], 'partial RoPE');
-  if (mt === 'qwen2' && j['use_sliding_window'] === true) reject(file, 'use_sliding_window', true, "Qwen2's per-layer sliding window");
+  if (mt.startsWith('qwen') && j['use_sliding_window'] === true) reject(file, 'use_sliding_window', true, "Qwen's per-layer sliding window");
   const dModel = num(j, 'hidden_size', file);
   const nHeads = num(j, 'num_attention_heads', file);
   const sw = mt === 'mistral' ? j['sliding_window'] : null;
@@ -166,6 +223,98 @@ function llamaFromHf(j: Json, mt: 'llama' | 'mistral' | 'qwen2', file: string): 
     tiedEmbeddings: j['tie_word_embeddings'] === true,
     bosId: num(j, 'bos_token_id', file, 1),
     eosId: eosList(j['eos_token_id'] ?? 2, file),
+    ...(mt === 'qwen3' ? { qkNorm: true } : {}),
+  }, file);
+}
+
+/** A number as the checkpoint's dtype holds it: HF builds the embedding scale as a float32 tensor cast to the weights' dtype. */
+function inDtype(x: number, dtype: unknown): number {
+  const f = Math.fround(x);
+  if (dtype === 'bfloat16') return bf16ToF32(f32ToBf16(f));
+  if (dtype === 'float16') return f16ToF32(f32ToF16(f));
+  return f;
+}
+
+/** Gemma3TextConfig's defaults (transformers), for the keys a Hub config may leave out. */
+const GEMMA3_DEFAULTS: Json = {
+  vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
+  num_key_value_heads: 4, head_dim: 256, max_position_embeddings: 131072, rms_norm_eps: 1e-6, rope_theta: 1_000_000,
+  rope_local_base_freq: 10_000, query_pre_attn_scalar: 256, sliding_window: 4096, sliding_window_pattern: 6,
+  bos_token_id: 2, eos_token_id: 1,
+};
+
+/**
+ * Gemma 3 text: a Llama block with (1 + w) RMSNorms, q/k norms, norms on the attention and MLP outputs, a GELU-tanh
+ * gated MLP, embeddings scaled by sqrt(hidden_size), and local (sliding-window, own RoPE base) layers interleaved
+ * with global ones: `layer_types`, or every `sliding_window_pattern`-th layer global.
+ */
+function gemma3FromHf(j0: Json, file: string): ModelConfig {
+  if (j0['sliding_window'] === null) reject(file, 'sliding_window', null, 'Gemma 3\'s local layers need a window size');
+  const j: Json = { ...GEMMA3_DEFAULTS, ...Object.fromEntries(Object.entries(j0).filter(([, v]) => v !== null && v !== undefined)) };
+  const act = j['hidden_activation'] ?? j['hidden_act'] ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh') reject(file, 'hidden_activation', act, 'Gemma 3 uses gelu_pytorch_tanh');
+  if (j['attention_bias'] === true) reject(file, 'attention_bias', true, 'biases on the attention projections');
+  if (j['attn_logit_softcapping'] !== undefined) reject(file, 'attn_logit_softcapping', j['attn_logit_softcapping'], 'attention logit softcapping (Gemma 2)');
+  if (j['use_bidirectional_attention'] === true) reject(file, 'use_bidirectional_attention', true, 'bidirectional attention (EmbeddingGemma)');
+  const nLayers = num(j, 'num_hidden_layers', file);
+  const types = j['layer_types'];
+  let sliding: boolean[];
+  if (types !== undefined) {
+    if (!Array.isArray(types) || types.length !== nLayers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      reject(file, 'layer_types', types, `need ${nLayers} entries of "sliding_attention" or "full_attention"`);
+    }
+    sliding = types.map((t) => t === 'sliding_attention');
+  } else {
+    const every = num(j, 'sliding_window_pattern', file);
+    sliding = Array.from({ length: nLayers }, (_, i) => (i + 1) % every !== 0);
+  }
+  // transformers 5 keeps RoPE per layer type in rope_parameters; older configs use rope_theta, rope_scaling and
+  // rope_local_base_freq (the local layers are never scaled)
+  let ropeTheta = num(j, 'rope_theta', file), ropeLocalTheta = num(j, 'rope_local_base_freq', file);
+  let ropeScaling = ropeScalingFromHf(j['rope_scaling'], file);
+  const rp = j['rope_parameters'] as Json | undefined;
+  if (rp !== undefined) {
+    const full = rp['full_attention'] as Json | undefined, local = rp['sliding_attention'] as Json | undefined;
+    if (typeof full !== 'object' || typeof local !== 'object' || full === null || local === null) {
+      reject(file, 'rope_parameters', rp, 'expected full_attention and sliding_attention entries');
+    }
+    if (ropeScalingFromHf(local, file) !== null) reject(file, 'rope_parameters', rp, 'scaled RoPE on the sliding-window layers');
+    ropeTheta = num(full, 'rope_theta', file);
+    ropeLocalTheta = num(local, 'rope_theta', file);
+    ropeScaling = ropeScalingFromHf(full, file);
+  }
+  const dModel = num(j, 'hidden_size', file);
+  const cap = j['final_logit_softcapping'];
+  if (cap !== undefined && typeof cap !== 'number') reject(file, 'final_logit_softcapping', cap, 'not a number');
+  return makeConfig({
+    arch: 'llama',
+    vocabSize: num(j, 'vocab_size', file),
+    dModel,
+    nLayers,
+    nHeads: num(j, 'num_attention_heads', file),
+    nKvHeads: num(j, 'num_key_value_heads', file),
+    headDim: num(j, 'head_dim', file),
+    ffnDim: num(j, 'intermediate_size', file),
+    maxPos: num(j, 'max_position_embeddings', file),
+    normEps: num(j, 'rms_norm_eps', file),
+    norm: 'rms',
+    act: 'gelu_tanh',
+    ropeTheta,
+    ropeStyle: 'half',
+    ropeScaling,
+    slidingWindow: num(j, 'sliding_window', file),
+    qkvBias: false,
+    tiedEmbeddings: j['tie_word_embeddings'] !== false,
+    bosId: num(j, 'bos_token_id', file),
+    eosId: eosList(j['eos_token_id'], file),
+    qkNorm: true,
+    normPlusOne: true,
+    postNorms: true,
+    embedScale: inDtype(Math.sqrt(dModel), j['torch_dtype'] ?? j['dtype']),
+    attnScale: Math.pow(num(j, 'query_pre_attn_scalar', file), -0.5),
+    ...(typeof cap === 'number' ? { finalSoftcap: cap } : {}),
+    slidingLayers: sliding,
+    ropeLocalTheta,
   }, file);
 }
 
@@ -205,9 +354,37 @@ function gpt2FromHf(j: Json, file: string): ModelConfig {
   }, file);
 }
 
+/** Which HF model_type expresses a Llama-family config; a combination of features none of them has is an error. */
+function hfModelType(cfg: ModelConfig): 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma3_text' {
+  const gemma = cfg.postNorms === true;
+  const type = gemma ? 'gemma3_text' : cfg.qkNorm ? 'qwen3' : cfg.qkvBias ? 'qwen2' : cfg.slidingWindow !== null ? 'mistral' : 'llama';
+  const gemmaOnly = { normPlusOne: cfg.normPlusOne, embedScale: cfg.embedScale, attnScale: cfg.attnScale, finalSoftcap: cfg.finalSoftcap,
+    slidingLayers: cfg.slidingLayers, ropeLocalTheta: cfg.ropeLocalTheta };
+  const problems = [
+    ...(gemma ? [] : Object.entries(gemmaOnly).filter(([, v]) => v !== undefined && v !== false).map(([k]) => k)),
+    ...(gemma && !(cfg.qkNorm && cfg.normPlusOne && cfg.embedScale !== undefined && cfg.act === 'gelu_tanh') ? ['postNorms without the rest of Gemma 3'] : []),
+    ...(!gemma && cfg.act !== 'silu' ? [`act ${cfg.act}`] : []),
+    ...(cfg.qkvBias && type !== 'qwen2' ? ['qkvBias'] : []),
+    ...(cfg.slidingWindow !== null && (type === 'qwen2' || type === 'qwen3') ? ['slidingWindow'] : []),
+    ...(gemma && Math.abs(cfg.embedScale! / Math.sqrt(cfg.dModel) - 1) > 1e-2 ? [`embedScale ${cfg.embedScale}`] : []),
+  ];
+  if (problems.length) {
+    throw new FormatError('config.json', `no Hugging Face model_type has this combination (${type} plus ${problems.join(', ')})`,
+      'the config was edited into an architecture that does not exist');
+  }
+  return type;
+}
+
+/** The dtype name a Gemma config needs for configFromHf to give back its embedding scale. */
+function embedDtype(cfg: ModelConfig): string {
+  const s = cfg.embedScale!;
+  return s === Math.fround(Math.sqrt(cfg.dModel)) ? 'float32' : s === inDtype(Math.sqrt(cfg.dModel), 'bfloat16') ? 'bfloat16' : 'float16';
+}
+
 /**
- * The inverse of configFromHf. The model_type is derived from the features: qkvBias -> qwen2, a sliding window ->
- * mistral, else llama (a Mistral config without a window therefore comes back as llama, which computes the same).
+ * The inverse of configFromHf. The model_type is derived from the features: post-norms -> gemma3_text, q/k norms ->
+ * qwen3, qkvBias -> qwen2, a sliding window -> mistral, else llama (a Mistral config without a window therefore
+ * comes back as llama, which computes the same).
  */
 export function configToHf(cfg: ModelConfig): Record<string, unknown> {
   if (cfg.arch === 'gpt2') {
@@ -233,8 +410,11 @@ export function configToHf(cfg: ModelConfig): Record<string, unknown> {
     throw new FormatError('config.json', `ropeStyle '${cfg.ropeStyle}' cannot be written as a Hugging Face config`,
       'HF Llama uses rotate-half RoPE: permute q_proj/k_proj rows with interleavedToHalfRows first (see weight-names.ts)');
   }
-  const modelType = cfg.qkvBias ? 'qwen2' : cfg.slidingWindow !== null ? 'mistral' : 'llama';
-  const arch = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[modelType];
+  const modelType = hfModelType(cfg);
+  const arch = {
+    llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM',
+    gemma3_text: 'Gemma3ForCausalLM',
+  }[modelType];
   const rs = cfg.ropeScaling;
   const out: Record<string, unknown> = {
     architectures: [arch],
@@ -248,7 +428,7 @@ export function configToHf(cfg: ModelConfig): Record<string, unknown> {
     head_dim: cfg.headDim,
     max_position_embeddings: cfg.maxPos,
     rms_norm_eps: cfg.normEps,
-    hidden_act: 'silu',
+    hidden_act: cfg.act === 'silu' ? 'silu' : 'gelu_pytorch_tanh',
     rope_theta: cfg.ropeTheta,
     rope_scaling: rs === null ? null
       : rs.type === 'linear' ? { rope_type: 'linear', factor: rs.factor }
@@ -263,6 +443,18 @@ export function configToHf(cfg: ModelConfig): Record<string, unknown> {
   };
   if (modelType === 'llama') Object.assign(out, { attention_bias: false, mlp_bias: false });
   if (modelType === 'mistral') out['sliding_window'] = cfg.slidingWindow;
-  if (modelType === 'qwen2') Object.assign(out, { use_sliding_window: false, sliding_window: null });
+  if (modelType === 'qwen2' || modelType === 'qwen3') Object.assign(out, { attention_bias: false, use_sliding_window: false, sliding_window: null });
+  if (modelType === 'gemma3_text') {
+    const layerTypes = Array.from({ length: cfg.nLayers }, (_, l) => (layerWindow(cfg, l) > 0 ? 'sliding_attention' : 'full_attention'));
+    Object.assign(out, {
+      hidden_activation: 'gelu_pytorch_tanh', attention_bias: false, sliding_window: cfg.slidingWindow ?? 1, layer_types: layerTypes,
+      rope_local_base_freq: cfg.ropeLocalTheta ?? cfg.ropeTheta,
+      // the scale is stored as its inverse square; 12 digits give back the scalar the config was read from
+      query_pre_attn_scalar: Number((1 / attnScaleOf(cfg) ** 2).toPrecision(12)),
+      final_logit_softcapping: cfg.finalSoftcap ?? null, attn_logit_softcapping: null,
+      // HF rounds sqrt(hidden_size) to the dtype it runs in; recurformer keeps the source's (see model-save.ts)
+      torch_dtype: embedDtype(cfg),
+    });
+  }
   return out;
 }

@@ -1,5 +1,6 @@
 /**
- * The single-token decode step of a Llama-family model (plain or converted) without the tensor layer: the same
+ * The single-token decode step of a Llama-family model (plain or converted, Qwen3 and Gemma 3 included) without the
+ * tensor layer: the same
  * kernels as DecoderLM.forward, called with the same arguments on preallocated buffers, so the logits are
  * bit-identical (test/model/decode-step.test.ts) while a step costs about 20 kernel calls per layer instead of
  * about 20 tensor ops each building shapes, strides, buffers and autograd checks. For small models the per-op
@@ -14,6 +15,7 @@ import { BinaryOp, UnaryOp } from '../tensor/kernels.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { KVCache, type AttentionMemory } from '../inference/memory.js';
+import { attnScaleOf, layerWindow } from './config.js';
 import { channels, type RecurrentDims } from './recurrent-head.js';
 import { HalfWeight, halfProduct, multiProduct, type Weight } from './weights.js';
 import type { DecoderLM, RecurrentLayer } from './transformer.js';
@@ -30,10 +32,17 @@ export function setFastDecode(on: boolean): boolean {
 const NONE = new Float32Array(0);
 const ONE = Int32Array.of(1);
 
-/** One layer's weights, looked up by name once. */
+/** One layer's weights, looked up by name once (norm gains as applied: 1 + w for Gemma). */
 interface LayerWeights {
   inNorm: Float32Array;
-  postNorm: Float32Array;
+  /** The MLP's input norm (post_attention_layernorm, or Gemma's pre_feedforward_layernorm). */
+  mlpNorm: Float32Array;
+  /** Gemma's norms of the attention and MLP outputs. */
+  attnOutNorm: Float32Array | null;
+  mlpOutNorm: Float32Array | null;
+  qNorm: Float32Array | null;
+  kNorm: Float32Array | null;
+  invFreq: Float32Array;
   qkv: Weight[];
   bias: (Float32Array | null)[];
   o: Weight;
@@ -55,9 +64,11 @@ interface RecurrentRaw {
 interface Buffers {
   x: Float32Array; x2: Float32Array; h: Float32Array; attn: Float32Array; proj: Float32Array;
   q: Float32Array; k: Float32Array; v: Float32Array; qr: Float32Array; kr: Float32Array; qg: Float32Array;
-  kg: Float32Array; vg: Float32Array; heads: Float32Array; g: Float32Array; u: Float32Array; act: Float32Array;
-  rstd: Float32Array; lse: Float32Array; shape: Int32Array; pos: Int32Array;
+  kg: Float32Array; vg: Float32Array; qn: Float32Array; kn: Float32Array; heads: Float32Array; g: Float32Array;
+  u: Float32Array; act: Float32Array; rstd: Float32Array; lse: Float32Array; shape: Int32Array; pos: Int32Array;
 }
+
+const ACT = { silu: UnaryOp.Silu, gelu_tanh: UnaryOp.GeluTanh, gelu_erf: UnaryOp.GeluErf } as const;
 
 const data = (t: Tensor): Float32Array => T.contiguous(t).data;
 
@@ -93,15 +104,20 @@ export class FastDecoder {
   constructor(private readonly m: DecoderLM) {
     const c = m.cfg;
     const a = (n: number): Float32Array => new Float32Array(n);
-    const f = (name: string): Float32Array => data(m.f(name));
     const ob = (name: string): Float32Array | null => {
       const t = m.opt(name);
       return t ? data(t) : null;
     };
+    // the gains as DecoderLM.norm applies them, copied: 1 + w is computed in the first step's buffer scope
+    const gain = (prefix: string): Float32Array => Float32Array.from(data(m.normWeight(prefix)));
+    const post = c.postNorms === true;
     this.layers = Array.from({ length: c.nLayers }, (_, l) => {
       const p = `model.layers.${l}`;
       const lw: LayerWeights = {
-        inNorm: f(`${p}.input_layernorm.weight`), postNorm: f(`${p}.post_attention_layernorm.weight`),
+        inNorm: gain(`${p}.input_layernorm`), mlpNorm: gain(post ? `${p}.pre_feedforward_layernorm` : `${p}.post_attention_layernorm`),
+        attnOutNorm: post ? gain(`${p}.post_attention_layernorm`) : null, mlpOutNorm: post ? gain(`${p}.post_feedforward_layernorm`) : null,
+        qNorm: c.qkNorm ? gain(`${p}.self_attn.q_norm`) : null, kNorm: c.qkNorm ? gain(`${p}.self_attn.k_norm`) : null,
+        invFreq: m.ropeFreq(l),
         qkv: ['q', 'k', 'v'].map((n) => m.w(`${p}.self_attn.${n}_proj.weight`)),
         bias: ['q', 'k', 'v'].map((n) => ob(`${p}.self_attn.${n}_proj.bias`)),
         o: m.w(`${p}.self_attn.o_proj.weight`),
@@ -125,9 +141,9 @@ export class FastDecoder {
     const { dModel: D, nHeads: Hq, nKvHeads: Hkv, headDim: Dh, ffnDim: F } = c;
     this.buf = {
       x: a(D), x2: a(D), h: a(D), attn: a(Hq * Dh), proj: a(D), q: a(Hq * Dh), k: a(Hkv * Dh), v: a(Hkv * Dh),
-      qr: a(Hq * Dh), kr: a(Hkv * Dh), qg: a(Hq * Dh), kg: a(Hkv * Dh), vg: a(Hkv * Dh), heads: a(Hq * Dh),
-      g: a(F), u: a(F), act: a(F), rstd: a(Math.max(1, Hq)), lse: a(Math.max(1, Hq)), shape: new Int32Array(1),
-      pos: new Int32Array(1),
+      qr: a(Hq * Dh), kr: a(Hkv * Dh), qg: a(Hq * Dh), kg: a(Hkv * Dh), vg: a(Hkv * Dh), qn: a(Hq * Dh), kn: a(Hkv * Dh),
+      heads: a(Hq * Dh), g: a(F), u: a(F), act: a(F), rstd: a(Math.max(1, Hq)), lse: a(Math.max(1, Hq)),
+      shape: new Int32Array(1), pos: new Int32Array(1),
     };
     this.interleaved = c.ropeStyle === 'interleaved' ? 1 : 0;
   }
@@ -136,7 +152,7 @@ export class FastDecoder {
   static applies(m: DecoderLM, B: number, Tn: number, mem: AttentionMemory | undefined, plain: boolean): boolean {
     if (!enabled || B !== 1 || Tn !== 1 || !mem || !plain || T.isGradEnabled()) return false;
     const c = m.cfg;
-    if (c.arch !== 'llama' || c.norm !== 'rms' || c.act !== 'silu') return false;
+    if (c.arch !== 'llama' || c.norm !== 'rms') return false;
     if (mem.windowedGroups) for (let l = 0; l < c.nLayers; l++) if (mem.windowedGroups(l).length > 0) return false;
     return true;
   }
@@ -160,9 +176,16 @@ export class FastDecoder {
     const q = b.q.subarray(0, nq), kk = b.k.subarray(0, nkv), v = b.v.subarray(0, nkv);
     matvecMulti(lw.qkv, b.h, [q, kk, v]);
     // biases: add(y, b) into new buffers in the tensor layer; the sums are the same
-    const qs = lw.bias[0] ? (binary(BinaryOp.Add, q, lw.bias[0], nq, b.qg, b), b.qg.subarray(0, nq)) : q;
-    const ks = lw.bias[1] ? (binary(BinaryOp.Add, kk, lw.bias[1], nkv, b.kg, b), b.kg.subarray(0, nkv)) : kk;
+    let qs = lw.bias[0] ? (binary(BinaryOp.Add, q, lw.bias[0], nq, b.qg, b), b.qg.subarray(0, nq)) : q;
+    let ks = lw.bias[1] ? (binary(BinaryOp.Add, kk, lw.bias[1], nkv, b.kg, b), b.kg.subarray(0, nkv)) : kk;
     const vs = lw.bias[2] ? (binary(BinaryOp.Add, v, lw.bias[2], nkv, b.vg, b), b.vg.subarray(0, nkv)) : v;
+    if (lw.qNorm && lw.kNorm) {
+      // per head: rows of Dh, as the tensor layer's rmsnorm over (1, 1, H, Dh)
+      k.rmsnorm(qs, lw.qNorm, c.nHeads, Dh, c.normEps, b.qn, b.rstd);
+      k.rmsnorm(ks, lw.kNorm, c.nKvHeads, Dh, c.normEps, b.kn, b.rstd);
+      qs = b.qn.subarray(0, nq);
+      ks = b.kn.subarray(0, nkv);
+    }
     const rl = this.m.recurrent.get(l);
     let Hq = c.nHeads, Hkv = c.nKvHeads;
     let qh = qs, kh = ks, vh = vs;
@@ -178,7 +201,7 @@ export class FastDecoder {
     }
     const qr = b.qr.subarray(0, Hq * Dh), kr = b.kr.subarray(0, Hkv * Dh);
     if (c.ropeStyle !== 'none') {
-      const inv = this.m.invFreq;
+      const inv = lw.invFreq;
       k.rope(qh, 1, 1, Hq, Dh, inv.length * 2, b.pos, inv, this.interleaved, 1, qr);
       k.rope(kh, 1, 1, Hkv, Dh, inv.length * 2, b.pos, inv, this.interleaved, 1, kr);
     } else {
@@ -193,7 +216,7 @@ export class FastDecoder {
       const v = mem.update(l, T.tensor(Float32Array.from(kr), [1, 1, Hkv, Dh]), T.tensor(Float32Array.from(vh), [1, 1, Hkv, Dh]));
       view = { k: data(v.k), v: data(v.v), S: v.k.shape[1]!, qOffset: v.qOffset, window: v.window, sinks: v.sinks };
     }
-    let window = c.slidingWindow ?? 0, sinks = 0;
+    let window = layerWindow(c, l), sinks = 0;
     if (view.window !== undefined) {
       window = window > 0 ? Math.min(window, view.window) : view.window;
       sinks = view.sinks ?? 0;
@@ -201,22 +224,30 @@ export class FastDecoder {
     let heads = b.attn.subarray(0, c.nHeads * Dh);
     if (Hq > 0) {
       const out = rl ? b.qg.subarray(0, Hq * Dh) : heads;
-      k.attention(qr, view.k, view.v, 1, 1, view.S, Hq, Hkv, Dh, 1 / Math.sqrt(Dh), 1, view.qOffset, window, sinks,
+      k.attention(qr, view.k, view.v, 1, 1, view.S, Hq, Hkv, Dh, attnScaleOf(c), 1, view.qOffset, window, sinks,
         out, b.lse, NONE);
       if (rl) heads = this.mergeRecurrent(l, rl, lw.rec!, out, mem);
     } else {
       heads = this.mergeRecurrent(l, rl!, lw.rec!, b.qg.subarray(0, 0), mem);
     }
     matvec(lw.o, heads, b.proj);
-    binary(BinaryOp.Add, b.x, b.proj, D, b.x2, b);
-    // MLP half: x += down(silu(gate(norm(x))) * up(norm(x)))
-    k.rmsnorm(b.x2, lw.postNorm, 1, D, c.normEps, b.h, b.rstd);
+    binary(BinaryOp.Add, b.x, this.outNorm(lw.attnOutNorm), D, b.x2, b);
+    // MLP half: x += down(act(gate(norm(x))) * up(norm(x)))
+    k.rmsnorm(b.x2, lw.mlpNorm, 1, D, c.normEps, b.h, b.rstd);
     const F = c.ffnDim;
     matvecMulti(lw.gateUp, b.h, [b.g, b.u]);
-    k.unary(UnaryOp.Silu, b.g, b.act);
+    k.unary(ACT[c.act], b.g, b.act);
     binary(BinaryOp.Mul, b.act, b.u, F, b.g, b);
     matvec(lw.down, b.g, b.proj);
-    binary(BinaryOp.Add, b.x2, b.proj, D, b.x, b);
+    binary(BinaryOp.Add, b.x2, this.outNorm(lw.mlpOutNorm), D, b.x, b);
+  }
+
+  /** The branch output in b.proj, normalized by Gemma's post-norm when the layer has one (into b.h, free by then). */
+  private outNorm(gain: Float32Array | null): Float32Array {
+    const b = this.buf, c = this.m.cfg;
+    if (!gain) return b.proj;
+    K().rmsnorm(b.proj, gain, 1, c.dModel, c.normEps, b.h, b.rstd);
+    return b.h;
   }
 
   /**

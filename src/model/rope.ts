@@ -4,12 +4,14 @@ import type { ModelConfig } from './config.js';
 /**
  * theta^(-2i/d) for i < d/2, then scaled: 'linear' divides every frequency by factor (positions interpolated);
  * 'llama3' leaves high frequencies, divides low frequencies by factor and blends the band in between.
+ * `local`: the frequencies of the sliding-window layers of a model with its own local base (Gemma 3), never scaled.
  */
-export function invFreqFor(cfg: ModelConfig): Float32Array {
+export function invFreqFor(cfg: ModelConfig, local = false): Float32Array {
   const d = cfg.headDim;
+  const theta = local ? cfg.ropeLocalTheta ?? cfg.ropeTheta : cfg.ropeTheta;
   const f = new Float64Array(d / 2);
-  for (let i = 0; i < f.length; i++) f[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / d);
-  const s = cfg.ropeScaling;
+  for (let i = 0; i < f.length; i++) f[i] = 1 / Math.pow(theta, (2 * i) / d);
+  const s = local ? null : cfg.ropeScaling;
   if (s?.type === 'linear') {
     for (let i = 0; i < f.length; i++) f[i] = f[i]! / s.factor;
   } else if (s?.type === 'llama3') {

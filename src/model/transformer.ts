@@ -1,7 +1,9 @@
 /**
  * The decoder-only Transformer for both supported families, driven by ModelConfig:
  *   llama: RMSNorm, RoPE (interleaved or rotate-half, scaled), GQA, optional q/k/v biases (Qwen2), optional sliding
- *          window (Mistral), SwiGLU MLP, tied or untied head.
+ *          window (Mistral), SwiGLU MLP, tied or untied head; and the switches Qwen3 and Gemma 3 add: per-head q/k
+ *          norms, (1 + w) norms, norms on the attention and MLP outputs, scaled embeddings, a GELU-tanh gated MLP,
+ *          an attention scale, local layers (own window and RoPE base) among global ones, final logit softcapping.
  *   gpt2:  learned absolute positions, LayerNorm with bias, fused q/k/v projection, GELU MLP, tied head.
  * Weights use the Hugging Face names, with every projection in the nn.Linear (out, in) layout (the GPT-2 loader
  * transposes Conv1D weights once at load).
@@ -12,7 +14,7 @@ import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import type { AttentionMemory } from '../inference/memory.js';
-import type { ModelConfig } from './config.js';
+import { attnScaleOf, layerWindow, usesLocalRope, type ModelConfig } from './config.js';
 import { invFreqFor } from './rope.js';
 import type { TapSink } from './taps.js';
 import { HalfWeight, asTensor, embeddingW, linearMultiW, linearW, type Weight } from './weights.js';
@@ -51,6 +53,8 @@ export interface ForwardOpts {
 
 export class DecoderLM {
   readonly invFreq: Float32Array;
+  /** RoPE frequencies of the local (sliding-window) layers when they have their own base (Gemma 3), else invFreq. */
+  readonly invFreqLocal: Float32Array;
   /** Recurrent layers of a converted model (empty for a plain Transformer). */
   readonly recurrent = new Map<number, RecurrentLayer>();
   /** Head splits of the streaming-heads baseline, computed once per layer and group set. */
@@ -60,6 +64,7 @@ export class DecoderLM {
 
   constructor(readonly cfg: ModelConfig, readonly weights: Map<string, Weight>, readonly spec: RecurformerSpec | null = null) {
     this.invFreq = cfg.ropeStyle === 'none' ? new Float32Array(0) : invFreqFor(cfg);
+    this.invFreqLocal = cfg.ropeLocalTheta === undefined ? this.invFreq : invFreqFor(cfg, true);
     for (const { layer, groups } of spec?.layers ?? []) {
       if (groups.length === 0) continue;
       const p = `${layerPrefix(cfg, layer)}.recurrent`;
@@ -75,6 +80,11 @@ export class DecoderLM {
         replacedHeads: Int32Array.from(split.splitHeads), keptGroups: Int32Array.from(split.keptGroups), merge: split.merge,
       });
     }
+  }
+
+  /** The RoPE frequencies of layer l. */
+  ropeFreq(l: number): Float32Array {
+    return usesLocalRope(this.cfg, l) ? this.invFreqLocal : this.invFreq;
   }
 
   /** KV heads each layer keeps in its cache (all of them unless the layer has recurrent heads). */
@@ -122,6 +132,7 @@ export class DecoderLM {
       x = T.add(tok, pos); // (B, T, D)
     } else {
       x = embeddingW(this.w('model.embed_tokens.weight'), ids, [B, Tn]);
+      if (cfg.embedScale !== undefined) x = T.affine(x, cfg.embedScale);
     }
     if (FastDecoder.applies(this, B, Tn, opts.memory, !opts.taps && !opts.selfOnly?.length)) {
       x = (this.fast ??= new FastDecoder(this)).blocks(x, positions[0]!, opts.memory!);
@@ -138,11 +149,20 @@ export class DecoderLM {
     const head = cfg.tiedEmbeddings
       ? this.w(cfg.arch === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight')
       : this.w('lm_head.weight');
-    return linearW(T.contiguous(x), head);
+    const logits = linearW(T.contiguous(x), head);
+    const cap = cfg.finalSoftcap;
+    return cap === undefined ? logits : T.affine(T.tanh(T.affine(logits, 1 / cap)), cap);
   }
 
+  /** The gain a norm multiplies by: its weight, or 1 + weight (Gemma). */
+  normWeight(prefix: string): Tensor {
+    const w = this.f(`${prefix}.weight`);
+    return this.cfg.normPlusOne ? T.affine(w, 1, 1) : w;
+  }
+
+  /** RMSNorm or LayerNorm over the last axis (per head for q/k norms: x (B, T, H, Dh)). */
   norm(prefix: string, x: Tensor): Tensor {
-    if (this.cfg.norm === 'rms') return T.rmsnorm(x, this.f(`${prefix}.weight`), this.cfg.normEps);
+    if (this.cfg.norm === 'rms') return T.rmsnorm(x, this.normWeight(prefix), this.cfg.normEps);
     return T.layernorm(x, this.f(`${prefix}.weight`), this.opt(`${prefix}.bias`), this.cfg.normEps);
   }
 
@@ -154,14 +174,19 @@ export class DecoderLM {
     }
   }
 
-  /** One pre-norm block: x + attn(norm(x)), then + mlp(norm(x)). */
+  /**
+   * One pre-norm block: x + attn(norm(x)), then + mlp(norm(x)). With postNorms (Gemma) each branch's output is
+   * normalized too before the add: x + norm(attn(norm(x))), then x + norm(mlp(norm(x))).
+   */
   block(l: number, x: Tensor, B: number, Tn: number, positions: Int32Array, opts: ForwardOpts): Tensor {
-    const gpt2 = this.cfg.arch === 'gpt2';
+    const gpt2 = this.cfg.arch === 'gpt2', post = this.cfg.postNorms === true;
     const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
     const h = this.norm(gpt2 ? `${p}.ln_1` : `${p}.input_layernorm`, x);
-    x = T.add(x, this.attention(l, h, B, Tn, positions, opts));
-    const h2 = this.norm(gpt2 ? `${p}.ln_2` : `${p}.post_attention_layernorm`, x);
-    return T.add(x, this.mlp(p, h2));
+    const a = this.attention(l, h, B, Tn, positions, opts);
+    x = T.add(x, post ? this.norm(`${p}.post_attention_layernorm`, a) : a);
+    const h2 = this.norm(gpt2 ? `${p}.ln_2` : post ? `${p}.pre_feedforward_layernorm` : `${p}.post_attention_layernorm`, x);
+    const m = this.mlp(p, h2);
+    return T.add(x, post ? this.norm(`${p}.post_feedforward_layernorm`, m) : m);
   }
 
   mlp(p: string, h: Tensor): Tensor {
@@ -173,7 +198,7 @@ export class DecoderLM {
     return linearW(T.mul(this.act(g!), u!), this.w(`${p}.mlp.down_proj.weight`));
   }
 
-  /** Projections to q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh), before RoPE. */
+  /** Projections to q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh), before RoPE (q and k normalized per head with qkNorm). */
   qkv(l: number, h: Tensor, B: number, Tn: number): [Tensor, Tensor, Tensor] {
     const { nHeads: Hq, nKvHeads: Hkv, headDim: Dh } = this.cfg;
     if (this.cfg.arch === 'gpt2') {
@@ -188,7 +213,9 @@ export class DecoderLM {
     // one fused product for a few rows (decode), three otherwise
     const [q, k, v] = linearMultiW(h, [this.w(`${p}.q_proj.weight`), this.w(`${p}.k_proj.weight`), this.w(`${p}.v_proj.weight`)],
       [this.opt(`${p}.q_proj.bias`), this.opt(`${p}.k_proj.bias`), this.opt(`${p}.v_proj.bias`)]);
-    return [T.reshape(q!, [B, Tn, Hq, Dh]), T.reshape(k!, [B, Tn, Hkv, Dh]), T.reshape(v!, [B, Tn, Hkv, Dh])];
+    const qh = T.reshape(q!, [B, Tn, Hq, Dh]), kh = T.reshape(k!, [B, Tn, Hkv, Dh]);
+    if (!this.cfg.qkNorm) return [qh, kh, T.reshape(v!, [B, Tn, Hkv, Dh])];
+    return [this.norm(`${p}.q_norm`, qh), this.norm(`${p}.k_norm`, kh), T.reshape(v!, [B, Tn, Hkv, Dh])];
   }
 
   /**
@@ -220,15 +247,14 @@ export class DecoderLM {
     const { keptGroups, keptHeads, splitHeads: winHeads, merge } = split;
     const mem = opts.memory!;
     const parts: Tensor[] = [];
+    const own = layerWindow(cfg, l), scale = attnScaleOf(cfg);
     if (keptGroups.length) {
       const view = mem.update(l, T.contiguous(T.gather(k, 2, keptGroups)), T.contiguous(T.gather(v, 2, keptGroups)));
-      parts.push(T.attention(T.gather(q, 2, keptHeads), view.k, view.v, {
-        qOffset: view.qOffset, window: cfg.slidingWindow ?? 0,
-      }).out);
+      parts.push(T.attention(T.gather(q, 2, keptHeads), view.k, view.v, { qOffset: view.qOffset, window: own, scale }).out);
     }
     const wv = mem.updateWindowed!(l, T.contiguous(T.gather(k, 2, wg)), T.contiguous(T.gather(v, 2, wg)));
-    const window = cfg.slidingWindow ? Math.min(cfg.slidingWindow, wv.window ?? Infinity) : wv.window ?? 0;
-    parts.push(T.attention(T.gather(q, 2, winHeads), wv.k, wv.v, { qOffset: wv.qOffset, window, sinks: wv.sinks ?? 0 }).out);
+    const window = own ? Math.min(own, wv.window ?? Infinity) : wv.window ?? 0;
+    parts.push(T.attention(T.gather(q, 2, winHeads), wv.k, wv.v, { qOffset: wv.qOffset, window, sinks: wv.sinks ?? 0, scale }).out);
     return T.gather(parts.length > 1 ? T.concat(parts, 2) : parts[0]!, 2, merge);
   }
 
@@ -269,7 +295,7 @@ export class DecoderLM {
       v = T.gather(v, 2, rl.keptGroups);
     }
     if (this.cfg.ropeStyle !== 'none') {
-      const ro = { positions, invFreq: this.invFreq, style: this.cfg.ropeStyle };
+      const ro = { positions, invFreq: this.ropeFreq(l), style: this.cfg.ropeStyle };
       q = T.rope(q, ro);
       k = T.rope(k, ro);
     }
@@ -280,7 +306,7 @@ export class DecoderLM {
     if (taps?.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, k);
     if (taps?.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, v);
     let qOffset = 0;
-    let window = this.cfg.slidingWindow ?? 0, sinks = 0;
+    let window = layerWindow(this.cfg, l), sinks = 0;
     if (opts.memory) {
       const view = opts.memory.update(l, T.contiguous(k), T.contiguous(v));
       k = view.k;
@@ -299,7 +325,7 @@ export class DecoderLM {
       return this.outProj(l, T.reshape(heads, [B, Tn, Hq * Dh]));
     }
     const { out, probs } = T.attention(q, k, v, {
-      qOffset, window, sinks, returnProbs: wantProbs,
+      qOffset, window, sinks, scale: attnScaleOf(this.cfg), returnProbs: wantProbs,
     }); // (B, T, Hq, Dh)
     if (opts.selfOnly?.length) this.applySelfOnly(opts.selfOnly, out, probs, v, qOffset);
     if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);
