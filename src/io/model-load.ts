@@ -87,6 +87,21 @@ function lazyTokenizer(model: LoadedModel, make: () => Tokenizer | null): void {
   });
 }
 
+/**
+ * The head counts must be possible for the stored weights: nHeads x head_dim values per row of a q projection
+ * cannot exceed everything the files hold (headers only; a converted layer may have no q projection at all).
+ */
+function checkHeadCounts(config: ModelConfig, tensors: ReadonlyMap<string, RawTensor>, cfgPath: string): void {
+  let stored = 0;
+  for (const t of tensors.values()) stored += numel(t.shape);
+  for (const [key, heads] of [['num_attention_heads', config.nHeads], ['num_key_value_heads', config.nKvHeads]] as const) {
+    if (heads * config.headDim > stored) {
+      throw new FormatError(cfgPath, `${key} = ${heads} heads of ${config.headDim} is more than the ${stored} values the weights hold`,
+        'the config does not belong to these weights', key);
+    }
+  }
+}
+
 /** config.json without our own section (the HF config parser rejects keys it does not know that matter). */
 function stripRecurformer(json: unknown): unknown {
   if (typeof json !== 'object' || json === null) return json;
@@ -113,6 +128,9 @@ export function loadHfFolder(dir: string): LoadedModel {
     cfgPath, `config key "${gpt2 ? 'n_layer' : 'num_hidden_layers'}"`, st.file);
   if (gpt2) prefixLegacyGpt2Names(st.tensors);
   const rfJson = (json as Record<string, unknown>).recurformer;
+  // the recurrent heads' shapes grow with the head counts: check those against the stored embedding width first,
+  // so a corrupt config cannot make the loader build billions of entries (found by test/fuzz/config-json)
+  if (rfJson !== undefined) checkHeadCounts(config, st.tensors, cfgPath);
   const spec = rfJson === undefined ? undefined : parseSpec(rfJson, config, cfgPath);
   const recurrent = new Map<string, RawTensor>();
   if (spec) {
@@ -205,6 +223,7 @@ function prefixLegacyGpt2Names(tensors: Map<string, RawTensor>): void {
  */
 function ggufToHfDeferred(cfg: ModelConfig, tensors: Map<string, RawTensor>, file: string): Map<string, RawTensor> {
   const rest = new Map(tensors);
+  rest.delete('rope_freqs.weight'); // llama3 scaling: read into the config (gguf-config.ts), not a weight
   const out = new Map<string, RawTensor>();
   for (const e of weightTable(cfg)) {
     const t = rest.get(e.gguf);

@@ -11,7 +11,7 @@
  * their offset when the tensor's data is first used (see `fileTensor`), so files over 2 GiB load and `inspect` reads
  * headers only.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ArgumentError, FormatError } from '../tensor/errors.js';
 import { bufferSource, fileSource, type ByteSource } from './binary-reader.js';
@@ -265,7 +265,7 @@ export function readSafetensorsIndex(indexPath: string): SafetensorsIndex {
   }
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(json['weight_map'])) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.')) {
+    if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.')) {
       throw new FormatError(indexPath, `shard ${JSON.stringify(shard)} is not a plain file name`, 'the index is corrupt', name);
     }
     weightMap.set(name, shard);
@@ -283,7 +283,12 @@ export function readShardedSafetensors(indexPath: string): SafetensorsFile {
   const tensors = new Map<string, RawTensor>();
   const metadata: Record<string, string> = {};
   for (const shard of [...new Set(index.weightMap.values())].sort()) {
-    const st = readSafetensors(join(dir, shard));
+    const path = join(dir, shard);
+    if (!existsSync(path) || !statSync(path).isFile()) {
+      throw new FormatError(indexPath, `names the shard ${JSON.stringify(shard)}, which is not a file in ${dir}`,
+        'the download is incomplete or the index belongs to another checkpoint', [...index.weightMap].find(([, s]) => s === shard)![0]);
+    }
+    const st = readSafetensors(path);
     Object.assign(metadata, st.metadata);
     for (const [name, t] of st.tensors) {
       if (index.weightMap.get(name) !== shard) {
