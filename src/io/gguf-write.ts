@@ -1,11 +1,12 @@
 /**
- * GGUF v3 writer: typed metadata plus F32/F16/BF16 tensors (no quantization: we write what we computed).
+ * GGUF v3 writer: typed metadata plus F32/F16/BF16 tensors and block-quantized tensors (already quantized by the
+ * caller, see ggml-quants.ts `quantize`: the writer checks their byte size against the shape and writes the bytes).
  *
  * Tensor shapes are given outermost first (as everywhere in recurformer) and written innermost first, as GGUF wants.
  * Every tensor's data starts at a multiple of `general.alignment` (32 unless the metadata says otherwise).
  */
 import { FormatError } from '../tensor/errors.js';
-import { GgmlType } from './ggml-quants.js';
+import { GGML_BLOCK, GgmlType, ggmlTypeName } from './ggml-quants.js';
 import { GgufType, type GgufArrayValue, type GgufValue } from './gguf.js';
 import { numel, tensorBytes, writeFileAtomic, type RawTensor } from './tensor-file.js';
 
@@ -87,8 +88,45 @@ function writeValue(s: Sink, v: GgufValue, key: string, file: string): void {
 
 const TYPE_OF: Record<RawTensor['dtype'], GgmlType> = { F32: GgmlType.F32, F16: GgmlType.F16, BF16: GgmlType.BF16 };
 
+/** A tensor already in a ggml block format (Q8_0, Q4_K, ...): its blocks, row after row. */
+export interface QuantizedTensor {
+  name: string;
+  /** Outermost first, like RawTensor; the last dim (ggml's ne[0], the row) must be a multiple of the block. */
+  shape: number[];
+  type: GgmlType;
+  data: Uint8Array;
+}
+
+/** What the writer accepts: float tensors, or quantized ones. */
+export type GgufTensor = RawTensor | QuantizedTensor;
+
+const isQuantized = (t: GgufTensor): t is QuantizedTensor => 'type' in t && !('dtype' in t);
+
+/** The ggml type and data bytes of a tensor to write, checked against its shape. */
+function typedBytes(t: GgufTensor, file: string): { type: GgmlType; bytes: Uint8Array } {
+  if (isQuantized(t)) {
+    const block = GGML_BLOCK[t.type];
+    const row = t.shape[t.shape.length - 1] ?? 1;
+    if (!block || block.elems === 1) throw new FormatError(file, `type ${ggmlTypeName(t.type)} is not a block type we write`, 'pass float data as a RawTensor', t.name);
+    if (row % block.elems !== 0) {
+      throw new FormatError(file, `row length ${row} is not a multiple of ${ggmlTypeName(t.type)}'s block of ${block.elems}`,
+        'use a type whose block divides the row (Q8_0, or F16)', t.name);
+    }
+    const want = (numel(t.shape) / block.elems) * block.bytes;
+    if (t.data.byteLength !== want) {
+      throw new FormatError(file, `data of ${t.data.byteLength} bytes does not match shape [${t.shape.join(', ')}] ${ggmlTypeName(t.type)} (${want} bytes)`, 'fix the tensor', t.name);
+    }
+    return { type: t.type, bytes: t.data };
+  }
+  const bytes = tensorBytes(t);
+  if (bytes.byteLength !== numel(t.shape) * (t.dtype === 'F32' ? 4 : 2)) {
+    throw new FormatError(file, `data of ${bytes.byteLength} bytes does not match shape [${t.shape.join(', ')}] ${t.dtype}`, 'fix the tensor', t.name);
+  }
+  return { type: TYPE_OF[t.dtype], bytes };
+}
+
 /** Serialize metadata and tensors to GGUF v3 chunks. */
-export function serializeGguf(metadata: Map<string, GgufValue>, tensors: readonly RawTensor[], file = '<memory>'): Uint8Array[] {
+export function serializeGguf(metadata: Map<string, GgufValue>, tensors: readonly GgufTensor[], file = '<memory>'): Uint8Array[] {
   const alignV = metadata.get('general.alignment')?.value;
   const alignment = typeof alignV === 'number' ? alignV : 32;
   if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
@@ -105,33 +143,32 @@ export function serializeGguf(metadata: Map<string, GgufValue>, tensors: readonl
   }
   const names = new Set<string>();
   let offset = 0;
+  const data: Uint8Array[] = [];
   const padded: number[] = [];
   for (const t of tensors) {
     if (names.has(t.name)) throw new FormatError(file, 'duplicate tensor name', 'give every tensor a unique name', t.name);
     names.add(t.name);
-    const bytes = tensorBytes(t).byteLength;
-    if (bytes !== numel(t.shape) * (t.dtype === 'F32' ? 4 : 2)) {
-      throw new FormatError(file, `data of ${bytes} bytes does not match shape [${t.shape.join(', ')}] ${t.dtype}`, 'fix the tensor', t.name);
-    }
+    const { type, bytes } = typedBytes(t, file);
     if (t.shape.length > 4) throw new FormatError(file, `has ${t.shape.length} dims (GGUF allows 4)`, 'reshape it', t.name);
     s.str(t.name);
     s.u32(t.shape.length);
     for (const d of [...t.shape].reverse()) s.u64(d);
-    s.u32(TYPE_OF[t.dtype]);
+    s.u32(type);
     s.u64(offset);
-    const pad = (alignment - (bytes % alignment)) % alignment;
+    const pad = (alignment - (bytes.byteLength % alignment)) % alignment;
+    data.push(bytes);
     padded.push(pad);
-    offset += bytes + pad;
+    offset += bytes.byteLength + pad;
   }
   s.pad(alignment);
   const chunks: Uint8Array[] = [s.bytes()];
-  tensors.forEach((t, i) => {
-    chunks.push(tensorBytes(t));
+  data.forEach((bytes, i) => {
+    chunks.push(bytes);
     if (padded[i]! > 0) chunks.push(new Uint8Array(padded[i]!));
   });
   return chunks;
 }
 
-export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensors: readonly RawTensor[]): void {
+export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensors: readonly GgufTensor[]): void {
   writeFileAtomic(path, serializeGguf(metadata, tensors, path));
 }

@@ -19,8 +19,8 @@
  */
 import { FormatError } from '../tensor/errors.js';
 import { BinaryReader, bufferSource, fileSource, type ByteSource } from './binary-reader.js';
-import { dequantize, GGML_BLOCK, GgmlType, ggmlTypeName } from './ggml-quants.js';
-import { countNonFinite, f16ToF32, fileTensor, numel, scanNonFinite, type RawDType, type RawTensor } from './tensor-file.js';
+import { dequantize, GGML_BLOCK, GgmlType, ggmlTypeName, READABLE_QUANTS, SCALE_OFFSETS } from './ggml-quants.js';
+import { countNonFinite, fileTensor, numel, scanNonFinite, type RawDType, type RawTensor } from './tensor-file.js';
 
 export enum GgufType {
   U8 = 0,
@@ -65,7 +65,7 @@ export interface GgufFile {
   alignment: number;
   metadata: Map<string, GgufValue>;
   tensorInfos: GgufTensorInfo[];
-  /** Decoded tensors (read on first use): F32/F16/BF16 as stored, quantized types dequantized to F32. */
+  /** Decoded tensors (read on first use): F32/F16/BF16 as stored, quantized types (legacy and K-quants) dequantized to F32. */
   tensors: Map<string, RawTensor>;
 }
 
@@ -263,11 +263,13 @@ function readTensorInfo(r: BinaryReader, i: number, file: string): GgufTensorInf
   const block = GGML_BLOCK[type];
   if (!block) {
     throw new FormatError(file, `unsupported tensor type ${ggmlTypeName(type)}`,
-      'supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1; re-export the model with llama-quantize to Q8_0 or F16', name);
+      `supported: F32, F16, BF16, ${READABLE_QUANTS}; re-export the model with llama-quantize to one of them (Q4_K_M, Q8_0, F16)`, name);
   }
   const n = ne.reduce((a, b) => a * b, 1);
+  // blocks run along rows (ne[0]) and never straddle two: a row length that is not a multiple of the block is corrupt
   if (!Number.isSafeInteger(n) || (ne[0] ?? 1) % block.elems !== 0) {
-    throw new FormatError(file, `dims [${ne.join(', ')}] do not fit ${ggmlTypeName(type)} blocks of ${block.elems}`, 'the file is corrupt', name);
+    throw new FormatError(file, `row length ${ne[0] ?? 1} (dims [${ne.join(', ')}]) does not fit ${ggmlTypeName(type)} blocks of ${block.elems}`,
+      'the file is corrupt', name);
   }
   return { name, shape: ne.slice().reverse(), type, offset, bytes: (n / block.elems) * block.bytes };
 }
@@ -321,16 +323,16 @@ function scanTensor(src: ByteSource, at: number, info: GgufTensorInfo): number {
 }
 
 /**
- * Blocks whose f16 scale (d; and the min m of Q4_1) is NaN or Inf: every value of such a block is non-finite, and
- * no other value can be (quants are small integers), so checking the scales is exact and cheap.
+ * Blocks whose f16 scale (d; and the min of Q4_1/Q5_1, dmin of Q4_K/Q5_K) is NaN or Inf: every value of such a block
+ * is non-finite, and no other value can be (quants are small integers), so checking the scales is exact and cheap.
  */
 function badScales(type: GgmlType, raw: Uint8Array): number {
   const { bytes } = GGML_BLOCK[type]!;
-  const scales = type === GgmlType.Q4_1 ? 2 : 1;
+  const scales = SCALE_OFFSETS[type]!;
   let bad = 0;
   for (let o = 0; o < raw.byteLength; o += bytes) {
-    for (let s = 0; s < scales; s++) {
-      if (!Number.isFinite(f16ToF32(raw[o + 2 * s]! | (raw[o + 2 * s + 1]! << 8)))) {
+    for (const s of scales) {
+      if ((raw[o + s + 1]! & 0x7c) === 0x7c) { // all-ones f16 exponent: NaN or Inf
         bad++;
         break;
       }

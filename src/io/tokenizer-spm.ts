@@ -166,7 +166,7 @@ export class SpmTokenizer implements Tokenizer {
       }
       if (bosWsSeen || text.length > 0) isBosWs = false;
       const type = this.o.types[id];
-      if (type === PieceType.Control) {
+      if (type === PieceType.Control || type === PieceType.Unused) { // UNUSED: a padded vocabulary's [PAD{id}]
         bosWsSeen = false;
         continue;
       }

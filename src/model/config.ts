@@ -21,7 +21,9 @@ export { configFromGgufMetadata, ggufMetadataFromConfig } from '../io/gguf-confi
 export type RopeScaling =
   | null
   | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPos: number };
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPos: number }
+  /** Precomputed divisors, one per rotated pair: what llama.cpp's GGUF stores for llama3 (rope_freqs.weight). */
+  | { type: 'freqs'; factors: readonly number[] };
 
 export interface ModelConfig {
   readonly arch: 'llama' | 'gpt2';
@@ -125,7 +127,8 @@ export function makeConfig(c: ModelConfig, file: string): ModelConfig {
     }
   }
   return Object.freeze({
-    ...c, eosId: Object.freeze([...c.eosId]), ropeScaling: c.ropeScaling && Object.freeze({ ...c.ropeScaling }),
+    ...c, eosId: Object.freeze([...c.eosId]),
+    ropeScaling: c.ropeScaling && Object.freeze(c.ropeScaling.type === 'freqs' ? { ...c.ropeScaling, factors: Object.freeze([...c.ropeScaling.factors]) } : { ...c.ropeScaling }),
     ...(c.slidingLayers ? { slidingLayers: Object.freeze([...c.slidingLayers]) } : {}),
   });
 }
@@ -432,6 +435,7 @@ export function configToHf(cfg: ModelConfig): Record<string, unknown> {
     rope_theta: cfg.ropeTheta,
     rope_scaling: rs === null ? null
       : rs.type === 'linear' ? { rope_type: 'linear', factor: rs.factor }
+        : rs.type === 'freqs' ? freqsHasNoHfForm()
         : {
           rope_type: 'llama3', factor: rs.factor, low_freq_factor: rs.lowFreqFactor,
           high_freq_factor: rs.highFreqFactor, original_max_position_embeddings: rs.originalMaxPos,
@@ -457,4 +461,9 @@ export function configToHf(cfg: ModelConfig): Record<string, unknown> {
     });
   }
   return out;
+}
+
+function freqsHasNoHfForm(): never {
+  throw new FormatError('config.json', 'the RoPE frequencies come from a GGUF rope_freqs tensor, which config.json cannot express',
+    'export the GGUF model back to GGUF, or convert the original Hugging Face folder', 'rope_scaling');
 }

@@ -3,7 +3,8 @@ import type { ModelConfig } from './config.js';
 
 /**
  * theta^(-2i/d) for i < d/2, then scaled: 'linear' divides every frequency by factor (positions interpolated);
- * 'llama3' leaves high frequencies, divides low frequencies by factor and blends the band in between.
+ * 'llama3' leaves high frequencies, divides low frequencies by factor and blends the band in between; 'freqs' divides
+ * each pair's frequency by its stored factor (llama.cpp's rope_freqs.weight: llama3 scaling read from a GGUF).
  * `local`: the frequencies of the sliding-window layers of a model with its own local base (Gemma 3), never scaled.
  */
 export function invFreqFor(cfg: ModelConfig, local = false): Float32Array {
@@ -14,6 +15,8 @@ export function invFreqFor(cfg: ModelConfig, local = false): Float32Array {
   const s = local ? null : cfg.ropeScaling;
   if (s?.type === 'linear') {
     for (let i = 0; i < f.length; i++) f[i] = f[i]! / s.factor;
+  } else if (s?.type === 'freqs') {
+    for (let i = 0; i < f.length; i++) f[i] = f[i]! / s.factors[i]!;
   } else if (s?.type === 'llama3') {
     const lowWavelen = s.originalMaxPos / s.lowFreqFactor;
     const highWavelen = s.originalMaxPos / s.highFreqFactor;

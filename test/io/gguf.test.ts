@@ -160,7 +160,7 @@ test('GGUF bad input: tensor data out of range, misaligned, overlapping, unsuppo
   throwsFormat(() => parseGguf(handMade([4], GgmlType.F32, Buffer.alloc(64), { offset: 4 }), 'mis.gguf'), "tensor 't'", 'alignment');
   throwsFormat(() => parseGguf(handMade([16], GgmlType.F32, Buffer.alloc(128), { second: { offset: 32 } }), 'ov.gguf'),
     'ov.gguf', "tensor 't2'", "overlaps tensor 't'");
-  throwsFormat(() => parseGguf(handMade([256], GgmlType.Q4_K, Buffer.alloc(144)), 'k.gguf'), 'k.gguf', "tensor 't'", 'Q4_K');
+  throwsFormat(() => parseGguf(handMade([256], GgmlType.Q2_K, Buffer.alloc(84)), 'k.gguf'), 'k.gguf', "tensor 't'", 'Q2_K');
   throwsFormat(() => parseGguf(handMade([33], GgmlType.Q8_0, Buffer.alloc(64)), 'blk.gguf'), "tensor 't'", 'blocks of 32');
 });
 

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { ArgumentError } from '../../tensor/errors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
+import { GGUF_EXPORT_TYPES, isGgufExportType } from '../../io/kquants-mix.js';
 import { storedFloatDtype, writeGgufModel, writeHfFolder } from '../../io/model-save.js';
 import { parseShardSize } from '../../io/safetensors.js';
 import { modelPath, printJson } from '../common.js';
@@ -15,7 +16,8 @@ export function registerExport(program: Command): void {
     .addArgument(modelArgument())
     .requiredOption('--out <path>', 'output folder (hf) or file (gguf)')
     .option('--format <f>', 'hf or gguf', 'hf')
-    .option('--dtype <d>', 'keep (the stored type; BF16 becomes F16 in GGUF), F32, F16, or BF16 for hf', 'keep')
+    .option('--dtype <d>', 'keep (the stored type; BF16 becomes F16 in GGUF), F32, F16; BF16 for hf; '
+      + 'Q8_0, Q4_K, Q6_K or Q4_K_M (llama.cpp\'s mix: Q6_K for the output and half of attn_v/ffn_down) for gguf', 'keep')
     .option('--max-shard-size <size>', 'hf: largest safetensors file; bigger models are sharded with an index (bytes, or e.g. 2GB)', '2GB')
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: { out: string; format: string; dtype: string; maxShardSize: string; json?: boolean }) => {
@@ -30,9 +32,9 @@ export function registerExport(program: Command): void {
         prepareOutDir('export', '--out', o.out); // a path that cannot be written fails before any tensor is converted
         tokenizerWritten = writingTo('export', '--out', o.out, () => writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16', { maxShardBytes })).tokenizerWritten;
       } else if (o.format === 'gguf') {
-        if (!['F32', 'F16'].includes(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not F32 or F16 for GGUF`);
+        if (!isGgufExportType(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not one of ${GGUF_EXPORT_TYPES.join(', ')} for GGUF`);
         prepareOutFile('export', '--out', o.out);
-        writingTo('export', '--out', o.out, () => writeGgufModel(o.out, lm, dtype as 'F32' | 'F16'));
+        writingTo('export', '--out', o.out, () => writeGgufModel(o.out, lm, dtype));
       } else {
         throw new ArgumentError('export', '--format', `${o.format} is not hf or gguf`);
       }
