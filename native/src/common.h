@@ -1,6 +1,7 @@
 // Shared helpers for every kernel file: argument extraction with typed errors, SIMD dispatch, the thread pool.
 #pragma once
 #include <napi.h>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -23,8 +24,50 @@ namespace rf {
 bool has_avx2();
 const char* simd_name();
 
+// ---- waiting ---------------------------------------------------------------------------------------------
+// A counter that threads wait on until it changes. A waiter spins for a short bounded time (20 us; none when the pool
+// has more threads than the process has cores; RECURFORMER_POOL_SPIN_US overrides), then sleeps in the kernel: a
+// futex on Linux, one shared mutex and condition variable elsewhere. bump() makes a system call only when a thread
+// sleeps on the counter (a flag bit in the same word says so), so back-to-back hand-offs between threads that are
+// all running stay in user space, while a thread that waits for one the OS has not scheduled gives its core away
+// instead of burning it (a pool with more threads than free cores spent most of its time spinning).
+class Event {
+ public:
+  // The current count; read it before checking the condition it signals, then wait(count) if not yet true.
+  uint32_t value() const { return word_.load(std::memory_order_acquire) & kCount; }
+  // Returns once the count differs from `seen` (spinning first, then sleeping).
+  void wait(uint32_t seen);
+  // Adds one to the count (a release) and wakes every thread sleeping on it.
+  void bump();
+
+ private:
+  static constexpr uint32_t kSleepers = 0x80000000u, kCount = 0x7fffffffu;
+  std::atomic<uint32_t> word_{0};
+};
+
+// A reusable barrier for the threads of one parallel_run (the packed GEMM meets at one per packed panel): the last
+// thread to arrive releases the others through an Event, so waiters spin briefly, then sleep.
+class Barrier {
+ public:
+  void wait(int n) {
+    if (n <= 1) return;
+    const uint32_t ph = phase_.value();
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      arrived_.store(0, std::memory_order_relaxed);  // published to the waiters by the release in bump()
+      phase_.bump();
+      return;
+    }
+    phase_.wait(ph);
+  }
+
+ private:
+  std::atomic<int> arrived_{0};
+  Event phase_;
+};
+
 // ---- thread pool -----------------------------------------------------------------------------------------
-// A persistent pool sized to the cores (RECURFORMER_THREADS overrides); the calling thread takes part.
+// A persistent pool sized to the cores (RECURFORMER_THREADS overrides); the calling thread takes part. Idle workers
+// and a caller waiting for workers wait on Events (above): bounded spinning, then sleep.
 int num_threads();
 void set_num_threads(int n);
 // Runs fn(tid, nthreads) once on each of nthreads threads (tid 0 is the caller) and waits for all of them.

@@ -85,29 +85,6 @@ struct Scratch {
 
 thread_local Scratch tl_apack, tl_bpack, tl_row;
 
-// Spin barrier for the threads of one parallel_run; they normally sit on dedicated cores, and the phases
-// between two barriers are short (one packed B panel), so sleeping would cost more than it saves. After about
-// 150 us of spinning the waiter yields, in case the thread it waits for shares its core with other work.
-struct SpinBarrier {
-  std::atomic<int> arrived{0};
-  std::atomic<int> phase{0};
-  void wait(int n) {
-    if (n <= 1) return;
-    int ph = phase.load(std::memory_order_acquire);
-    if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
-      arrived.store(0, std::memory_order_relaxed);
-      phase.fetch_add(1, std::memory_order_release);
-      return;
-    }
-    for (int spins = 0; phase.load(std::memory_order_acquire) == ph; ++spins) {
-#if RF_X86
-      __builtin_ia32_pause();
-#endif
-      if (spins > (1 << 12)) std::this_thread::yield();
-    }
-  }
-};
-
 // ---- one product ------------------------------------------------------------------------------------------------
 
 // C (M x N, row stride ldc) = alpha * op(A) . op(B) + beta * C, op(B) in float (b) or half (bh.p != nullptr).
@@ -224,7 +201,7 @@ void run_split_rows(const Problem& P, const KernelSet& ks) {
   const int64_t kc_step = balanced_block(P.K, blocking(ks).kc, 8);
   const int64_t nc_step = balanced_block(P.N, nc_cap(ks, ceil_div(P.M, rf::num_threads()), kc_step), ks.nr);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
-  SpinBarrier bar;
+  rf::Barrier bar;  // spins briefly, then sleeps (common.h)
   const int64_t MR = ks.mr, NR = ks.nr;
   rf::parallel_run([&](int tid, int nt) {
     const int64_t row_panels = ceil_div(P.M, MR);

@@ -10,6 +10,20 @@
 #include <thread>
 #include <vector>
 
+// Waiting threads sleep on futexes on Linux; elsewhere (or built with -DRF_PORTABLE_WAIT, to test that path) on a
+// mutex and condition variable.
+#if defined(__linux__) && !defined(RF_PORTABLE_WAIT)
+#define RF_FUTEX 1
+#else
+#define RF_FUTEX 0
+#endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace rf {
 
 // ---- CPU features --------------------------------------------------------------------------------------------
@@ -31,9 +45,119 @@ bool has_avx2() {
 
 const char* simd_name() { return has_avx2() ? "avx2" : "scalar"; }
 
+// ---- waiting ---------------------------------------------------------------------------------------------------
+namespace {
+
+inline void cpu_relax() {
+#if RF_X86
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spin budget of Event::wait in nanoseconds; Pool::start sets it (0 when the pool has more threads than cores).
+std::atomic<int64_t> g_spin_ns{0};
+
+// RECURFORMER_POOL_SPIN_US (microseconds, 0: sleep at once) when set, for every pool size; otherwise 20 us, or none
+// when the pool has more threads than cores: then some thread is always off a core, and a spinning waiter only
+// delays it.
+int64_t spin_ns_for(int nthreads, int cores) {
+  const char* env = std::getenv("RECURFORMER_POOL_SPIN_US");
+  if (env && *env) {
+    const double us = std::atof(env);
+    return us > 0 ? static_cast<int64_t>(us * 1000) : 0;
+  }
+  return nthreads > cores ? 0 : 20000;
+}
+
+// Cores this process may run on (its affinity mask), which may be fewer than the machine has.
+int available_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+#if RF_FUTEX
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "a futex word is a plain 32-bit integer");
+
+// Sleeps while *word == expected (the kernel compares and queues atomically); returns on a wake-up, a signal, or
+// at once when the word already differs. The caller re-checks its condition in every case.
+void sleep_while(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+void wake_all(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+#else
+// One mutex and condition variable for every word: the word changes before wake_all takes the mutex, and
+// sleep_while checks it under the mutex, so no wake-up is lost; the few extra wake-ups are harmless. Leaked like
+// the pool: workers still sleep on them while static destructors run at exit.
+struct Sleep {
+  std::mutex mu;
+  std::condition_variable cv;
+};
+Sleep& sleep_state() {
+  static Sleep* s = new Sleep();
+  return *s;
+}
+void sleep_while(std::atomic<uint32_t>* word, uint32_t expected) {
+  Sleep& s = sleep_state();
+  std::unique_lock<std::mutex> lk(s.mu);
+  if (word->load(std::memory_order_acquire) == expected) s.cv.wait(lk);
+}
+void wake_all(std::atomic<uint32_t>*) {
+  Sleep& s = sleep_state();
+  std::lock_guard<std::mutex> lk(s.mu);
+  s.cv.notify_all();
+}
+#endif
+
+}  // namespace
+
+void Event::wait(uint32_t seen) {
+  const int64_t budget = g_spin_ns.load(std::memory_order_relaxed);
+  if (budget > 0) {
+    // The clock is read once per 16 pauses (a pause takes 10-150 cycles depending on the CPU), so the bound is a
+    // time, not an iteration count.
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      for (int i = 0; i < 16; ++i) {
+        if (value() != seen) return;
+        cpu_relax();
+      }
+      if (std::chrono::steady_clock::now() - start >= std::chrono::nanoseconds(budget)) break;
+    }
+  }
+  for (;;) {
+    uint32_t cur = word_.load(std::memory_order_acquire);
+    if ((cur & kCount) != seen) return;
+    // Announce the sleeper in the word itself: a bump() after this sees the flag and wakes; one before it made
+    // the exchange fail (the count changed), and the loop returns.
+    if (!(cur & kSleepers) &&
+        !word_.compare_exchange_weak(cur, cur | kSleepers, std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;
+    sleep_while(&word_, cur | kSleepers);
+  }
+}
+
+void Event::bump() {
+  uint32_t old = word_.load(std::memory_order_relaxed);
+  while (!word_.compare_exchange_weak(old, (old + 1) & kCount, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
+  if (old & kSleepers) wake_all(&word_);
+}
+
 // ---- thread pool ---------------------------------------------------------------------------------------------
-// Workers wait for a new "generation"; workers spin briefly before sleeping so back-to-back kernels (a decode step
-// issues dozens) do not pay a futex wake-up each time. A generation is one of two kinds of job:
+// Workers wait for a new "generation" on the Event `posted`: a short spin, so that back-to-back kernels (a decode
+// step issues dozens) do not pay a wake-up each time, then a sleep. A generation is one of two kinds of job:
 //   strict (parallel_run): one task on every thread, the caller included, all of them running at once (the packed
 //     GEMM meets at barriers inside it). The caller waits until every worker has run it.
 //   claimed (parallel_claim, and parallel_for on top of it): independent items taken from a shared counter by
@@ -41,21 +165,24 @@ const char* simd_name() { return has_avx2() ? "avx2" : "scalar"; }
 //     only for the workers that joined before that: a worker the OS has not scheduled yet (another process on its
 //     core) is skipped instead of waited for. On a shared 2-core host that wait used to be a scheduler time slice
 //     per kernel call, dozens of times per decoded token.
+// The caller waits for workers on the Event `finished` (bumped by the last worker of a strict job, by every worker
+// of a claimed job), again spinning briefly and then sleeping: a caller that spun without bound kept the core that
+// a descheduled worker needed, and a pool with more threads than free cores ran several times slower.
 namespace {
 
 constexpr int64_t kClosed = INT64_MIN / 2;  // gate value once a claimed job stops admitting workers
 
 struct Pool {
   std::vector<std::thread> workers;
-  std::mutex mu;
-  std::condition_variable cv;
   // (job number << 1) | kind, kind 1 = claimed: a worker learns which job and what kind of job from one load. (A
   // separate kind flag let a worker that read a claimed generation late see the flag of the next, strict job before
   // that job was published, run its task early, and later run a task pointer that was already gone.)
   std::atomic<uint64_t> generation{0};
+  Event posted;    // bumped after every change of `generation`
+  Event finished;  // bumped when a worker finishes its part of a job
   uint64_t jobs = 0;  // jobs published so far (the caller's thread only)
   int nthreads = 1;
-  bool stop = false;
+  std::atomic<bool> stop{false};
   // RECURFORMER_POOL_TEST_DELAY_US (tests only): a worker sleeps this long between seeing a new job and acting on
   // it, and the caller as long before publishing a job it has set up, which widens every window in which one side
   // moves on without the other (test/native/pool.test.ts).
@@ -75,6 +202,7 @@ struct Pool {
     nthreads = n < 1 ? 1 : n;
     const char* delay = std::getenv("RECURFORMER_POOL_TEST_DELAY_US");
     test_delay_us = delay ? std::atoi(delay) : 0;
+    g_spin_ns.store(spin_ns_for(nthreads, available_cores()), std::memory_order_relaxed);
     // New workers must treat the current generation as already seen: after set_num_threads restarts the
     // pool the counter is non-zero, and a worker starting from 0 would run a task that does not exist.
     const uint64_t current = generation.load(std::memory_order_acquire);
@@ -82,15 +210,12 @@ struct Pool {
   }
 
   void shutdown() {
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      stop = true;
-      generation.store(++jobs << 1, std::memory_order_release);
-    }
-    cv.notify_all();
+    stop.store(true, std::memory_order_relaxed);
+    generation.store(++jobs << 1, std::memory_order_release);
+    posted.bump();
     for (auto& w : workers) w.join();
     workers.clear();
-    stop = false;
+    stop.store(false, std::memory_order_relaxed);
   }
 
   // Takes items until none are left.
@@ -105,26 +230,21 @@ struct Pool {
   void loop(int tid, uint64_t seen) {
     for (;;) {
       uint64_t g = generation.load(std::memory_order_acquire);
-      int spins = 0;
-      while (g == seen && spins < 20000) {
-#if RF_X86
-        __builtin_ia32_pause();
-#endif
-        ++spins;
+      while (g == seen) {
+        // The count is read before the generation is checked, so a job published after the check changes it.
+        const uint32_t ev = posted.value();
+        g = generation.load(std::memory_order_acquire);
+        if (g != seen) break;
+        posted.wait(ev);
         g = generation.load(std::memory_order_acquire);
       }
-      if (g == seen) {
-        std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen; });
-        g = generation.load(std::memory_order_acquire);
-      }
-      if (stop) return;
+      if (stop.load(std::memory_order_relaxed)) return;
       if (test_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(test_delay_us));
       seen = g;
       if ((g & 1) == 0) {
         // A strict job cannot be replaced before this worker has run it, so g is the current job and `task` its task.
         (*task)(tid, nthreads);
-        remaining.fetch_sub(1, std::memory_order_acq_rel);
+        if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finished.bump();
         continue;
       }
       // Join the claimed job that is open now (possibly a newer one than g: joining it is just as valid, and a
@@ -132,16 +252,24 @@ struct Pool {
       if (gate.fetch_add(1, std::memory_order_acq_rel) < 0) continue;
       drain(tid);
       done.fetch_add(1, std::memory_order_acq_rel);
+      finished.bump();  // the caller may wait for this worker (only the caller knows how many joined)
     }
   }
 
   void publish(bool is_claimed) {
     if (test_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(test_delay_us));
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      generation.store((++jobs << 1) | (is_claimed ? 1 : 0), std::memory_order_release);
+    generation.store((++jobs << 1) | (is_claimed ? 1 : 0), std::memory_order_release);
+    posted.bump();
+  }
+
+  // Waits until ready() holds; each worker that may make it hold bumps `finished` afterwards.
+  template <typename Ready>
+  void wait_finished(Ready ready) {
+    for (;;) {
+      const uint32_t ev = finished.value();
+      if (ready()) return;
+      finished.wait(ev);
     }
-    cv.notify_all();
   }
 
   void run(const std::function<void(int, int)>& fn) {
@@ -153,11 +281,7 @@ struct Pool {
     remaining.store(nthreads - 1, std::memory_order_release);
     publish(false);
     fn(0, nthreads);
-    while (remaining.load(std::memory_order_acquire) != 0) {
-#if RF_X86
-      __builtin_ia32_pause();
-#endif
-    }
+    wait_finished([&] { return remaining.load(std::memory_order_acquire) == 0; });
     task = nullptr;
   }
 
@@ -176,11 +300,7 @@ struct Pool {
     // No item is left to start; stop admitting workers and wait for those that joined (they may still be running
     // their last item).
     const int64_t joined = gate.exchange(kClosed, std::memory_order_acq_rel);
-    while (done.load(std::memory_order_acquire) != joined) {
-#if RF_X86
-      __builtin_ia32_pause();
-#endif
-    }
+    wait_finished([&] { return done.load(std::memory_order_acquire) == joined; });
     item_task = nullptr;
   }
 };
