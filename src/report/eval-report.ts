@@ -1,19 +1,21 @@
 /**
  * The eval report: one self-contained HTML page (inline CSS and SVG, no scripts or network) from any set of
  * EvalRecords (src/eval/record.ts), grouped by task:
- *   passkey / hashhop / needle  accuracy-vs-length lines (one per record label) and a length x depth (or hops)
- *                               heatmap per record;
+ *   passkey / hashhop / needle  accuracy-vs-length lines (one per record label, log length axis) and a length x
+ *                               depth (or hops) heat map of accuracy per record, with a color legend;
  *   ppl                         a bar chart of perplexity per label and a table;
  *   agree                       a table (match, KL, top-1 of student and teacher);
- *   cost                        a table and a bar chart of cache bytes at each length per label.
- * Every task's main chart carries data-chart="<task>" (the tests count them).
+ *   cost                        a table and grouped bars of cache MiB at each length, one bar per label.
+ * The charts are Vega-Lite specs rendered to SVG (./charts.ts); a label keeps one color (tableau20: 20 distinct)
+ * in every chart and in the tables' swatches. Every task's main chart carries data-chart="<task>" (the tests count them).
  */
 import type { AgreeResult } from '../eval/agree.js';
 import type { CostResult } from '../eval/cost.js';
 import type { PplResult } from '../eval/perplexity.js';
 import type { EvalRecord, EvalTask, RetrievalCell, RetrievalResult } from '../eval/record.js';
 import { FormatError } from '../tensor/errors.js';
-import { barChart, esc, fmt, gridHeatmap, lineChart, seriesColor } from './svg.js';
+import { barChart, colorsFor, groupedBarChart, heatmap, lineChart, type Colors } from './charts.js';
+import { esc, fmt } from './svg.js';
 
 const TASKS: readonly EvalTask[] = ['passkey', 'hashhop', 'needle', 'ppl', 'agree', 'cost'];
 const RETRIEVAL: readonly EvalTask[] = ['passkey', 'hashhop', 'needle'];
@@ -21,7 +23,7 @@ const RETRIEVAL: readonly EvalTask[] = ['passkey', 'hashhop', 'needle'];
 const CSS = `body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
 .row{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}.fig{margin:4px 0}.fig h3{font-size:14px;margin:4px 0}
-.ax{font-size:10px;fill:#555;text-anchor:middle}.t{font-size:13px;text-anchor:middle}.v{font-size:9px;text-anchor:middle;pointer-events:none}
+svg.chart{max-width:100%;height:auto}
 table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td.l{text-align:left}.note{color:#666;font-size:12px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}`;
 
@@ -67,9 +69,6 @@ function setting(rec: EvalRecord, key: string): string {
   return esc(typeof v === 'object' ? JSON.stringify(v) : String(v));
 }
 
-/** Room for rotated bar labels: about 4 px per character of the longest (45 degrees). */
-const labelSpace = (labels: readonly string[]): number => 20 + 4 * Math.max(0, ...labels.map((l) => l.length));
-
 function table(head: readonly string[], rows: readonly string[][]): string {
   return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c, i) =>
     `<td${i === 0 ? ' class="l"' : ''}>${c}</td>`).join('')}</tr>`).join('')}</table>`;
@@ -80,8 +79,9 @@ function fig(title: string, body: string, chart?: EvalTask): string {
 }
 
 /** The label cell: a color swatch matching the charts, then the label. */
-function labelCell(rec: EvalRecord, colorOf: (label: string) => string): string {
-  return `<span class="swatch" style="background:${colorOf(rec.label)}"></span>${esc(rec.label)}`;
+function labelCell(rec: EvalRecord, colors: Colors): string {
+  const c = colors.range[colors.domain.indexOf(rec.label)] ?? '#999';
+  return `<span class="swatch" style="background:${c}"></span>${esc(rec.label)}`;
 }
 
 /** The second axis of a retrieval task's cells: hops for hashhop, depth otherwise. */
@@ -91,41 +91,53 @@ function secondAxis(cells: readonly RetrievalCell[]): { key: 'depth' | 'hops' | 
   return { key: null, name: '' };
 }
 
-function retrievalHeatmap(rec: EvalRecord<RetrievalResult>, idx: number): string {
+async function retrievalHeatmap(rec: EvalRecord<RetrievalResult>, idx: number): Promise<string> {
   const cells = rec.result.cells;
   const ax = secondAxis(cells);
   const lengths = [...new Set(cells.map((c) => c.length))].sort((a, b) => a - b);
   const seconds = ax.key ? [...new Set(cells.map((c) => c[ax.key!] ?? 0))].sort((a, b) => a - b) : [0];
+  // depths with 2 decimals unless that merges two of them
+  const short = new Set(seconds.map((d) => fmt(d, 2))).size === seconds.length;
+  const colName = (d: number): string => (ax.key === null ? 'all' : ax.key === 'depth' && short ? fmt(d, 2) : String(d));
   const at = (L: number, d: number): RetrievalCell | undefined => cells.find((c) => c.length === L && (ax.key === null || (c[ax.key] ?? 0) === d));
-  const values = lengths.map((L) => seconds.map((d) => at(L, d)?.accuracy ?? null));
-  const svg = gridHeatmap(`${rec.task}-${idx}`, lengths.map(String), ax.key ? seconds.map((d) => (ax.key === 'depth' ? fmt(d, 2) : String(d))) : ['all'], values,
-    (i, j) => {
-      const c = at(lengths[i]!, seconds[j]!);
-      return c ? `length ${c.length}${ax.key ? `, ${ax.name} ${c[ax.key]}` : ''}: ${c.correct}/${c.n} correct (${fmt(c.accuracy)}), mean ${fmt(c.meanTokens, 0)} tokens` : 'no data';
-    }, { rows: 'length', cols: ax.name || 'all' });
+  const grid = lengths.flatMap((L) => seconds.map((d) => {
+    const c = at(L, d);
+    return {
+      row: String(L), col: colName(d), value: c?.accuracy ?? null,
+      title: c ? `length ${c.length}${ax.key ? `, ${ax.name} ${c[ax.key]}` : ''}: ${c.correct}/${c.n} correct (${fmt(c.accuracy)}), mean ${fmt(c.meanTokens, 0)} tokens`
+        : `length ${L}${ax.key ? `, ${ax.name} ${d}` : ''}: no data`,
+    };
+  }));
+  const svg = await heatmap(grid, {
+    rows: lengths.map(String), cols: seconds.map(colName), rowTitle: 'length (tokens)', colTitle: ax.name || 'all', valueTitle: 'accuracy',
+    cell: [40, 24], data: { metric: `${rec.task}-${idx}` },
+  });
   return fig(`${rec.label}: accuracy by length x ${ax.name || 'cell'}`, svg);
 }
 
-function retrievalSection(task: EvalTask, recs: readonly EvalRecord<RetrievalResult>[], colorOf: (label: string) => string): string {
-  const series = recs.map((r) => ({ name: r.label, color: colorOf(r.label), points: r.result.byLength.map((b): [number, number] => [b.length, b.accuracy]) }));
-  const chart = fig(`${task}: accuracy vs length`, lineChart(`${task} accuracy`, series, { xLabel: 'length (tokens)', logX: true, yRange: [0, 1] }), task);
-  const rows = recs.map((r) => [labelCell(r, colorOf), fmt(r.result.accuracy), fmt(r.result.chance, 6), esc(r.model), esc(r.memory), esc(r.equalCache ?? ''), esc(r.seed ?? '')]);
+async function retrievalSection(task: EvalTask, recs: readonly EvalRecord<RetrievalResult>[], colors: Colors): Promise<string> {
+  const series = recs.map((r) => ({ name: r.label, points: r.result.byLength.map((b): [number, number] => [b.length, b.accuracy]) }));
+  const chart = fig(`${task}: accuracy vs length`, await lineChart(series, { xTitle: 'length (tokens)', yTitle: 'accuracy', logX: true, yDomain: [0, 1], colors }), task);
+  const rows = recs.map((r) => [labelCell(r, colors), fmt(r.result.accuracy), fmt(r.result.chance, 6), esc(r.model), esc(r.memory), esc(r.equalCache ?? ''), esc(r.seed ?? '')]);
+  const maps: string[] = [];
+  for (const [i, r] of recs.entries()) maps.push(await retrievalHeatmap(r, i));
   return `<h2>${esc(task)}</h2><div class="row">${chart}</div>
 ${table(['label', 'accuracy', 'chance', 'model', 'memory', 'equal cache', 'seed'], rows)}
-<div class="row">${recs.map((r, i) => retrievalHeatmap(r, i)).join('')}</div>`;
+<div class="row">${maps.join('')}</div>`;
 }
 
-function pplSection(recs: readonly EvalRecord<PplResult>[], colorOf: (label: string) => string): string {
-  const bars = barChart(recs.map((r) => ({ label: r.label, value: r.result.ppl, color: colorOf(r.label), title: `${r.label}: ppl ${fmt(r.result.ppl)} (nll ${fmt(r.result.nll, 4)})` })),
-    { labelSpace: labelSpace(recs.map((r) => r.label)) });
-  const rows = recs.map((r) => [labelCell(r, colorOf), fmt(r.result.ppl), fmt(r.result.nll, 4), String(r.result.tokens), setting(r, 'ctx'), setting(r, 'stride'),
+async function pplSection(recs: readonly EvalRecord<PplResult>[], colors: Colors): Promise<string> {
+  const colorOf = (label: string): string => colors.range[colors.domain.indexOf(label)] ?? '#999';
+  const bars = await barChart(recs.map((r) => ({ label: r.label, value: r.result.ppl, color: colorOf(r.label), title: `${r.label}: ppl ${fmt(r.result.ppl)} (nll ${fmt(r.result.nll, 4)})` })),
+    { xTitle: 'label', yTitle: 'perplexity' });
+  const rows = recs.map((r) => [labelCell(r, colors), fmt(r.result.ppl), fmt(r.result.nll, 4), String(r.result.tokens), setting(r, 'ctx'), setting(r, 'stride'),
     esc(r.memory), esc(r.equalCache ?? ''), setting(r, 'data')]);
   return `<h2>Perplexity</h2><div class="row">${fig('perplexity per label (lower is better)', bars, 'ppl')}</div>
 ${table(['label', 'ppl', 'nll', 'tokens', 'ctx', 'stride', 'memory', 'equal cache', 'data'], rows)}`;
 }
 
-function agreeSection(recs: readonly EvalRecord<AgreeResult>[], colorOf: (label: string) => string): string {
-  const rows = recs.map((r) => [labelCell(r, colorOf), fmt(r.result.match, 4), fmt(r.result.kl, 5), fmt(r.result.studentTop1, 4), fmt(r.result.teacherTop1, 4),
+function agreeSection(recs: readonly EvalRecord<AgreeResult>[], colors: Colors): string {
+  const rows = recs.map((r) => [labelCell(r, colors), fmt(r.result.match, 4), fmt(r.result.kl, 5), fmt(r.result.studentTop1, 4), fmt(r.result.teacherTop1, 4),
     String(r.result.tokens), setting(r, 'teacher'), esc(r.memory), esc(r.equalCache ?? ''), setting(r, 'ctx')]);
   return `<h2>Agreement with the teacher</h2><div data-chart="agree">
 ${table(['label', 'greedy match', 'mean KL (nats)', 'student top-1', 'teacher top-1', 'positions', 'teacher', 'memory', 'equal cache', 'ctx'], rows)}</div>`;
@@ -134,33 +146,36 @@ ${table(['label', 'greedy match', 'mean KL (nats)', 'student top-1', 'teacher to
 const mib = (b: number): string => fmt(b / 2 ** 20, 3);
 
 
-function costSection(recs: readonly EvalRecord<CostResult>[], colorOf: (label: string) => string): string {
+async function costSection(recs: readonly EvalRecord<CostResult>[], colors: Colors): Promise<string> {
   const lengths = [...new Set(recs.flatMap((r) => r.result.lengths.map((l) => l.length)))].sort((a, b) => a - b);
   const bars = lengths.flatMap((L) => recs.flatMap((r) => {
     const at = r.result.lengths.find((l) => l.length === L);
-    return at ? [{ label: `${r.label} @${L}`, value: at.bytes / 2 ** 20, color: colorOf(r.label), title: `${r.label} at ${L} tokens: ${mib(at.bytes)} MiB (full attention ${mib(at.fullAttentionBytes)} MiB)` }] : [];
+    return at ? [{ group: String(L), series: r.label, value: at.bytes / 2 ** 20,
+      title: `${r.label} at ${L} tokens: ${mib(at.bytes)} MiB (full attention ${mib(at.fullAttentionBytes)} MiB)` }] : [];
   }));
-  const rows = recs.map((r) => [labelCell(r, colorOf), String(r.result.kvBytesPerToken), String(r.result.constantBytes),
+  const chart = await groupedBarChart(bars, { xTitle: 'length (tokens)', yTitle: 'cache (MiB)', colors });
+  const rows = recs.map((r) => [labelCell(r, colors), String(r.result.kvBytesPerToken), String(r.result.constantBytes),
     ...lengths.map((L) => { const at = r.result.lengths.find((l) => l.length === L); return at ? mib(at.bytes) : ''; }),
     fmt(r.result.prefill.tokPerS, 1), fmt(r.result.decode.tokPerS, 1), String(r.result.decode.at), esc(r.memory), esc(r.equalCache ?? '')]);
-  return `<h2>Cost</h2><div class="row">${fig('cache MiB at each length', bars.length ? barChart(bars, { labelSpace: labelSpace(bars.map((b) => b.label)) }) : '<p>no data</p>', 'cost')}</div>
+  return `<h2>Cost</h2><div class="row">${fig('cache MiB at each length', chart, 'cost')}</div>
 ${table(['label', 'KV bytes/token', 'constant bytes', ...lengths.map((L) => `MiB @${L}`), 'prefill tok/s', 'decode tok/s', 'decode at', 'memory', 'equal cache'], rows)}
 <p class="note">KV bytes per token and constant bytes are the model's own cache; MiB columns are what the memory in use holds.</p>`;
 }
 
-/** The whole page for `records` (any tasks, any order). */
-export function renderEvalReport(records: readonly EvalRecord[], title: string): string {
+/** The whole page for `records` (any tasks, any order). Async: the charts render through vega's View.toSVG(). */
+export async function renderEvalReport(records: readonly EvalRecord[], title: string): Promise<string> {
   const labels = [...new Set(records.map((r) => r.label))];
-  const colorOf = (label: string): string => seriesColor(labels.indexOf(label));
+  const colors = colorsFor(labels);
   const of = <R>(t: EvalTask): EvalRecord<R>[] => records.filter((r) => r.task === t) as EvalRecord<R>[];
-  const sections = TASKS.filter((t) => of(t).length > 0).map((t) => {
-    if (RETRIEVAL.includes(t)) return retrievalSection(t, of<RetrievalResult>(t), colorOf);
-    if (t === 'ppl') return pplSection(of<PplResult>(t), colorOf);
-    if (t === 'agree') return agreeSection(of<AgreeResult>(t), colorOf);
-    return costSection(of<CostResult>(t), colorOf);
-  });
+  const sections: string[] = [];
+  for (const t of TASKS.filter((x) => of(x).length > 0)) {
+    if (RETRIEVAL.includes(t)) sections.push(await retrievalSection(t, of<RetrievalResult>(t), colors));
+    else if (t === 'ppl') sections.push(await pplSection(of<PplResult>(t), colors));
+    else if (t === 'agree') sections.push(agreeSection(of<AgreeResult>(t), colors));
+    else sections.push(await costSection(of<CostResult>(t), colors));
+  }
   const runs = table(['label', 'task', 'model', 'memory', 'equal cache', 'seconds'],
-    records.map((r) => [labelCell(r, colorOf), esc(r.task), esc(r.model), esc(r.memory), esc(r.equalCache ?? ''), fmt(r.seconds, 1)]));
+    records.map((r) => [labelCell(r, colors), esc(r.task), esc(r.model), esc(r.memory), esc(r.equalCache ?? ''), fmt(r.seconds, 1)]));
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body>
 <h1>${esc(title)}</h1>
 <p>${records.length} records, ${labels.length} labels. Made by <code>recurformer eval report</code>; see docs/eval.md.</p>

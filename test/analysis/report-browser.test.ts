@@ -1,7 +1,8 @@
 /**
  * The report renders in headless Chromium (Debian's chromium package; .ci/run installs it when apt is available):
- * no console errors, one heatmap cell per head in every heatmap, a screenshot under test-output/. Skips with a clear
- * message when /usr/bin/chromium or playwright-core is missing.
+ * no console errors or network requests, one heat map cell (with a tooltip naming the head "L0 H2") per head in every
+ * head heat map, a color legend on each, no chart text drawn outside its SVG (clipped), a screenshot under
+ * test-output/. Skips with a clear message when /usr/bin/chromium or playwright-core is missing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { load } from '../../src/cli/common.js';
 import { writeAnalysis } from '../../src/report/write.js';
 import { ARGS, browserOrSkip, CHROMIUM } from '../helpers/browser.js';
 
-test('report.html renders in headless Chromium with one heatmap cell per head', async (t) => {
+test('report.html renders in headless Chromium with one heatmap cell per head and no clipped text', async (t) => {
   const pw = await browserOrSkip(t);
   if (!pw) return;
   const { loaded, model } = load(undefined);
@@ -24,7 +25,7 @@ test('report.html renders in headless Chromium with one heatmap cell per head', 
   const profile = mkdtempSync(join(tmpdir(), 'rf-chromium-'));
   const ctx = await pw.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
   try {
-    const { html } = writeAnalysis(dir, a);
+    const { html } = await writeAnalysis(dir, a);
     const page = await ctx.newPage();
     const errors: string[] = [], remote: string[] = [];
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
@@ -32,21 +33,41 @@ test('report.html renders in headless Chromium with one heatmap cell per head', 
     page.on('request', (r) => { if (!r.url().startsWith('file:')) remote.push(r.url()); });
     await page.goto(pathToFileURL(resolve(html)).href);
     // Runs in the page (the suite has no DOM lib: the page's globals are reached through globalThis).
-    const counts = await page.evaluate(() => {
-      interface El { getAttribute(n: string): string | null; querySelectorAll(s: string): { length: number } }
+    const seen = await page.evaluate(() => {
+      interface Box { left: number; right: number; top: number; bottom: number }
+      interface El {
+        getAttribute(n: string): string | null; querySelectorAll(s: string): El[] & { length: number };
+        getBoundingClientRect(): Box; textContent: string | null;
+      }
       const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<El> } }).document;
-      return [...doc.querySelectorAll('svg.heatmap')].map((s) => ({
-        metric: s.getAttribute('data-metric'),
-        cells: s.querySelectorAll('rect.cell[data-layer][data-head]').length,
-        titles: s.querySelectorAll('rect.cell > title').length,
-      }));
+      const charts = [...doc.querySelectorAll('svg.chart')];
+      // text that pokes out of its chart's box is clipped by the <svg>
+      const clipped = charts.flatMap((svg) => {
+        const b = svg.getBoundingClientRect();
+        return [...svg.querySelectorAll('text')].filter((tx) => {
+          const r = tx.getBoundingClientRect();
+          return r.right > r.left && (r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1);
+        }).map((tx) => tx.textContent ?? '');
+      });
+      return {
+        clipped,
+        heatmaps: [...doc.querySelectorAll('svg.chart.heatmap')].filter((s) => !(s.getAttribute('data-metric') ?? '').startsWith('map-')).map((s) => ({
+          metric: s.getAttribute('data-metric'),
+          cells: s.querySelectorAll('[aria-roledescription="cell"]').length,
+          titles: [...s.querySelectorAll('[aria-roledescription="cell"] > title')].map((x) => x.textContent ?? ''),
+          legends: s.querySelectorAll('.role-legend-gradient').length,
+        })),
+      };
     });
     const heads = a.model.nLayers * a.model.nHeads;
-    assert.deepEqual(counts.map((c) => c.metric), ['rr4', 'rr16', 'rrw4', 'rrw16', 'sink', 'sinkFirst4']);
-    for (const c of counts) {
+    assert.deepEqual(seen.heatmaps.map((c) => c.metric), ['rr4', 'rr16', 'rrw4', 'rrw16', 'sink', 'sinkFirst4']);
+    for (const c of seen.heatmaps) {
       assert.equal(c.cells, heads, `${c.metric}: one cell per head`);
-      assert.equal(c.titles, heads, `${c.metric}: one tooltip per cell`);
+      assert.equal(c.titles.length, heads, `${c.metric}: one tooltip per cell`);
+      assert.ok(c.titles.some((x) => x.startsWith('L0 H2 ')), `${c.metric}: heads are named "L0 H2"`);
+      assert.equal(c.legends, 1, `${c.metric}: a color legend`);
     }
+    assert.deepEqual(seen.clipped, [], 'no chart text outside its SVG');
     assert.deepEqual(errors, [], 'no console errors');
     assert.deepEqual(remote, [], 'no network requests');
     mkdirSync('test-output', { recursive: true });

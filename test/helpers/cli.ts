@@ -8,6 +8,9 @@ export interface CliResult {
 }
 
 export async function runCli(args: string[]): Promise<CliResult> {
+  // The test runner writes its report of earlier tests to this process's stdout asynchronously; let that land
+  // before stdout is captured, or it ends up in this command's output (the commands that render charts await).
+  await new Promise((resolve) => setTimeout(resolve, 20));
   let stdout = '', stderr = '';
   const ow = process.stdout.write.bind(process.stdout), ew = process.stderr.write.bind(process.stderr);
   process.stdout.write = ((s: string | Uint8Array) => {

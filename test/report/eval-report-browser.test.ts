@@ -1,7 +1,7 @@
 /**
  * The eval report renders in headless Chromium: no console errors or network requests, one main chart per task,
- * every heatmap cell drawn with a tooltip, a screenshot under test-output/. Skips cleanly without Chromium or
- * playwright-core (test/helpers/browser.ts).
+ * every heatmap cell drawn with a tooltip and each heat map with a color legend, no chart text drawn outside its SVG
+ * (clipped), a screenshot under test-output/. Skips cleanly without Chromium or playwright-core (test/helpers/browser.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { renderEvalReport } from '../../src/report/eval-report.js';
 import { ARGS, browserOrSkip, CHROMIUM } from '../helpers/browser.js';
 import { LABELS, syntheticRecords } from './synthetic-records.js';
 
-test('the eval report renders in headless Chromium with one chart per task and a tooltip per heatmap cell', async (t) => {
+test('the eval report renders in headless Chromium with one chart per task, a tooltip per heatmap cell, no clipped text', async (t) => {
   const pw = await browserOrSkip(t);
   if (!pw) return;
   const dir = mkdtempSync(join(tmpdir(), 'rf-evalreport-'));
@@ -21,7 +21,7 @@ test('the eval report renders in headless Chromium with one chart per task and a
   const ctx = await pw.chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
   try {
     const html = join(dir, 'report.html');
-    writeFileSync(html, renderEvalReport(syntheticRecords(), 'synthetic eval'));
+    writeFileSync(html, await renderEvalReport(syntheticRecords(), 'synthetic eval'));
     const page = await ctx.newPage();
     const errors: string[] = [], remote: string[] = [];
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
@@ -30,12 +30,25 @@ test('the eval report renders in headless Chromium with one chart per task and a
     await page.goto(pathToFileURL(html).href);
     // Runs in the page (the suite has no DOM lib: the page's globals are reached through globalThis).
     const seen = await page.evaluate(() => {
-      interface El { getAttribute(n: string): string | null; querySelectorAll(s: string): { length: number } }
+      interface Box { left: number; right: number; top: number; bottom: number }
+      interface El {
+        getAttribute(n: string): string | null; querySelectorAll(s: string): El[] & { length: number };
+        getBoundingClientRect(): Box; textContent: string | null;
+      }
       const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<El> } }).document;
+      const clipped = [...doc.querySelectorAll('svg.chart')].flatMap((svg) => {
+        const b = svg.getBoundingClientRect();
+        return [...svg.querySelectorAll('text')].filter((tx) => {
+          const r = tx.getBoundingClientRect();
+          return r.right > r.left && (r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1);
+        }).map((tx) => tx.textContent ?? '');
+      });
       return {
+        clipped,
         charts: [...doc.querySelectorAll('[data-chart]')].map((e) => e.getAttribute('data-chart')),
-        heatmaps: [...doc.querySelectorAll('svg.heatmap')].map((s) => ({
-          cells: s.querySelectorAll('rect.cell').length, titles: s.querySelectorAll('rect.cell > title').length,
+        heatmaps: [...doc.querySelectorAll('svg.chart.heatmap')].map((s) => ({
+          cells: s.querySelectorAll('[aria-roledescription="cell"]').length, titles: s.querySelectorAll('[aria-roledescription="cell"] > title').length,
+          legends: s.querySelectorAll('.role-legend-gradient').length,
         })),
       };
     });
@@ -43,7 +56,11 @@ test('the eval report renders in headless Chromium with one chart per task and a
     // per retrieval record: 3 lengths x 4 depths (passkey, needle) or x 3 hops (hashhop)
     const per = (n: number): number[] => LABELS.map(() => n);
     assert.deepEqual(seen.heatmaps.map((h) => h.cells), [...per(12), ...per(9), ...per(12)]);
-    for (const h of seen.heatmaps) assert.equal(h.titles, h.cells, 'one tooltip per cell');
+    for (const h of seen.heatmaps) {
+      assert.equal(h.titles, h.cells, 'one tooltip per cell');
+      assert.equal(h.legends, 1, 'a color legend');
+    }
+    assert.deepEqual(seen.clipped, [], 'no chart text outside its SVG');
     assert.deepEqual(errors, [], 'no console errors');
     assert.deepEqual(remote, [], 'no network requests');
     mkdirSync('test-output', { recursive: true });

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { analyze, parseWindows } from '../../analysis/analyze.js';
 import { checkProbeSettings, DEFAULT_PROBE, defaultProbeLength, probeRetrieval, type ProbeSettings, type RetrievalProbe } from '../../analysis/retrieval-probe.js';
-import { writeAnalysis } from '../../report/write.js';
+import { renderReport } from '../../report/html.js';
+import { writeAnalysisFiles } from '../../report/write.js';
 import { TokenizerError } from '../../tensor/errors.js';
 import { defaultModelPath, load, parseIntArg, printJson, progress } from '../common.js';
 import { computedDefault, modelArgument } from '../help.js';
@@ -44,7 +45,7 @@ export function registerAnalyze(program: Command): void {
     .option('--probe-samples <n>', `retrieval probe: prompts per key depth (${DEFAULT_PROBE.depths.join(', ')})`, String(DEFAULT_PROBE.samples))
     .option('--probe-window <n>', 'retrieval probe: recent tokens the ablated group keeps (plus 4 sinks)', String(DEFAULT_PROBE.window))
     .option('--json', 'print a JSON summary on stdout')
-    .action((model: string | undefined, o: AnalyzeOpts) => {
+    .action(async (model: string | undefined, o: AnalyzeOpts) => {
       const text = readTextData('analyze', '--data', o.data, { textKey: o.textKey });
       prepareOutDir('analyze', '--out', o.out); // before the analysis, so its result cannot be lost for want of a folder
       const settings = {
@@ -84,7 +85,8 @@ export function registerAnalyze(program: Command): void {
             'of the probe\'s pass keys, so the probe says little about which groups retrieval needs (a shorter --probe-length may help)\n');
         }
       }
-      const files = writingTo('analyze', '--out', o.out, () => writeAnalysis(o.out, a));
+      const page = await renderReport(a);
+      const files = writingTo('analyze', '--out', o.out, () => writeAnalysisFiles(o.out, a, page));
       const k = String(settings.windows[0]);
       const top = [...a.heads].sort((x, y) => (y.rrw[k] ?? -1) - (x.rrw[k] ?? -1)).slice(0, 5);
       if (o.json) {

@@ -25,10 +25,11 @@ export function registerEvalReport(ev: Command): void {
     .argument('<files...>', 'EvalRecord JSON files')
     .requiredOption('--out <file>', 'the HTML page to write (atomically; missing folders are created)')
     .option('--title <text>', 'page title', 'recurformer evaluation')
-    .action((files: string[], o: { out: string; title: string }) => {
+    .action(async (files: string[], o: { out: string; title: string }) => {
       prepareOutFile('eval report', '--out', o.out);
       const records = files.map(readEvalRecord);
-      writingTo('eval report', '--out', o.out, () => writeFileAtomic(o.out, new TextEncoder().encode(renderEvalReport(records, o.title))));
+      const page = await renderEvalReport(records, o.title);
+      writingTo('eval report', '--out', o.out, () => writeFileAtomic(o.out, new TextEncoder().encode(page)));
       process.stdout.write(`wrote ${o.out} (${records.length} records)\n`);
     });
 }

@@ -140,7 +140,7 @@ export function registerTrain(program: Command): void {
         process.off('SIGTERM', onSignal);
       });
       (bar as cliProgress.SingleBar | null)?.stop();
-      const report = writeTrainReport(result.config.out);
+      const report = await writeTrainReport(result.config.out);
       const summary = {
         out: result.config.out, stage: result.config.stage, steps: result.steps, skipped: result.skipped, tokens: result.tokens,
         resumedFrom: result.resumedFrom, first: result.firstEval, last: result.lastEval, checkpoint: result.checkpoint,
