@@ -172,7 +172,7 @@ for (const x of experiments) {
   copyFileSync(page, `docs/results/${x.name}.html`);
   copyFileSync(join(dir, 'analysis', 'report.html'), `docs/results/${x.name}-analysis.html`);
   const s = summarize(records);
-  const table = withoutDecodeSpeed(markdownTable(s));
+  const table = markdownTable(s); // no decode tok/s: see markdownTable
   process.stdout.write(`\n${x.name}\n${table}\n`);
   sections.push(`### ${x.name}\n\n${table}\n\nReport: [results/${x.name}.html](results/${x.name}.html); attention analysis: ` +
     `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
@@ -220,14 +220,3 @@ function writeTables(): void {
     '|---|---|---:|---:|---:|---:|\n' + rows.join('\n'));
 }
 
-/**
- * The results tables leave out decode tokens/s: this pipeline's eval runs share the host with other jobs (and with
- * each other), so their speeds do not compare across rows. The controlled figures are `npm run bench:cache`'s,
- * quoted in the README's and docs/results.md's Speed sections from docs/performance.md. Drops the
- * `decode tok/s @ N` column of markdownTable's output.
- */
-function withoutDecodeSpeed(table: string): string {
-  const lines = table.split('\n');
-  const col = lines[0]!.split('|').findIndex((c) => c.trim().startsWith('decode tok/s'));
-  return col < 0 ? table : lines.map((l) => l.split('|').filter((_, i) => i !== col).join('|')).join('\n');
-}
