@@ -4,8 +4,8 @@
  */
 import { K } from '../tensor/backend.js';
 import { ShapeError } from '../tensor/errors.js';
-import { Tensor, add, checkTokenIds, contiguousData, embedding, empty, matmul, shapeStr, tensor, type Shape } from '../tensor/index.js';
-import { isGradEnabled } from '../tensor/autograd.js';
+import { Tensor, add, checkTokenIds, contiguousData, embedding, empty, matmul, reshape, shapeStr, tensor, type Shape } from '../tensor/index.js';
+import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
 
 export class HalfWeight {
   /** `kind`: IEEE half ('f16') or bfloat16 ('bf16') bit patterns. */
@@ -35,7 +35,7 @@ export type Weight = Tensor | HalfWeight;
 export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
   let y: Tensor;
   if (w instanceof HalfWeight) {
-    if (isGradEnabled() && x.requiresGrad) y = matmul(x, w.toTensor(), { transB: true });
+    if (isGradEnabled() && x.requiresGrad) y = halfLinearInGraph(x, w);
     else {
       const [N, Kd] = w.shape as [number, number];
       if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
@@ -52,6 +52,17 @@ export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
     y = matmul(x, w, { transB: true });
   }
   return b ? add(y, b) : y;
+}
+
+/**
+ * x @ w^T for a frozen 16-bit weight inside a graph (a BF16 student whose recurrent heads train): the forward runs
+ * as the no-grad path does, and the backward widens w only for its one product, dx = dy @ w, then lets the copy go.
+ * The graph so holds no float32 copy of any frozen weight: a 1B student keeps 2 bytes a weight, not 4 (or 6).
+ */
+function halfLinearInGraph(x: Tensor, w: HalfWeight): Tensor {
+  const y = noGrad(() => linearW(x, w)); // (..., N)
+  record('linearHalf', [x], [y], ([g]) => [reshape(matmul(g!, w.toTensor()), x.shape)]); // (..., N) @ (N, K) -> (..., K)
+  return y;
 }
 
 const NONE = new Float32Array(0);

@@ -9,6 +9,7 @@ import type { RawTensor } from '../io/tensor-file.js';
 import { loadTokenizer } from '../io/tokenizer-load.js';
 import { transpose2d, weightTable } from '../io/weight-names.js';
 import { buildModel } from '../model/build.js';
+import { HalfWeight } from '../model/weights.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError, FormatError } from '../tensor/errors.js';
@@ -59,9 +60,9 @@ export function freshModel(cfg: ModelConfig, seed: number, tokenizerPath: string
 }
 
 /**
- * A model to train: float32 weights of its own. The loaded arrays are shared where they are already float32 (the
- * student is built once, with no second copy), and `loaded` keeps only what saving needs (the tokenizer): the
- * file's tensors are dropped, so a BF16 checkpoint's buffers do not stay alive beside the widened weights.
+ * A model to train, built once: float32 arrays are shared with the load (no second copy), 16-bit weights stay
+ * 16-bit until selectTrainable widens the ones that train (frozen ones cost 2 bytes a weight), and `loaded` keeps
+ * only what saving needs (the tokenizer).
  */
 export function loadForTraining(path: string): ReturnType<typeof buildStudentModel> {
   return buildStudentModel(loadModel(path));
@@ -69,7 +70,8 @@ export function loadForTraining(path: string): ReturnType<typeof buildStudentMod
 
 export function buildStudentModel(loaded: LoadedModel): { loaded: LoadedModel; model: DecoderLM; dtype: 'F32' | 'F16' | 'BF16' } {
   const dtype = storedFloatDtype(loaded.tensors); // what the trained model is saved as
-  const model = buildModel(loaded, { dtype: 'f32', share: true });
+  // frozen 16-bit weights stay 16-bit (selectTrainable widens the ones that train)
+  const model = buildModel(loaded, { dtype: 'keep', share: true });
   return { loaded: { ...loaded, tensors: new Map() }, model, dtype };
 }
 
@@ -88,9 +90,14 @@ function isNorm(name: string, t: Tensor): boolean {
 /** The tensors that train, by name, in the model's stable order; marks them (and only them) as requiring grad. */
 export function selectTrainable(model: DecoderLM, which: Trainable): { names: string[]; params: Tensor[] } {
   const names: string[] = [], params: Tensor[] = [];
-  for (const [name, w] of model.weights) {
-    const t = w as Tensor;
-    const on = which === 'all' || name.includes('.recurrent.') || (which === 'recurrent+norms' && isNorm(name, t));
+  for (const [name, w0] of model.weights) {
+    const on0 = which === 'all' || name.includes('.recurrent.') || (which === 'recurrent+norms' && w0.shape.length === 1 && isNorm(name, w0 as Tensor));
+    // a 16-bit weight that trains becomes float32 here; frozen ones stay 16-bit (halfLinearInGraph)
+    if (w0 instanceof HalfWeight && on0) model.weights.set(name, w0.toTensor());
+    const w = model.weights.get(name)!;
+    if (w instanceof HalfWeight) continue;
+    const t = w;
+    const on = on0;
     t.requiresGrad = on;
     if (on) {
       t.name = name;
@@ -112,9 +119,10 @@ export function selectTrainable(model: DecoderLM, which: Trainable): { names: st
 export function saveTrainedModel(dir: string, loaded: LoadedModel, model: DecoderLM, dtype: 'F32' | 'F16' | 'BF16' = 'F32'): void {
   const tensors = new Map<string, RawTensor>();
   for (const [name, w] of model.weights) {
-    const t = w as Tensor;
     // the weights' own arrays, not copies (written at once; a 1B model's copy was 5 GB at the end of training)
-    let raw: RawTensor = { name, dtype: 'F32', shape: [...t.shape], data: t.data };
+    let raw: RawTensor = w instanceof HalfWeight
+      ? { name, dtype: w.kind === 'bf16' ? 'BF16' : 'F16', shape: [...w.shape], data: w.data }
+      : { name, dtype: 'F32', shape: [...w.shape], data: w.data };
     if (model.cfg.arch === 'gpt2' && CONV1D.test(name)) raw = transpose2d(raw); // back to Conv1D's (in, out)
     tensors.set(name, raw);
   }

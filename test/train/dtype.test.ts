@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildStudentModel, loadForTraining, loadTeacher } from '../../src/train/model-setup.js';
+import { buildStudentModel, loadForTraining, loadTeacher, selectTrainable } from '../../src/train/model-setup.js';
+import { buildModel } from '../../src/model/build.js';
+import { backward, crossEntropy } from '../../src/tensor/index.js';
 import { loadModel } from '../../src/io/model-load.js';
 import { HalfWeight } from '../../src/model/weights.js';
 import { Tensor } from '../../src/tensor/index.js';
@@ -20,7 +22,7 @@ function headerDtypes(file: string): Map<string, string> {
   return new Map(Object.entries(h).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.dtype]));
 }
 
-test('a BF16 teacher is kept 16-bit; the student is float32, built once, and drops the file tensors', async () => {
+test('a BF16 teacher is kept 16-bit; the student is built once, widens only what trains, and drops the file tensors', async () => {
   const dir = tmp('dtype');
   const bf16 = join(dir, 'bf16');
   assert.equal((await runCli(['export', '--format', 'hf', '--dtype', 'BF16', '--out', bf16])).code, 0);
@@ -31,7 +33,10 @@ test('a BF16 teacher is kept 16-bit; the student is float32, built once, and dro
   assert.equal(dtype, 'BF16');
   assert.equal(loaded.tensors.size, 0, 'no file tensors kept beside the float32 weights');
   assert.ok(loaded.tokenizer, 'the tokenizer is kept for saving');
-  assert.ok([...model.weights.values()].every((w) => w instanceof Tensor));
+  assert.ok([...model.weights.entries()].every(([n, w]) => w.shape.length === 1 || n.includes('.recurrent.') ? w instanceof Tensor : w instanceof HalfWeight),
+    'matrices stay bf16 until selectTrainable widens the ones that train');
+  selectTrainable(model, 'all');
+  assert.ok([...model.weights.values()].every((w) => w instanceof Tensor), "--trainable all widens every weight");
   // F32 sources are shared, not copied: the student owns them, the LoadedModel is not reused
   const f32 = loadModel('models/stories260K');
   const emb = f32.tensors.get('model.embed_tokens.weight')!.data;
@@ -59,4 +64,35 @@ test('train distill from a BF16 model saves BF16 matrices and F32 recurrent head
   }
   const g = await runCli(['generate', join(out, 'model'), '--temperature', '0', '--max-tokens', '5', '--json']);
   assert.equal(g.code, 0, g.stderr);
+});
+
+test('a frozen bf16 student gives the recurrent heads the gradients of the same student widened to float32', async () => {
+  const dir = tmp('dtype-grad');
+  const bf16 = join(dir, 'bf16');
+  assert.equal((await runCli(['export', '--format', 'hf', '--dtype', 'BF16', '--out', bf16])).code, 0);
+  const a = join(dir, 'analysis.json');
+  writeFileSync(a, JSON.stringify(fakeAnalysis()));
+  const conv = join(dir, 'conv');
+  assert.equal((await runCli(['convert', bf16, '--analysis', a, '--budget', '0.5', '--calib-tokens', '64', '--out', conv])).code, 0);
+  const ids = Int32Array.from({ length: 2 * 24 }, (_, i) => (i * 37 + 11) % 512);
+  const targets = Int32Array.from({ length: 2 * 24 }, (_, i) => (i * 53 + 7) % 512);
+  const grads = (half: boolean): Map<string, Float32Array> => {
+    const loaded = loadModel(conv);
+    const m = half ? buildStudentModel(loaded).model : buildModel(loaded, { dtype: 'f32' });
+    if (half) assert.ok([...m.weights.values()].some((w) => w instanceof HalfWeight));
+    const { names, params } = selectTrainable(m, 'recurrent');
+    backward(crossEntropy(m.forward(ids, 2, 24), targets));
+    return new Map(names.map((n, i) => [n, Float32Array.from(params[i]!.grad!.data)]));
+  };
+  const h = grads(true), f = grads(false);
+  assert.ok(h.size > 0);
+  for (const [n, g] of f) {
+    const got = h.get(n)!;
+    let worst = 0, scale = 0;
+    for (let i = 0; i < g.length; i++) {
+      worst = Math.max(worst, Math.abs(g[i]! - got[i]!));
+      scale = Math.max(scale, Math.abs(g[i]!));
+    }
+    assert.ok(scale > 0 && worst <= 1e-4 * scale + 1e-7, `${n}: worst ${worst} of ${scale}`);
+  }
 });
