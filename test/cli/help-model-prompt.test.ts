@@ -14,7 +14,8 @@ import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/main.js';
 import { formatRetrievalTable } from '../../src/cli/commands/eval-retrieval.js';
 import type { RetrievalResult } from '../../src/eval/record.js';
-import { runCli } from '../helpers/cli.js';
+import { trainValuesFromCli } from '../../src/cli/commands/train.js';
+import { fakeAnalysis, runCli } from '../helpers/cli.js';
 
 let dir = '';
 before(() => {
@@ -85,6 +86,13 @@ test('MODEL: a train run folder means its model/; a .safetensors file is refused
   assert.equal(fromRun.code, 0, fromRun.stderr);
   assert.equal(fromRun.stdout, base.stdout);
   assert.equal((await runCli(['inspect', run, '--json'])).code, 0);
+  // convert and train take a run folder too (the next stage of a pipeline starts from the last one's run)
+  const a = join(dir, 'analysis-run.json');
+  writeFileSync(a, JSON.stringify(fakeAnalysis()));
+  const conv = await runCli(['convert', run, '--analysis', a, '--budget', '0.25', '--calib-tokens', '32', '--out', join(dir, 'conv-from-run'), '--json']);
+  assert.equal(conv.code, 0, conv.stderr);
+  assert.equal(trainValuesFromCli(run, { teacher: run, data: 'd', out: 'o' }).model, join(run, 'model'));
+  assert.equal(trainValuesFromCli(run, { teacher: run, data: 'd', out: 'o' }).teacher, join(run, 'model'));
   const st = join(run, 'model', 'model.safetensors');
   const r = await runCli(['generate', st, ...GREEDY]);
   assert.equal(r.code, 1);

@@ -15,7 +15,7 @@ import { storedFloatDtype } from '../../io/model-save.js';
 import { parseShardSize } from '../../io/safetensors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { ArgumentError } from '../../tensor/errors.js';
-import { defaultModelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
+import { modelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
 import { computedDefault } from '../help.js';
 import { readTextData } from '../text-data.js';
 
@@ -66,7 +66,7 @@ export function registerConvert(program: Command): void {
     .option('--force', 'replace the model already in --out')
     .option('--json', 'print a JSON summary')
     .action((model: string | undefined, o: Opts) => {
-      let lm = loadModel(model ?? defaultModelPath());
+      let lm = loadModel(modelPath(model)); // a train run folder means its model/
       if (lm.config.ropeStyle === 'interleaved') lm = toHalfRope(lm);
       const cfg = lm.config;
       checkOut(o.out, o.force ?? false); // before the work, not after it

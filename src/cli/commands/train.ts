@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { ArgumentError } from '../../tensor/errors.js';
 import { runTraining, type EvalRecord } from '../../train/loop.js';
 import { writeTrainReport } from '../../train/report.js';
-import { parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { modelPath, parseFloatArg, parseIntArg, printJson } from '../common.js';
 
 export interface TrainCliOpts {
   teacher?: string;
@@ -49,11 +49,14 @@ export interface TrainCliOpts {
 }
 
 /** Pure: CLI strings -> the config values they set (undefined where a flag was not given). */
+/** A train run folder given as a model means its model/ (as every command reads it); absent stays absent. */
+const runModel = (p: string | undefined): string | undefined => (p === undefined ? undefined : modelPath(p));
+
 export function trainValuesFromCli(model: string | undefined, o: TrainCliOpts): Record<string, unknown> {
   const int = (n: string, v: string | undefined, min = 0): number | undefined => (v === undefined ? undefined : parseIntArg(n, v, min));
   const num = (n: string, v: string | undefined): number | undefined => (v === undefined ? undefined : parseFloatArg(n, v));
   const v: Record<string, unknown> = {
-    stage: o.stage ?? (o.init ? 'pretrain' : undefined), model, teacher: o.teacher, init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
+    stage: o.stage ?? (o.init ? 'pretrain' : undefined), model: runModel(model), teacher: runModel(o.teacher), init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
     cacheDir: o.cache, valFraction: num('--val-fraction', o.valFraction), packing: o.packing, steps: int('--steps', o.steps, 1),
     batch: int('--batch', o.batch, 1), seq: int('--seq', o.seq, 1), accum: int('--accum', o.accum, 1), lr: num('--lr', o.lr),
     minLrRatio: num('--min-lr', o.minLr), warmup: int('--warmup', o.warmup), clip: num('--clip', o.clip),
