@@ -22,6 +22,18 @@ function headerDtypes(file: string): Map<string, string> {
   return new Map(Object.entries(h).filter(([k]) => k !== '__metadata__').map(([k, v]) => [k, v.dtype]));
 }
 
+/** stories260K exported as BF16, and that checkpoint converted at 50% (BF16 matrices, F32 recurrent heads). */
+async function bf16Converted(name: string): Promise<{ dir: string; bf16: string; conv: string }> {
+  const dir = tmp(name);
+  const bf16 = join(dir, 'bf16');
+  assert.equal((await runCli(['export', '--format', 'hf', '--dtype', 'BF16', '--out', bf16])).code, 0);
+  const a = join(dir, 'analysis.json');
+  writeFileSync(a, JSON.stringify(fakeAnalysis()));
+  const conv = join(dir, 'conv');
+  assert.equal((await runCli(['convert', bf16, '--analysis', a, '--budget', '0.5', '--calib-tokens', '64', '--out', conv])).code, 0);
+  return { dir, bf16, conv };
+}
+
 test('a BF16 teacher is kept 16-bit; the student is built once, widens only what trains, and drops the file tensors', async () => {
   const dir = tmp('dtype');
   const bf16 = join(dir, 'bf16');
@@ -45,13 +57,7 @@ test('a BF16 teacher is kept 16-bit; the student is built once, widens only what
 });
 
 test('train distill from a BF16 model saves BF16 matrices and F32 recurrent heads', async () => {
-  const dir = tmp('dtype-train');
-  const bf16 = join(dir, 'bf16');
-  assert.equal((await runCli(['export', '--format', 'hf', '--dtype', 'BF16', '--out', bf16])).code, 0);
-  const a = join(dir, 'analysis.json');
-  writeFileSync(a, JSON.stringify(fakeAnalysis()));
-  const conv = join(dir, 'conv');
-  assert.equal((await runCli(['convert', bf16, '--analysis', a, '--budget', '0.5', '--calib-tokens', '64', '--out', conv])).code, 0);
+  const { dir, bf16, conv } = await bf16Converted('dtype-train');
   await settleReporter();
   const out = join(dir, 'run');
   const r = await runCli(['train', conv, '--teacher', bf16, '--data', smallCorpus(20_000), '--stage', 'distill',
@@ -67,13 +73,7 @@ test('train distill from a BF16 model saves BF16 matrices and F32 recurrent head
 });
 
 test('a frozen bf16 student gives the recurrent heads the gradients of the same student widened to float32', async () => {
-  const dir = tmp('dtype-grad');
-  const bf16 = join(dir, 'bf16');
-  assert.equal((await runCli(['export', '--format', 'hf', '--dtype', 'BF16', '--out', bf16])).code, 0);
-  const a = join(dir, 'analysis.json');
-  writeFileSync(a, JSON.stringify(fakeAnalysis()));
-  const conv = join(dir, 'conv');
-  assert.equal((await runCli(['convert', bf16, '--analysis', a, '--budget', '0.5', '--calib-tokens', '64', '--out', conv])).code, 0);
+  const { conv } = await bf16Converted('dtype-grad');
   const ids = Int32Array.from({ length: 2 * 24 }, (_, i) => (i * 37 + 11) % 512);
   const targets = Int32Array.from({ length: 2 * 24 }, (_, i) => (i * 53 + 7) % 512);
   const grads = (half: boolean): Map<string, Float32Array> => {
