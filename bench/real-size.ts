@@ -14,7 +14,7 @@
  * Measured here (2 cores shared with other jobs, load average ~10; 2026-12-07): inspect 1.72 s / 208 MB (one file),
  * 1.31 s / 208 MB (shards) where `recurformer --help` alone took 0.96 s / 79 MB; generate -n 8 17.8 s / 2.55 GB;
  * convert 101 s / 8.7 GB writing 2.78 GB of BF16 in two shards; generate on it 55.7 s / 2.88 GB; one distill step
- * 664 s / 18.4 GB (target < 10 GB missed: the student's frozen weights are widened to F32 for the graph).
+ * 664 s / 18.4 GB before the frozen student weights stayed BF16, 203 s / 9.35 GiB after (target < 10 GB).
  *
  * Flags: --keep DIR (reuse/keep the generated folders), --skip-train, --json. Needs about 10 GB of free disk.
  */
