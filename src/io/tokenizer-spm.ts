@@ -57,6 +57,7 @@ export interface SpmOptions {
 const SPACE = '▁';
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
+
 export class SpmTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
@@ -66,6 +67,10 @@ export class SpmTokenizer implements Tokenizer {
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly byteOf: Int16Array;
   private readonly priority: PairPriority;
+  /** Characters after which a '▁' does not start an independent word (see the constructor). */
+  private readonly crossers = new Set<string>();
+  /** Words merge independently; their ids are cached, as running text repeats its words. */
+  private readonly cache = new Map<string, number[]>();
 
   constructor(private readonly o: SpmOptions) {
     const n = o.pieces.length;
@@ -90,6 +95,12 @@ export class SpmTokenizer implements Tokenizer {
       } else if ((t === PieceType.Normal || t === PieceType.UserDefined) && !this.pieceToId.has(p)) {
         this.pieceToId.set(p, id);
       }
+    }
+    // BPE only ever produces vocabulary pieces, so a merge can cross the start of a word (a '▁' after character c)
+    // only if some piece holds "c▁". SentencePiece's split_by_whitespace (its default) leaves almost none (Llama 2:
+    // none; Gemma 3: '>▁</'): words are merged alone, and cached, everywhere else.
+    for (const p of o.pieces) {
+      for (let j = 1; j < p.length; j++) if (p[j] === SPACE && p[j - 1] !== SPACE) this.crossers.add(p[j - 1]!);
     }
     const ranks = o.mergeRanks;
     this.priority = ranks
@@ -135,6 +146,24 @@ export class SpmTokenizer implements Tokenizer {
 
   private encodePiece(norm: string, ids: number[]): void {
     if (norm.length === 0) return;
+    // words: a run of '▁' and what follows it, up to the next '▁' after a character no piece puts before a '▁'
+    let start = 0;
+    for (let i = 1; i <= norm.length; i++) {
+      if (i < norm.length && !(norm[i] === SPACE && norm[i - 1] !== SPACE && !this.crossers.has(norm[i - 1]!))) continue;
+      const word = norm.slice(start, i);
+      const hit = this.cache.get(word);
+      if (hit) for (const id of hit) ids.push(id);
+      else {
+        const out: number[] = [];
+        this.encodeSymbols(word, out);
+        if (this.cache.size < 100_000) this.cache.set(word, out);
+        for (const id of out) ids.push(id);
+      }
+      start = i;
+    }
+  }
+
+  private encodeSymbols(norm: string, ids: number[]): void {
     for (const sym of bpeMerge(Array.from(norm), this.priority)) {
       const id = this.pieceToId.get(sym);
       if (id !== undefined) {
