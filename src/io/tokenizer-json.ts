@@ -22,7 +22,7 @@ import { dirname, join } from 'node:path';
 import { TokenizerError } from '../tensor/errors.js';
 import { AddedVocab, type AddedToken } from './tokenizer-added.js';
 import { ByteLevelTokenizer, compileSplitPattern, GPT2_PATTERN } from './tokenizer-bytelevel.js';
-import { buildPreTokenizer, isUnicodeForm, normalizerSteps, unicodeNormalizer } from './tokenizer-pretok.js';
+import { buildPreTokenizer, isUnicodeForm, normalizerSteps, preTokenizerSteps, unicodeNormalizer } from './tokenizer-pretok.js';
 import { PieceType, SpmTokenizer } from './tokenizer-spm.js';
 import type { Tokenizer } from './tokenizer.js';
 import { checkTokenizerJsonShape } from './tokenizer-json-shape.js';
@@ -109,8 +109,7 @@ export function tokenizerFromJson(tj: Json, config: Json, source: string): Token
   }
 
   // SentencePiece-converted: read the '▁' handling off the normalizer / Metaspace pre-tokenizer.
-  const preList = ((tj['pre_tokenizer'] as Json | null)?.['type'] === 'Sequence'
-    ? ((tj['pre_tokenizer'] as Json)['pretokenizers'] as Json[]) : tj['pre_tokenizer'] ? [tj['pre_tokenizer'] as Json] : []);
+  const preList = preTokenizerSteps(tj['pre_tokenizer']);
   const spm = spmFlags(norms.filter((n) => !isUnicodeForm(n)), preList.filter((p) => p['type'] === 'Metaspace'), fail);
   const unkId = idOf(model['unk_token']) ?? 0;
   const types = tokens.map((p, id) => (id === unkId ? PieceType.Unknown : special.has(id) ? PieceType.Control : BYTE_PIECE.test(p) ? PieceType.Byte : PieceType.Normal));

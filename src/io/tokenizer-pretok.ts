@@ -31,6 +31,13 @@ export function normalizerSteps(normalizer: unknown): Json[] {
   return n['type'] === 'Sequence' ? (n['normalizers'] as Json[]) : [n];
 }
 
+/** The pre-tokenizer steps of a tokenizer.json (a Sequence flattened). */
+export function preTokenizerSteps(pre: unknown): Json[] {
+  const p = pre as Json | null | undefined;
+  if (!p) return [];
+  return p['type'] === 'Sequence' ? (p['pretokenizers'] as Json[]) : [p];
+}
+
 /** True for a Unicode normalization step (NFC, NFKC, ...). */
 export function isUnicodeForm(step: Json): boolean {
   return UNICODE_FORMS.has(step['type'] as string);
@@ -141,8 +148,7 @@ export interface PreTokenizerSpec {
  * WhitespaceSplit, Punctuation, and Sequence of these. Anything else is a TokenizerError naming the step.
  */
 export function buildPreTokenizer(pre: unknown, source: string, skip: (step: Json) => boolean = () => false): PreTokenizerSpec {
-  const p = pre as Json | null | undefined;
-  const list = p ? (p['type'] === 'Sequence' ? (p['pretokenizers'] as Json[]) : [p]) : [];
+  const list = preTokenizerSteps(pre);
   const spec: PreTokenizerSpec = { steps: [], byteLevel: false };
   const fail = (msg: string): never => {
     throw new TokenizerError(msg, 'supported pre-tokenizers: Split, Digits, ByteLevel, Whitespace, WhitespaceSplit, Punctuation, Sequence', source);

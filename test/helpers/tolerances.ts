@@ -128,3 +128,13 @@ export function assertClose(actual: ArrayLike<number> | number, expected: ArrayL
   const c = closeness(a, e, tol);
   if (!c.ok) throw new AssertionError({ message: `${label}: ${c.message}` });
 }
+
+/** Relative RMS error of `actual` against `expected`: ||actual - expected|| / ||expected|| (quantization error). */
+export function relRms(expected: ArrayLike<number>, actual: ArrayLike<number>): number {
+  let e = 0, s = 0;
+  for (let i = 0; i < expected.length; i++) {
+    e += (expected[i]! - actual[i]!) ** 2;
+    s += expected[i]! ** 2;
+  }
+  return Math.sqrt(e / s);
+}

@@ -20,6 +20,7 @@ import { noGrad } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from './tmp.js';
+import { relRms } from '../helpers/tolerances.js';
 
 const dir = tempDir('gguf-export-quant');
 const HF = 'models/stories260K';
@@ -28,15 +29,6 @@ const typesOf = (path: string): Record<string, string> =>
   Object.fromEntries(readGguf(path, { tensors: false }).tensorInfos.map((t) => [t.name, GgmlType[t.type]!]));
 
 const meta = (path: string, key: string): unknown => readGguf(path, { tensors: false }).metadata.get(key)?.value;
-
-function relRms(a: Float32Array, b: Float32Array): number {
-  let e = 0, s = 0;
-  for (let i = 0; i < a.length; i++) {
-    e += (a[i]! - b[i]!) ** 2;
-    s += a[i]! ** 2;
-  }
-  return Math.sqrt(e / s);
-}
 
 function lastLogits(m: LoadedModel, ids: number[]): Float32Array {
   const lm = buildModel(m);

@@ -14,6 +14,7 @@ import { packScalesMins, unpackScalesMins } from '../../src/io/kquants.js';
 import { fallbackType, planGgufTypes, useMoreBits } from '../../src/io/kquants-mix.js';
 import { f32ToF16, nonFiniteCount } from '../../src/io/tensor-file.js';
 import { tempDir } from './tmp.js';
+import { relRms } from '../helpers/tolerances.js';
 
 const dir = tempDir('kquant');
 
@@ -177,15 +178,6 @@ function gaussian(n: number, seed: number, sigma = 1): Float32Array {
   let s = seed >>> 0;
   const u = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return (s + 0.5) / 2 ** 32; };
   return Float32Array.from({ length: n }, () => sigma * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
-}
-
-function relRms(a: Float32Array, b: Float32Array): number {
-  let e = 0, s = 0;
-  for (let i = 0; i < a.length; i++) {
-    e += (a[i]! - b[i]!) ** 2;
-    s += a[i]! ** 2;
-  }
-  return Math.sqrt(e / s);
 }
 
 /** Relative RMS error bounds on Gaussian data (measured: Q8_0 0.0053, Q5_0 0.040, Q4_K 0.072, Q5_K 0.036, Q6_K 0.017). */

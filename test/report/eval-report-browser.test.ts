@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { renderEvalReport } from '../../src/report/eval-report.js';
 import { ARGS, browserOrSkip, CHROMIUM } from '../helpers/browser.js';
 import { LABELS, syntheticRecords } from './synthetic-records.js';
+import { clippedChartText } from './svg-checks.js';
 
 test('the eval report renders in headless Chromium with one chart per task, a tooltip per heatmap cell, no clipped text', async (t) => {
   const pw = await browserOrSkip(t);
@@ -30,21 +31,9 @@ test('the eval report renders in headless Chromium with one chart per task, a to
     await page.goto(pathToFileURL(html).href);
     // Runs in the page (the suite has no DOM lib: the page's globals are reached through globalThis).
     const seen = await page.evaluate(() => {
-      interface Box { left: number; right: number; top: number; bottom: number }
-      interface El {
-        getAttribute(n: string): string | null; querySelectorAll(s: string): El[] & { length: number };
-        getBoundingClientRect(): Box; textContent: string | null;
-      }
+      interface El { getAttribute(n: string): string | null; querySelectorAll(s: string): El[] & { length: number } }
       const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<El> } }).document;
-      const clipped = [...doc.querySelectorAll('svg.chart')].flatMap((svg) => {
-        const b = svg.getBoundingClientRect();
-        return [...svg.querySelectorAll('text')].filter((tx) => {
-          const r = tx.getBoundingClientRect();
-          return r.right > r.left && (r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1);
-        }).map((tx) => tx.textContent ?? '');
-      });
       return {
-        clipped,
         charts: [...doc.querySelectorAll('[data-chart]')].map((e) => e.getAttribute('data-chart')),
         heatmaps: [...doc.querySelectorAll('svg.chart.heatmap')].map((s) => ({
           cells: s.querySelectorAll('[aria-roledescription="cell"]').length, titles: s.querySelectorAll('[aria-roledescription="cell"] > title').length,
@@ -60,7 +49,7 @@ test('the eval report renders in headless Chromium with one chart per task, a to
       assert.equal(h.titles, h.cells, 'one tooltip per cell');
       assert.equal(h.legends, 1, 'a color legend');
     }
-    assert.deepEqual(seen.clipped, [], 'no chart text outside its SVG');
+    assert.deepEqual(await page.evaluate(clippedChartText), [], 'no chart text outside its SVG');
     assert.deepEqual(errors, [], 'no console errors');
     assert.deepEqual(remote, [], 'no network requests');
     mkdirSync('test-output', { recursive: true });

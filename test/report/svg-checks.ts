@@ -49,3 +49,20 @@ export function assertRoundTicks(labels: readonly string[]): void {
   for (let i = 1; i < xs.length; i++) assert.ok(Math.abs(xs[i]! - xs[i - 1]! - step) < step * 1e-9, `even steps: ${labels.join(' ')}`);
   for (const x of xs) assert.ok(Math.abs(x / step - Math.round(x / step)) < 1e-9, `${x} is a multiple of ${step}`);
 }
+
+/**
+ * Runs in a browser page (pass it to page.evaluate; the suite has no DOM lib, so the page's globals are reached
+ * through globalThis): the text of every chart label that pokes out of its <svg>'s box, where the SVG clips it.
+ */
+export const clippedChartText = (): string[] => {
+  interface Box { left: number; right: number; top: number; bottom: number }
+  interface El { querySelectorAll(s: string): El[]; getBoundingClientRect(): Box; textContent: string | null }
+  const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): Iterable<El> } }).document;
+  return [...doc.querySelectorAll('svg.chart')].flatMap((svg) => {
+    const b = svg.getBoundingClientRect();
+    return [...svg.querySelectorAll('text')].filter((tx) => {
+      const r = tx.getBoundingClientRect();
+      return r.right > r.left && (r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1);
+    }).map((tx) => tx.textContent ?? '');
+  });
+};

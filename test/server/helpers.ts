@@ -21,6 +21,20 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/**
+ * A server whose tokenizer sleeps 20 ms in every decode, so a reply takes seconds and a Stop or a disconnect lands
+ * mid-stream. Served as 'run-7'.
+ */
+export function startSlowServer(): Promise<TestServer> {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const sleepy = Object.create(tokenizer) as typeof tokenizer;
+  sleepy.decode = (ids) => {
+    Atomics.wait(nap, 0, 0, 20);
+    return tokenizer.decode(ids);
+  };
+  return startServer({ tokenizer: sleepy, modelId: 'run-7' });
+}
+
 export async function startServer(opts: Partial<ServerOptions> = {}): Promise<TestServer> {
   const server = createServer({
     model, tokenizer: loaded.tokenizer!, modelId: 'stories260K', chatTemplate: loadChatTemplate(MODEL_DIR), ...opts,

@@ -8,9 +8,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import vm from 'node:vm';
-import type { Tokenizer } from '../../src/io/tokenizer.js';
 import { playgroundHtml } from '../../src/server/playground.js';
-import { startServer, tokenizer, type TestServer } from './helpers.js';
+import { startServer, startSlowServer, type TestServer } from './helpers.js';
 
 const decodeEntities = (s: string): string =>
   s.replace(/&(quot|lt|gt|#39|amp);/g, (_m, e: string) => ({ quot: '"', lt: '<', gt: '>', '#39': "'", amp: '&' })[e]!);
@@ -129,14 +128,7 @@ let html: string;
 before(async () => {
   s = await startServer({ apiKey: 'k1' });
   html = await (await fetch(`${s.url}/?api_key=k1`)).text();
-  // decode sleeps 20 ms a token, so a reply takes seconds and Stop lands mid-stream
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  const sleepy = Object.create(tokenizer) as Tokenizer;
-  sleepy.decode = (ids) => {
-    Atomics.wait(nap, 0, 0, 20);
-    return tokenizer.decode(ids);
-  };
-  slow = await startServer({ tokenizer: sleepy, modelId: 'run-7' });
+  slow = await startSlowServer(); // decode sleeps 20 ms a token, so Stop lands mid-stream
 });
 after(async () => {
   await s?.close();

@@ -12,8 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
-import type { Tokenizer } from '../../src/io/tokenizer.js';
-import { startServer, tokenizer, type TestServer } from './helpers.js';
+import { startServer, startSlowServer, type TestServer } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -29,14 +28,7 @@ const offHost: string[] = [];
 before(async () => {
   if (skip) return;
   s = await startServer({ apiKey: 'k1' });
-  // decode sleeps 20 ms a token, so a reply takes seconds and Stop lands mid-stream
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  const sleepy = Object.create(tokenizer) as Tokenizer;
-  sleepy.decode = (ids) => {
-    Atomics.wait(nap, 0, 0, 20);
-    return tokenizer.decode(ids);
-  };
-  slow = await startServer({ tokenizer: sleepy, modelId: 'run-7' });
+  slow = await startSlowServer(); // decode sleeps 20 ms a token, so Stop lands mid-stream
   const { chromium } = await import('playwright-core');
   profile = mkdtempSync(join(tmpdir(), 'recurformer-chromium-'));
   context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
