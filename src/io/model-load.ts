@@ -25,7 +25,7 @@ import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../conve
 import type { Tokenizer } from './tokenizer.js';
 import { tokenizerFromGguf } from './tokenizer-gguf.js';
 import { loadTokenizer } from './tokenizer-load.js';
-import { checkHfTensors, interleavedToHalfRows, transpose2d, weightTable } from './weight-names.js';
+import { checkHfTensors, ggufToHf, interleavedToHalfRows } from './weight-names.js';
 
 export interface LoadedModel {
   source: string;
@@ -158,7 +158,9 @@ export function loadGgufModel(path: string): LoadedModel {
   const f = readGguf(path);
   const config = configFromGgufMetadata(f);
   checkLayerCount(config.nLayers, f.tensors.keys(), /^blk\.(\d+)\./, path, `metadata key '${String(f.metadata.get('general.architecture')?.value)}.block_count'`, 'the file');
-  const tensors = ggufToHfDeferred(config, f.tensors, path);
+  const weights = new Map(f.tensors);
+  weights.delete('rope_freqs.weight'); // llama3 scaling: read into the config (gguf-config.ts), not a weight
+  const tensors = ggufToHf(config, weights, path);
   const hasTok = f.metadata.has('tokenizer.ggml.model');
   const out: LoadedModel = { source: path, format: 'gguf', config, tensors, tokenizer: null, tokenizerSource: hasTok ? path : null };
   if (hasTok) lazyTokenizer(out, () => tokenizerFromGguf(f));
@@ -214,35 +216,6 @@ function prefixLegacyGpt2Names(tensors: Map<string, RawTensor>): void {
     tensors.delete(name);
     tensors.set(canon, deferredTensor(canon, t.dtype, t.shape, () => t.data));
   }
-}
-
-/**
- * weight-names' ggufToHf, deferred: names and shapes are checked now, from the headers, and each tensor is renamed
- * and relaid out (q/k un-permuted, GPT-2 Conv1D transposed) when its data is first used. ggufToHf itself copies
- * every tensor, which would read the whole file at load.
- */
-function ggufToHfDeferred(cfg: ModelConfig, tensors: Map<string, RawTensor>, file: string): Map<string, RawTensor> {
-  const rest = new Map(tensors);
-  rest.delete('rope_freqs.weight'); // llama3 scaling: read into the config (gguf-config.ts), not a weight
-  const out = new Map<string, RawTensor>();
-  for (const e of weightTable(cfg)) {
-    const t = rest.get(e.gguf);
-    const want = e.layout === 'transpose' ? [e.shape[1]!, e.shape[0]!] : e.shape;
-    if (!t) throw new FormatError(file, 'missing (the config implies it)', 'the GGUF checkpoint does not match its config', e.gguf);
-    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new FormatError(file, `shape [${t.shape.join(', ')}] does not match the config's [${want.join(', ')}]`,
-        'the config and the weights come from different models', e.gguf);
-    }
-    rest.delete(e.gguf);
-    const relayout = e.layout === 'transpose' ? () => transpose2d(t).data
-      : e.layout === 'permute-q' ? () => interleavedToHalfRows(t, cfg.nHeads).data
-        : e.layout === 'permute-k' ? () => interleavedToHalfRows(t, cfg.nKvHeads).data
-          : () => t.data;
-    out.set(e.hf, deferredTensor(e.hf, t.dtype, e.shape, relayout));
-  }
-  const extra = [...rest.keys()][0];
-  if (extra !== undefined) throw new FormatError(file, 'extra: not part of this architecture', 'the GGUF checkpoint does not match its config', extra);
-  return out;
 }
 
 // ---- finite check -------------------------------------------------------------------------------------------

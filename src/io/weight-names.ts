@@ -12,7 +12,7 @@
  */
 import { FormatError } from '../tensor/errors.js';
 import type { ModelConfig } from '../model/config.js';
-import { numel, type RawTensor } from './tensor-file.js';
+import { deferredTensor, numel, type RawTensor } from './tensor-file.js';
 
 type Layout = 'same' | 'permute-q' | 'permute-k' | 'transpose';
 
@@ -169,13 +169,20 @@ export function hfToGguf(cfg: ModelConfig, tensors: Map<string, RawTensor>, file
   return weightTable(cfg).map((e) => relayout(cfg, { ...checked.get(e.hf)!, name: e.gguf }, e.layout, 'to-gguf'));
 }
 
-/** GGUF-named tensors (as read) -> HF-named tensors in HF layout, checked against the config. */
+/**
+ * GGUF-named tensors (as read) -> HF-named tensors in HF layout, checked against the config. Names and shapes are
+ * checked now, from the headers; each tensor is renamed and relaid out (q/k un-permuted, GPT-2 Conv1D transposed)
+ * when its data is first used, so loading a GGUF reads no weights.
+ */
 export function ggufToHf(cfg: ModelConfig, tensors: Map<string, RawTensor>, file = '<memory>'): Map<string, RawTensor> {
   const table = weightTable(cfg);
   const ggufShape = (e: Entry) => (e.layout === 'transpose' ? [e.shape[1]!, e.shape[0]!] : e.shape);
   const checked = checkAgainstTable(table.map((e) => ({ name: e.gguf, shape: ggufShape(e) })), new Map(tensors), file, 'GGUF');
   const out = new Map<string, RawTensor>();
-  for (const e of table) out.set(e.hf, relayout(cfg, { ...checked.get(e.gguf)!, name: e.hf }, e.layout, 'to-hf'));
+  for (const e of table) {
+    const t = checked.get(e.gguf)!;
+    out.set(e.hf, deferredTensor(e.hf, t.dtype, [...e.shape], () => relayout(cfg, t, e.layout, 'to-hf').data));
+  }
   return out;
 }
 
