@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { configToHf } from '../src/model/config.js';
 import { loadNative } from '../src/tensor/native.js';
 import { makeTrainConfig } from '../src/train/config.js';
-import { openSession, trainStep, type Session } from '../src/train/loop.js';
+import { openRun, trainStep, type TrainingRun } from '../src/train/loop.js';
 import { tinyConfig } from '../test/helpers/random-model.js';
 import { convertedModel, STORIES, TEACHER, tmp } from '../test/train/helpers.js';
 import { bestTime, measureHw, pct, requireBenchAddon } from './lib/hw.js';
@@ -32,7 +32,7 @@ interface Figure {
   fraction: number;
 }
 
-function matmulParams(s: Session, only?: Set<string>): number {
+function matmulParams(s: TrainingRun, only?: Set<string>): number {
   let n = 0;
   for (const [name, w] of s.student.weights) {
     if (w.shape.length < 2 || (only && !only.has(name))) continue;
@@ -42,7 +42,7 @@ function matmulParams(s: Session, only?: Set<string>): number {
   return n;
 }
 
-function measure(name: string, s: Session, flopsPerStep: number, peak: number): Figure {
+function measure(name: string, s: TrainingRun, flopsPerStep: number, peak: number): Figure {
   trainStep(s); // warm-up (allocations, pools)
   const seconds = bestTime(() => void trainStep(s), { warmup: 1, minReps: 3, maxReps: 20, budget: 6 });
   const tokens = s.cfg.batch * s.cfg.seq * s.cfg.accum;
@@ -61,7 +61,7 @@ function main(): void {
   const figures: Figure[] = [];
 
   {
-    const s = openSession(makeTrainConfig({
+    const s = openRun(makeTrainConfig({
       stage: 'distill', model: convertedModel(), teacher: TEACHER, data: STORIES, cacheDir: cache, batch: 8, seq: 128,
       steps: 1000, out: tmp('bench-distill'),
     }));
@@ -75,7 +75,7 @@ function main(): void {
     const dir = tmp('bench-init');
     const mc = tinyConfig('llama', { vocabSize: 512, dModel: 256, nLayers: 4, nHeads: 4, nKvHeads: 2, headDim: 64, ffnDim: 688, maxPos: 256, tiedEmbeddings: true });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(configToHf(mc)));
-    const s = openSession(makeTrainConfig({
+    const s = openRun(makeTrainConfig({
       stage: 'pretrain', init: join(dir, 'config.json'), tokenizer: TEACHER, data: STORIES, cacheDir: cache, batch: 8, seq: 256,
       steps: 1000, out: join(dir, 'run'),
     }));

@@ -1,7 +1,11 @@
-/** Data preparation shared by the demo and the end-to-end experiment. */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+/**
+ * Data preparation shared by the demo and the end-to-end experiment. A recipe names its preparation (`prepare`), which
+ * writes the files its `{out}/...` paths name.
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { ModelExperiment } from './pipeline.js';
+import { plainText } from '../../src/eval/synthetic.js';
 
 /**
  * Splits a text file at the blank line nearest before `fraction` of its length into OUT/<name>.train.txt and
@@ -20,12 +24,52 @@ export function heldoutSplit(file: string, fraction: number, out: string): { tra
   return { train, heldout };
 }
 
-/** The stories260K settings the demo and the end-to-end experiment share: data split, analysis, perplexity window. */
-export function storiesBase(out: string): Pick<ModelExperiment, 'name' | 'model' | 'trainData' | 'calib' | 'analyzeSeq' | 'analyzeSamples' |
-  'heldout' | 'pplCtx' | 'decodeAt' | 'seed'> {
-  const stories = heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
-  return {
-    name: 'stories260K', model: 'models/stories260K', trainData: stories.train, calib: stories.train,
-    analyzeSeq: 256, analyzeSamples: 16, heldout: stories.heldout, pplCtx: 256, decodeAt: 480, seed: 0,
-  };
+/** Runs scripts/demo/build-corpus.ts into `path` unless it exists. */
+function buildCorpus(path: string, args: string[]): void {
+  if (existsSync(path)) return;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo/build-corpus.ts', path, ...args], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`build-corpus failed for ${path}`);
+}
+
+/**
+ * The demo model's continual-training corpora under OUT (demo-corpus.jsonl, and demo-corpus-mix/ with it and the long
+ * documents), its calibration text (demo-calib.txt) and the held-out perplexity text (frankenstein-heldout.txt).
+ */
+export function demoData(out: string): void {
+  const corpus = join(out, 'demo-corpus.jsonl');
+  buildCorpus(corpus, ['--seed', '1']);
+  // the recipe of demo-llama's last pretraining stage (scripts/demo/recreate-models.sh), with another seed
+  buildCorpus(join(out, 'demo-corpus-long.jsonl'), ['--seed', '1', '--synthetic', '1500', '--repeat', '6000', '--max-copy', '200',
+    '--min-fillers', '40', '--max-fillers', '82', '--min-pairs', '40', '--max-pairs', '150', '--min-chars', '3000', '--max-chars', '7400',
+    '--edge-depths', '0.3']);
+  // the second distillation stage reads both corpora (a folder of .jsonl files)
+  const mix = join(out, 'demo-corpus-mix');
+  mkdirSync(mix, { recursive: true });
+  for (const [from, to] of [['demo-corpus.jsonl', 'a-short.jsonl'], ['demo-corpus-long.jsonl', 'b-long.jsonl']] as const) {
+    if (!existsSync(join(mix, to))) copyFileSync(join(out, from), join(mix, to));
+  }
+  const calib = join(out, 'demo-calib.txt');
+  if (!existsSync(calib)) {
+    // analysis sees the same mix as training: the first 40 documents of the (shuffled) corpus
+    const docs = readFileSync(corpus, 'utf8').split('\n').filter(Boolean).slice(0, 40).map((l) => (JSON.parse(l) as { text: string }).text);
+    writeFileSync(calib, docs.join('\n\n'));
+  }
+  const held = join(out, 'frankenstein-heldout.txt');
+  if (!existsSync(held)) writeFileSync(held, plainText(readFileSync('data/gutenberg/frankenstein_pg84.txt', 'utf8')).slice(0, 60_000));
+}
+
+/** The preparations a recipe may name. */
+export const PREPARATIONS = {
+  /** OUT/tinystories_val.train.txt and .heldout.txt: the TinyStories excerpt split 90 / 10 at a blank line. */
+  'stories-split': (out: string): void => {
+    heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
+  },
+  'demo-corpora': demoData,
+} as const;
+
+export type Preparation = keyof typeof PREPARATIONS;
+
+export function prepareData(kind: Preparation, out: string): void {
+  mkdirSync(out, { recursive: true });
+  PREPARATIONS[kind](out);
 }

@@ -2,15 +2,16 @@
  * `npm run demo`: the whole RecurFormer loop on the bundled stories260K in about five minutes. It analyzes the
  * heads, converts half of the KV groups (the most recency-aware) into recurrent heads, trains them briefly (align,
  * then distill), evaluates the result against full attention and both eviction baselines at equal cache, prints the
- * table and writes an HTML report.
+ * table and writes an HTML report. What it runs is the recipe recipes/demo.json.
  *
  *   npm run demo [-- --out runs/demo] [--force]
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { markdownTable, summarize } from '../../src/eval/summary.js';
-import { evaluate, prepare, report, type ModelExperiment } from './pipeline.js';
-import { storiesBase } from './data.js';
+import { evaluate, prepare, report } from './pipeline.js';
+import { loadRecipe } from './recipe.js';
+import { prepareData } from './data.js';
 
 const args = process.argv.slice(2);
 const oi = args.indexOf('--out');
@@ -18,14 +19,8 @@ const out = oi >= 0 ? args[oi + 1]! : 'runs/demo';
 const force = args.includes('--force');
 mkdirSync(out, { recursive: true });
 const t0 = Date.now();
-const x: ModelExperiment = {
-  ...storiesBase(out), pplStride: 256,
-  budgets: [0.5],
-  align: { steps: 200, batch: 8, seq: 128, lr: 3e-3, warmup: 10 },
-  distill: { steps: 1200, batch: 8, seq: 128, lr: 3e-4, warmup: 50 },
-  retrieval: { lengths: [256, 480], depths: [0, 0.5, 1], hops: [1], samples: 2 },
-  tasks: ['ppl', 'passkey', 'needle', 'agree', 'cost'],
-};
+const x = loadRecipe('recipes/demo.json', out);
+if (x.prepare) prepareData(x.prepare, out);
 const log = (s: string): void => {
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
 };

@@ -1,6 +1,7 @@
 /**
  * The RecurFormer experiment as a sequence of CLI steps, shared by `npm run demo` (stories260K, one budget, brief
- * training) and the end-to-end script (scripts/experiment/e2e.ts: both models, three budgets):
+ * training) and the end-to-end script (scripts/experiment/e2e.ts: both models, three budgets); what runs for a model
+ * is its recipe (recipes/*.json, read by scripts/experiment/recipe.ts, written up in docs/recipes.md):
  *
  *   analyze -> convert at each budget -> align + distill -> every eval task on the original, each converted model
  *   and both baselines sized to the converted model's cache (--equal-cache) -> records -> table and report.
@@ -17,21 +18,32 @@ import { join, sep } from 'node:path';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
 import { main } from '../../src/cli/main.js';
 import type { EvalRecord } from '../../src/eval/record.js';
+import { TRAIN_OPTION_DEFAULTS, TRAIN_OPTION_KEYS, trainOption, type TrainOptionKey, type TrainOptions } from '../../src/train/options.js';
 
-export interface TrainSettings {
-  steps: number;
-  batch: number;
-  seq: number;
-  lr: number;
-  warmup: number;
-  /** Weights the stage updates (train --trainable; default: the recurrent heads only). */
-  trainable?: 'recurrent' | 'recurrent+norms' | 'all';
-  /** Where sequences start (train --packing; default stream). */
-  packing?: 'stream' | 'document';
-  /** Weight of the data cross-entropy added to distillation (train --ce-weight; default 0). */
-  ceWeight?: number;
-  /** Weight of the residual-stream match added to distillation (train --hidden-weight; default 0). */
-  hiddenWeight?: number;
+/** The training options the pipeline sets itself: the models, the data, the stage, the seed, the cache, the run folder. */
+export const PIPELINE_KEYS = ['model', 'teacher', 'init', 'tokenizer', 'data', 'stage', 'seed', 'cacheDir', 'out'] as const satisfies readonly TrainOptionKey[];
+export type StageKey = Exclude<TrainOptionKey, (typeof PIPELINE_KEYS)[number]>;
+/** The keys a recipe's training stage may set: every other training option (src/train/options.ts). */
+export const STAGE_KEYS = TRAIN_OPTION_KEYS.filter((k): k is StageKey => !(PIPELINE_KEYS as readonly string[]).includes(k));
+
+/** A training stage's settings: any training options of STAGE_KEYS; the ones it leaves out take the schema's defaults. */
+export type TrainSettings = Partial<Pick<TrainOptions, StageKey>>;
+
+/**
+ * What the pipeline gives every stage unless its settings say otherwise: validation only at the ends (every `steps`),
+ * on 4 batches, and a checkpoint only at the end.
+ */
+export const pipelineStageDefaults = (t: TrainSettings): Pick<TrainOptions, 'evalEvery' | 'evalBatches' | 'saveEvery'> =>
+  ({ evalEvery: t.steps ?? TRAIN_OPTION_DEFAULTS.steps, evalBatches: 4, saveEvery: 0 });
+
+/**
+ * The training options a stage trains with: the schema's defaults < the pipeline's (pipelineStageDefaults) < its
+ * settings (other keys of `t`, such as a further stage's data and seeds, are not training options of the stage).
+ */
+export function stageOptions(t: TrainSettings): Pick<TrainOptions, StageKey> {
+  const defaults = Object.fromEntries(STAGE_KEYS.map((k) => [k, TRAIN_OPTION_DEFAULTS[k]])) as Pick<TrainOptions, StageKey>;
+  const own = Object.fromEntries(STAGE_KEYS.filter((k) => t[k] !== undefined).map((k) => [k, t[k]]));
+  return { ...defaults, ...pipelineStageDefaults(t), ...own };
 }
 
 export interface RetrievalSettings {
@@ -172,10 +184,19 @@ async function step(done: string, o: RunOptions, command: readonly string[], fn:
   record();
 }
 
-const trainArgs = (s: TrainSettings): string[] => ['--steps', String(s.steps), '--batch', String(s.batch), '--seq', String(s.seq),
-  '--lr', String(s.lr), '--warmup', String(s.warmup), ...(s.trainable ? ['--trainable', s.trainable] : []),
-  ...(s.packing ? ['--packing', s.packing] : []), ...(s.ceWeight ? ['--ce-weight', String(s.ceWeight)] : []),
-  ...(s.hiddenWeight ? ['--hidden-weight', String(s.hiddenWeight)] : [])];
+/**
+ * The flags of a stage's settings. The first keys keep the order the pipeline always wrote them in (steps.json
+ * compares commands, so an unchanged recipe keeps its recorded steps); any others follow in the schema's order. Then
+ * the pipeline's own settings, unless the stage overrides them.
+ */
+const FLAG_ORDER: readonly StageKey[] = [...new Set<StageKey>(['steps', 'batch', 'seq', 'lr', 'warmup', 'trainable', 'packing', 'ceWeight', 'hiddenWeight',
+  ...STAGE_KEYS])];
+export function trainArgs(t: TrainSettings): string[] {
+  const flag = (k: StageKey, v: unknown): string[] => [`--${trainOption(k).flag!}`, String(v)];
+  const own = pipelineStageDefaults(t);
+  return [...FLAG_ORDER.filter((k) => t[k] !== undefined && !(k in own)).flatMap((k) => flag(k, t[k])),
+    ...(Object.keys(own) as (keyof typeof own)[]).flatMap((k) => flag(k, t[k] ?? own[k]))];
+}
 
 /** `recurformer analyze` into DIR (DIR/analysis.json, DIR/report.html) unless it was done. */
 export async function analyze(model: string, data: string, samples: number, seq: number, seed: number, dir: string, o: RunOptions,
@@ -200,7 +221,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string,
     seed = x.seed): Promise<string> => {
     const command = ['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
-      '--eval-every', String(t.steps), '--eval-batches', '4', '--save-every', '0', '--seed', String(seed), '--cache', cache, '--out', out];
+      '--seed', String(seed), '--cache', cache, '--out', out];
     await step(join(out, 'model', 'config.json'), o, command, async () => {
       rmSync(out, { recursive: true, force: true });
       await run(command, log);

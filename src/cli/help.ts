@@ -58,8 +58,12 @@ export const EXAMPLES: Record<string, string[]> = {
   'convert': ['recurformer convert --analysis an/analysis.json --budget 0.5 --out stories-50',
     'recurformer convert --plan edited-plan.json --data calib.txt --out stories-edited'],
   'serve': ['recurformer serve --port 8080', 'recurformer serve stories-50 --host 0.0.0.0 --api-key SECRET'],
-  'train': [`recurformer train stories-50 --teacher models/stories260K --data ${TEXT} --stage align --steps 200 --out run`,
-    'recurformer train --resume run'],
+  'train': [
+    'recurformer train stories-50 --teacher models/stories260K --data data/tinystories-valid-excerpt/tinystories_val.txt --stage align --steps 200 --out run',
+    'recurformer train conv50 --teacher models/demo-llama --data corpus/ --config recipes/demo-llama-distill.json --set lr=3e-4 --out run2',
+    'recurformer train run/model --teacher models/stories260K --data corpus/ --config distill.json --steps 800 --set ceWeight=0.2 --set min-lr=0.05 --out run3',
+    'recurformer train --resume run',
+  ],
 };
 
 /** The command's path below the program, e.g. "eval ppl". */

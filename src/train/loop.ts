@@ -45,7 +45,7 @@ export interface StepRecord {
   parts: Record<string, number>;
 }
 
-export interface EvalRecord extends EvalOut {
+export interface ValidationRecord extends EvalOut {
   type: 'eval';
   step: number;
 }
@@ -57,12 +57,12 @@ export interface SkipRecord {
   gradNorm: number;
 }
 
-export type MetricRecord = StepRecord | EvalRecord | SkipRecord;
+export type MetricRecord = StepRecord | ValidationRecord | SkipRecord;
 
 export interface RunHooks {
   /** Called after every optimizer step (progress bar). */
   onStep?(r: StepRecord | SkipRecord, total: number): void;
-  onEval?(r: EvalRecord): void;
+  onEval?(r: ValidationRecord): void;
   /** Library-only: return after this many steps (a checkpoint is written there), as if the run were interrupted. */
   stopAfter?: number;
   /** Once aborted, the run ends after the current step with a checkpoint (result.interrupted). */
@@ -83,8 +83,8 @@ export interface TrainResult {
   steps: number;
   skipped: number;
   tokens: number;
-  firstEval: EvalRecord | null;
-  lastEval: EvalRecord | null;
+  firstEval: ValidationRecord | null;
+  lastEval: ValidationRecord | null;
   checkpoint: string;
   modelDir: string;
   elapsedMs: number;
@@ -94,7 +94,7 @@ export interface TrainResult {
 }
 
 /** Everything a running session holds. */
-export interface Session {
+export interface TrainingRun {
   cfg: TrainConfig;
   loaded: LoadedModel;
   /** The float type the trained model is written in: the source's. */
@@ -124,7 +124,7 @@ function buildStudent(cfg: TrainConfig): ReturnType<typeof buildStudentModel> {
 }
 
 /** Builds the models, data and optimizer for a config, optionally restoring a checkpoint's state. */
-export function openSession(cfg: TrainConfig, restore?: ReturnType<typeof loadCheckpoint>): Session {
+export function openRun(cfg: TrainConfig, restore?: ReturnType<typeof loadCheckpoint>): TrainingRun {
   const { loaded, model: student, dtype: saveDtype } = buildStudent(cfg); // built once
   const teacher = cfg.stage === 'pretrain' ? null : loadTeacher(cfg.teacher!);
   if (teacher && teacher.cfg.vocabSize !== student.cfg.vocabSize) {
@@ -172,7 +172,7 @@ export function openSession(cfg: TrainConfig, restore?: ReturnType<typeof loadCh
 }
 
 /** One optimizer step (accum micro-batches); returns the log record. */
-export function trainStep(s: Session): StepRecord | SkipRecord {
+export function trainStep(s: TrainingRun): StepRecord | SkipRecord {
   const { cfg } = s;
   const lr = s.schedule(s.step);
   let lossSum = 0;
@@ -204,12 +204,12 @@ export function trainStep(s: Session): StepRecord | SkipRecord {
   return { type: 'train', step: s.step, loss, lr, gradNorm: norm, tokens: s.tokens, tokPerSec: stepTokens / dt, parts };
 }
 
-export function validate(s: Session): EvalRecord {
+export function validate(s: TrainingRun): ValidationRecord {
   const r = evaluate(s.student, s.teacher, s.data.valBatches(s.cfg.batch, s.cfg.evalBatches), s.cfg);
   return { type: 'eval', step: s.step, ...r };
 }
 
-export function checkpoint(s: Session, elapsedMs: number): string {
+export function checkpoint(s: TrainingRun, elapsedMs: number): string {
   const state: CheckpointState = {
     version: 2, config: absolutePaths(s.cfg), step: s.step, skipped: s.skipped, tokens: s.tokens, optimizerStep: s.opt.state.step,
     data: s.batcher.position(), dataKey: s.dataKey, elapsedMs,
@@ -291,13 +291,13 @@ async function trainInFolder(cfg: TrainConfig, restore: ReturnType<typeof loadCh
   }
   // temp files of checkpoint writes that never finished (a killed run) are garbage
   for (const f of readdirSync(cfg.out)) if (f.startsWith(`.${CHECKPOINT_FILE}.`) && f.endsWith('.tmp')) unlinkSync(join(cfg.out, f));
-  const s = openSession(cfg, restore);
+  const s = openRun(cfg, restore);
   if (restore) trimLog(join(opts.resume!, METRICS_FILE), logPath, s.step);
   else writeFileSync(logPath, '');
   const log = (r: MetricRecord): void => appendFileSync(logPath, `${JSON.stringify(r)}\n`);
   const startMs = performance.now() - (restore?.state.elapsedMs ?? 0);
   const resumedFrom = restore ? s.step : null;
-  let firstEval: EvalRecord | null = null, lastEval: EvalRecord | null = null;
+  let firstEval: ValidationRecord | null = null, lastEval: ValidationRecord | null = null;
   const doEval = (): void => {
     lastEval = validate(s);
     firstEval ??= lastEval;

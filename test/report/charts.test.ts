@@ -12,8 +12,8 @@ import { load } from '../../src/cli/common.js';
 import { barChart, captureChartWarnings, groupedBarChart, heatmap, histogram, lineChart, logTicks, PALETTE } from '../../src/report/charts.js';
 import { renderEvalReport } from '../../src/report/eval-report.js';
 import { renderReport } from '../../src/report/html.js';
-import { renderTrainReport } from '../../src/train/report.js';
-import type { EvalRecord as TrainEval, StepRecord } from '../../src/train/loop.js';
+import { renderTrainReport } from '../../src/report/train-report.js';
+import type { ValidationRecord as TrainEval, StepRecord } from '../../src/train/loop.js';
 import { evalRecord, type EvalRecord } from '../../src/eval/record.js';
 import { assertRoundTicks, assertSelfContained, axisLabels, axisTitle, charts, lineColors } from './svg-checks.js';
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { trainValuesFromCli } from '../../src/cli/commands/train.js';
+import { resolveTrainValues, trainValuesFromCli } from '../../src/cli/commands/train.js';
 import { ArgumentError } from '../../src/tensor/errors.js';
 import { makeTrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/loop.js';
@@ -15,7 +15,10 @@ test('flags -> config values: numbers parsed, absent flags absent, bad numbers a
   assert.deepEqual(v, { model: 'm', data: 'd', out: 'o', steps: 12, lr: 1e-3, trainable: 'all', clip: 0 });
   assert.throws(() => trainValuesFromCli(undefined, { steps: '1.5' }), ArgumentError);
   assert.throws(() => trainValuesFromCli(undefined, { lr: 'fast' }), ArgumentError);
-  assert.equal(trainValuesFromCli(undefined, { resume: 'r' }).out, 'r');
+  assert.deepEqual(trainValuesFromCli('m', { steps: 12, lr: 1e-3 }), { model: 'm', steps: 12, lr: 1e-3 }, 'values commander already parsed');
+  assert.throws(() => trainValuesFromCli(undefined, { steps: 0 }), /--steps = 0 must be an integer >= 1/);
+  assert.equal(resolveTrainValues(undefined, { resume: 'r' }).out, 'r');
+  assert.equal(resolveTrainValues(undefined, { resume: 'r', out: 'o' }).out, 'o');
   // --packing reaches the config; a wrong value is an error naming the option
   const values = trainValuesFromCli('m', { data: 'd', out: 'o', teacher: 't', packing: 'document' });
   assert.equal(makeTrainConfig(values).packing, 'document');

@@ -11,7 +11,7 @@ import { configToHf } from '../../src/model/config.js';
 import * as T from '../../src/tensor/index.js';
 import { makeTrainConfig } from '../../src/train/config.js';
 import { distillKL, distillKLWithMean } from '../../src/train/losses.js';
-import { openSession, readMetrics, runTraining, trainStep, validate } from '../../src/train/loop.js';
+import { openRun, readMetrics, runTraining, trainStep, validate } from '../../src/train/loop.js';
 import { loadForTraining, selectTrainable } from '../../src/train/model-setup.js';
 import { hiddenLayers, hiddenLoss } from '../../src/train/objectives.js';
 import { TapRecorder } from '../../src/model/taps.js';
@@ -218,7 +218,7 @@ test('pretraining a fresh model from --init drives validation loss down steadily
 });
 
 test('NaN guard: a non-finite loss skips the step (no update) and is reported', () => {
-  const s = openSession(makeTrainConfig({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 5, batch: 2,
+  const s = openRun(makeTrainConfig({ stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 5, batch: 2,
     seq: 16, out: tmp('nan') }));
   const p = s.params[0]!;
   const other = s.params[1]!;
@@ -252,14 +252,14 @@ test('GPT-2 pretraining round trip: the saved HF folder (Conv1D layout) reproduc
   const base = { stage: 'pretrain', data, cacheDir: cache, batch: 4, seq: 32, evalBatches: 2 };
   const r = await runTraining({ ...base, init, tokenizer: TEACHER, steps: 20, lr: 1e-2, evalEvery: 0, saveEvery: 0, out: join(dir, 'run') });
   assert.ok(r.lastEval!.loss < r.firstEval!.loss);
-  const again = validate(openSession(makeTrainConfig({ ...base, model: r.modelDir, out: join(dir, 'again') })));
+  const again = validate(openRun(makeTrainConfig({ ...base, model: r.modelDir, out: join(dir, 'again') })));
   assertClose(again.loss, r.lastEval!.loss, TOL.parity, 'val loss of the reloaded model');
 });
 
 test('gradient accumulation: 2 micro-batches of B equal one batch of 2B (same sequences, same update)', () => {
   const common = { stage: 'distill', model, teacher: TEACHER, data, cacheDir: cache, steps: 3, seq: 16, lr: 1e-2, warmup: 0, clip: 0 };
-  const a = openSession(makeTrainConfig({ ...common, batch: 2, accum: 2, out: tmp('acc2') }));
-  const b = openSession(makeTrainConfig({ ...common, batch: 4, accum: 1, out: tmp('acc1') }));
+  const a = openRun(makeTrainConfig({ ...common, batch: 2, accum: 2, out: tmp('acc2') }));
+  const b = openRun(makeTrainConfig({ ...common, batch: 4, accum: 1, out: tmp('acc1') }));
   const ra = trainStep(a), rb = trainStep(b);
   assert.equal(ra.type, 'train');
   assertClose(ra.loss, rb.loss, TOL.parity, 'loss');

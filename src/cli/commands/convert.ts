@@ -16,7 +16,7 @@ import { parseShardSize } from '../../io/safetensors.js';
 import { loadModel, toHalfRope } from '../../io/model-load.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { modelPath, packageRoot, parseFloatArg, parseIntArg, printJson, readJsonArg } from '../common.js';
-import { computedDefault } from '../help.js';
+import { computedDefault, modelArgument } from '../help.js';
 import { readTextData } from '../text-data.js';
 
 interface Opts {
@@ -45,7 +45,7 @@ export function registerConvert(program: Command): void {
   program
     .command('convert')
     .description('replace recency-aware KV groups by recurrent heads (plan from analysis.json, init, write the model)')
-    .argument('[model]', 'model path (default: bundled stories260K)')
+    .addArgument(modelArgument())
     .option('--analysis <file>', 'analysis.json written by `recurformer analyze`')
     .option('--plan <file>', 'use this (possibly hand-edited) plan instead of planning from --analysis')
     .option('--budget <f>', 'fraction of all KV groups to replace, most recency-aware first')
@@ -54,12 +54,13 @@ export function registerConvert(program: Command): void {
     .option('--window <k>', 'recency window whose score decides', '16')
     .option('--min-keep <m>', 'keep at least m attention groups per layer', '0')
     .option('--never <layers>', 'comma-separated layers never replaced', '')
-    .option('--protect-retrieval <nats>', `keep groups whose windowing costs passkey retrieval at least this many nats, or none (default ${DEFAULT_PROTECT_NATS} when the analysis has a retrieval probe)`)
+    .addOption(computedDefault('--protect-retrieval <nats>', 'keep groups whose windowing costs passkey retrieval at least this many nats, or none',
+      `${DEFAULT_PROTECT_NATS} when the analysis has a retrieval probe`))
     .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
     .addOption(computedDefault('--data <path>', 'text for the output-scale fit: a text file, a .jsonl file or a folder of them', 'the bundled TinyStories excerpt'))
     .option('--calib <path>', 'deprecated name of --data')
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
-    .option('--chunk <n>', 'SSD chunk length for prefill (default 64, or the converted model\'s)')
+    .addOption(computedDefault('--chunk <n>', 'SSD chunk length for prefill', '64, or the converted model\'s'))
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
     .option('--dtype <d>', 'weights written: keep (the source\'s F32/F16/BF16), F32, F16 or BF16 (recurrent heads are always F32)', 'keep')
     .option('--max-shard-size <size>', 'largest safetensors file; bigger models are sharded with an index (bytes, or e.g. 2GB)', '2GB')

@@ -12,6 +12,7 @@ import { loadChatTemplate } from '../../server/chat-template.js';
 import { createServer, PROMPT_CHARS_PER_TOKEN } from '../../server/app.js';
 import { shutdownOnSignal } from '../../server/signals.js';
 import { load, modelPath, parseDtypeArg, parseIntArg } from '../common.js';
+import { computedDefault, modelArgument } from '../help.js';
 
 interface Opts {
   host: string;
@@ -30,14 +31,15 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve a model over an OpenAI-compatible HTTP API, with a playground at /')
-    .argument('[model]', 'Hugging Face folder, .gguf or llama2.c .bin (default: bundled stories260K)')
-    .option('--host <host>', 'address to bind (loopback by default)', '127.0.0.1')
+    .addArgument(modelArgument())
+    .option('--host <host>', 'address to bind (0.0.0.0 for every interface)', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8080')
     .option('--api-key <key>', 'require "Authorization: Bearer KEY" on every route but /health')
     .option('--max-queue <n>', 'requests that may wait for a decode slot (more get 429)', '16')
     .option('--max-concurrent <n>', 'sessions decoding at once, interleaved token by token', '4')
     .option('--body-limit <bytes>', 'largest request body (larger ones get 413)', String(1 << 20))
-    .option('--max-prompt-chars <n>', `longest prompt in characters, refused (400) before tokenizing (default: ${PROMPT_CHARS_PER_TOKEN} per token of the context)`)
+    .addOption(computedDefault('--max-prompt-chars <n>', 'longest prompt in characters, refused (400) before tokenizing',
+      `${PROMPT_CHARS_PER_TOKEN} per token of the context`))
     .option('--plain-content', 'tokenize chat message contents as plain text, so a special token a client writes stays text')
     .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long running sessions may finish before being cancelled; a second signal exits at once', '10000')
     .option('--dtype <d>', 'weights in memory: keep (as stored), f16 (16-bit; BF16 checkpoints stay bf16) or f32', 'keep')

@@ -1,6 +1,8 @@
 /**
  * `recurformer train [MODEL] --data PATH --out DIR [--stage align|distill|pretrain] [--teacher MODEL] [--init CONFIG]
- * [--resume DIR] ...`: options -> TrainConfig -> runTraining -> report. Progress (loss, tokens/s, ETA) on stderr when
+ * [--config FILE.json] [--set KEY=VALUE]... [--resume DIR] ...`: options -> TrainConfig -> runTraining -> report. The
+ * training flags, their help and their defaults are generated from the schema (src/train/options.ts); precedence is
+ * defaults < --config FILE < the flags given < --set (see resolveTrainValues). Progress (loss, tokens/s, ETA) on stderr when
  * it is a terminal; every step and validation in DIR/metrics.jsonl; loss curves in DIR/report.html.
  *
  * SIGINT / SIGTERM end the run after the current step with a checkpoint; the command then says how to resume and
@@ -8,110 +10,114 @@
  * (the handlers are one-shot); the checkpoint on disk stays intact since it is replaced atomically.
  */
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ArgumentError } from '../../tensor/errors.js';
-import { runTraining, type EvalRecord } from '../../train/loop.js';
-import { writeTrainReport } from '../../train/report.js';
-import { modelPath, parseFloatArg, parseIntArg, printJson } from '../common.js';
+import { runTraining, type ValidationRecord } from '../../train/loop.js';
+import {
+  findOptionProblem, parseOptionString, parseSetOverrides, readTrainOptionsFile, trainOption, TRAIN_OPTION_KEYS, type TrainOptionKey,
+} from '../../train/options.js';
+import { writeTrainReport } from '../../report/train-report.js';
+import { modelPath, printJson } from '../common.js';
 
+/**
+ * What commander hands the action: each training option under its flag's camel-cased name (`--min-lr` -> minLr,
+ * `--cache` -> cache), parsed by the schema (strings are accepted too, and parsed the same way), plus the flags that
+ * are not training options.
+ */
 export interface TrainCliOpts {
-  teacher?: string;
-  data?: string;
-  stage?: string;
-  init?: string;
-  tokenizer?: string;
-  steps?: string;
-  batch?: string;
-  seq?: string;
-  lr?: string;
-  minLr?: string;
-  warmup?: string;
-  accum?: string;
-  clip?: string;
-  weightDecay?: string;
-  temperature?: string;
-  ceWeight?: string;
-  klFocus?: string;
-  hiddenWeight?: string;
-  trainable?: string;
-  evalEvery?: string;
-  evalBatches?: string;
-  saveEvery?: string;
-  valFraction?: string;
-  packing?: string;
-  textKey?: string;
-  cache?: string;
-  seed?: string;
-  out?: string;
+  [flagAttribute: string]: string | number | boolean | string[] | undefined;
+  config?: string;
+  set?: string[];
   resume?: string;
   force?: boolean;
   json?: boolean;
 }
 
-/** Pure: CLI strings -> the config values they set (undefined where a flag was not given). */
+/** Commander's attribute name for a long flag (`min-lr` -> `minLr`). */
+const attributeOf = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** The training options that are flags (all but MODEL, the argument), with their flag and attribute names. */
+const FLAGS = TRAIN_OPTION_KEYS.flatMap((key) => {
+  const flag = trainOption(key).flag;
+  return flag === null ? [] : [{ key, flag, attr: attributeOf(flag) }];
+});
+
 /** A train run folder given as a model means its model/ (as every command reads it); absent stays absent. */
 const runModel = (p: string | undefined): string | undefined => (p === undefined ? undefined : modelPath(p));
 
+/** Pure: the flags given (strings or values parsed by the schema) -> the option values they set; absent flags stay absent. */
 export function trainValuesFromCli(model: string | undefined, o: TrainCliOpts): Record<string, unknown> {
-  const int = (n: string, v: string | undefined, min = 0): number | undefined => (v === undefined ? undefined : parseIntArg(n, v, min));
-  const num = (n: string, v: string | undefined): number | undefined => (v === undefined ? undefined : parseFloatArg(n, v));
-  const v: Record<string, unknown> = {
-    stage: o.stage ?? (o.init ? 'pretrain' : undefined), model: runModel(model), teacher: runModel(o.teacher), init: o.init, tokenizer: o.tokenizer, data: o.data, textKey: o.textKey,
-    cacheDir: o.cache, valFraction: num('--val-fraction', o.valFraction), packing: o.packing, steps: int('--steps', o.steps, 1),
-    batch: int('--batch', o.batch, 1), seq: int('--seq', o.seq, 1), accum: int('--accum', o.accum, 1), lr: num('--lr', o.lr),
-    minLrRatio: num('--min-lr', o.minLr), warmup: int('--warmup', o.warmup), clip: num('--clip', o.clip),
-    weightDecay: num('--weight-decay', o.weightDecay), temperature: num('--temperature', o.temperature),
-    ceWeight: num('--ce-weight', o.ceWeight), klFocus: num('--kl-focus', o.klFocus),
-    hiddenWeight: num('--hidden-weight', o.hiddenWeight), trainable: o.trainable, evalEvery: int('--eval-every', o.evalEvery),
-    evalBatches: int('--eval-batches', o.evalBatches, 1), saveEvery: int('--save-every', o.saveEvery), seed: int('--seed', o.seed),
-    out: o.out ?? o.resume,
-  };
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined));
+  const v: Record<string, unknown> = model === undefined ? {} : { model: runModel(model) };
+  for (const { key, flag, attr } of FLAGS) {
+    const x = o[attr];
+    if (x === undefined) continue;
+    if (typeof x === 'string') v[key] = parseOptionString(key, x, `--${flag}`);
+    else {
+      const p = findOptionProblem({ [key]: x });
+      if (p) throw new ArgumentError('train', `--${flag}`, p.message, p.hint);
+      v[key] = x;
+    }
+  }
+  if (typeof v.teacher === 'string') v.teacher = runModel(v.teacher);
+  return v;
 }
 
-function evalLine(e: EvalRecord): string {
+/**
+ * The options a `train` command line asks for, by precedence: (the schema's defaults, or the resumed run's config,
+ * applied later by makeTrainConfig) < the --config file < the flags given < --set KEY=VALUE (in order). `flags` holds
+ * only the flags given on the command line. A resumed run writes into its folder unless an out is given.
+ */
+export function resolveTrainValues(model: string | undefined, flags: TrainCliOpts): Record<string, unknown> {
+  // a run folder named as the model or teacher in a file or by --set means its model/, as it does as a flag
+  const runModels = (v: Record<string, unknown>): Record<string, unknown> => {
+    for (const k of ['model', 'teacher'] as const) if (typeof v[k] === 'string') v[k] = runModel(v[k]);
+    return v;
+  };
+  const fromFile = flags.config === undefined ? {} : runModels({ ...readTrainOptionsFile(flags.config) });
+  const values = { ...fromFile, ...trainValuesFromCli(model, flags), ...runModels({ ...parseSetOverrides(flags.set ?? []) }) };
+  if (values.out === undefined && flags.resume !== undefined) values.out = flags.resume;
+  return values;
+}
+
+/** The options of a parsed `train` command that were given on its command line (commander also holds the defaults). */
+export function givenFlags(cmd: Command): TrainCliOpts {
+  const o = cmd.opts<TrainCliOpts>();
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !FLAGS.some((f) => f.attr === k) || cmd.getOptionValueSource(k) === 'cli'));
+}
+
+/** The examples at the end of `train --help`. */
+
+/** The option for one schema key: its flag, help and (commander-shown) default, its values parsed by the schema. */
+function schemaOption(key: TrainOptionKey, flag: string): Option {
+  const s = trainOption(key);
+  const named = attributeOf(flag) === key ? '' : ` (${key} in --config and --set)`;
+  const o = new Option(`--${flag} <${s.value}>`, `${s.help}${named}`).argParser((v: string) => parseOptionString(key, v, `--${flag}`));
+  // a null default (no teacher, no init) shows only a computed description; a stored default shows as commander's
+  return s.default === undefined || s.default === null ? (s.defaultHelp ? o.default(undefined, s.defaultHelp) : o) : o.default(s.default, s.defaultHelp);
+}
+
+function evalLine(e: ValidationRecord): string {
   return `step ${e.step}: val loss ${e.loss.toFixed(4)}, ppl ${e.ppl.toFixed(3)}${e.kl !== undefined ? `, KL ${e.kl.toFixed(4)}` : ''}`;
 }
 
 export function registerTrain(program: Command): void {
-  program
+  // help.ts holds the other commands' examples; train's are kept here, beside the flags they show
+  const cmd = program
     .command('train')
     .description('continually train a converted model (align: stage 1, distill: stage 2) or pretrain one from a config')
-    .argument('[model]', 'the student: a converted model (align/distill) or a model to keep pretraining')
-    .option('--teacher <model>', 'the original model (align/distill)')
-    .option('--data <path>', 'a text file, a .jsonl file or a folder of them')
-    .option('--stage <s>', 'align | distill | pretrain (default distill; pretrain with --init)')
-    .option('--init <config>', 'pretrain a fresh model with this HF config.json')
-    .option('--tokenizer <path>', 'tokenizer for --init (default: MODEL\'s)')
-    .option('--steps <n>', 'optimizer steps (default 200)')
-    .option('--batch <b>', 'sequences per micro-batch (default 8)')
-    .option('--seq <t>', 'tokens per sequence (default 128)')
-    .option('--accum <n>', 'micro-batches per step (default 1)')
-    .option('--lr <x>', 'peak learning rate (default 3e-3)')
-    .option('--min-lr <r>', 'final learning rate as a fraction of --lr (default 0.1)')
-    .option('--warmup <n>', 'linear warmup steps (default 20)')
-    .option('--clip <x>', 'global gradient-norm clip, 0 = off (default 1)')
-    .option('--weight-decay <x>', 'AdamW weight decay on matrices (default 0)')
-    .option('--temperature <x>', 'distillation temperature (default 1)')
-    .option('--ce-weight <x>', 'weight of the data cross-entropy added to distillation (default 0)')
-    .option('--kl-focus <gamma>', 'weight each position\'s KL by (KL / mean KL)^gamma, so the worst-imitated tokens count most (default 0: plain mean)')
-    .option('--hidden-weight <x>', 'weight of the residual-stream match added to distillation: each block after the first converted one gets the teacher\'s input (relative squared error, default 0)')
-    .option('--trainable <set>', 'recurrent | recurrent+norms | all (default recurrent; all for pretrain)')
-    .option('--eval-every <n>', 'validate every n steps, 0 = only at the ends (default 50)')
-    .option('--eval-batches <n>', 'validation batches (default 8)')
-    .option('--save-every <n>', 'checkpoint every n steps, 0 = only at the end (default 100)')
-    .option('--val-fraction <f>', 'held-out fraction at the end of the data (default 0.1)')
-    .option('--packing <p>', 'stream | document: sequences start anywhere, or at document starts so long documents are seen whole (default stream)')
-    .option('--text-key <k>', 'JSONL text field (default text)')
-    .option('--cache <dir>', 'token shard cache (default OUT/cache)')
-    .option('--seed <n>', 'data order and init seed (default 0)')
-    .option('--out <dir>', 'run folder: checkpoint.bin, metrics.jsonl, report.html, model/')
+    .argument('[model]', trainOption('model').help);
+  for (const { key, flag } of FLAGS) cmd.addOption(schemaOption(key, flag));
+  cmd
+    .option('--config <file>', 'training options from a JSON file, e.g. {"lr": 3e-4, "ceWeight": 0.2} (keys: the flags in camelCase); the flags given override it')
+    .option('--set <key=value>', 'set one training option by its key or flag name, parsed by its type; repeatable, overrides --config and the flags',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--resume <dir>', 'continue the run saved in this folder exactly, writing into it (or into --out when given)')
     .option('--force', 'start over in an --out that already holds a run')
     .option('--json', 'print a JSON summary')
-    .action(async (model: string | undefined, o: TrainCliOpts) => {
-      if (!o.resume && !o.out) throw new ArgumentError('train', '--out', 'is required', 'pass --out DIR (or --resume DIR)');
-      const values = trainValuesFromCli(model, o);
+    .action(async (model: string | undefined, _o: TrainCliOpts, self: Command) => {
+      const o = givenFlags(self);
+      const values = resolveTrainValues(model, o);
+      if (!o.resume && values.out === undefined) throw new ArgumentError('train', '--out', 'is required', 'pass --out DIR (or --resume DIR)');
       const tty = process.stderr.isTTY && !process.env.RECURFORMER_QUIET && !o.json;
       let bar: cliProgress.SingleBar | null = null;
       let tokSec = 0;

@@ -6,10 +6,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/tensor-file.js';
-import { colorsFor, lineChart } from '../report/charts.js';
-import { esc } from '../report/svg.js';
-import { loadCheckpoint } from './checkpoint.js';
-import { readMetrics, type EvalRecord, type StepRecord } from './loop.js';
+import { colorsFor, lineChart } from './charts.js';
+import { esc } from './svg.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { readMetrics, type ValidationRecord, type StepRecord } from '../train/loop.js';
 
 const CSS = `body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}h1{font-size:22px}
 .row{display:flex;flex-wrap:wrap;gap:20px}.fig h3{font-size:14px;margin:4px 0}svg.chart{max-width:100%;height:auto}
@@ -18,7 +18,7 @@ pre{background:#f6f6f6;padding:8px;font-size:12px}`;
 const fig = (title: string, body: string): string => `<div class="fig"><h3>${esc(title)}</h3>${body}</div>`;
 
 /** The page. Async: the charts render through vega's View.toSVG(). */
-export async function renderTrainReport(train: readonly StepRecord[], evals: readonly EvalRecord[], config: unknown): Promise<string> {
+export async function renderTrainReport(train: readonly StepRecord[], evals: readonly ValidationRecord[], config: unknown): Promise<string> {
   // one color per curve across the page
   const colors = colorsFor(['train loss', 'val objective', 'val KL (tau 1)', 'val ppl', 'tokens/s']);
   const hasKl = evals.some((e) => e.kl !== undefined);
@@ -43,7 +43,7 @@ export async function renderTrainReport(train: readonly StepRecord[], evals: rea
 export async function writeTrainReport(dir: string): Promise<string> {
   const metrics = readMetrics(dir);
   const train = metrics.filter((m): m is StepRecord => m.type === 'train');
-  const evals = metrics.filter((m): m is EvalRecord => m.type === 'eval');
+  const evals = metrics.filter((m): m is ValidationRecord => m.type === 'eval');
   const config = existsSync(join(dir, 'checkpoint.bin')) ? loadCheckpoint(dir).state.config : null;
   const path = join(dir, 'report.html');
   writeFileAtomic(path, Buffer.from(await renderTrainReport(train, evals, config)));

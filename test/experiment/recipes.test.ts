@@ -1,0 +1,108 @@
+/**
+ * The recipes under recipes/ validate (experiment recipes by recipeSchema, train --config files by the options'
+ * schema); the pipeline's training defaults are the schema's, and the flags it writes for a stage reach `train` as the
+ * options the stage asks for; a recipe with a bad key or value is a FormatError naming the file and the key.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FormatError } from '../../src/tensor/errors.js';
+import { makeTrainConfig, TRAIN_DEFAULTS } from '../../src/train/config.js';
+import { readTrainOptionsFile } from '../../src/train/options.js';
+import { pipelineStageDefaults, STAGE_KEYS, stageOptions, trainArgs, type TrainSettings } from '../../scripts/experiment/pipeline.js';
+import { loadRecipe, parseRecipe } from '../../scripts/experiment/recipe.js';
+import { parseTrain } from '../train/parse-train.js';
+import { tempDir } from '../io/tmp.js';
+
+const RECIPES = 'recipes';
+const files = readdirSync(RECIPES).filter((f) => f.endsWith('.json')).map((f) => join(RECIPES, f));
+
+test('every recipes/*.json validates: experiment recipes by the recipe schema, the others as train --config files', () => {
+  assert.ok(files.length >= 4, files.join(', '));
+  const experiments = new Set<string>();
+  for (const f of files) {
+    const raw = JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
+    if ('name' in raw) {
+      const x = loadRecipe(f, 'runs/x');
+      experiments.add(f);
+      assert.ok(x.trainData.startsWith('runs/x/') || !raw.trainData!.toString().includes('{out}'), `${f}: {out} is replaced`);
+      for (const stage of [x.align, x.distill, ...(x.distillLong ? [x.distillLong] : [])]) {
+        assert.ok(makeTrainConfig({ ...stageOptions(stage), model: 'm', teacher: 't', data: 'd', out: 'o' }), `${f}: a stage is a valid config`);
+      }
+    } else {
+      readTrainOptionsFile(f);
+    }
+  }
+  // the scripts' recipes are among them
+  for (const f of ['recipes/demo.json', 'recipes/stories260K.json', 'recipes/demo-llama.json']) assert.ok(experiments.has(f), f);
+});
+
+test('the recipes give the train flags the scripts wrote before they were data (steps.json keeps the recorded runs)', () => {
+  const x = loadRecipe('recipes/demo-llama.json', 'runs/e2e');
+  assert.deepEqual(trainArgs(x.align), ['--steps', '150', '--batch', '4', '--seq', '512', '--lr', '0.003', '--warmup', '10',
+    '--eval-every', '150', '--eval-batches', '4', '--save-every', '0']);
+  assert.deepEqual(trainArgs(x.distillLong!), ['--steps', '400', '--batch', '2', '--seq', '2048', '--lr', '0.0003', '--warmup', '20',
+    '--trainable', 'all', '--packing', 'document', '--ce-weight', '0.2', '--eval-every', '400', '--eval-batches', '4', '--save-every', '0']);
+  assert.deepEqual(x.distillLong!.seedsByBudget, { '0.25': [0], '0.75': [0] });
+  assert.equal(x.distillLong!.data, join('runs/e2e', 'demo-corpus-mix'));
+  const demo = loadRecipe('recipes/demo.json', 'runs/demo');
+  assert.deepEqual(trainArgs(demo.distill), ['--steps', '1200', '--batch', '8', '--seq', '128', '--lr', '0.0003', '--warmup', '50',
+    '--eval-every', '1200', '--eval-batches', '4', '--save-every', '0']);
+  assert.deepEqual(demo.tasks, ['ppl', 'passkey', 'needle', 'agree', 'cost']);
+});
+
+test('the pipeline\'s training defaults are the schema\'s, and its flags reach train as the stage\'s options', async () => {
+  const own = pipelineStageDefaults({});
+  const defaults = stageOptions({});
+  for (const k of STAGE_KEYS) {
+    if (k in own) continue;
+    assert.equal(defaults[k], TRAIN_DEFAULTS[k], `a stage that does not set ${k} trains with the schema's default`);
+  }
+  assert.deepEqual(own, { evalEvery: TRAIN_DEFAULTS.steps, evalBatches: 4, saveEvery: 0 });
+  const stages: TrainSettings[] = [{}, { steps: 7, lr: 1e-4 }, loadRecipe('recipes/demo-llama.json', 'o').distillLong!,
+    { steps: 3, accum: 2, klFocus: 0.5, hiddenWeight: 1, evalEvery: 1, saveEvery: 2, valFraction: 0.2, textKey: 'body', minLrRatio: 0 }];
+  for (const t of stages) {
+    const values = await parseTrain(['m', '--teacher', 't', '--data', 'd', '--out', 'o', ...trainArgs(t)]);
+    const cfg = makeTrainConfig(values) as unknown as Record<string, unknown>;
+    const want = stageOptions(t) as Record<string, unknown>;
+    for (const k of STAGE_KEYS) assert.equal(cfg[k], want[k], `${JSON.stringify(t)}: ${k}`);
+  }
+});
+
+test('a recipe with a bad key or value is a FormatError naming the file and the key', () => {
+  const good = JSON.parse(readFileSync('recipes/stories260K.json', 'utf8')) as Record<string, unknown>;
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ align: { steps: 200, lrr: 1 } }, /bad\.json: align\.lrr is not a training option\n {2}hint: did you mean lr\?/],
+    [{ distill: { steps: '200' } }, /bad\.json: distill\.steps = "200" must be an integer >= 1/],
+    [{ distill: { packing: 'doc' } }, /bad\.json: distill\.packing = "doc" is not stream or document/],
+    [{ align: { seed: 3 } }, /bad\.json: align\.seed is not a recipe key here\n {2}hint: a stage sets training options other than model, teacher/],
+    [{ budget: [0.5] }, /bad\.json: budget is not a recipe key here/],
+    [{ budgets: [0.5, 1] }, /bad\.json: budgets\.1 = 1: /],
+    [{ prepare: 'unzip' }, /bad\.json: prepare = "unzip": /],
+    [{ analyzeSeq: undefined }, /bad\.json: analyzeSeq is missing/],
+    [{ distillLong: { data: 'd', seedsByBudget: { '2': [0] } } }, /bad\.json: distillLong\.seedsByBudget\.2/],
+  ];
+  for (const [change, re] of cases) {
+    const e = (() => {
+      try {
+        parseRecipe(JSON.stringify({ ...good, ...change }), 'bad.json');
+      } catch (err) {
+        return err as Error;
+      }
+      return assert.fail(`${JSON.stringify(change)} is refused`);
+    })();
+    assert.ok(e instanceof FormatError, e.message);
+    assert.match(e.message, re);
+  }
+  // a stage's config file is checked as train --config checks it, and may not set what the pipeline sets
+  const dir = tempDir('recipe');
+  writeFileSync(join(dir, 'stage.json'), JSON.stringify({ steps: 5, seed: 2 }));
+  writeFileSync(join(dir, 'r.json'), JSON.stringify({ ...good, align: { config: 'stage.json' } }));
+  assert.throws(() => loadRecipe(join(dir, 'r.json'), 'o'), /stage\.json: option seed is set by the pipeline, not by a stage/);
+  writeFileSync(join(dir, 'stage.json'), JSON.stringify({ steps: 5, lr: 'x' }));
+  assert.throws(() => loadRecipe(join(dir, 'r.json'), 'o'), (e: Error) => e instanceof FormatError && /stage\.json: option lr = "x"/.test(e.message));
+  writeFileSync(join(dir, 'stage.json'), JSON.stringify({ steps: 5, lr: 1e-3 }));
+  writeFileSync(join(dir, 'r.json'), JSON.stringify({ ...good, align: { config: 'stage.json', steps: 6 } }));
+  assert.deepEqual(loadRecipe(join(dir, 'r.json'), 'o').align, { steps: 6, lr: 1e-3 }, 'the stage\'s own keys override its file');
+});
