@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { calibrate, sampleSequences } from '../src/analysis/collect.js';
 import { runWaiverTests } from '../src/analysis/waiver-tests.js';
 import { load } from '../src/cli/common.js';
-import { buildModel } from '../src/model/build.js';
+import { buildModel } from '../src/io/build.js';
 import type { DecoderLM } from '../src/model/transformer.js';
 import { backend, noGrad, scope, Rng } from '../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../test/helpers/random-model.js';

@@ -5,12 +5,12 @@
  * stories260K and a ~110M-parameter random Llama model. Caches are filled with synthetic keys and values (decode
  * cost depends on the cache size, not its contents). For each hybrid, the decode speedup over full attention is
  * compared with the speedup its bytes read per token allow: (weights + full KV) / (weights + kept KV + state).
- * Flags: --small (stories260K only, positions up to 8k), --json. Rates are the best of three timed rounds (see decodeRate).
+ * Flags: --small (stories260K only, positions up to 8k), --json. Rates are the best of twelve timed rounds from the same filled memory (see decodeRate).
  */
 import { loadModel, type LoadedModel } from '../src/io/model-load.js';
-import { buildModel } from '../src/model/build.js';
+import { buildModel } from '../src/io/build.js';
 import type { DecoderLM } from '../src/model/transformer.js';
-import { KVCache, StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../src/inference/memory.js';
+import { fullMemory, streamingHeadsMemory, streamingMemory, type HybridMemory } from '../src/inference/hybrid-memory.js';
 import { convert } from '../src/convert/apply.js';
 import { planFromAnalysis } from '../src/convert/plan.js';
 import { Rng, backend, noGrad, scope, tensor } from '../src/tensor/index.js';
@@ -33,45 +33,45 @@ function plan(m: LoadedModel, budget: number) {
 }
 
 /** Fills a memory with `len` synthetic tokens of keys and values per layer (no model forward). */
-function fill(m: DecoderLM, mem: AttentionMemory, len: number): void {
+function fill(m: DecoderLM, mem: HybridMemory, len: number): void {
   const rng = new Rng(1);
-  const kv = m.kvHeadsPerLayer();
   const block = 1024;
   for (let s = 0; s < len; s += block) {
     const n = Math.min(block, len - s);
     for (let l = 0; l < m.cfg.nLayers; l++) {
-      const win = mem.windowedGroups?.(l).length ?? 0;
-      for (const [heads, windowed] of [[kv[l]! - win, false], [win, true]] as const) {
-        if (heads === 0) continue;
+      const stores = mem.layer(l);
+      for (const store of [stores.kv, stores.window]) {
+        if (!store) continue;
+        const heads = (store === stores.kv ? mem.layout.layers[l]!.groups.attention : mem.layout.layers[l]!.groups.window).length;
         const size = n * heads * m.cfg.headDim;
         const d = new Float32Array(size);
         for (let i = 0; i < size; i++) d[i] = rng.normal() * 0.5;
         const t = tensor(d, [1, n, heads, m.cfg.headDim]);
-        if (windowed) mem.updateWindowed!(l, t, t);
-        else mem.update(l, t, t);
+        store.append(t, t);
       }
     }
-    mem.advance(n);
+    mem.commit(n);
   }
 }
 
 /**
- * Decode tokens/s at exactly the filled context: the steps do not advance the memory, so each one writes the next
- * position again and attends over the same P + 1 keys (the cost of a step does not depend on the token). A few
- * rounds of at least `minSteps` steps and 0.2 s each; the best round is kept, as for the hardware probes (the
- * host is shared, so slow rounds measure other jobs).
+ * Decode tokens/s at the filled context P: rounds of `steps` steps, each round from the same filled memory
+ * (restored from a snapshot outside the timing), so the steps attend over P + 1 .. P + steps keys (the cost of a
+ * step does not depend on the token). The best of 12 rounds is kept, as for the hardware probes (the host is
+ * shared, so slow rounds measure other jobs).
  */
-function decodeRate(m: DecoderLM, mem: AttentionMemory, minSteps: number): number {
+function decodeRate(m: DecoderLM, mem: HybridMemory, steps: number): number {
+  const snap = mem.snapshot();
   const step = (i: number): void => noGrad(() => scope(() => {
     m.forward(Int32Array.of(5 + (i % 50)), 1, 1, { memory: mem });
   }));
   for (let i = 0; i < 3; i++) step(i); // warm-up (JIT, buffer pool)
   let best = 0;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 12; round++) {
+    mem.restore(snap);
     const t0 = performance.now();
-    let n = 0;
-    while (n < minSteps || performance.now() - t0 < 200) step(n++);
-    best = Math.max(best, n / ((performance.now() - t0) / 1000));
+    for (let n = 0; n < steps; n++) step(n);
+    best = Math.max(best, steps / ((performance.now() - t0) / 1000));
   }
   return best;
 }
@@ -93,10 +93,9 @@ function benchModel(name: string, lm: LoadedModel, positions: number[]): void {
     const maxLen = P + 64;
     let fullRate = 0, fullBytes = 0;
     for (const [label, m] of variants) {
-      const mem = new KVCache(m.cfg.nLayers, 1, m.kvHeadsPerLayer(), m.cfg.headDim, maxLen);
-      mem.hasRecurrent = m.recurrent.size > 0;
+      const mem = fullMemory(m, { maxLen });
       fill(m, mem, P);
-      const steps = P >= 8192 ? 4 : 16;
+      const steps = P >= 8192 ? 8 : 32;
       const rate = decodeRate(m, mem, steps);
       const bytes = mem.bytes();
       const row: Row = { model: name, memory: label, positions: P, cacheBytes: bytes, tokPerS: rate };
@@ -113,20 +112,17 @@ function benchModel(name: string, lm: LoadedModel, positions: number[]): void {
     // streaming heads at the 50% hybrid's budget: the same groups hold as many tokens as the recurrent state's bytes
     const half = variants[2]!;
     const halfPlan = plan(lm, 0.5);
-    const halfMem = new KVCache(half[1].cfg.nLayers, 1, half[1].kvHeadsPerLayer(), half[1].cfg.headDim, 64);
-    halfMem.hasRecurrent = true;
-    noGrad(() => half[1].forward(Int32Array.of(1), 1, 1, { memory: halfMem }));
     const replacedGroups = halfPlan.layers.reduce((s, l) => s + l.groups.length, 0);
-    const tokens = Math.max(2, Math.round(halfMem.constantBytes() / (replacedGroups * 2 * half[1].cfg.headDim * 4)));
+    const tokens = Math.max(2, Math.round(half[1].layout.stateBytes() / (replacedGroups * 2 * half[1].cfg.headDim * 4)));
     const sinksH = Math.min(4, tokens - 1);
-    const shm = new StreamingHeadsMemory(half[1].cfg.nLayers, half[1].cfg.nKvHeads, half[1].cfg.headDim, maxLen,
-      new Map(halfPlan.layers.map((l) => [l.layer, l.groups])), sinksH, tokens - sinksH);
+    const shm = streamingHeadsMemory(variants[0]![1], new Map(halfPlan.layers.map((l) => [l.layer, l.groups])),
+      { sinks: sinksH, window: tokens - sinksH }, { maxLen });
     fill(variants[0]![1], shm, P);
-    rows.push({ model: name, memory: `streaming heads 50% (${tokens} tok)`, positions: P, cacheBytes: shm.bytes(), tokPerS: decodeRate(variants[0]![1], shm, P >= 8192 ? 4 : 16) });
+    rows.push({ model: name, memory: `streaming heads 50% (${tokens} tok)`, positions: P, cacheBytes: shm.bytes(), tokPerS: decodeRate(variants[0]![1], shm, P >= 8192 ? 8 : 32) });
     // StreamingLLM at the budget of the 50% hybrid: sinks 4 + a window of half the positions
-    const sm = new StreamingMemory(variants[0]![1].cfg.nLayers, 4, Math.max(1, Math.floor(P / 2) - 4));
+    const sm = streamingMemory(variants[0]![1], { sinks: 4, window: Math.max(1, Math.floor(P / 2) - 4) }, { maxLen });
     fill(variants[0]![1], sm, P);
-    rows.push({ model: name, memory: 'streaming (=50% budget)', positions: P, cacheBytes: sm.bytes(), tokPerS: decodeRate(variants[0]![1], sm, P >= 8192 ? 4 : 16) });
+    rows.push({ model: name, memory: 'streaming (=50% budget)', positions: P, cacheBytes: sm.bytes(), tokPerS: decodeRate(variants[0]![1], sm, P >= 8192 ? 8 : 32) });
   }
 }
 

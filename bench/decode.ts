@@ -7,7 +7,7 @@
  */
 import { loadNative } from '../src/tensor/native.js';
 import { backend, noGrad, scope } from '../src/tensor/index.js';
-import { buildModel } from '../src/model/build.js';
+import { buildModel } from '../src/io/build.js';
 import { fullMemory } from '../src/inference/generate.js';
 import type { DecoderLM } from '../src/model/transformer.js';
 import { HalfWeight } from '../src/model/weights.js';
@@ -48,11 +48,9 @@ function decodeRounds(m: DecoderLM, promptLen: number, steps: number, rounds: nu
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (i * 7) % cfg.vocabSize);
   noGrad(() => scope(() => {
     m.forward(prompt, 1, promptLen, { memory: mem, lastOnly: true });
-    mem.advance(promptLen);
   }));
   const step = (t: number): void => noGrad(() => scope(() => {
     m.forward(Int32Array.of(t % cfg.vocabSize), 1, 1, { memory: mem });
-    mem.advance(1);
   }));
   step(1); // warm-up
   const out: { rate: number; bw: number }[] = [];

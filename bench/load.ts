@@ -12,7 +12,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { loadModel } from '../src/io/model-load.js';
-import { buildModel } from '../src/model/build.js';
+import { buildModel } from '../src/io/build.js';
 import { generate } from '../src/inference/generate.js';
 import { createServer } from '../src/server/app.js';
 import { loadChatTemplate } from '../src/server/chat-template.js';

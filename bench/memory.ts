@@ -25,7 +25,7 @@ import { cacheBytesAt, cacheProfile } from '../src/eval/budget.js';
 import { loadModel, type LoadedModel } from '../src/io/model-load.js';
 import { writeHfFolder } from '../src/io/model-save.js';
 import { randomBf16Tensors } from './random-weights.js';
-import { buildModel } from '../src/model/build.js';
+import { buildModel } from '../src/io/build.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { HalfWeight } from '../src/model/weights.js';
 import { DecodeSession } from '../src/inference/session.js';

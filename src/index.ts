@@ -11,7 +11,7 @@ export { writeHfFolder, writeGgufModel } from './io/model-save.js';
 export { loadTokenizer } from './io/tokenizer-load.js';
 export type { Tokenizer } from './io/tokenizer.js';
 export type { ModelConfig } from './model/config.js';
-export { buildModel, type BuildOptions } from './model/build.js';
+export { buildModel, type BuildOptions } from './io/build.js';
 export { DecoderLM, type ForwardOpts } from './model/transformer.js';
 export { TapRecorder, type TapSink } from './model/taps.js';
 export { recurrentChunked, recurrentStep, type RecurrentDims, type RecurrentParams, type RecurrentState } from './model/recurrent-head.js';
@@ -20,8 +20,9 @@ export { generate, generateIds, promptIds, fullMemory, type GenerateOpts, type G
 export { DecodeSession, generateAsync, type SessionOpts, type StepEvent } from './inference/session.js';
 export { Sampler, type SamplerOpts } from './inference/sampler.js';
 export {
-  KVCache, StreamingMemory, StreamingHeadsMemory, type AttentionMemory, type MemoryView,
-} from './inference/memory.js';
+  HybridMemory, MemoryError, streamingMemory, streamingHeadsMemory, fullAttentionBytes, type MemorySnapshot, type MemoryOpts,
+} from './inference/hybrid-memory.js';
+export { Layout, type LayerLayout, type GroupKind, type WindowOpts } from './model/layout.js';
 export { perplexity, perplexityOfIds, slidingPerplexity, type PplResult, type PplOpts } from './eval/perplexity.js';
 export { agreement, type AgreeResult, type AgreeOpts } from './eval/agree.js';
 export { cost, type CostResult, type CostOpts, type CacheLayout } from './eval/cost.js';
@@ -30,10 +31,10 @@ export { renderEvalReport, checkEvalRecord } from './report/eval-report.js';
 export { evalRetrieval, modelPredictor, type Predictor, type RetrievalOpts, type RetrievalTask } from './eval/retrieval.js';
 export { analyze, parseWindows, type AnalyzeSettings } from './analysis/analyze.js';
 export type { Analysis } from './analysis/schema.js';
-export { probeRetrieval, defaultProbeLength, DEFAULT_PROBE, type ProbeSettings, type RetrievalProbe } from './analysis/retrieval-probe.js';
+export { probeRetrieval, defaultProbeLength, DEFAULT_PROBE, type ProbeSettings, type RetrievalProbe } from './eval/retrieval-probe.js';
 export { writeAnalysis } from './report/write.js';
 export { planFromAnalysis, type ReplacementPlan, type PlanOptions } from './convert/plan.js';
 export { convert, type ConvertOptions, type ConvertedModel } from './convert/apply.js';
-export type { RecurformerSpec } from './convert/spec.js';
+export type { RecurformerSpec } from './model/layout.js';
 // where the package's bundled models and data are, wherever it is installed
 export { defaultModelPath, packageRoot } from './cli/common.js';

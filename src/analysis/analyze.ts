@@ -23,8 +23,6 @@ export interface AnalyzeSettings {
   source?: string;
 }
 
-export const DEFAULT_WINDOWS = [4, 16, 64];
-
 /** Parses "4,16,64": positive integers, strictly increasing after sorting, no duplicates. */
 export function parseWindows(s: string): number[] {
   const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length > 0);

@@ -3,7 +3,6 @@
  * change that removes or renames a field; adding optional fields keeps version 1.
  */
 import type { HeadEvidence, LayerEvidence } from './waiver.js';
-import type { RetrievalProbe } from './retrieval-probe.js';
 import type { Mechanism, WaiverTests } from './waiver-tests.js';
 
 export const SCHEMA = 'recurformer.analysis';
@@ -69,6 +68,38 @@ export interface Analysis {
     tests: Omit<WaiverTests, 'mechanism' | 'lean' | 'perLayer'>;
   };
   maps: AttentionMap[];
-  /** Per-group retrieval ablation (analyze --retrieval-probe; retrieval-probe.ts), absent when not run. */
+  /** Per-group retrieval ablation (analyze --retrieval-probe; src/eval/retrieval-probe.ts), absent when not run. */
   retrieval?: RetrievalProbe;
+}
+
+// ---- the retrieval probe (src/eval/retrieval-probe.ts runs it: it scores the eval's passkey prompts) ----------
+
+export interface ProbeSettings {
+  /** Prompt length in tokens (BOS included, answer excluded). */
+  length: number;
+  /** Prompts per depth. */
+  samples: number;
+  /** Key depths in [0, 1); the key must lie beyond the window for the ablation to matter. */
+  depths: number[];
+  sinks: number;
+  window: number;
+  seed: number;
+}
+
+/** One KV group's ablation: nll and accuracy with only this group windowed; harm = nll - the baseline's. */
+export interface GroupProbe {
+  layer: number;
+  kvGroup: number;
+  nll: number;
+  harm: number;
+  accuracy: number;
+}
+
+export interface RetrievalProbe {
+  task: 'passkey';
+  settings: ProbeSettings;
+  prompts: number;
+  baseline: { nll: number; accuracy: number };
+  /** Every KV group, in layer then group order. */
+  groups: GroupProbe[];
 }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { loadModel, type LoadedModel } from '../io/model-load.js';
-import { buildModel } from '../model/build.js';
+import { buildModel } from '../io/build.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { CHECKPOINT_FILE } from '../train/checkpoint.js';

@@ -7,7 +7,8 @@ import type { Command } from 'commander';
 import { baselineAtEqualCache, cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../eval/budget.js';
 import { evalRecord, type EvalRecord, type EvalTask, type MemoryKind } from '../eval/record.js';
 import type { MemoryFactory } from '../eval/windows.js';
-import { kvBytesPerToken, parseSpec } from '../convert/spec.js';
+import { parseSpec } from '../model/spec.js';
+import { Layout } from '../model/layout.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
 import { writeFileAtomic } from '../io/tensor-file.js';
 import type { DecoderLM } from '../model/transformer.js';
@@ -69,8 +70,9 @@ export function equalCacheProfile(op: string, dir: string, original: ModelConfig
   if (recurformer === undefined) throw new ArgumentError(op, '--equal-cache', `${dir} is not a converted model (no recurformer section)`, 'pass a folder written by `recurformer convert`');
   const cfg = configFromHf(rest, file);
   const p = cacheProfile(cfg, parseSpec(recurformer, cfg, file));
-  if (p.fullKvBytesPerToken !== kvBytesPerToken(original) || cfg.nLayers !== original.nLayers) {
-    throw new ArgumentError(op, '--equal-cache', `${dir} was not converted from this model (${p.fullKvBytesPerToken} KV bytes per token before conversion, the model has ${kvBytesPerToken(original)})`,
+  const originalKv = Layout.of(original).kvBytesPerToken();
+  if (p.fullKvBytesPerToken !== originalKv || cfg.nLayers !== original.nLayers) {
+    throw new ArgumentError(op, '--equal-cache', `${dir} was not converted from this model (${p.fullKvBytesPerToken} KV bytes per token before conversion, the model has ${originalKv})`,
       'pass the original model the converted one was made from');
   }
   return p;

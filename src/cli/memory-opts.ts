@@ -1,7 +1,6 @@
 /** The --memory flag shared by generate and eval: which attention memory runs, and the baseline's budget. */
 import type { Command } from 'commander';
-import { fullMemory } from '../inference/generate.js';
-import { StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../inference/memory.js';
+import { streamingHeadsMemory, streamingMemory, type HybridMemory } from '../inference/hybrid-memory.js';
 import type { ReplacementPlan } from '../convert/plan.js';
 import { checkPlanFile, parsePlan } from '../convert/validate.js';
 import type { ModelConfig } from '../model/config.js';
@@ -18,7 +17,7 @@ export interface MemoryFlags {
 
 export function addMemoryOptions(cmd: Command): Command {
   return cmd
-    .option('--memory <kind>', 'full (the model\'s own: full KV, or hybrid KV + recurrent state for a converted model), streaming (StreamingLLM: sinks + window for every head) or streaming-heads (the --plan groups keep sinks + window, the others full KV)', 'full')
+    .option('--memory <kind>', 'full (the model\'s own: full KV, or hybrid KV + recurrent state for a converted model), streaming (StreamingLLM: sinks + window for every attention head; a converted model\'s recurrent heads keep their state) or streaming-heads (the --plan groups keep sinks + window, the others full KV)', 'full')
     .option('--sinks <n>', 'streaming: attention-sink tokens kept', '4')
     .option('--window <n>', 'streaming: most recent tokens kept', '256')
     .option('--plan <file>', 'streaming-heads: the plan.json whose KV groups keep only sinks + window');
@@ -40,11 +39,11 @@ export function planGroups(f: MemoryFlags, cfg?: ModelConfig): Map<number, numbe
 }
 
 /** A memory factory for generate(), or null for the model's own memory. */
-export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemory) | null {
+export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => HybridMemory) | null {
   if (f.memory === 'full' || f.memory === 'hybrid') return null;
   if (f.memory === 'streaming') {
     const sinks = parseIntArg('--sinks', f.sinks), window = parseIntArg('--window', f.window, 1);
-    return (m) => new StreamingMemory(m.cfg.nLayers, sinks, window);
+    return (m) => streamingMemory(m, { sinks, window }); // a converted model's recurrent heads keep their state
   }
   if (f.memory === 'streaming-heads') {
     const { plan, file } = readPlan(f);
@@ -52,13 +51,8 @@ export function memoryFactory(f: MemoryFlags): ((m: DecoderLM) => AttentionMemor
     return (m) => {
       if (m.recurrent.size > 0) throw new ArgumentError('cli', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');
       checkPlanFile(plan, m.cfg, file);
-      return new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, m.cfg.maxPos, groupsOf(plan), sinks, window);
+      return streamingHeadsMemory(m, groupsOf(plan), { sinks, window });
     };
   }
   throw new ArgumentError('cli', '--memory', `${f.memory} is not a memory kind`, 'use full, streaming or streaming-heads');
-}
-
-export function makeMemory(f: MemoryFlags, m: DecoderLM): AttentionMemory {
-  const factory = memoryFactory(f);
-  return factory ? factory(m) : fullMemory(m);
 }

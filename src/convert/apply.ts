@@ -14,12 +14,12 @@
 import type { LoadedModel } from '../io/model-load.js';
 import { toF32, type RawTensor } from '../io/tensor-file.js';
 import type { ModelConfig } from '../model/config.js';
-import { buildModel } from '../model/build.js';
+import { buildModel } from '../io/build.js';
 import { TapRecorder } from '../model/taps.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { Rng, noGrad } from '../tensor/index.js';
 import type { ReplacementPlan } from './plan.js';
-import { groupRows, headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from './spec.js';
+import { groupRows, headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from '../model/spec.js';
 import { modelShape, planProblem } from './validate.js';
 
 export interface ConvertOptions {

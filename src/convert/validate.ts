@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { ModelShape } from '../analysis/schema.js';
 import type { ModelConfig } from '../model/config.js';
 import { FormatError } from '../tensor/errors.js';
-import type { AnalysisLike, ReplacementPlan } from './plan.js';
+import type { AnalysisLike, ReplacementPlan } from './plan-types.js';
 
 const index = z.int().min(0);
 const count = z.int().min(1);

@@ -11,8 +11,7 @@
  */
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
-import { contiguousData } from '../tensor/index.js';
-import { rowLogSumExp } from '../tensor/reference/rows.js';
+import { contiguousData, rowLogSumExp } from '../tensor/index.js';
 import { forwardWindow, checkWindowArgs, slidingWindows, type MemoryFactory } from './windows.js';
 
 export interface AgreeResult {

@@ -12,9 +12,8 @@
  *                    their full KV exactly as in the converted model. Its window does not depend on n.
  */
 import type { ModelConfig } from '../model/config.js';
-import { stateSize } from '../model/recurrent-head.js';
-import { kvBytesPerToken, layerDims, type RecurformerSpec } from '../convert/spec.js';
-import { StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../inference/memory.js';
+import { Layout, type RecurformerSpec } from '../model/layout.js';
+import { streamingHeadsMemory, streamingMemory, type HybridMemory } from '../inference/hybrid-memory.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 
@@ -31,15 +30,11 @@ export interface CacheProfile {
 
 export function cacheProfile(cfg: ModelConfig, spec: RecurformerSpec | null | undefined): CacheProfile {
   const groups = new Map<number, number[]>((spec?.layers ?? []).filter((l) => l.groups.length > 0).map((l) => [l.layer, [...l.groups]]));
-  let replaced = 0, constantBytes = 0;
-  for (const [, g] of groups) {
-    replaced += g.length;
-    constantBytes += stateSize(layerDims(cfg, spec!, g)) * 4;
-  }
+  const layout = Layout.of(cfg, spec ?? null);
   return {
-    kvBytesPerToken: kvBytesPerToken(cfg, cfg.nLayers * cfg.nKvHeads - replaced),
-    constantBytes,
-    fullKvBytesPerToken: kvBytesPerToken(cfg),
+    kvBytesPerToken: layout.kvBytesPerToken(),
+    constantBytes: layout.stateBytes(),
+    fullKvBytesPerToken: layout.fullAttentionBytes(1),
     groups,
   };
 }
@@ -73,14 +68,14 @@ export type BaselineKind = 'streaming' | 'streaming-heads';
  * A memory factory for the original model running `kind` at the cache of the converted model described by `p`
  * at `tokens` tokens.
  */
-export function baselineAtEqualCache(kind: BaselineKind, p: CacheProfile, tokens: number, sinks = 4): (m: DecoderLM) => AttentionMemory {
+export function baselineAtEqualCache(kind: BaselineKind, p: CacheProfile, tokens: number, sinks = 4): (m: DecoderLM) => HybridMemory {
   if (kind === 'streaming') {
     const b = streamingAtEqualCache(p, tokens, sinks);
-    return (m) => new StreamingMemory(m.cfg.nLayers, b.sinks, b.window);
+    return (m) => streamingMemory(m, b);
   }
   const b = streamingHeadsAtEqualCache(p, sinks);
   return (m) => {
     if (m.recurrent.size > 0) throw new ArgumentError('eval', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');
-    return new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, m.cfg.maxPos, p.groups, b.sinks, b.window);
+    return streamingHeadsMemory(m, p.groups, b);
   };
 }

@@ -2,52 +2,26 @@
  * Costs of one model with one memory (DESIGN, Evaluation: "KV bytes per token, constant bytes, total at 1k/4k/16k
  * tokens, prefill and decode tokens/s").
  *
- * Bytes are computed, not measured, so lengths beyond the model's context are fine. A memory's bytes after L tokens:
- *   growingBytesPerToken * L + constantBytes + windowedBytesPerToken * min(L, sinks + window - 1)
- * where the windowed part is what a StreamingLLM-style memory retains between steps (its sinks and the last
- * window - 1 keys; the next query's own key makes the window). The model's own memory has no windowed part;
- * StreamingLLM has only a windowed part; streaming heads have both (kept groups grow, replaced groups are windowed).
+ * Bytes are computed from the memory's layout (model/layout.ts: attention groups grow with the length, window groups
+ * retain sinks + window - 1 keys between steps, recurrent heads hold a constant state), not measured, so lengths
+ * beyond the model's context are fine.
  * Rates are measured: prefill = `prefill` tokens in prefill chunks (inference/prefill.ts); decode = `decodeTokens` single-token steps after a
  * prefill to position `decodeAt`, through the memory the layout describes.
  */
-import { fullMemory } from '../inference/memory.js';
+import { fullMemory } from '../inference/hybrid-memory.js';
 import { prefillChunked } from '../inference/prefill.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope } from '../tensor/index.js';
-import type { CacheProfile, WindowBudget } from './budget.js';
+import type { Layout } from '../model/layout.js';
+import type { CacheProfile } from './budget.js';
 import type { MemoryFactory } from './windows.js';
 
-/** How a memory's bytes grow with the length (see the module comment). */
-export interface CacheLayout {
-  growingBytesPerToken: number;
-  constantBytes: number;
-  windowedBytesPerToken: number;
-  /** The windowed part's sinks + window at a length (equal-cache baselines resize with the length). */
-  budgetAt(tokens: number): WindowBudget;
-}
-
-/** The model's own memory: full KV, or kept KV + recurrent state for a converted model. */
-export function ownLayout(p: CacheProfile): CacheLayout {
-  return { growingBytesPerToken: p.kvBytesPerToken, constantBytes: p.constantBytes, windowedBytesPerToken: 0, budgetAt: () => ({ sinks: 0, window: 1 }) };
-}
-
-/** StreamingLLM on a model whose every KV head costs `fullKvBytesPerToken` bytes per token. */
-export function streamingLayout(fullKvBytesPerToken: number, budgetAt: (tokens: number) => WindowBudget): CacheLayout {
-  return { growingBytesPerToken: 0, constantBytes: 0, windowedBytesPerToken: fullKvBytesPerToken, budgetAt };
-}
-
-/** Streaming heads: the kept groups grow as full KV, the replaced ones keep sinks + window. */
-export function streamingHeadsLayout(keptBytesPerToken: number, replacedBytesPerToken: number, budget: WindowBudget): CacheLayout {
-  return { growingBytesPerToken: keptBytesPerToken, constantBytes: 0, windowedBytesPerToken: replacedBytesPerToken, budgetAt: () => budget };
-}
-
-/** Bytes the memory holds after `tokens` tokens. */
-export function layoutBytesAt(l: CacheLayout, tokens: number): number {
-  const b = l.budgetAt(tokens);
-  const retained = l.windowedBytesPerToken === 0 ? 0 : Math.min(tokens, b.sinks + b.window - 1);
-  return l.growingBytesPerToken * tokens + l.constantBytes + l.windowedBytesPerToken * retained;
-}
+/**
+ * The layout of the memory at a length (equal-cache baselines resize their windows with the length); its bytes
+ * come from Layout.bytesAt, the one place cache bytes are counted.
+ */
+export type CacheLayout = (tokens: number) => Layout;
 
 export interface CostOpts {
   lengths: readonly number[];
@@ -103,7 +77,6 @@ export function decodeRate(model: DecoderLM, at: number, steps: number, memory: 
   for (let i = 0; i < steps; i++) {
     noGrad(() => scope(() => {
       model.forward(ids.subarray(at + i, at + i + 1), 1, 1, { memory: mem });
-      mem.advance(1);
     }));
     onStep?.(i + 1, steps);
   }
@@ -137,7 +110,7 @@ export function defaultDecodeAt(model: DecoderLM, decodeTokens: number): number 
 /** Bytes at each length and measured prefill / decode rates of `model` with the memory `o` describes. */
 export function cost(model: DecoderLM, profile: CacheProfile, o: CostOpts): CostResult {
   checkCostArgs(model, o);
-  const lengths = o.lengths.map((length) => ({ length, bytes: layoutBytesAt(o.layout, length), fullAttentionBytes: length * profile.fullKvBytesPerToken }));
+  const lengths = o.lengths.map((length) => ({ length, bytes: o.layout(length).bytesAt(length), fullAttentionBytes: length * profile.fullKvBytesPerToken }));
   const prefill = prefillRate(model, o.prefill, o.memory);
   const decode = decodeRate(model, o.decodeAt, o.decodeTokens, o.memory, o.onStep);
   return { kvBytesPerToken: profile.kvBytesPerToken, constantBytes: profile.constantBytes, fullKvBytesPerToken: profile.fullKvBytesPerToken, lengths, prefill, decode };

@@ -10,7 +10,7 @@
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { generateIds } from '../inference/generate.js';
-import type { AttentionMemory } from '../inference/memory.js';
+import type { HybridMemory } from '../inference/hybrid-memory.js';
 import { ArgumentError } from '../tensor/errors.js';
 import type { RetrievalCell, RetrievalMiss, RetrievalResult } from './record.js';
 import { sizedCase, type RetrievalTask, type SizedCase } from './retrieval-cases.js';
@@ -21,7 +21,7 @@ export type { RetrievalTask } from './retrieval-cases.js';
 export type Predictor = (promptIds: readonly number[], maxNew: number, length: number) => number[];
 
 /** A memory factory for a target length, or null for the model's own memory. */
-export type MemoryForLength = (length: number) => ((m: DecoderLM) => AttentionMemory) | null;
+export type MemoryForLength = (length: number) => ((m: DecoderLM) => HybridMemory) | null;
 
 export interface RetrievalOpts {
   /** Target prompt lengths in tokens (BOS included, answer excluded). */
@@ -47,7 +47,7 @@ export const DEFAULT_HOPS: readonly number[] = [1, 2, 3];
  * `memoryFor(length)` returns, null meaning the model's own (full KV, or the hybrid cache of a converted model).
  */
 export function modelPredictor(model: DecoderLM, tok: Tokenizer, memoryFor?: MemoryForLength): Predictor {
-  const factories = new Map<number, ((m: DecoderLM) => AttentionMemory) | null>();
+  const factories = new Map<number, ((m: DecoderLM) => HybridMemory) | null>();
   return (ids, maxNew, length) => {
     if (!factories.has(length)) factories.set(length, memoryFor?.(length) ?? null);
     const memory = factories.get(length) ?? undefined;

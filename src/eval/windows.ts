@@ -8,14 +8,14 @@
  *           one the positions whose targets no earlier window scored (the last `stride` of a full window), so every
  *           target is scored exactly once, with at least ctx - stride tokens of context (the sliding-window protocol).
  */
-import { fullMemory, type AttentionMemory } from '../inference/memory.js';
+import { fullMemory, type HybridMemory } from '../inference/hybrid-memory.js';
 import { PREFILL_CHUNK } from '../inference/prefill.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope, type Tensor } from '../tensor/index.js';
 
 /** Builds the memory a window runs through (a baseline such as StreamingLLM); null means one parallel forward. */
-export type MemoryFactory = (m: DecoderLM) => AttentionMemory;
+export type MemoryFactory = (m: DecoderLM) => HybridMemory;
 
 export interface EvalWindow {
   /** Index of the window's first input token. */
@@ -71,7 +71,6 @@ export function forwardWindow(model: DecoderLM, input: Int32Array, memory: Memor
   for (let s = 0; s < n; s += step) {
     const e = Math.min(n, s + step);
     noGrad(() => scope(() => visit(model.forward(input.subarray(s, e), 1, e - s, { memory: mem }), s, e)));
-    mem.advance(e - s);
   }
   mem.reset();
 }

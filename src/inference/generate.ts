@@ -5,35 +5,11 @@
  */
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { DecoderLM } from '../model/transformer.js';
-import type { AttentionMemory } from './memory.js';
-import type { SamplerOpts } from './sampler.js';
-import { DecodeSession } from './session.js';
+import { DecodeSession, type GenerateOpts, type GenerateResult } from './session.js';
 
-export { fullMemory } from './memory.js';
+export { fullMemory } from './hybrid-memory.js';
 
-export interface GenerateOpts extends SamplerOpts {
-  maxTokens?: number;
-  /** Stop when the generated text contains one of these (the stop string is cut from the text). */
-  stop?: readonly string[];
-  /** Called with each new token and the text it completes (may be '' while a UTF-8 sequence is incomplete). */
-  onToken?: (id: number, textDelta: string) => void;
-  /** Memory factory (default: the full KV cache). */
-  memory?: (model: DecoderLM) => AttentionMemory;
-  /**
-   * Prefill the prompt this many tokens at a time (default PREFILL_CHUNK), freeing each chunk's activations before
-   * the next: peak memory is weights + cache + one chunk's activations, whatever the prompt length.
-   */
-  prefillChunk?: number;
-}
-
-
-export interface GenerateResult {
-  promptIds: number[];
-  /** Generated ids (without the prompt). */
-  ids: number[];
-  text: string;
-  stopReason: 'length' | 'eos' | 'stop' | 'context';
-}
+export type { GenerateOpts, GenerateResult } from './session.js';
 
 /** Token ids for a prompt: BOS plus the encoded text (an empty prompt is BOS alone). */
 export function promptIds(tok: Tokenizer, prompt: string): number[] {

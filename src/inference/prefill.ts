@@ -7,13 +7,13 @@
  */
 import type { DecoderLM } from '../model/transformer.js';
 import { noGrad, scope } from '../tensor/index.js';
-import type { AttentionMemory } from './memory.js';
+import type { HybridMemory } from './hybrid-memory.js';
 
 /** Default prefill chunk: large enough that the products stay matrix-matrix, small enough to bound activations. */
 export const PREFILL_CHUNK = 512;
 
 /** Feeds `ids` through `memory` in chunks and returns a copy of the last position's logits (V floats). */
-export function prefillChunked(model: DecoderLM, ids: ArrayLike<number>, memory: AttentionMemory, chunk = PREFILL_CHUNK): Float32Array {
+export function prefillChunked(model: DecoderLM, ids: ArrayLike<number>, memory: HybridMemory, chunk = PREFILL_CHUNK): Float32Array {
   const n = ids.length;
   let last = new Float32Array(0);
   for (let at = 0; at < n; at += chunk) {
@@ -21,7 +21,6 @@ export function prefillChunked(model: DecoderLM, ids: ArrayLike<number>, memory:
     const part = Int32Array.from({ length: end - at }, (_, i) => ids[at + i]!);
     noGrad(() => scope(() => {
       const logits = model.forward(part, 1, end - at, { memory, lastOnly: true });
-      memory.advance(end - at);
       if (end === n) last = Float32Array.from(logits.data);
     }));
   }

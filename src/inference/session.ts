@@ -14,13 +14,36 @@ import type { Tokenizer } from '../io/tokenizer.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { noGrad, scope } from '../tensor/index.js';
-import type { GenerateOpts, GenerateResult } from './generate.js';
-import { fullMemory, type AttentionMemory } from './memory.js';
+import type { SamplerOpts } from './sampler.js';
+import { fullMemory, type HybridMemory } from './hybrid-memory.js';
 import { PREFILL_CHUNK, prefillChunked } from './prefill.js';
 import { Sampler } from './sampler.js';
 
 export { PREFILL_CHUNK } from './prefill.js';
-import { kvBytesPerToken } from '../convert/spec.js';
+
+export interface GenerateOpts extends SamplerOpts {
+  maxTokens?: number;
+  /** Stop when the generated text contains one of these (the stop string is cut from the text). */
+  stop?: readonly string[];
+  /** Called with each new token and the text it completes (may be '' while a UTF-8 sequence is incomplete). */
+  onToken?: (id: number, textDelta: string) => void;
+  /** Memory factory (default: the full KV cache). */
+  memory?: (model: DecoderLM) => HybridMemory;
+  /**
+   * Prefill the prompt this many tokens at a time (default PREFILL_CHUNK), freeing each chunk's activations before
+   * the next: peak memory is weights + cache + one chunk's activations, whatever the prompt length.
+   */
+  prefillChunk?: number;
+}
+
+
+export interface GenerateResult {
+  promptIds: number[];
+  /** Generated ids (without the prompt). */
+  ids: number[];
+  text: string;
+  stopReason: 'length' | 'eos' | 'stop' | 'context';
+}
 
 export interface SessionOpts extends Omit<GenerateOpts, 'onToken'> {
   /**
@@ -45,7 +68,7 @@ export class DecodeSession {
   readonly ids: number[] = [];
   text = '';
   stopReason: GenerateResult['stopReason'] | 'cancelled' | null = null;
-  private memory: AttentionMemory | null = null;
+  private memory: HybridMemory | null = null;
   private readonly sampler: Sampler;
   private readonly eos: Set<number>;
   private readonly stops: string[];
@@ -113,7 +136,7 @@ export class DecodeSession {
     const memory = this.opts.memory ? this.opts.memory(this.model) : fullMemory(this.model);
     this.memory = memory;
     const p = this.prompt;
-    memory.reserve?.(p.length + this.maxTokens);
+    memory.reserve(p.length + this.maxTokens);
     const last = prefillChunked(this.model, p, memory, this.prefillChunk);
     this.next = this.sampler.sample(last, this.history);
   }
@@ -150,7 +173,6 @@ export class DecodeSession {
     const memory = this.memory!;
     this.next = noGrad(() => scope(() => {
       const logits = this.model.forward(Int32Array.of(next), 1, 1, { memory });
-      memory.advance(1);
       return this.sampler.sample(logits.data, this.history);
     }));
     return { id: next, delta, done: false };
@@ -211,10 +233,7 @@ export class DecodeSession {
   }
 }
 
-/** Bytes a full KV cache would hold for `tokens` tokens of this model (the baseline the playground charts). */
-export function fullAttentionBytes(model: DecoderLM, tokens: number): number {
-  return tokens * kvBytesPerToken(model.cfg);
-}
+export { fullAttentionBytes } from './hybrid-memory.js';
 
 /**
  * Runs a session to the end, yielding to the event loop after every token (so timers, sockets and other sessions

@@ -21,7 +21,7 @@ import { configFromGgufMetadata } from './gguf-config.js';
 import { readLlama2c } from './llama2c.js';
 import { readSafetensors, readSafetensorsFolder, safetensorsShards } from './safetensors.js';
 import { deferredTensor, nonFiniteCount, numel, type RawTensor } from './tensor-file.js';
-import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../convert/spec.js';
+import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../model/spec.js';
 import type { Tokenizer } from './tokenizer.js';
 import { tokenizerFromGguf } from './tokenizer-gguf.js';
 import { loadTokenizer } from './tokenizer-load.js';

@@ -24,7 +24,7 @@ import { ByteLevelTokenizer } from './tokenizer-bytelevel.js';
 import { ggufChatTemplateMetadata, ggufMetadataFromByteLevel, ggufMetadataFromSpm, scoresFromMergeRanks } from './tokenizer-gguf.js';
 import { SpmTokenizer } from './tokenizer-spm.js';
 import { checkHfTensors, hfToGguf } from './weight-names.js';
-import type { RecurformerSpec } from '../convert/spec.js';
+import type { RecurformerSpec } from '../model/layout.js';
 
 export interface SavableModel {
   config: ModelConfig;

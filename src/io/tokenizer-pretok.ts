@@ -10,11 +10,11 @@
  *   Removed [a][b], MergedWithPrevious [a1][b], MergedWithNext [a][1b], Contiguous: like Isolated but adjacent
  *   spans of the same kind (a run of delimiters) stay one piece. `invert` swaps the roles of matches and the text between them.
  *
- * Empty pieces are dropped, as in the library. Patterns run with V8's regex engine; tokenizer-bytelevel.ts's
+ * Empty pieces are dropped, as in the library. Patterns run with V8's regex engine; split-pattern.ts's
  * compileSplitPattern rewrites the one Oniguruma construct real files use that V8 (Node 20) lacks.
  */
 import { TokenizerError } from '../tensor/errors.js';
-import { compileSplitPattern, GPT2_PATTERN } from './tokenizer-bytelevel.js';
+import { compileSplitPattern, GPT2_PATTERN } from './split-pattern.js';
 
 type Json = Record<string, unknown>;
 export type Splitter = (piece: string) => string[];

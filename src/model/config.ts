@@ -1,6 +1,7 @@
 /**
  * ModelConfig: the one frozen, typed description of an architecture that the model code reads. Every loader
- * (Hugging Face config.json, GGUF metadata, llama2.c header) produces it; every writer consumes it.
+ * produces it and every writer consumes it: Hugging Face config.json here (configFromHf, configToHf), GGUF metadata
+ * in io/gguf-config.ts, the llama2.c header in io/llama2c.ts (io/ imports model/, never the other way round).
  *
  * Families: 'llama' covers Llama 1/2/3, Mistral (slidingWindow), Qwen2 (qkvBias), Qwen3 (qkNorm), Gemma 3 (the
  * optional switches at the end of ModelConfig) and SmolLM/TinyLlama; 'gpt2' is GPT-2 (learned positions, LayerNorm,
@@ -13,10 +14,7 @@
  * (dropout, initializer_range, torch_dtype, ...) are ignored.
  */
 import { FormatError } from '../tensor/errors.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../io/tensor-file.js';
-
-// GGUF metadata <-> ModelConfig lives beside the GGUF reader; re-exported so all config constructors are found here.
-export { configFromGgufMetadata, ggufMetadataFromConfig } from '../io/gguf-config.js';
+import { floatToHalf, halfToFloat } from '../tensor/index.js';
 
 export type RopeScaling =
   | null
@@ -230,12 +228,15 @@ function llamaFromHf(j: Json, mt: 'llama' | 'mistral' | 'qwen2' | 'qwen3', file:
   }, file);
 }
 
+const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+
 /** A number as the checkpoint's dtype holds it: HF builds the embedding scale as a float32 tensor cast to the weights' dtype. */
 function inDtype(x: number, dtype: unknown): number {
-  const f = Math.fround(x);
-  if (dtype === 'bfloat16') return bf16ToF32(f32ToBf16(f));
-  if (dtype === 'float16') return f16ToF32(f32ToF16(f));
-  return f;
+  f32[0] = x;
+  if (dtype === 'float16') return halfToFloat(floatToHalf(f32[0]!));
+  // bfloat16 is a float32's upper half: round the lower half away, to nearest even (x is finite here)
+  if (dtype === 'bfloat16') u32[0] = (u32[0]! + 0x7fff + ((u32[0]! >>> 16) & 1)) & 0xffff0000;
+  return f32[0]!;
 }
 
 /** Gemma3TextConfig's defaults (transformers), for the keys a Hub config may leave out. */

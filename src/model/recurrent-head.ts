@@ -23,23 +23,11 @@ import type { Tensor } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import { needsGrad } from '../tensor/autograd.js';
 import { K } from '../tensor/backend.js';
+import { channels, type RecurrentDims } from './layout.js';
+import type { RecurrentState } from './stores.js';
 
-export interface RecurrentDims {
-  /** Replaced query heads in this layer. */
-  nHeads: number;
-  /** KV groups they belong to (B is shared within a group). */
-  nGroups: number;
-  /** For each head, the index (0..nGroups-1) of its group. */
-  groupOf: Int32Array;
-  /** Head dim (P) and state dim (N). */
-  P: number;
-  N: number;
-  /** Conv kernel width (K); 1 disables the conv's memory. */
-  convK: number;
-  gate: boolean;
-  norm: boolean;
-  normEps: number;
-}
+export type { RecurrentDims } from './layout.js';
+export type { RecurrentState } from './stores.js';
 
 /** Parameters of all replaced heads of one layer (shapes in nn.Linear (out, in) layout). */
 export interface RecurrentParams {
@@ -56,23 +44,8 @@ export interface RecurrentParams {
   normW?: Tensor; // (P) shared per-head RMSNorm gain when norm
 }
 
-/** Recurrent state of one layer: H (B, nHeads, P, N) and the conv's last K-1 inputs (B, K-1, channels). */
-export interface RecurrentState {
-  H: Tensor;
-  conv: Tensor;
-}
-
-export function channels(d: RecurrentDims): number {
-  return d.nHeads * d.P + d.nGroups * d.N + d.nHeads * d.N;
-}
-
 export function zeroState(d: RecurrentDims, B: number): RecurrentState {
   return { H: T.zeros([B, d.nHeads, d.P, d.N]), conv: T.zeros([B, Math.max(0, d.convK - 1), channels(d)]) };
-}
-
-/** Values held by the state per batch item (P*N per head plus the conv window). */
-export function stateSize(d: RecurrentDims): number {
-  return d.nHeads * d.P * d.N + Math.max(0, d.convK - 1) * channels(d);
 }
 
 /** The projections before the conv: (B, T, channels) = [x | B | C] and dt (B, T, nHeads). */

@@ -3,6 +3,7 @@
  * decode kernels read half floats directly (half the bytes per token), and training converts on demand.
  */
 import { K } from '../tensor/backend.js';
+import { vMatvec16, vMatvecMulti } from '../tensor/vec.js';
 import { ShapeError } from '../tensor/errors.js';
 import { Tensor, add, checkTokenIds, contiguousData, embedding, empty, matmul, reshape, shapeStr, tensor, type Shape } from '../tensor/index.js';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
@@ -65,8 +66,6 @@ function halfLinearInGraph(x: Tensor, w: HalfWeight): Tensor {
   return y;
 }
 
-const NONE = new Float32Array(0);
-
 /**
  * [x @ w_i^T (+ b_i)] for two or three weights sharing the input x (q/k/v, gate/up): for a few rows without
  * gradients one `gemmMulti` call computes them all (one thread hand-off, every weight read once); otherwise, or
@@ -90,8 +89,7 @@ export function linearMultiW(x: Tensor, ws: readonly Weight[], bs: readonly (Ten
 /** y (M, N) = x (M, K) w^T for a 16-bit weight read directly: the kernel call of linearW's few-row path. */
 export function halfProduct(M: number, x: Float32Array, w: HalfWeight, y: Float32Array): void {
   const [N, Kd] = w.shape as [number, number];
-  if (w.kind === 'bf16') K().gemmBF16(M, N, Kd, x, w.data, 0, y);
-  else K().gemmF16(M, N, Kd, x, w.data, 0, y);
+  vMatvec16(w.kind, w.data, N, Kd, x, y, M);
 }
 
 /**
@@ -100,12 +98,8 @@ export function halfProduct(M: number, x: Float32Array, w: HalfWeight, y: Float3
  */
 export function multiProduct(M: number, x: Float32Array, ws: readonly Weight[], ys: readonly Float32Array[]): void {
   const half = ws[0] instanceof HalfWeight ? ws[0].kind : null;
-  const arg = (i: number): [Float32Array | Uint16Array, number, Float32Array] => {
-    const w = ws[i];
-    if (!w) return [NONE, 0, NONE];
-    return [w instanceof HalfWeight ? w.data : contiguousData(w), w.shape[0]!, ys[i]!];
-  };
-  K().gemmMulti(M, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2, ...arg(0), ...arg(1), ...arg(2));
+  vMatvecMulti(M, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2,
+    ws.map((w, i) => ({ w: w instanceof HalfWeight ? w.data : contiguousData(w), N: w.shape[0]!, y: ys[i]! })));
 }
 
 /** Rows of an embedding table picked by ids, converting half rows on the fly (inference only, no gradient). */

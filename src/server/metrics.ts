@@ -1,11 +1,15 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), written by hand: a handful of counters and
- * gauges does not need a client library. Token and cache series carry a `memory_kind` label ('full' for the KV
- * cache today; the recurrent and hybrid memories of the conversion issue get their own series).
+ * gauges does not need a client library. Token and cache series carry a `memory_kind` label, the kind of the
+ * sessions' memory (DecodeSession.memoryKind): 'full' for a KV cache, 'hybrid' for a converted model's KV cache and
+ * recurrent states. 'full' is always listed; another kind appears with its first session and stays.
  */
 import type { Scheduler } from './scheduler.js';
 
-/** Width of the window tokens/s is measured over. */
+/**
+ * Seconds of per-second decode counts kept: the current, partial second and the RATE_WINDOW_S - 1 whole seconds
+ * before it, over which tokens/s is averaged.
+ */
 const RATE_WINDOW_S = 10;
 
 export class Metrics {
@@ -42,6 +46,7 @@ export class Metrics {
     for (const k of m.keys()) if (k <= s - RATE_WINDOW_S) m.delete(k);
   }
 
+  /** Tokens decoded per second, averaged over the whole seconds of the window (the current one is not over yet). */
   tokensPerSecond(kind: string, now = Date.now()): number {
     const m = this.perSecond.get(kind);
     if (!m) return 0;
@@ -65,14 +70,14 @@ export class Metrics {
         return [`{route="${route}",status="${status}"}`, v];
       }));
     // a summary without quantiles: _sum and _count under one TYPE line
-    out.push('# HELP recurformer_request_duration_seconds Time from request to the last token, generation requests.',
+    out.push('# HELP recurformer_request_duration_seconds Generation requests: seconds from queueing the tokenized prompt to the end of the reply.',
       '# TYPE recurformer_request_duration_seconds summary',
       `recurformer_request_duration_seconds_sum ${round(this.latencySum)}`,
       `recurformer_request_duration_seconds_count ${this.latencyCount}`);
     series('recurformer_prompt_tokens_total', 'counter', 'Prompt tokens prefilled.', byKind(this.promptTokens));
     series('recurformer_completion_tokens_total', 'counter', 'Tokens generated.', byKind(this.completionTokens));
     series('recurformer_cancelled_total', 'counter', 'Sessions cancelled (client gone or shutdown).', byKind(this.cancelled));
-    series('recurformer_tokens_per_second', 'gauge', `Decode throughput over the last ${RATE_WINDOW_S} s.`,
+    series('recurformer_tokens_per_second', 'gauge', `Decode throughput, averaged over the last ${RATE_WINDOW_S - 1} whole seconds.`,
       [...kinds].map((k) => [`{memory_kind="${k}"}`, round(this.tokensPerSecond(k))]));
     series('recurformer_queue_depth', 'gauge', 'Requests waiting for a decode slot.', [['', scheduler.queueDepth]]);
     series('recurformer_active_sessions', 'gauge', 'Sessions decoding now.', [['', scheduler.activeCount]]);

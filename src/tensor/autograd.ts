@@ -11,13 +11,8 @@ import { AutogradError, ShapeError } from './errors.js';
 import { K } from './backend.js';
 import { Tensor, shapeStr, zeros } from './tensor.js';
 
-export interface GradNode {
-  readonly name: string;
-  readonly inputs: readonly Tensor[];
-  outputs: Tensor[];
-  /** Gradients for each input (null where the input needs none), given one gradient per output (null if unused). */
-  backward: ((gradOutputs: (Tensor | null)[]) => (Tensor | null)[]) | null;
-}
+export type { GradNode } from './tensor.js';
+import type { GradNode } from './tensor.js';
 
 let gradEnabled = true;
 

@@ -24,13 +24,6 @@ export class ShapeError extends RecurformerError {
   }
 }
 
-/** A value has the wrong type (for example an integer tensor where floats are required). */
-export class DTypeError extends RecurformerError {
-  constructor(readonly op: string, readonly arg: string, readonly expected: string, readonly actual: string, hint = '') {
-    super(`${op}: ${arg} has dtype ${actual}, expected ${expected}`, hint);
-  }
-}
-
 /** An argument is out of its valid range (an index, a token id, a hyperparameter). */
 export class ArgumentError extends RecurformerError {
   constructor(readonly op: string, readonly arg: string, message: string, hint = '') {

@@ -14,3 +14,7 @@ export * from './ops/nn.js';
 export * from './ops/attention.js';
 export * from './ops/custom.js';
 export { randn, uniform } from './init.js';
+// Plain-number helpers the reference backend is built from, for code outside the engine: one row's log-sum-exp
+// (a score from logits) and IEEE half bits <-> number (round to nearest even).
+export { rowLogSumExp } from './reference/rows.js';
+export { halfToFloat, floatToHalf } from './reference/gemm.js';

@@ -1,3 +1,12 @@
+/** A node of the autograd tape (autograd.ts): the op that made `outputs` from `inputs`, and its backward. */
+export interface GradNode {
+  readonly name: string;
+  readonly inputs: readonly Tensor[];
+  outputs: Tensor[];
+  /** Gradients for each input (null where the input needs none), given one gradient per output (null if unused). */
+  backward: ((gradOutputs: (Tensor | null)[]) => (Tensor | null)[]) | null;
+}
+
 /**
  * Tensor: a float32 view (shape, strides, offset) over a Storage, plus the autograd links.
  *
@@ -6,7 +15,6 @@
  */
 import { ArgumentError, ShapeError } from './errors.js';
 import { allocStorage, type Storage } from './memory.js';
-import type { GradNode } from './autograd.js';
 
 export type Shape = readonly number[];
 

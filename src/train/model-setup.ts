@@ -8,7 +8,7 @@ import { storedFloatDtype, writeHfFolder } from '../io/model-save.js';
 import type { RawTensor } from '../io/tensor-file.js';
 import { loadTokenizer } from '../io/tokenizer-load.js';
 import { transpose2d, weightTable } from '../io/weight-names.js';
-import { buildModel } from '../model/build.js';
+import { buildModel } from '../io/build.js';
 import { HalfWeight } from '../model/weights.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
 import type { DecoderLM } from '../model/transformer.js';
@@ -93,7 +93,7 @@ export function selectTrainable(model: DecoderLM, which: Trainable): { names: st
   for (const [name, w0] of model.weights) {
     const on0 = which === 'all' || name.includes('.recurrent.') || (which === 'recurrent+norms' && w0.shape.length === 1 && isNorm(name, w0 as Tensor));
     // a 16-bit weight that trains becomes float32 here; frozen ones stay 16-bit (halfLinearInGraph)
-    if (w0 instanceof HalfWeight && on0) model.weights.set(name, w0.toTensor());
+    if (w0 instanceof HalfWeight && on0) model.setWeight(name, w0.toTensor());
     const w = model.weights.get(name)!;
     if (w instanceof HalfWeight) continue;
     const t = w;

@@ -44,10 +44,6 @@ export interface LossOut {
   parts: Record<string, number>;
 }
 
-function inputNormName(m: DecoderLM, l: number): string {
-  return m.cfg.arch === 'gpt2' ? `transformer.h.${l}.ln_1` : `model.layers.${l}.input_layernorm`;
-}
-
 /** Stage 1 loss: mean over replaced layers of the teacher-forced per-head MSE (see the header). */
 export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): LossOut {
   const layers = [...student.recurrent.keys()].sort((x, y) => x - y);
@@ -60,7 +56,7 @@ export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): Los
   for (const l of layers) {
     const rl = student.recurrent.get(l)!;
     const x = taps.values.get(`blk.${l}.in`)!; // (B, T, D), constant
-    const h = student.norm(inputNormName(student, l), x);
+    const h = student.inputNorm(l, x);
     const r = recurrentChunked(h, rl.params, rl.dims, student.spec!.chunk, zeroState(rl.dims, b.B));
     const y = T.reshape(r.y, [b.B, b.T, rl.dims.nHeads, rl.dims.P]); // (B, T, replaced heads, P)
     const target = T.gather(taps.values.get(`blk.${l}.head_out`)!, 2, rl.replacedHeads); // (B, T, replaced heads, Dh)
@@ -85,9 +81,8 @@ export function hiddenLayers(student: DecoderLM): number[] {
 export function hiddenLoss(student: DecoderLM, layers: number[], s: TapRecorder, t: TapRecorder): Tensor {
   let total: Tensor | null = null;
   for (const l of layers) {
-    const name = inputNormName(student, l);
-    const a = student.norm(name, s.values.get(`blk.${l}.in`)!);
-    const b = T.noGrad(() => student.norm(name, t.values.get(`blk.${l}.in`)!));
+    const a = student.inputNorm(l, s.values.get(`blk.${l}.in`)!);
+    const b = T.noGrad(() => student.inputNorm(l, t.values.get(`blk.${l}.in`)!));
     const scale = T.noGrad(() => T.mean(T.mul(b, b)).item());
     const e = T.affine(mse(a, b), 1 / Math.max(scale, 1e-30));
     total = total ? T.add(total, e) : e;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { analyze } from '../../src/analysis/analyze.js';
 import { convert } from '../../src/convert/apply.js';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { ArgumentError } from '../../src/tensor/index.js';
 
 test('analyze refuses a converted model and says what to analyze instead', () => {

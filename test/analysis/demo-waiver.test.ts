@@ -10,7 +10,7 @@ import { analyze } from '../../src/analysis/analyze.js';
 import type { Analysis } from '../../src/analysis/schema.js';
 import { plainText } from '../../src/eval/synthetic.js';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 
 const text = plainText(readFileSync(new URL('../../data/gutenberg/frankenstein_pg84.txt', import.meta.url), 'utf8')).slice(0, 60_000);
 

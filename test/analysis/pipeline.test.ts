@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { analyze, parseWindows } from '../../src/analysis/analyze.js';
 import type { Analysis } from '../../src/analysis/schema.js';
 import { load } from '../../src/cli/common.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { ArgumentError, Rng } from '../../src/tensor/index.js';
 import { runCli } from '../helpers/cli.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';

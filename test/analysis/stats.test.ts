@@ -5,7 +5,7 @@ import { RecencyAcc, groupScore, uniformHeadRR, windowMass } from '../../src/ana
 import { KeyMassAcc, SinkAcc } from '../../src/analysis/sinks.js';
 import { streamAttention } from '../../src/analysis/stream.js';
 import { overall, shiftVote, THRESHOLDS } from '../../src/analysis/waiver-tests.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { TapRecorder } from '../../src/model/taps.js';
 import { noGrad, scope } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';

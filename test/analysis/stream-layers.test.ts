@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamAttention } from '../../src/analysis/stream.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { attnScaleOf, configFromHf, layerWindow } from '../../src/model/config.js';
 import { randomModel } from '../helpers/random-model.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, type LoadedModel } from '../../src/io/model-load.js';
 import { writeHfFolder } from '../../src/io/model-save.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { TapRecorder } from '../../src/model/taps.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
 import { fullMemory, generate } from '../../src/inference/generate.js';
@@ -83,8 +83,8 @@ test('plans with a retrieval probe keep the groups retrieval needs, whatever the
 test('budget 0.5 halves the KV bytes per token exactly; budget 0 reproduces the original logits exactly', () => {
   const orig = buildModel(base);
   const half = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 })));
-  assert.equal(fullMemory(half).kvBytesPerToken() * 2, fullMemory(orig).kvBytesPerToken());
-  assert.equal(fullMemory(orig).kvBytesPerToken(), 5 * 4 * 8 * 2 * 4);
+  assert.equal(half.layout.kvBytesPerToken() * 2, orig.layout.kvBytesPerToken());
+  assert.equal(orig.layout.kvBytesPerToken(), 5 * 4 * 8 * 2 * 4);
   const zero = buildModel(convert(base, planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0 })));
   const x = ids(20, 1);
   assert.deepEqual(logitsOf(zero, x), logitsOf(orig, x));
@@ -102,15 +102,14 @@ testBothBackends('hybrid model: prefill + decode == pure decode == one prefill (
       const out = new Float32Array(x.length * V);
       noGrad(() => {
         out.set(m.forward(x.subarray(0, split), 1, split, { memory: mem }).data, 0);
-        mem.advance(split);
         for (let t = split; t < x.length; t++) {
           out.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
-          mem.advance(1);
         }
       });
       assertClose(out, full, TOL.parity, `budget ${budget} split ${split}`);
       assert.equal(mem.kind, 'hybrid');
-      assert.ok(mem.constantBytes() > 0);
+      assert.ok(m.layout.stateBytes() > 0);
+      assert.equal(mem.bytes(), m.layout.bytesAt(x.length), 'measured bytes == the layout\'s');
     }
   }
 });
@@ -167,21 +166,19 @@ test('the converted model generates: scoped, buffer-reusing generate() == a plai
 });
 
 testBothBackends('StreamingLLM memory: prefill with the sink+window mask == evicting decode; the cache stops growing', async () => {
-  const { StreamingMemory } = await import('../../src/inference/memory.js');
+  const { streamingMemory } = await import('../../src/inference/hybrid-memory.js');
   const m = buildModel(base);
   const x = ids(30, 8);
   const V = cfg.vocabSize;
   for (const [sinks, window] of [[4, 8], [0, 5], [2, 1]] as const) {
-    const pre = new StreamingMemory(cfg.nLayers, sinks, window);
+    const pre = streamingMemory(m, { sinks, window });
     const want = noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: pre }).data));
-    const mem = new StreamingMemory(cfg.nLayers, sinks, window);
+    const mem = streamingMemory(m, { sinks, window });
     const got = new Float32Array(x.length * V);
     noGrad(() => {
       got.set(m.forward(x.subarray(0, 3), 1, 3, { memory: mem }).data, 0);
-      mem.advance(3);
       for (let t = 3; t < x.length; t++) {
         got.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
-        mem.advance(1);
       }
     });
     assertClose(got, want, TOL.parity, `streaming sinks ${sinks} window ${window}`);
@@ -189,18 +186,18 @@ testBothBackends('StreamingLLM memory: prefill with the sink+window mask == evic
     assert.equal(mem.bytes(), perToken * (sinks + window - 1), 'holds sinks + window - 1 tokens between steps');
   }
   // with a window covering everything it equals full attention
-  const wide = new StreamingMemory(cfg.nLayers, 4, 1000);
+  const wide = streamingMemory(m, { sinks: 4, window: 1000 });
   assertClose(noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: wide }).data)), logitsOf(m, x), TOL.parity, 'wide window');
 });
 
 testBothBackends('streaming-heads baseline: selected groups keep sinks + window, the rest full; prefill == decode', async () => {
-  const { StreamingHeadsMemory } = await import('../../src/inference/memory.js');
+  const { streamingHeadsMemory } = await import('../../src/inference/hybrid-memory.js');
   const m = buildModel(base);
   const plan = planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
   const groups = new Map(plan.layers.map((l) => [l.layer, l.groups]));
   const x = ids(24, 9);
   const V = cfg.vocabSize;
-  const mk = (w: number) => new StreamingHeadsMemory(cfg.nLayers, cfg.nKvHeads, cfg.headDim, 64, groups, 2, w);
+  const mk = (w: number) => streamingHeadsMemory(m, groups, { sinks: 2, window: w }, { maxLen: 64 });
   assertClose(noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: mk(100) }).data)), logitsOf(m, x), TOL.parity,
     'a window longer than the text equals full attention');
   const pre = noGrad(() => Float32Array.from(m.forward(x, 1, x.length, { memory: mk(6) }).data));
@@ -209,10 +206,8 @@ testBothBackends('streaming-heads baseline: selected groups keep sinks + window,
   const got = new Float32Array(x.length * V);
   noGrad(() => {
     got.set(m.forward(x.subarray(0, 4), 1, 4, { memory: mem }).data, 0);
-    mem.advance(4);
     for (let t = 4; t < x.length; t++) {
       got.set(m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem }).data, t * V);
-      mem.advance(1);
     }
   });
   assertClose(got, pre, TOL.parity, 'streaming heads decode == prefill');

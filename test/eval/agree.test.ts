@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { load } from '../../src/cli/common.js';
 import { agreement, klRow } from '../../src/eval/agree.js';
-import { StreamingMemory } from '../../src/inference/memory.js';
-import { buildModel } from '../../src/model/build.js';
+import { streamingMemory } from '../../src/inference/hybrid-memory.js';
+import { buildModel } from '../../src/io/build.js';
 import type { LoadedModel } from '../../src/io/model-load.js';
 import { ArgumentError, Rng, noGrad, scope } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
@@ -74,9 +74,9 @@ test('a perturbed model disagrees: KL > 0 and match < 1', () => {
 });
 
 test('StreamingLLM on the original model against itself with full attention: exact inside the window, lossy beyond', () => {
-  const wide = agreement(model, model, IDS, { ctx: 128, memory: (m) => new StreamingMemory(m.cfg.nLayers, 4, 200), block: 32 });
+  const wide = agreement(model, model, IDS, { ctx: 128, memory: (m) => streamingMemory(m, { sinks: 4, window: 200 }), block: 32 });
   assert.ok(wide.match === 1 && wide.kl < 1e-6, `a window longer than ctx: KL ${wide.kl}`);
-  const narrow = agreement(model, model, IDS, { ctx: 128, memory: (m) => new StreamingMemory(m.cfg.nLayers, 4, 16), block: 32 });
+  const narrow = agreement(model, model, IDS, { ctx: 128, memory: (m) => streamingMemory(m, { sinks: 4, window: 16 }), block: 32 });
   assert.ok(narrow.kl > 1e-3 && narrow.match < 1, `window 16: KL ${narrow.kl}, match ${narrow.match}`);
 });
 

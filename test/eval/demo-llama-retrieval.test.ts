@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
-import { StreamingMemory } from '../../src/inference/memory.js';
+import { buildModel } from '../../src/io/build.js';
+import { streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { evalRetrieval, modelPredictor, type RetrievalOpts } from '../../src/eval/retrieval.js';
 
 const loaded = loadModel(new URL('../../models/demo-llama', import.meta.url).pathname);
@@ -22,7 +22,7 @@ test('demo-llama finds the pass key at every depth of a 256-token prompt (full K
 });
 
 test('demo-llama under StreamingLLM (4 sinks + 64 recent tokens) loses the key outside the window only', () => {
-  const r = evalRetrieval(modelPredictor(model, tok, () => (m) => new StreamingMemory(m.cfg.nLayers, 4, 64)), tok, 'passkey', OPTS);
+  const r = evalRetrieval(modelPredictor(model, tok, () => (m) => streamingMemory(m, { sinks: 4, window: 64 })), tok, 'passkey', OPTS);
   const acc = new Map(r.cells.map((c) => [c.depth, c.accuracy]));
   // depth 0 and 0.5: the key is 100+ tokens before the question, evicted; depth 1: it is among the last 64 tokens
   assert.equal(acc.get(0), 0);
@@ -35,6 +35,6 @@ test('demo-llama retrieves across its whole context: pass keys 1,800 and 1,000 t
   const full = evalRetrieval(modelPredictor(model, tok), tok, 'passkey', opts);
   assert.deepEqual(full.cells.map((c) => [c.depth, c.correct]), [[0.1, 2], [0.5, 2]]);
   // a 512-token window keeps neither key
-  const streaming = evalRetrieval(modelPredictor(model, tok, () => (m) => new StreamingMemory(m.cfg.nLayers, 4, 512)), tok, 'passkey', opts);
+  const streaming = evalRetrieval(modelPredictor(model, tok, () => (m) => streamingMemory(m, { sinks: 4, window: 512 })), tok, 'passkey', opts);
   assert.deepEqual(streaming.cells.map((c) => [c.depth, c.correct]), [[0.1, 0], [0.5, 0]]);
 });

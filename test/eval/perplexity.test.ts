@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { load } from '../../src/cli/common.js';
 import { perplexityOfIds, slidingPerplexity } from '../../src/eval/perplexity.js';
 import { slidingWindows } from '../../src/eval/windows.js';
-import { StreamingMemory } from '../../src/inference/memory.js';
-import { buildModel } from '../../src/model/build.js';
+import { streamingMemory, type HybridMemory } from '../../src/inference/hybrid-memory.js';
+import { buildModel } from '../../src/io/build.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
 import { ArgumentError, crossEntropy, noGrad, scope } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
@@ -75,9 +75,9 @@ test('stride = ctx reproduces the non-overlapping result bit for bit (with and w
   assertClose(r.nll, 1.573103091108783, GOLDEN, 'ctx 64');
   assert.equal(r.tokens, IDS.length - 1);
   assert.equal(r.windows, Math.ceil((IDS.length - 1) / 64));
-  const s = perplexityOfIds(model, IDS, 100, undefined, (m) => new StreamingMemory(m.cfg.nLayers, 2, 24), 16);
+  const s = perplexityOfIds(model, IDS, 100, undefined, (m) => streamingMemory(m, { sinks: 2, window: 24 }), 16);
   assertClose(s.nll, 1.5910913084791563, GOLDEN, 'ctx 100, streaming 2 + 24, blocks of 16');
-  assert.equal(slidingPerplexity(model, IDS, { ctx: 100, memory: (m) => new StreamingMemory(m.cfg.nLayers, 2, 24), block: 16 }).nll, s.nll);
+  assert.equal(slidingPerplexity(model, IDS, { ctx: 100, memory: (m) => streamingMemory(m, { sinks: 2, window: 24 }), block: 16 }).nll, s.nll);
 });
 
 test('a small stride lowers perplexity on stories260K and scores the same tokens', () => {
@@ -95,7 +95,7 @@ test('sliding perplexity equals a brute-force per-target forward on a tiny model
     const want = bruteForce(m, ids, ctx, stride);
     assertClose(slidingPerplexity(m, ids, { ctx, stride }).nll, want, TOL.parity, `ctx ${ctx} stride ${stride}`);
     // a streaming memory whose window covers the whole window changes nothing; blocks of 4 split windows unevenly
-    const mem = (lm: DecoderLM): StreamingMemory => new StreamingMemory(lm.cfg.nLayers, 4, ctx);
+    const mem = (lm: DecoderLM): HybridMemory => streamingMemory(lm, { sinks: 4, window: ctx });
     assertClose(slidingPerplexity(m, ids, { ctx, stride, memory: mem, block: 4 }).nll, want, TOL.parity, `memory, ctx ${ctx} stride ${stride}`);
   }
 });

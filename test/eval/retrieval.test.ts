@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadModel } from '../../src/io/model-load.js';
 import type { Tokenizer } from '../../src/io/tokenizer.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { promptIds } from '../../src/inference/generate.js';
-import { StreamingMemory } from '../../src/inference/memory.js';
+import { streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { evalRetrieval, modelPredictor, continuationText, defaultLengths, type Predictor, type RetrievalOpts, type RetrievalTask } from '../../src/eval/retrieval.js';
 import { caseSeed, largestFitting, sizedCase } from '../../src/eval/retrieval-cases.js';
 import { needleCase, passkeyCase, PASSKEY_FILLER } from '../../src/eval/synthetic.js';
@@ -176,8 +176,8 @@ test('the bundled model runs passkey under its own memory and a StreamingLLM bas
   const o = opts('passkey', { lengths: [160, 256], depths: [0, 1], samples: 2 });
   const full = evalRetrieval(modelPredictor(model, tok), tok, 'passkey', o);
   const asked: number[] = [];
-  const wide = evalRetrieval(modelPredictor(model, tok, (L) => (asked.push(L), (m) => new StreamingMemory(m.cfg.nLayers, 4, 1000))), tok, 'passkey', o);
-  const narrow = evalRetrieval(modelPredictor(model, tok, () => (m) => new StreamingMemory(m.cfg.nLayers, 4, 16)), tok, 'passkey', o);
+  const wide = evalRetrieval(modelPredictor(model, tok, (L) => (asked.push(L), (m) => streamingMemory(m, { sinks: 4, window: 1000 }))), tok, 'passkey', o);
+  const narrow = evalRetrieval(modelPredictor(model, tok, () => (m) => streamingMemory(m, { sinks: 4, window: 16 })), tok, 'passkey', o);
   for (const r of [full, wide, narrow]) {
     assert.equal(r.cells.length, 4);
     for (const c of r.cells) assert.ok(c.accuracy >= 0 && c.accuracy <= 1 && c.n === 2);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { generate } from '../../src/inference/generate.js';
 
 const lm = loadModel(new URL('../../models/stories260K', import.meta.url).pathname);

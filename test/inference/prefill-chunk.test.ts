@@ -5,11 +5,11 @@
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { convert } from '../../src/convert/apply.js';
 import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
-import { KVCache, StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../../src/inference/memory.js';
+import { streamingHeadsMemory, streamingMemory, type HybridMemory } from '../../src/inference/hybrid-memory.js';
 import { fullMemory } from '../../src/inference/generate.js';
 import { DecodeSession, PREFILL_CHUNK } from '../../src/inference/session.js';
 import { noGrad, scope } from '../../src/tensor/index.js';
@@ -26,32 +26,26 @@ function hybrid(): DecoderLM {
 }
 const plain = buildModel(randomModel(tinyConfig('llama', { nLayers: 3, maxPos: 256 }), 2));
 const conv = hybrid();
-const hybridMemory = (m: DecoderLM) => (): AttentionMemory => {
-  const c = new KVCache(m.cfg.nLayers, 1, m.kvHeadsPerLayer(), m.cfg.headDim, m.cfg.maxPos);
-  c.hasRecurrent = true;
-  return c;
-};
-const CASES: [string, DecoderLM, () => AttentionMemory][] = [
+const CASES: [string, DecoderLM, () => HybridMemory][] = [
   ['full', plain, () => fullMemory(plain)],
-  ['converted hybrid', conv, hybridMemory(conv)],
-  ['StreamingLLM 2 + 9', plain, () => new StreamingMemory(plain.cfg.nLayers, 2, 9)],
-  ['streaming heads', plain, () => new StreamingHeadsMemory(plain.cfg.nLayers, plain.cfg.nKvHeads, plain.cfg.headDim, plain.cfg.maxPos, new Map([[0, [1]], [2, [0, 1]]]), 2, 9)],
+  ['converted hybrid', conv, () => fullMemory(conv)],
+  ['StreamingLLM 2 + 9', plain, () => streamingMemory(plain, { sinks: 2, window: 9 })],
+  ['StreamingLLM 2 + 9 on the converted model', conv, () => streamingMemory(conv, { sinks: 2, window: 9 })],
+  ['streaming heads', plain, () => streamingHeadsMemory(plain, new Map([[0, [1]], [2, [0, 1]]]), { sinks: 2, window: 9 })],
 ];
 
 /** The last position's logits after feeding `ids` in chunks of the given sizes, then two single steps. */
-function logits(m: DecoderLM, memory: AttentionMemory, ids: Int32Array, chunks: number[]): Float32Array[] {
+function logits(m: DecoderLM, memory: HybridMemory, ids: Int32Array, chunks: number[]): Float32Array[] {
   return noGrad(() => {
     const out: Float32Array[] = [];
     let at = 0;
     for (const n of chunks) {
       out.push(scope(() => Float32Array.from(m.forward(ids.subarray(at, at + n), 1, n, { memory, lastOnly: true }).data)));
-      memory.advance(n);
       at += n;
     }
     assert.equal(at, ids.length);
     for (const id of [3, 17]) {
       out.push(scope(() => Float32Array.from(m.forward(Int32Array.of(id), 1, 1, { memory }).data)));
-      memory.advance(1);
     }
     return out;
   });

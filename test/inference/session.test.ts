@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { generate, promptIds } from '../../src/inference/generate.js';
 import { DecodeSession, fullAttentionBytes, generateAsync } from '../../src/inference/session.js';
 

@@ -1,14 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FormatError } from '../../src/tensor/errors.js';
-import {
-  configFromGgufMetadata,
-  configFromHf,
-  configToHf,
-  ggufMetadataFromConfig,
-  makeConfig,
-  type ModelConfig,
-} from '../../src/model/config.js';
+import { configFromHf, configToHf, makeConfig, type ModelConfig } from '../../src/model/config.js';
+import { configFromGgufMetadata, ggufMetadataFromConfig } from '../../src/io/gguf-config.js';
 import { readGguf } from '../../src/io/gguf.js';
 
 /** Abridged real configs (keys as published on the Hugging Face hub). */

@@ -9,7 +9,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gguf as hfGguf } from '@huggingface/gguf';
 import { FormatError } from '../../src/tensor/errors.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { noGrad } from '../../src/tensor/index.js';
 import { loadModel, type LoadedModel } from '../../src/io/model-load.js';
 import { writeGgufModel } from '../../src/io/model-save.js';

@@ -14,7 +14,7 @@ import { readGguf } from '../../src/io/gguf.js';
 import { GgmlType } from '../../src/io/ggml-quants.js';
 import { type GgufExportType } from '../../src/io/kquants-mix.js';
 import { toF32 } from '../../src/io/tensor-file.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { generateIds } from '../../src/inference/generate.js';
 import { noGrad } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';

@@ -19,7 +19,7 @@ import { tokenizerFromGguf } from '../../src/io/tokenizer-gguf.js';
 import { ByteLevelTokenizer } from '../../src/io/tokenizer-bytelevel.js';
 import type { GgufExportType } from '../../src/io/kquants-mix.js';
 import { makeConfig } from '../../src/model/config.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { generateIds } from '../../src/inference/generate.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
 import { tempDir } from './tmp.js';

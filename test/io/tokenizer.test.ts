@@ -11,7 +11,7 @@ import { ggufMetadataFromSpm, tokenizerFromGguf } from '../../src/io/tokenizer-g
 import { readTokenizerJson, tokenizerFromJson } from '../../src/io/tokenizer-json.js';
 import { loadTokenizer } from '../../src/io/tokenizer-load.js';
 import { spmFromTokenizerBin, SpmTokenizer } from '../../src/io/tokenizer-spm.js';
-import { compileSplitPattern, LLAMA3_PATTERN } from '../../src/io/tokenizer-bytelevel.js';
+import { compileSplitPattern, LLAMA3_PATTERN } from '../../src/io/split-pattern.js';
 import { tempDir } from './tmp.js';
 
 const FIX = 'test/fixtures';

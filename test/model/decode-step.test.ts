@@ -1,48 +1,45 @@
 /**
- * The single-token decode path (src/model/decode-step.ts) against the general tensor path of DecoderLM.forward:
+ * Step mode (src/model/step-ops.ts: the block on preallocated rows) against graph mode of DecoderLM.forward:
  * the same kernels with the same arguments, so every decoded logit must be bit-identical. Covers f32, f16 and bf16
  * weights, GQA, q/k/v biases, interleaved RoPE, a sliding window, StreamingLLM memory, converted models with
- * recurrent heads (gate and norm on and off, a layer with every group replaced), and the cases that must fall back.
+ * recurrent heads (gate and norm on and off, a layer with every group replaced), and streaming heads, and the cases that must fall back.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { HalfWeight } from '../../src/model/weights.js';
 import { f32ArrayToBf16 } from '../../src/io/tensor-file.js';
 import { convert } from '../../src/convert/apply.js';
 import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
-import { setFastDecode } from '../../src/model/decode-step.js';
+import { StepOps, setFastDecode } from '../../src/model/step-ops.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
-import { KVCache, StreamingHeadsMemory, StreamingMemory, type AttentionMemory } from '../../src/inference/memory.js';
+import { HybridMemory, streamingHeadsMemory, streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { fullMemory } from '../../src/inference/generate.js';
-import { FastDecoder } from '../../src/model/decode-step.js';
 import { noGrad, scope } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
 import { fakeAnalysis } from '../helpers/cli.js';
 
 // counts the steps that took the fast path, so a comparison cannot silently be general path against itself
 let fastSteps = 0;
-const blocks = FastDecoder.prototype.blocks;
-FastDecoder.prototype.blocks = function (this: FastDecoder, ...a: Parameters<typeof blocks>) {
+const run = StepOps.prototype.run;
+StepOps.prototype.run = function (this: StepOps, ...a: Parameters<typeof run>) {
   fastSteps++;
-  return blocks.apply(this, a);
+  return run.apply(this, a);
 };
 
 const PROMPT = Int32Array.from([1, 5, 9, 14, 3, 22, 7]);
 const STEPS = [11, 4, 30, 2, 17, 8, 25, 6, 13];
 
 /** Logits of a 7-token prefill and then 9 single-token steps, with the fast path on or off for the steps. */
-function decode(m: DecoderLM, mem: () => AttentionMemory, fast: boolean): Float32Array[] {
+function decode(m: DecoderLM, mem: () => HybridMemory, fast: boolean): Float32Array[] {
   const memory = mem();
   const was = setFastDecode(fast);
   try {
     return noGrad(() => {
       const out: Float32Array[] = [];
       out.push(scope(() => Float32Array.from(m.forward(PROMPT, 1, PROMPT.length, { memory, lastOnly: true }).data)));
-      memory.advance(PROMPT.length);
       for (const id of STEPS) {
         out.push(scope(() => Float32Array.from(m.forward(Int32Array.of(id), 1, 1, { memory }).data)));
-        memory.advance(1);
       }
       return out;
     });
@@ -52,7 +49,7 @@ function decode(m: DecoderLM, mem: () => AttentionMemory, fast: boolean): Float3
 }
 
 /** Decodes with the fast path on and off; the logits must be identical, and the fast run must have used it. */
-function assertSame(m: DecoderLM, mem: () => AttentionMemory, label: string, expectFast = true): void {
+function assertSame(m: DecoderLM, mem: () => HybridMemory, label: string, expectFast = true): void {
   const before = fastSteps;
   const fast = decode(m, mem, true);
   assert.equal(fastSteps - before, expectFast ? STEPS.length : 0, `${label}: steps on the fast path`);
@@ -96,7 +93,7 @@ test('fast decode equals the general path bit for bit: dtypes, GQA, biases, RoPE
 
 test('fast decode equals the general path with StreamingLLM memory (sinks + window wrap during the steps)', () => {
   const m = buildModel(randomModel(tinyConfig('llama', { nLayers: 3 }), 2));
-  assertSame(m, () => new StreamingMemory(m.cfg.nLayers, 2, 6), 'streaming 2 + 6');
+  assertSame(m, () => streamingMemory(m, { sinks: 2, window: 6 }), 'streaming 2 + 6');
 });
 
 test('fast decode equals the general path on converted models (recurrent heads, hybrid cache)', () => {
@@ -104,22 +101,18 @@ test('fast decode equals the general path on converted models (recurrent heads, 
     // five layers of four KV groups (fakeAnalysis' shape), two query heads per group
     const m = convertedModel({ nLayers: 5, nHeads: 8, nKvHeads: 4 }, budget, opts);
     assert.ok(m.recurrent.size > 0);
-    const mem = (): AttentionMemory => {
-      const c = new KVCache(m.cfg.nLayers, 1, m.kvHeadsPerLayer(), m.cfg.headDim, m.cfg.maxPos);
-      c.hasRecurrent = true;
-      return c;
-    };
-    assertSame(m, mem, `budget ${budget} ${JSON.stringify(opts)}`);
+    assertSame(m, () => fullMemory(m), `budget ${budget} ${JSON.stringify(opts)}`);
+    // StreamingLLM on a converted model: the attention groups windowed, the recurrent heads carry their state
+    if (budget < 1) assertSame(m, () => streamingMemory(m, { sinks: 1, window: 5 }), `streaming on budget ${budget}`);
   }
 });
 
-test('streaming-heads memory, batches and gradients take the general path', () => {
+test('fast decode equals the general path with streaming-heads memory; batches and gradients take the general path', () => {
   const m = buildModel(randomModel(tinyConfig('llama', { nLayers: 2 }), 4));
   const windowed = new Map([[0, [1]], [1, [0]]]);
+  assertSame(m, () => streamingHeadsMemory(m, windowed, { sinks: 1, window: 4 }, { maxLen: 64 }), 'streaming heads');
   const before = fastSteps;
-  assertSame(m, () => new StreamingHeadsMemory(m.cfg.nLayers, m.cfg.nKvHeads, m.cfg.headDim, 64, windowed, 1, 4), 'streaming heads',
-    false);
-  const mem = new KVCache(m.cfg.nLayers, 2, m.cfg.nKvHeads, m.cfg.headDim, 64);
+  const mem = new HybridMemory(m.layout, { batch: 2, maxLen: 64 });
   noGrad(() => m.forward(Int32Array.of(1, 2), 2, 1, { memory: mem })); // batch of two
   m.forward(Int32Array.of(1), 1, 1, { memory: fullMemory(m) }); // gradients enabled
   assert.equal(fastSteps, before);

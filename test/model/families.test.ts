@@ -23,7 +23,7 @@ import { loadModel } from '../../src/io/model-load.js';
 import { writeSafetensorsFolder } from '../../src/io/safetensors.js';
 import { f32ArrayToBf16, toF32, type RawTensor } from '../../src/io/tensor-file.js';
 import { weightTable } from '../../src/io/weight-names.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { configFromHf } from '../../src/model/config.js';
 import { createServer } from '../../src/server/app.js';
 import { loadChatTemplate } from '../../src/server/chat-template.js';

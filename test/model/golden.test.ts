@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/io/model-load.js';
 import { writeGgufModel } from '../../src/io/model-save.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { generate } from '../../src/inference/generate.js';
 
 const GOLD = readFileSync(new URL('../fixtures/golden/stories260K-greedy.txt', import.meta.url), 'utf8');

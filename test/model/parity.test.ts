@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/io/model-load.js';
 import { writeGgufModel, writeHfFolder } from '../../src/io/model-save.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
 import { fullMemory, generateIds } from '../../src/inference/generate.js';
 import { ArgumentError, Rng, noGrad } from '../../src/tensor/index.js';
@@ -45,11 +45,9 @@ function cachedLogits(m: DecoderLM, x: Int32Array, split: number): Float32Array 
   const mem = fullMemory(m);
   noGrad(() => {
     const first = m.forward(x.subarray(0, split), 1, split, { memory: mem });
-    mem.advance(split);
     out.set(first.data, 0);
     for (let t = split; t < x.length; t++) {
       const l = m.forward(x.subarray(t, t + 1), 1, 1, { memory: mem });
-      mem.advance(1);
       out.set(l.data, t * V);
     }
   });

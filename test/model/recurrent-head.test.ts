@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { Rng, type Tensor } from '../../src/tensor/index.js';
 import {
-  channels, recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams, type RecurrentState,
+  recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams, type RecurrentState,
 } from '../../src/model/recurrent-head.js';
+import { channels } from '../../src/model/layout.js';
 import { testBothBackends } from '../helpers/backends.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
 import { gradcheck } from '../helpers/gradcheck.js';

@@ -9,9 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configFromHf } from '../../src/model/config.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
-import { setFastDecode, FastDecoder } from '../../src/model/decode-step.js';
+import { setFastDecode, StepOps } from '../../src/model/step-ops.js';
 import { fullMemory } from '../../src/inference/generate.js';
 import { toF32 } from '../../src/io/tensor-file.js';
 import type { LoadedModel } from '../../src/io/model-load.js';
@@ -73,11 +73,9 @@ function engineGreedy(model: DecoderLM, prompt: readonly number[], steps: number
     const memory = fullMemory(model);
     const out: number[] = [];
     let logits = scope(() => Float32Array.from(model.forward(Int32Array.from(prompt), 1, prompt.length, { memory, lastOnly: true }).data));
-    memory.advance(prompt.length);
     for (let s = 0; s < steps; s++) {
       out.push(argmaxOf(logits));
       logits = scope(() => Float32Array.from(model.forward(Int32Array.of(out[s]!), 1, 1, { memory }).data));
-      memory.advance(1);
     }
     return out;
   });
@@ -99,8 +97,8 @@ for (const [name, json] of Object.entries(FAMILY_CONFIGS)) {
 
 test('fast decode step == general path, bit for bit, for Qwen3 and Gemma 3 (f32 and bf16 weights)', () => {
   let fastSteps = 0;
-  const blocks = FastDecoder.prototype.blocks;
-  FastDecoder.prototype.blocks = function (this: FastDecoder, ...a: Parameters<typeof blocks>) {
+  const blocks = StepOps.prototype.run;
+  StepOps.prototype.run = function (this: StepOps, ...a: Parameters<typeof blocks>) {
     fastSteps++;
     return blocks.apply(this, a);
   };
@@ -116,10 +114,8 @@ test('fast decode step == general path, bit for bit, for Qwen3 and Gemma 3 (f32 
             return noGrad(() => {
               const memory = fullMemory(model);
               const out = [scope(() => Float32Array.from(model.forward(Int32Array.from(prompt), 1, prompt.length, { memory, lastOnly: true }).data))];
-              memory.advance(prompt.length);
               for (let i = 0; i < 10; i++) {
                 out.push(scope(() => Float32Array.from(model.forward(Int32Array.of(3 + i * 7), 1, 1, { memory }).data)));
-                memory.advance(1);
               }
               return out;
             });
@@ -135,6 +131,6 @@ test('fast decode step == general path, bit for bit, for Qwen3 and Gemma 3 (f32 
       }
     }
   } finally {
-    FastDecoder.prototype.blocks = blocks;
+    StepOps.prototype.run = blocks;
   }
 });

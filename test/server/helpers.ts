@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { loadModel } from '../../src/io/model-load.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { createServer, type RecurformerServer, type ServerOptions } from '../../src/server/app.js';
 import { loadChatTemplate } from '../../src/server/chat-template.js';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildStudentModel, loadForTraining, loadTeacher, selectTrainable } from '../../src/train/model-setup.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { backward, crossEntropy } from '../../src/tensor/index.js';
 import { loadModel } from '../../src/io/model-load.js';
 import { HalfWeight } from '../../src/model/weights.js';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { configFromHf } from '../../src/model/config.js';
 import * as T from '../../src/tensor/index.js';
 import { rowLogSumExp } from '../../src/tensor/reference/rows.js';

@@ -15,7 +15,7 @@ import { openRun, readMetrics, runTraining, trainStep, validate } from '../../sr
 import { loadForTraining, selectTrainable } from '../../src/train/model-setup.js';
 import { hiddenLayers, hiddenLoss } from '../../src/train/objectives.js';
 import { TapRecorder } from '../../src/model/taps.js';
-import { buildModel } from '../../src/model/build.js';
+import { buildModel } from '../../src/io/build.js';
 import { loadModel } from '../../src/io/model-load.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
 import { tinyConfig } from '../helpers/random-model.js';

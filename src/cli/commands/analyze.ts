@@ -1,7 +1,7 @@
 /** `recurformer analyze [MODEL] --data FILE --out DIR`: per-head recency, sink and waiver analysis -> JSON + HTML. */
 import type { Command } from 'commander';
 import { analyze, parseWindows } from '../../analysis/analyze.js';
-import { checkProbeSettings, DEFAULT_PROBE, defaultProbeLength, probeRetrieval, type ProbeSettings, type RetrievalProbe } from '../../analysis/retrieval-probe.js';
+import { checkProbeSettings, DEFAULT_PROBE, defaultProbeLength, probeRetrieval, type ProbeSettings, type RetrievalProbe } from '../../eval/retrieval-probe.js';
 import { renderReport } from '../../report/html.js';
 import { writeAnalysisFiles } from '../../report/write.js';
 import { TokenizerError } from '../../tensor/errors.js';

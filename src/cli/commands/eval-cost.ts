@@ -1,8 +1,7 @@
 /** `recurformer eval cost [MODEL]`: cache bytes at several lengths and measured prefill / decode tokens/s (src/eval/cost.ts). */
 import type { Command } from 'commander';
-import { cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache, type CacheProfile } from '../../eval/budget.js';
-import { cost, defaultDecodeAt, ownLayout, streamingHeadsLayout, streamingLayout, type CacheLayout } from '../../eval/cost.js';
-import { kvBytesPerToken } from '../../convert/spec.js';
+import { cacheProfile, streamingAtEqualCache, streamingHeadsAtEqualCache } from '../../eval/budget.js';
+import { cost, defaultDecodeAt, type CacheLayout } from '../../eval/cost.js';
 import type { DecoderLM } from '../../model/transformer.js';
 import { ArgumentError } from '../../tensor/errors.js';
 import { load, parseIntArg } from '../common.js';
@@ -18,24 +17,24 @@ interface CostFlags extends EqualCacheFlags, RecordFlags {
   decodeTokens: string;
 }
 
-/** How the chosen memory's bytes grow (cost.ts), for the model's own profile `own`. */
-function layoutFor(o: CostFlags, model: DecoderLM, own: CacheProfile): CacheLayout {
-  const kind = memoryKind(o);
-  if (kind === 'full') return ownLayout(own);
-  if (own.groups.size > 0) throw new ArgumentError('eval cost', '--memory', `${kind} runs on the original model`, 'pass the unconverted model');
+/** The chosen memory's layout at a length (cost.ts counts its bytes). */
+function layoutFor(o: CostFlags, model: DecoderLM): CacheLayout {
+  const kind = memoryKind(o), own = model.layout;
+  if (kind === 'full') return () => own;
+  if (kind === 'streaming-heads' && model.recurrent.size > 0) {
+    throw new ArgumentError('eval cost', '--memory', 'streaming-heads runs on the original model', 'pass the unconverted model');
+  }
   const sinks = parseIntArg('--sinks', o.sinks);
   if (o.equalCache) {
     checkEqualCacheKind('eval cost', o);
     const p = equalCacheProfile('eval cost', o.equalCache, model.cfg);
-    return kind === 'streaming'
-      ? streamingLayout(p.fullKvBytesPerToken, (L) => streamingAtEqualCache(p, L, sinks))
-      : streamingHeadsLayout(p.kvBytesPerToken, p.fullKvBytesPerToken - p.kvBytesPerToken, streamingHeadsAtEqualCache(p, sinks));
+    if (kind === 'streaming') return (L) => own.withWindows('all', streamingAtEqualCache(p, L, sinks));
+    const fixed = own.withWindows(p.groups, streamingHeadsAtEqualCache(p, sinks));
+    return () => fixed;
   }
   const budget = { sinks, window: parseIntArg('--window', o.window, 1) };
-  if (kind === 'streaming') return streamingLayout(own.fullKvBytesPerToken, () => budget);
-  const replaced = [...planGroups(o).values()].reduce((s, g) => s + g.length, 0);
-  const kept = kvBytesPerToken(model.cfg, model.cfg.nLayers * model.cfg.nKvHeads - replaced);
-  return streamingHeadsLayout(kept, own.fullKvBytesPerToken - kept, budget);
+  const fixed = own.withWindows(kind === 'streaming' ? 'all' : planGroups(o, model.cfg), budget);
+  return () => fixed;
 }
 
 const mb = (b: number): string => `${(b / 2 ** 20).toFixed(3)} MiB`;
@@ -56,7 +55,7 @@ export function registerCost(ev: Command): void {
     const decodeTokens = parseIntArg('--decode-tokens', o.decodeTokens, 1);
     const decodeAt = o.decodeAt === undefined ? defaultDecodeAt(lm, decodeTokens) : parseIntArg('--decode-at', o.decodeAt, 1);
     const prefill = parseIntArg('--prefill', o.prefill, 1);
-    const layout = layoutFor(o, lm, own);
+    const layout = layoutFor(o, lm);
     const mem = taskMemory('eval cost', o, lm, decodeAt);
     const bar = lazyBar('decode');
     const r = cost(lm, own, { lengths, prefill, decodeAt, decodeTokens, layout, memory: mem.factory, onStep: bar.tick });

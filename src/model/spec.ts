@@ -3,65 +3,14 @@
  * the recurrent heads' hyperparameters. With it, the recurrent tensors (named `<layer prefix>.recurrent.<param>`)
  * are part of the checkpoint. Documented in docs/convert.md.
  */
-import type { ModelConfig } from '../model/config.js';
-import type { RecurrentDims } from '../model/recurrent-head.js';
-import { FormatError } from '../tensor/errors.js';
+import type { ModelConfig } from './config.js';
+import { headsOfGroups, layerDims, type RecurformerSpec } from './layout.js';
 
-export interface RecurformerSpec {
-  version: 1;
-  /** Head dim P (= the model's head dim) and state dim N. */
-  P: number;
-  N: number;
-  convK: number;
-  gate: boolean;
-  norm: boolean;
-  /** Chunk length of the SSD prefill. */
-  chunk: number;
-  /** Replaced KV groups per layer (layers not listed keep all their attention). */
-  layers: { layer: number; groups: number[] }[];
-}
+export { headsOfGroups, layerDims, type RecurformerSpec };
+import { FormatError } from '../tensor/errors.js';
 
 export function layerPrefix(cfg: ModelConfig, l: number): string {
   return cfg.arch === 'gpt2' ? `transformer.h.${l}` : `model.layers.${l}`;
-}
-
-/** Bytes per cached token of float32 keys and values for `kvHeads` KV heads summed over layers (default: all). */
-export function kvBytesPerToken(cfg: ModelConfig, kvHeads = cfg.nLayers * cfg.nKvHeads): number {
-  return kvHeads * cfg.headDim * 2 * 4;
-}
-
-/** Query heads of the given KV groups, in order. */
-export function headsOfGroups(cfg: ModelConfig, groups: readonly number[]): number[] {
-  const nRep = cfg.nHeads / cfg.nKvHeads;
-  return groups.flatMap((g) => Array.from({ length: nRep }, (_, r) => g * nRep + r));
-}
-
-/** A layer's heads split into those kept as plain attention and those of `groups`, with the merge permutation. */
-export interface HeadSplit {
-  keptGroups: number[];
-  keptHeads: number[];
-  /** Query heads of `groups`, in order. */
-  splitHeads: number[];
-  /** Output slot h reads position merge[h] of [kept heads..., split heads...]. */
-  merge: Int32Array;
-}
-
-export function headSplit(cfg: ModelConfig, groups: readonly number[]): HeadSplit {
-  const splitHeads = headsOfGroups(cfg, groups);
-  const keptGroups = Array.from({ length: cfg.nKvHeads }, (_, g) => g).filter((g) => !groups.includes(g));
-  const keptHeads = headsOfGroups(cfg, keptGroups);
-  const merge = new Int32Array(cfg.nHeads);
-  [...keptHeads, ...splitHeads].forEach((h, i) => (merge[h] = i));
-  return { keptGroups, keptHeads, splitHeads, merge };
-}
-
-export function layerDims(cfg: ModelConfig, spec: RecurformerSpec, groups: readonly number[]): RecurrentDims {
-  const nRep = cfg.nHeads / cfg.nKvHeads;
-  return {
-    nHeads: groups.length * nRep, nGroups: groups.length,
-    groupOf: Int32Array.from({ length: groups.length * nRep }, (_, i) => Math.floor(i / nRep)),
-    P: spec.P, N: spec.N, convK: spec.convK, gate: spec.gate, norm: spec.norm, normEps: cfg.normEps,
-  };
 }
 
 /**

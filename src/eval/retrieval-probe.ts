@@ -4,11 +4,11 @@
  * calibration text (recency.ts) cannot see them: a head that copies from far back only when the context holds a
  * match looks local on ordinary text, so RR ranks it among the first to replace.
  *
- * Per KV group g (layer l), teacher-forced over synthetic passkey prompts (the eval format, src/eval/synthetic.ts,
+ * Per KV group g (layer l), teacher-forced over synthetic passkey prompts (the eval format, synthetic.ts,
  * fresh keys, depths below 1 so the key lies beyond the window):
  *
  *   baseline   every group attends over the whole prompt (the model's full KV cache);
- *   ablated    group g alone keeps `sinks` + `window` keys (StreamingHeadsMemory), every other group full;
+ *   ablated    group g alone keeps `sinks` + `window` keys (streamingHeadsMemory), every other group full;
  *   nll        mean over prompts of the answer's NLL (nats, summed over the answer's tokens);
  *   harm_g     nll(ablated g) - nll(baseline): what retrieval loses when g cannot see past its window;
  *   accuracy   share of prompts whose every answer token is still the argmax (teacher-forced greedy match).
@@ -16,44 +16,20 @@
  * A streaming window keeps a head's local behaviour exactly, so the harm isolates the group's long-range role; it
  * does not measure how well a recurrent head would imitate the group (that is what training recovers). Cost: one
  * prefill per prompt for the baseline and per prompt and group, (1 + layers x groups) x prompts in all.
+ *
+ * It runs here, in eval/, because its prompts are the eval's (retrieval-cases.ts); `analyze --retrieval-probe` stores
+ * the result in analysis.json (the types are analysis/schema.ts's), where convert's plan reads it.
  */
 import type { Tokenizer } from '../io/tokenizer.js';
 import { promptIds } from '../inference/generate.js';
-import { StreamingHeadsMemory, type AttentionMemory } from '../inference/memory.js';
+import { streamingHeadsMemory, type HybridMemory } from '../inference/hybrid-memory.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
-import { contiguousData, noGrad, scope } from '../tensor/index.js';
-import { rowLogSumExp } from '../tensor/reference/rows.js';
-import { sizedCase } from '../eval/retrieval-cases.js';
+import { contiguousData, noGrad, rowLogSumExp, scope } from '../tensor/index.js';
+import type { ProbeSettings, RetrievalProbe, GroupProbe } from '../analysis/schema.js';
+import { sizedCase } from './retrieval-cases.js';
 
-export interface ProbeSettings {
-  /** Prompt length in tokens (BOS included, answer excluded). */
-  length: number;
-  /** Prompts per depth. */
-  samples: number;
-  /** Key depths in [0, 1); the key must lie beyond the window for the ablation to matter. */
-  depths: number[];
-  sinks: number;
-  window: number;
-  seed: number;
-}
-
-export interface GroupProbe {
-  layer: number;
-  kvGroup: number;
-  nll: number;
-  harm: number;
-  accuracy: number;
-}
-
-export interface RetrievalProbe {
-  task: 'passkey';
-  settings: ProbeSettings;
-  prompts: number;
-  baseline: { nll: number; accuracy: number };
-  /** Every KV group, in layer then group order. */
-  groups: GroupProbe[];
-}
+export type { ProbeSettings, RetrievalProbe, GroupProbe };
 
 export const DEFAULT_PROBE: Omit<ProbeSettings, 'length' | 'seed'> = { samples: 3, depths: [0, 0.25, 0.5], sinks: 4, window: 64 };
 
@@ -105,7 +81,7 @@ function probeCases(tok: Tokenizer, s: ProbeSettings): ProbeCase[] {
 }
 
 /** Answer NLL (nats) and whether every answer token is the argmax, for one teacher-forced forward. */
-function scoreCase(model: DecoderLM, c: ProbeCase, memory: AttentionMemory | undefined): { nll: number; hit: boolean } {
+function scoreCase(model: DecoderLM, c: ProbeCase, memory: HybridMemory | undefined): { nll: number; hit: boolean } {
   return noGrad(() => scope(() => {
     const T = c.ids.length, V = model.cfg.vocabSize;
     const logits = contiguousData(model.forward(c.ids, 1, T, memory ? { memory } : {}));
@@ -132,7 +108,7 @@ export function probeRetrieval(model: DecoderLM, tok: Tokenizer, s: ProbeSetting
   const cases = probeCases(tok, s);
   const total = cases.length * (1 + cfg.nLayers * cfg.nKvHeads);
   let done = 0;
-  const run = (memory: (c: ProbeCase) => AttentionMemory | undefined): { nll: number; accuracy: number } => {
+  const run = (memory: (c: ProbeCase) => HybridMemory | undefined): { nll: number; accuracy: number } => {
     let nll = 0, hits = 0;
     for (const c of cases) {
       const r = scoreCase(model, c, memory(c));
@@ -147,7 +123,7 @@ export function probeRetrieval(model: DecoderLM, tok: Tokenizer, s: ProbeSetting
   for (let layer = 0; layer < cfg.nLayers; layer++) {
     for (let g = 0; g < cfg.nKvHeads; g++) {
       const only = new Map([[layer, [g]]]);
-      const r = run((c) => new StreamingHeadsMemory(cfg.nLayers, cfg.nKvHeads, cfg.headDim, c.ids.length, only, s.sinks, s.window));
+      const r = run((c) => streamingHeadsMemory(model, only, { sinks: s.sinks, window: s.window }, { maxLen: c.ids.length }));
       groups.push({ layer, kvGroup: g, nll: r.nll, harm: r.nll - baseline.nll, accuracy: r.accuracy });
     }
   }

@@ -4,14 +4,14 @@
  * 16-bit (`dtype: 'f16'`) for decode (token embeddings too: the gather converts rows, the tied head reads them
  * directly); norms, biases and learned positions stay float32.
  */
-import type { LoadedModel } from '../io/model-load.js';
-import { toF32, type RawTensor } from '../io/tensor-file.js';
-import { f32ArrayToF16 } from '../io/tensor-file.js';
-import { transpose2d } from '../io/weight-names.js';
+import type { LoadedModel } from './model-load.js';
+import { toF32, type RawTensor } from './tensor-file.js';
+import { f32ArrayToF16 } from './tensor-file.js';
+import { transpose2d } from './weight-names.js';
 import { tensor } from '../tensor/index.js';
-import { DecoderLM } from './transformer.js';
-import type { RecurformerSpec } from '../convert/spec.js';
-import { HalfWeight, type Weight } from './weights.js';
+import { DecoderLM } from '../model/transformer.js';
+import type { RecurformerSpec } from '../model/spec.js';
+import { HalfWeight, type Weight } from '../model/weights.js';
 
 export interface BuildOptions {
   /**
