@@ -56,9 +56,6 @@ function rowNorms(d: Float32Array, Tn: number, H: number, Dh: number, h: number)
   return out;
 }
 
-function outProjName(model: DecoderLM, l: number): string {
-  return model.cfg.arch === 'gpt2' ? `transformer.h.${l}.attn.c_proj.weight` : `model.layers.${l}.self_attn.o_proj.weight`;
-}
 
 /** Accumulates the evidence of every head and layer over samples (batch 1 per call). */
 export class WaiverEvidenceAcc {
@@ -81,7 +78,7 @@ export class WaiverEvidenceAcc {
     const o = T.contiguous(taps.get(`blk.${l}.head_out`)!), resid = T.contiguous(taps.get(`blk.${l}.resid`)!);
     const Tn = k.shape[1]!;
     const nRep = Hq / Hkv;
-    const wo = asTensor(this.model.w(outProjName(this.model, l))); // (D, Hq * Dh)
+    const wo = asTensor(this.model.family.outProjWeight(l)); // (D, Hq * Dh)
     for (let h = 0; h < Hq; h++) {
       const g = Math.floor(h / nRep);
       const vn = rowNorms(v.data, Tn, Hkv, Dh, g), kn = rowNorms(k.data, Tn, Hkv, Dh, g);

@@ -7,7 +7,7 @@
 import type { LoadedModel } from './model-load.js';
 import { toF32, type RawTensor } from './tensor-file.js';
 import { f32ArrayToF16 } from './tensor-file.js';
-import { transpose2d } from './weight-names.js';
+import { conv1dLayout } from './weight-names.js';
 import { tensor } from '../tensor/index.js';
 import { DecoderLM } from '../model/transformer.js';
 import type { RecurformerSpec } from '../model/spec.js';
@@ -27,7 +27,6 @@ export interface BuildOptions {
   share?: boolean;
 }
 
-const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
 
 /** 2-D weights that may be held in half precision: projections, and token embeddings (also the tied head). */
 function isMatrix(name: string, t: RawTensor): boolean {
@@ -38,7 +37,7 @@ export function buildModel(m: LoadedModel, opts: BuildOptions = {}, spec?: Recur
   const dtype = opts.dtype ?? 'f32';
   const weights = new Map<string, Weight>();
   for (const [name, raw0] of m.tensors) {
-    const raw = m.config.arch === 'gpt2' && CONV1D.test(name) ? transpose2d(raw0) : raw0;
+    const raw = conv1dLayout(m.config.arch, name, raw0);
     const sixteen = raw.dtype === 'F16' || raw.dtype === 'BF16';
     const half = isMatrix(name, raw) && !name.includes('.recurrent.') && (dtype === 'f16' || (dtype === 'keep' && sixteen));
     if (half) {

@@ -12,6 +12,7 @@
  */
 import { FormatError } from '../tensor/errors.js';
 import type { ModelConfig } from '../model/config.js';
+import { CONV1D } from '../model/gpt2.js';
 import { deferredTensor, numel, type RawTensor } from './tensor-file.js';
 
 type Layout = 'same' | 'permute-q' | 'permute-k' | 'transpose';
@@ -228,6 +229,14 @@ function permuteRows(t: RawTensor, heads: number, map: (h: number, i: number, j:
     }
   }
   return { ...t, data: dst };
+}
+
+/**
+ * A stored tensor in the model's nn.Linear (out, in) layout, or back: GPT-2 files keep its Conv1D matrices
+ * (c_attn, c_proj, c_fc) as (in, out). The transpose is its own inverse, so loading and saving both call this.
+ */
+export function conv1dLayout(arch: ModelConfig['arch'], name: string, t: RawTensor): RawTensor {
+  return arch === 'gpt2' && CONV1D.test(name) ? transpose2d(t) : t;
 }
 
 /** [a, b] -> [b, a], any dtype. */

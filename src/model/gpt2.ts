@@ -10,6 +10,7 @@ import type { Tensor } from '../tensor/index.js';
 import { ArgumentError } from '../tensor/errors.js';
 import type { ModelConfig } from './config.js';
 import { WeightTable, type Family } from './family.js';
+import { layerPrefix } from './spec.js';
 import type { Ops } from './ops.js';
 import { embeddingW, linearW, type Weight } from './weights.js';
 
@@ -45,7 +46,7 @@ export class Gpt2 implements Family {
     const t = new WeightTable(weights);
     const norm = (p: string): Norm => ({ w: t.f(`${p}.weight`), b: t.opt(`${p}.bias`) });
     this.layers = Array.from({ length: cfg.nLayers }, (_, l) => {
-      const p = `transformer.h.${l}`;
+      const p = layerPrefix(cfg, l);
       return {
         ln1: norm(`${p}.ln_1`), ln2: norm(`${p}.ln_2`),
         qkv: t.w(`${p}.attn.c_attn.weight`), qkvB: t.opt(`${p}.attn.c_attn.bias`),
@@ -60,7 +61,7 @@ export class Gpt2 implements Family {
   }
 
   prefix(l: number): string {
-    return `transformer.h.${l}`;
+    return layerPrefix(this.cfg, l);
   }
 
   private norm(n: Norm, x: Tensor): Tensor {

@@ -205,11 +205,6 @@ export class Layout {
     return tokens * this.cfg.nLayers * this.cfg.nKvHeads * this.cfg.headDim * 2 * BYTES_F32 * batch;
   }
 
-  /** KV heads each layer caches in full (its attention groups). */
-  kvHeadsPerLayer(): number[] {
-    return this.layers.map((L) => L.groups.attention.length);
-  }
-
   /** Parameters of the recurrent heads (what convert adds and training trains). */
   recurrentParams(): number {
     const D = this.cfg.dModel;

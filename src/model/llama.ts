@@ -11,6 +11,7 @@ import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { usesLocalRope, type ModelConfig } from './config.js';
 import { WeightTable, type Family } from './family.js';
+import { layerPrefix } from './spec.js';
 import type { Ops } from './ops.js';
 import { invFreqFor } from './rope.js';
 import { embeddingW, linearW, type Weight } from './weights.js';
@@ -53,7 +54,7 @@ export class Llama implements Family {
     const local = cfg.ropeLocalTheta === undefined ? global : invFreqFor(cfg, true);
     const post = cfg.postNorms === true;
     this.layers = Array.from({ length: cfg.nLayers }, (_, l) => {
-      const p = `model.layers.${l}`, a = `${p}.self_attn`;
+      const p = layerPrefix(cfg, l), a = `${p}.self_attn`;
       return {
         inNorm: t.f(`${p}.input_layernorm.weight`),
         mlpNorm: t.f(post ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`),
@@ -74,7 +75,7 @@ export class Llama implements Family {
   }
 
   prefix(l: number): string {
-    return `model.layers.${l}`;
+    return layerPrefix(this.cfg, l);
   }
 
   /** RMSNorm with the gain as the config applies it (w, or 1 + w for Gemma), in graph mode. */

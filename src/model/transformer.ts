@@ -79,11 +79,6 @@ export class DecoderLM {
     this.resolve();
   }
 
-  /** A weight by name (analysis and tools; the forward pass reads the family's fields). */
-  w(name: string): Weight {
-    return new WeightTable(this.weights).w(name);
-  }
-
   /** Trainable float32 parameters in a stable order. */
   parameters(): Tensor[] {
     return [...this.weights.values()].filter((w): w is Tensor => !(w instanceof HalfWeight));

@@ -7,7 +7,7 @@ import { loadModel, type LoadedModel } from '../io/model-load.js';
 import { storedFloatDtype, writeHfFolder } from '../io/model-save.js';
 import type { RawTensor } from '../io/tensor-file.js';
 import { loadTokenizer } from '../io/tokenizer-load.js';
-import { transpose2d, weightTable } from '../io/weight-names.js';
+import { conv1dLayout, weightTable } from '../io/weight-names.js';
 import { buildModel } from '../io/build.js';
 import { HalfWeight } from '../model/weights.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
@@ -16,7 +16,6 @@ import { ArgumentError, FormatError } from '../tensor/errors.js';
 import { Rng, type Tensor } from '../tensor/index.js';
 import type { Trainable } from './config.js';
 
-const CONV1D = /\.(c_attn|c_proj|c_fc)\.weight$/;
 /** Projections writing into the residual stream: scaled down at init by 1/sqrt(2 L) (GPT-2). */
 const RESIDUAL_OUT = /(o_proj|down_proj|attn\.c_proj|mlp\.c_proj)\.weight$/;
 
@@ -120,11 +119,10 @@ export function saveTrainedModel(dir: string, loaded: LoadedModel, model: Decode
   const tensors = new Map<string, RawTensor>();
   for (const [name, w] of model.weights) {
     // the weights' own arrays, not copies (written at once; a 1B model's copy was 5 GB at the end of training)
-    let raw: RawTensor = w instanceof HalfWeight
+    const stored: RawTensor = w instanceof HalfWeight
       ? { name, dtype: w.kind === 'bf16' ? 'BF16' : 'F16', shape: [...w.shape], data: w.data }
       : { name, dtype: 'F32', shape: [...w.shape], data: w.data };
-    if (model.cfg.arch === 'gpt2' && CONV1D.test(name)) raw = transpose2d(raw); // back to Conv1D's (in, out)
-    tensors.set(name, raw);
+    tensors.set(name, conv1dLayout(model.cfg.arch, name, stored)); // GPT-2: back to Conv1D's (in, out)
   }
   writeHfFolder(dir, {
     config: model.cfg, tensors, tokenizer: loaded.tokenizer, tokenizerSource: loaded.tokenizerSource,
