@@ -15,7 +15,7 @@
 import { cpus } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { getBackend } from '../src/tensor/backend.js';
-import { loadNative } from '../src/tensor/native.js';
+import { loadProbes } from './lib/hw.js';
 
 const backend = getBackend('native');
 const kern = backend.kernels;
@@ -79,7 +79,6 @@ function lastLevelCacheBytes(): number {
   return best;
 }
 
-const addon = loadNative().addon;
 console.log(`attention bench: simd=${backend.simd} threads=${backend.threads} cpu="${cpus()[0]?.model ?? '?'}"`);
 
 // ---- prefill / training shape ----------------------------------------------------------------------------------
@@ -125,10 +124,11 @@ console.log(`attention bench: simd=${backend.simd} threads=${backend.threads} cp
   console.log(`decode T=1 S=${S} Hq=${Hq} Hkv=${Hkv} Dh=${Dh}, K+V ${mib} MiB read once per call:`);
   console.log(`  hot  (one cache, may sit in the LLC):             ${rate(hot, bytes, 'GB/s')}`);
   console.log(`  cold (${copies} caches in turn, LLC ${(llc / 2 ** 20).toFixed(0)} MiB):          ${rate(cold, bytes, 'GB/s')}`);
-  if (addon?.measureBandwidth) {
-    const bw = addon.measureBandwidth(256 * 2 ** 20, 1, backend.threads);
-    console.log(`machine streaming read bandwidth (hw.cpp): ${bw.toFixed(1)} GB/s`);
+  const { probes, error } = loadProbes();
+  if (probes) {
+    const bw = probes.measureBandwidth(256 * 2 ** 20, 1, backend.threads);
+    console.log(`machine streaming read bandwidth (bench probes): ${bw.toFixed(1)} GB/s`);
   } else {
-    console.log('machine streaming read bandwidth: not measured here (hw.cpp has no measureBandwidth); ~20 GB/s expected');
+    console.log(`machine streaming read bandwidth: not measured (${error})`);
   }
 }

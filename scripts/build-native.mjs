@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the optional native backend (native/ -> native/build/Release/recurformer.node) with node-gyp.
+// Builds the optional native backend (native/ -> native/build/Release/recurformer.node) with node-gyp, and next to
+// it the benchmarks' hardware probes (recurformer_bench.node, native/src/bench/; only bench/ loads it).
 //
 // As the package's install script (npm_lifecycle_event=install) it does nothing when the addon is already built from
 // the current sources and loads in this Node. Re-runs are common: `npx recurformer` inside a clone makes npm install
@@ -31,12 +32,17 @@ if (process.env.RECURFORMER_SKIP_NATIVE && !explicit) {
   process.exit(0);
 }
 
+/** Every file under `dir`, subfolders included (native/src/bench holds the probes' sources). */
+function filesUnder(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]);
+}
+
 /** The addon exists, is newer than every source, and loads here (not built for another Node ABI or platform). */
 function upToDate() {
   if (!existsSync(addon)) return false;
   const built = statSync(addon).mtimeMs;
-  const src = join(native, 'src');
-  const sources = [join(native, 'binding.gyp'), ...readdirSync(src).map((f) => join(src, f))];
+  const sources = [join(native, 'binding.gyp'), ...filesUnder(join(native, 'src'))];
   if (sources.some((f) => statSync(f).mtimeMs > built)) return false;
   try {
     require(addon);

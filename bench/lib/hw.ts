@@ -2,8 +2,14 @@
  * Benchmark helpers: the native hardware probes (measured FMA peak and memory bandwidth) and a best-of timer.
  * Figures are reported against what this machine measurably delivers, not against datasheet numbers, because the
  * benchmarks run on VMs whose clocks, caches and memory channels are whatever the host hands out.
+ *
+ * The probes are not part of the production addon: `npm run build:native` builds them into their own module,
+ * native/build/Release/recurformer_bench.node (native/src/bench/probes.cpp), next to recurformer.node, and only
+ * this file loads it.
  */
-import type { NativeAddon } from '../../src/tensor/native.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { loadNative, type NativeAddon } from '../../src/tensor/native.js';
 
 /** Kernel set and blocking of the native packed GEMM (native/src/gemm.cpp). */
 export interface GemmInfo {
@@ -15,22 +21,55 @@ export interface GemmInfo {
   nc: number;
 }
 
-/** The addon functions the engine benchmark needs, all present. */
-export type BenchAddon = NativeAddon &
-  Required<Pick<NativeAddon, 'gemm' | 'gemmF16' | 'f32ToF16' | 'measureBandwidth'>> & {
-    /** isa 'avx512' measures zmm FMAs (NaN without AVX-512F); the default is AVX2. */
-    measureFmaPeak(seconds: number, threads: number, isa?: 'avx2' | 'avx512'): number;
-    gemmInfo(): GemmInfo;
-  };
+/**
+ * The hardware probes of recurformer_bench.node. Both run on that module's own thread pool: `threads` is capped at
+ * its size (RECURFORMER_THREADS, else every core, like the production addon's pool).
+ */
+export interface Probes {
+  /** Measured FMA GFLOPS over `seconds`; isa 'avx512' measures zmm FMAs (NaN without AVX-512F), default AVX2. */
+  measureFmaPeak(seconds: number, threads: number, isa?: 'avx2' | 'avx512'): number;
+  /** Streaming-read GB/s (1e9 bytes per second) over a buffer of `bytes`, best pass within `seconds`. */
+  measureBandwidth(bytes: number, seconds: number, threads: number): number;
+}
 
+export interface ProbesLoad {
+  probes: Probes | null;
+  /** Why the module is unavailable (null when it loaded). */
+  error: string | null;
+  path: string;
+}
+
+/** Loads recurformer_bench.node from the folder of the production addon (so RECURFORMER_NATIVE_PATH moves both). */
+export function loadProbes(addonPath = loadNative().path): ProbesLoad {
+  const path = join(dirname(addonPath), 'recurformer_bench.node');
+  try {
+    const probes = createRequire(import.meta.url)(path) as Probes;
+    if (typeof probes.measureFmaPeak !== 'function' || typeof probes.measureBandwidth !== 'function') {
+      return { probes: null, error: `${path} lacks the probes; rebuild it`, path };
+    }
+    return { probes, error: null, path };
+  } catch (e) {
+    return { probes: null, error: (e as Error).message.split('\n')[0]!, path };
+  }
+}
+
+/** The addon functions the engine benchmark needs, all present, with the probes of recurformer_bench.node. */
+export type BenchAddon = NativeAddon & Required<Pick<NativeAddon, 'gemm' | 'gemmF16' | 'f32ToF16'>> & Probes & {
+  gemmInfo(): GemmInfo;
+};
+
+/** The production addon plus the hardware probes, or an error that says what to build. */
 export function requireBenchAddon(addon: NativeAddon | null, why: string | null): BenchAddon {
   if (!addon) throw new Error(`native addon unavailable (${why ?? 'unknown'}); run \`npm run build:native\``);
   const fns = addon as unknown as Record<string, unknown>;
-  const missing = ['gemm', 'gemmF16', 'f32ToF16', 'measureFmaPeak', 'measureBandwidth', 'gemmInfo'].filter(
-    (n) => typeof fns[n] !== 'function',
-  );
+  const missing = ['gemm', 'gemmF16', 'f32ToF16', 'gemmInfo'].filter((n) => typeof fns[n] !== 'function');
   if (missing.length > 0) throw new Error(`native addon lacks ${missing.join(', ')}; rebuild it`);
-  return addon as unknown as BenchAddon;
+  const { probes, error } = loadProbes();
+  if (!probes) {
+    throw new Error(`benchmark probes unavailable (${error ?? 'unknown'}); \`npm run build:native\` builds ` +
+      'native/build/Release/recurformer_bench.node next to the addon');
+  }
+  return { ...fns, measureFmaPeak: probes.measureFmaPeak, measureBandwidth: probes.measureBandwidth } as unknown as BenchAddon;
 }
 
 export interface HwFigures {

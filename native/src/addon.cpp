@@ -1,4 +1,5 @@
-// Module entry: registers every kernel file's functions and a few informational ones.
+// Module entry of the production addon: registers every kernel file's functions and a few informational ones.
+// (The benchmark's hardware probes are a separate module, native/src/bench/probes.cpp.)
 #include "common.h"
 
 static Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -18,14 +19,13 @@ static Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("info", Napi::Function::New(env, Info, "info"));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  rf::export_fn<Info>(env, exports, "info");
+  rf::export_fn<SetThreads>(env, exports, "setThreads");
   register_gemm(env, exports);
   register_elementwise(env, exports);
   register_norms(env, exports);
   register_attention(env, exports);
   register_optim(env, exports);
-  register_hw(env, exports);
   register_bf16(env, exports);
   register_ssd(env, exports);
   register_rope(env, exports);

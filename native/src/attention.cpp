@@ -170,6 +170,6 @@ Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_attention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
-  exports.Set("attentionGrad", Napi::Function::New(env, AttentionGrad, "attentionGrad"));
+  rf::export_fn<Attention>(env, exports, "attention");
+  rf::export_fn<AttentionGrad>(env, exports, "attentionGrad");
 }

@@ -172,11 +172,11 @@ struct Bwd {
     zero_parallel(gq, nGq);
     zero_parallel(gk, g.B * g.S * g.Hkv * g.Dh);
     zero_parallel(gv, g.B * g.S * g.Hkv * g.Dh);
-    std::vector<float> partial;
     gqDest.assign(static_cast<size_t>(nt), gq);
+    // Several items of one (batch, KV head) may run at once when its keys are split: each thread accumulates its
+    // dQ privately (zeroed buffers).
+    rf::Buffer<float> partial(nChunks > 1 ? static_cast<size_t>((nt - 1) * nGq) : 0);
     if (nChunks > 1) {
-      // Several items of one (batch, KV head) may run at once: each thread accumulates its dQ privately.
-      partial.assign(static_cast<size_t>((nt - 1) * nGq), 0.0f);
       for (int t = 1; t < nt; ++t) gqDest[t] = partial.data() + (t - 1) * nGq;
     }
     run_items(groups * nChunks, [&](int64_t it, int tid) { item(it, tid); });

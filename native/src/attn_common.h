@@ -150,16 +150,14 @@ inline void zero_parallel(float* x, int64_t n) {
 }
 
 // Per-thread scratch, grown on demand and kept: decode calls this dozens of times per token, and large fresh
-// allocations would come back as page faults every time.
+// allocations would come back as page faults every time. A failed allocation throws rf::ScratchError.
 inline float* scratch_f(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  thread_local rf::Scratch<float> buf;
+  return buf.get(n);
 }
 inline signed char* scratch_status(size_t n) {
-  thread_local std::vector<signed char> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  thread_local rf::Scratch<signed char> buf;
+  return buf.get(n);
 }
 inline std::vector<std::pair<int64_t, int64_t>>& scratch_blocks() {
   thread_local std::vector<std::pair<int64_t, int64_t>> v;

@@ -286,7 +286,7 @@ struct Fwd {
       // Split-K: partial (m, l, O) per (tile, split), merged with the log-sum-exp rule
       // m = max_s m_s, l = sum_s l_s e^(m_s - m), O = sum_s O_s e^(m_s - m).
       const int64_t part = R * (g.Dh + 2);
-      std::vector<float> partials(static_cast<size_t>(plan.nTiles * plan.nSplit * part));
+      rf::Buffer<float> partials(static_cast<size_t>(plan.nTiles * plan.nSplit * part));
       run_items(plan.nTiles * plan.nSplit, [&](int64_t it, int) {
         // Split-major order: the threads start on different tiles' first splits.
         const int64_t t = it % plan.nTiles, s = it / plan.nTiles;

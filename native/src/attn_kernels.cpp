@@ -478,10 +478,8 @@ const KernelTable kAvx2 = {dots_avx2,     gemm_avx2,  softmax_row_avx2, softmax_
 }  // namespace
 
 const KernelTable& attn_kernels() {
-#if RF_X86
-  if (has_avx2()) return kAvx2;
-#endif
-  return kScalar;
+  static const KernelTable& t = pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
 }
 
 }  // namespace attn

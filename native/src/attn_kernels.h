@@ -1,9 +1,9 @@
 // Micro-kernels of the attention forward and backward passes (the drivers: attn_forward.cpp, attn_backward.cpp).
 //
 // Every kernel exists twice with identical semantics: an AVX2+FMA version (compiled per function with RF_AVX2)
-// and a portable scalar version. attn_kernels() picks the table once, at run time, so the baseline build runs on
-// any x86-64 and RECURFORMER_SIMD=scalar exercises the fallback. The drivers only see this table, which keeps
-// the tiling / masking / online-softmax logic in one place for both instruction sets.
+// and a portable scalar version. attn_kernels() picks the table once, at run time, with rf::pick (common.h), so
+// the baseline build runs on any x86-64 and RECURFORMER_SIMD=scalar exercises the fallback. The drivers only see
+// this table, which keeps the tiling / masking / online-softmax logic in one place for both instruction sets.
 #pragma once
 #include <cstdint>
 

@@ -66,15 +66,29 @@ RF_AVX2 void rows_avx2(int64_t n0, int64_t n1, int64_t M, int64_t K, const float
 }
 #endif
 
+// The family's kernel table (rf::pick, common.h).
+struct Bf16Kernels {
+  // Rows [n0, n1) of C (M, N) = A (M, K) . W^T + beta * C for a bfloat16 W (N, K).
+  void (*rows)(int64_t n0, int64_t n1, int64_t M, int64_t K, const float* a, const uint16_t* w, float beta, float* c,
+               int64_t N);
+};
+
+const Bf16Kernels kScalar = {rows_scalar};
+#if RF_X86
+const Bf16Kernels kAvx2 = {rows_avx2};
+#endif
+
+const Bf16Kernels& kernels() {
+  static const Bf16Kernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 }  // namespace
 
 // Rows [n0, n1) of C = A . W^T + beta * C for a bfloat16 W (N, K), on the calling thread.
 void rf::bf16_rows(int64_t n0, int64_t n1, int64_t M, int64_t K, const float* a, const uint16_t* w, float beta,
                    float* c, int64_t N) {
-#if RF_X86
-  if (rf::has_avx2()) return rows_avx2(n0, n1, M, K, a, w, beta, c, N);
-#endif
-  rows_scalar(n0, n1, M, K, a, w, beta, c, N);
+  kernels().rows(n0, n1, M, K, a, w, beta, c, N);
 }
 
 namespace {
@@ -117,6 +131,6 @@ Napi::Value BF16ToF32(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_bf16(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemmBF16", Napi::Function::New(env, GemmBF16, "gemmBF16"));
-  exports.Set("bf16ToF32", Napi::Function::New(env, BF16ToF32, "bf16ToF32"));
+  rf::export_fn<GemmBF16>(env, exports, "gemmBF16");
+  rf::export_fn<BF16ToF32>(env, exports, "bf16ToF32");
 }

@@ -1,15 +1,18 @@
-// Shared helpers for every kernel file: argument extraction with typed errors, SIMD dispatch, the thread pool.
+// Shared helpers for every kernel file: instruction-set dispatch, checked scratch memory, guarded bindings, the
+// thread pool, argument extraction with typed errors, half floats.
 #pragma once
 #include <napi.h>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <new>
 #include <string>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RF_X86 1
-// Marks a function compiled for AVX2 + FMA + F16C; call it only when rf::has_avx2() is true.
+// Marks a function compiled for AVX2 + FMA + F16C; only functions in an AVX2 kernel table (or called from one) carry it.
 #define RF_AVX2 __attribute__((target("avx2,fma,f16c")))
 #include <immintrin.h>
 #else
@@ -17,12 +20,126 @@
 #define RF_AVX2
 #endif
 
+// A table that exists only in x86 builds, for rf::pick: its address there, nullptr elsewhere.
+#if RF_X86
+#define RF_X86_TABLE(t) (&(t))
+#else
+#define RF_X86_TABLE(t) nullptr
+#endif
+
 namespace rf {
 
-// ---- run-time CPU features -------------------------------------------------------------------------------
-// True when the CPU has AVX2, FMA and F16C and RECURFORMER_SIMD is not "scalar".
-bool has_avx2();
+// ---- instruction-set dispatch ------------------------------------------------------------------------------
+// One style for every kernel family, modelled on the GEMM's KernelSet (gemm_internal.h): the functions that exist
+// once per instruction set are gathered in a struct of function pointers, the family's kernel table; the family
+// defines one constant table per instruction set it is written for (always a portable scalar one) and rf::pick()
+// chooses one, once, at first use. Drivers and bindings call only through the chosen table: nothing else tests CPU
+// features, and code that is the same for every instruction set (argument checks, threading, tiling) is compiled
+// once, for the baseline ISA. The tables: gemm (rf::gemm::KernelSet), attention (rf::attn::KernelTable), and one
+// per file in bf16.cpp, elementwise.cpp, ew_reduce.cpp, ew_move.cpp, norms.cpp, softmax.cpp, rope.cpp and
+// optim.cpp. ssdStep has a single portable implementation and no table.
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// The widest instruction set this process uses: AVX-512F (when the OS saves zmm state) over AVX2 + FMA + F16C over
+// scalar. RECURFORMER_SIMD=scalar forces the portable tables, RECURFORMER_SIMD=avx2 stops at AVX2. Detected once.
+Isa cpu_isa();
+// "avx2" or "scalar": the element-wise tables in use (AVX-512 only changes the GEMM; gemmInfo() reports its set).
 const char* simd_name();
+
+// The table of the widest instruction set that both the CPU allows and the family has (nullptr: not written for it).
+template <class Table>
+const Table& pick(const Table& scalar, const Table* avx2, const Table* avx512 = nullptr) {
+  const Isa isa = cpu_isa();
+  if (avx512 != nullptr && isa >= Isa::kAvx512) return *avx512;
+  if (avx2 != nullptr && isa >= Isa::kAvx2) return *avx2;
+  return scalar;
+}
+
+// ---- scratch memory ------------------------------------------------------------------------------------------
+// Every temporary a kernel sizes from its arguments comes from Buffer or Scratch, so that running out of memory is an
+// error the caller sees, not a crash: a failed allocation throws ScratchError, the thread pool carries an exception
+// from a worker over to the calling thread, and the binding guard (export_fn) turns it into a JS Error naming the
+// kernel. The kernel's outputs are then partly written. RECURFORMER_SCRATCH_TEST_LIMIT=<bytes> (tests only) makes
+// every request larger than that fail as if memory had run out.
+class ScratchError : public std::bad_alloc {
+ public:
+  explicit ScratchError(size_t bytes);
+  size_t bytes() const { return bytes_; }
+  const char* what() const noexcept override { return msg_; }
+
+ private:
+  size_t bytes_;
+  char msg_[96];
+};
+
+// `bytes` of zeroed memory aligned to 64 bytes, or ScratchError. Release with scratch_free.
+void* scratch_alloc(size_t bytes);
+void scratch_free(void* p) noexcept;
+
+// An owned array of n zero-initialised elements (T trivially copyable), freed when it goes out of scope.
+template <class T>
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t n) : p_(n ? static_cast<T*>(scratch_alloc(n * sizeof(T))) : nullptr), n_(n) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { scratch_free(p_); }
+  T* data() const { return p_; }
+  size_t size() const { return n_; }
+  T& operator[](size_t i) const { return p_[i]; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// A buffer that only grows, for thread_local scratch (pool threads live as long as the process, so after the first
+// calls nothing is allocated): get(n) returns room for n elements; growing discards the contents (the new memory is
+// zeroed).
+template <class T>
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { scratch_free(p_); }
+  T* get(size_t n) {
+    if (n > cap_) {
+      const size_t cap = n > cap_ + cap_ / 2 ? n : cap_ + cap_ / 2;
+      T* p = static_cast<T*>(scratch_alloc(cap * sizeof(T)));  // throws before the old buffer is released
+      scratch_free(p_);
+      p_ = p;
+      cap_ = cap;
+    }
+    return p_;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// ---- bindings -------------------------------------------------------------------------------------------------
+// Every exported function is registered with export_fn<F>(env, exports, "name"): F runs inside a guard that turns a
+// C++ exception leaving it (ScratchError, std::bad_alloc, std::system_error from a thread start, ...) into a thrown JS
+// Error "recurformer native <name>: ..." instead of terminating the process. (The addon is built with
+// NAPI_DISABLE_CPP_EXCEPTIONS: argument errors are thrown as JS exceptions directly, see ArgReader.)
+Napi::Value throw_js(const Napi::CallbackInfo& info, std::exception_ptr e);
+
+template <Napi::Function::Callback F>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (...) {
+    return throw_js(info, std::current_exception());
+  }
+}
+
+template <Napi::Function::Callback F>
+void export_fn(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New<guarded<F>>(env, name, const_cast<char*>(name)));
+}
 
 // ---- waiting ---------------------------------------------------------------------------------------------
 // A counter that threads wait on until it changes. A waiter spins for a short bounded time (20 us; none when the pool
@@ -70,12 +187,17 @@ class Barrier {
 // and a caller waiting for workers wait on Events (above): bounded spinning, then sleep.
 int num_threads();
 void set_num_threads(int n);
+// Exceptions: a task that throws (on any thread) does not take the process down: the first exception is rethrown on
+// the calling thread once every thread has left the job. A job whose threads meet at a Barrier must not throw
+// between barriers (a thread that left would never arrive); the packed GEMM reserves its scratch before the first.
+//
 // Runs fn(tid, nthreads) once on each of nthreads threads (tid 0 is the caller) and waits for all of them.
 // Nested calls from inside a task run serially on the calling thread.
 void parallel_run(const std::function<void(int tid, int nthreads)>& fn);
 // Runs fn(item, tid) once for every item in [0, n), items handed out in order from a shared counter to whichever
 // threads are running (tid: the pool thread, 0 for the caller; a thread runs its items one after another). The
 // caller does not wait for a worker that has not started, so a worker descheduled by other load costs nothing.
+// After an item throws, no further items start.
 void parallel_claim(int64_t n, const std::function<void(int64_t item, int tid)>& fn);
 // Splits [0, n) into contiguous ranges of at least `grain` items (at most one per thread) and runs fn(begin, end)
 // on them in parallel (through parallel_claim: any thread may take any range).
@@ -155,7 +277,6 @@ void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_norms(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_optim(Napi::Env env, Napi::Object exports);
-void register_hw(Napi::Env env, Napi::Object exports);
 void register_bf16(Napi::Env env, Napi::Object exports);
 void register_ssd(Napi::Env env, Napi::Object exports);
 void register_rope(Napi::Env env, Napi::Object exports);

@@ -26,6 +26,20 @@ constexpr int kUnaryCount = 14;
 enum Binary : int { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3, kMax = 4, kMin = 5 };
 constexpr int kBinaryCount = 6;
 
+// The family's kernel table (rf::pick, common.h): a scalar and an AVX2 instance, defined after the kernels.
+struct EwKernels {
+  // y[0:n] = f(x[0:n]) and gx[0:n] = gy * f'(x) (y = f(x)), one entry per UnaryOp code.
+  void (*unary[kUnaryCount])(const float* x, float* y, int64_t n);
+  void (*unary_grad[kUnaryCount])(const float* x, const float* y, const float* gy, float* gx, int64_t n);
+  // The inner (last, after coalescing) axis of a binary op: out[i] = a[i * sa] (op) b[i * sb] for i < n, one entry
+  // per BinaryOp code.
+  void (*binary[kBinaryCount])(const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n);
+  void (*affine)(const float* x, double m, double c, float* y, int64_t n);  // y = x m + c
+  void (*axpy)(double alpha, const float* x, float* y, int64_t n);        // y += alpha x
+  double (*sumsq)(const float* x, int64_t n);                              // sum of x^2 in double
+};
+const EwKernels& kernels();
+
 // Splitting pays once each chunk outweighs the pool hand-off (a few µs when both cores are free; measured on the
 // 2-core dev machine: silu breaks even near 8K elements, copy-like ops near 32K-64K).
 constexpr int64_t kCheapGrain = 32768;
@@ -210,39 +224,19 @@ RF_AVX2 void unary_grad_avx2(const float* x, const float* y, const float* gy, fl
     _mm256_maskstore_ps(gx + i, m, _mm256_mul_ps(_mm256_maskload_ps(gy + i, m), d));
   }
 }
-#endif
 
+// The AVX2 table's entry for an op: the vector form where there is one.
 template <int OP>
-void unary_range(bool avx, const float* x, float* y, int64_t n) {
-#if RF_X86
-  if constexpr (has_vec_fwd(OP)) {
-    if (avx) return unary_avx2<OP>(x, y, n);
-  }
-#endif
-  (void)avx;
-  unary_scalar<OP>(x, y, n);
+constexpr auto unary_avx2_entry() {
+  if constexpr (has_vec_fwd(OP)) return &unary_avx2<OP>;
+  else return &unary_scalar<OP>;
 }
-
 template <int OP>
-void unary_grad_range(bool avx, const float* x, const float* y, const float* gy, float* gx, int64_t n) {
-#if RF_X86
-  if constexpr (has_vec_grad(OP)) {
-    if (avx) return unary_grad_avx2<OP>(x, y, gy, gx, n);
-  }
+constexpr auto unary_grad_avx2_entry() {
+  if constexpr (has_vec_grad(OP)) return &unary_grad_avx2<OP>;
+  else return &unary_grad_scalar<OP>;
+}
 #endif
-  (void)avx;
-  unary_grad_scalar<OP>(x, y, gy, gx, n);
-}
-
-using UnaryFn = void (*)(bool, const float*, float*, int64_t);
-using UnaryGradFn = void (*)(bool, const float*, const float*, const float*, float*, int64_t);
-
-template <int... OPS>
-constexpr auto make_unary_table(std::integer_sequence<int, OPS...>) {
-  struct T { UnaryFn f[sizeof...(OPS)]; UnaryGradFn g[sizeof...(OPS)]; };
-  return T{{&unary_range<OPS>...}, {&unary_grad_range<OPS>...}};
-}
-constexpr auto kUnaryTable = make_unary_table(std::make_integer_sequence<int, kUnaryCount>{});
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   ArgReader r(info, "unary");
@@ -254,10 +248,8 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   if (op < 0 || op >= kUnaryCount) range_error(r, "unknown UnaryOp " + std::to_string(op));
   need_len(r, "y", ny, static_cast<int64_t>(nx), "x.length");
   if (!r.ok) return info.Env().Undefined();
-  UnaryFn f = kUnaryTable.f[op];
-  bool avx = rf::has_avx2();
-  pfor(static_cast<int64_t>(nx), unary_grain(static_cast<int>(op)),
-                   [&](int64_t b, int64_t e) { f(avx, x + b, y + b, e - b); });
+  const auto f = kernels().unary[op];
+  pfor(static_cast<int64_t>(nx), unary_grain(static_cast<int>(op)), [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
   return info.Env().Undefined();
 }
 
@@ -276,10 +268,8 @@ Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
   need_len(r, "gy", ngy, n, "x.length");
   need_len(r, "gx", ngx, n, "x.length");
   if (!r.ok) return info.Env().Undefined();
-  UnaryGradFn g = kUnaryTable.g[op];
-  bool avx = rf::has_avx2();
-  pfor(n, unary_grain(static_cast<int>(op)),
-                   [&](int64_t b, int64_t e) { g(avx, x + b, y + b, gy + b, gx + b, e - b); });
+  const auto g = kernels().unary_grad[op];
+  pfor(n, unary_grain(static_cast<int>(op)), [&](int64_t b, int64_t e) { g(x + b, y + b, gy + b, gx + b, e - b); });
   return info.Env().Undefined();
 }
 
@@ -295,9 +285,6 @@ inline float bin_s(float a, float b) {
   if constexpr (OP == kMin) return a <= b ? a : b;
   return 0.f;
 }
-
-// The inner (last, after coalescing) axis of a binary op: n elements, element strides sa and sb.
-using InnerFn = void (*)(const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n);
 
 template <int OP>
 void inner_scalar(const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
@@ -360,17 +347,6 @@ RF_AVX2 void inner_avx2(const float* a, int64_t sa, const float* b, int64_t sb, 
   inner_scalar<OP>(a, sa, b, sb, out, n);
 }
 #endif
-
-template <int... OPS>
-constexpr auto make_binary_table(std::integer_sequence<int, OPS...>) {
-  struct T { InnerFn scalar[sizeof...(OPS)]; InnerFn avx[sizeof...(OPS)]; };
-#if RF_X86
-  return T{{&inner_scalar<OPS>...}, {&inner_avx2<OPS>...}};
-#else
-  return T{{&inner_scalar<OPS>...}, {&inner_scalar<OPS>...}};
-#endif
-}
-constexpr auto kBinaryTable = make_binary_table(std::make_integer_sequence<int, kBinaryCount>{});
 
 constexpr int kMaxRank = 8;
 
@@ -451,7 +427,7 @@ Napi::Value BinaryK(const Napi::CallbackInfo& info) {
   const BDim inner = dims[k - 1];
   const int outer_rank = k - 1;
   const int64_t rows = total / inner.n;
-  InnerFn f = rf::has_avx2() ? kBinaryTable.avx[op] : kBinaryTable.scalar[op];
+  const auto f = kernels().binary[op];
   pfor(rows, grain_rows(inner.n, kCheapGrain), [&](int64_t rb, int64_t re) {
     // Position the odometer of the outer axes at row rb.
     int64_t idx[kMaxRank] = {0};
@@ -551,6 +527,30 @@ RF_AVX2 double sumsq_avx2(const float* x, int64_t n) {
 }
 #endif
 
+// ---- the kernel tables -----------------------------------------------------------------------------------------
+
+template <int... U, int... B>
+constexpr EwKernels scalar_table(std::integer_sequence<int, U...>, std::integer_sequence<int, B...>) {
+  return EwKernels{{&unary_scalar<U>...}, {&unary_grad_scalar<U>...}, {&inner_scalar<B>...}, affine_scalar,
+                   axpy_scalar, sumsq_scalar};
+}
+constexpr EwKernels kScalar = scalar_table(std::make_integer_sequence<int, kUnaryCount>{},
+                                           std::make_integer_sequence<int, kBinaryCount>{});
+#if RF_X86
+template <int... U, int... B>
+constexpr EwKernels avx2_table(std::integer_sequence<int, U...>, std::integer_sequence<int, B...>) {
+  return EwKernels{{unary_avx2_entry<U>()...}, {unary_grad_avx2_entry<U>()...}, {&inner_avx2<B>...}, affine_avx2,
+                   axpy_avx2, sumsq_avx2};
+}
+constexpr EwKernels kAvx2 = avx2_table(std::make_integer_sequence<int, kUnaryCount>{},
+                                       std::make_integer_sequence<int, kBinaryCount>{});
+#endif
+
+const EwKernels& kernels() {
+  static const EwKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 Napi::Value Affine(const Napi::CallbackInfo& info) {
   ArgReader r(info, "affine");
   size_t nx = 0, ny = 0;
@@ -558,14 +558,8 @@ Napi::Value Affine(const Napi::CallbackInfo& info) {
   const double m = r.num(1), c = r.num(2);
   float* y = r.f32(3, &ny);
   if (!r.ok || !need_len(r, "y", ny, static_cast<int64_t>(nx), "x.length")) return info.Env().Undefined();
-  bool avx = rf::has_avx2();
-  pfor(static_cast<int64_t>(nx), kCheapGrain, [&](int64_t b, int64_t e) {
-#if RF_X86
-    if (avx) return affine_avx2(x + b, m, c, y + b, e - b);
-#endif
-    (void)avx;
-    affine_scalar(x + b, m, c, y + b, e - b);
-  });
+  const auto f = kernels().affine;
+  pfor(static_cast<int64_t>(nx), kCheapGrain, [&](int64_t b, int64_t e) { f(x + b, m, c, y + b, e - b); });
   return info.Env().Undefined();
 }
 
@@ -576,14 +570,8 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   const float* x = r.f32(1, &nx);
   float* y = r.f32(2, &ny);
   if (!r.ok || !need_len(r, "y", ny, static_cast<int64_t>(nx), "x.length")) return info.Env().Undefined();
-  bool avx = rf::has_avx2();
-  pfor(static_cast<int64_t>(nx), kCheapGrain, [&](int64_t b, int64_t e) {
-#if RF_X86
-    if (avx) return axpy_avx2(alpha, x + b, y + b, e - b);
-#endif
-    (void)avx;
-    axpy_scalar(alpha, x + b, y + b, e - b);
-  });
+  const auto f = kernels().axpy;
+  pfor(static_cast<int64_t>(nx), kCheapGrain, [&](int64_t b, int64_t e) { f(alpha, x + b, y + b, e - b); });
   return info.Env().Undefined();
 }
 
@@ -593,14 +581,8 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   const float* x = r.f32(0, &nx);
   if (!r.ok) return info.Env().Undefined();
   const int64_t n = static_cast<int64_t>(nx);
-  bool avx = rf::has_avx2();
-  auto part = [&](int64_t b, int64_t e) {
-#if RF_X86
-    if (avx) return sumsq_avx2(x + b, e - b);
-#endif
-    (void)avx;
-    return sumsq_scalar(x + b, e - b);
-  };
+  const auto sumsq = kernels().sumsq;
+  auto part = [&](int64_t b, int64_t e) { return sumsq(x + b, e - b); };
   // Fixed split into per-thread partials, added in thread order.
   const int64_t grain = 32768;
   double total = 0;
@@ -608,14 +590,14 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   if (n <= grain || nt <= 1) {
     total = part(0, n);
   } else {
-    std::vector<double> partial(static_cast<size_t>(nt), 0.0);
+    rf::Buffer<double> partial(static_cast<size_t>(nt));
     int64_t max_chunks = (n + grain - 1) / grain;
     rf::parallel_run([&](int tid, int nthreads) {
       int64_t chunks = nthreads < max_chunks ? nthreads : max_chunks;
       if (tid >= chunks) return;
       partial[static_cast<size_t>(tid)] = part(n * tid / chunks, n * (tid + 1) / chunks);
     });
-    for (double p : partial) total += p;
+    for (int t = 0; t < nt; ++t) total += partial[static_cast<size_t>(t)];
   }
   return Napi::Number::New(info.Env(), total);
 }
@@ -626,12 +608,12 @@ void register_ew_reduce(Napi::Env env, Napi::Object exports);
 void register_ew_move(Napi::Env env, Napi::Object exports);
 
 void register_elementwise(Napi::Env env, Napi::Object exports) {
-  exports.Set("unary", Napi::Function::New(env, Unary, "unary"));
-  exports.Set("unaryGrad", Napi::Function::New(env, UnaryGrad, "unaryGrad"));
-  exports.Set("binary", Napi::Function::New(env, BinaryK, "binary"));
-  exports.Set("affine", Napi::Function::New(env, Affine, "affine"));
-  exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
-  exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  rf::export_fn<Unary>(env, exports, "unary");
+  rf::export_fn<UnaryGrad>(env, exports, "unaryGrad");
+  rf::export_fn<BinaryK>(env, exports, "binary");
+  rf::export_fn<Affine>(env, exports, "affine");
+  rf::export_fn<Axpy>(env, exports, "axpy");
+  rf::export_fn<SumSquares>(env, exports, "sumSquares");
   register_ew_reduce(env, exports);
   register_ew_move(env, exports);
 }

@@ -14,6 +14,20 @@ using namespace rf::ew;
 
 constexpr int kMaxRank = 8;
 
+// The family's kernel table (rf::pick, common.h), defined after the kernels.
+struct MoveKernels {
+  // copyStrided tiles of a pure transpose (row stride 1): out0[r * n + i] = p0[r + i * is] for rows [r0, r1), i < n.
+  void (*transpose_tile)(const float* p0, int64_t is, float* out0, int64_t n, int64_t r0, int64_t r1);
+  // dst[0:w] += src[0:w] (the scatter-adds of gatherGrad and embeddingGrad).
+  void (*add_row)(float* dst, const float* src, int64_t w);
+  // conv1dCausal forward and backward over rows [rb, re) of the flattened (B * T) axis (see conv_*_body).
+  void (*conv_fwd)(const float* x, const float* wt, const float* bias, int64_t T, int64_t C, int64_t K, float* y,
+                   int64_t rb, int64_t re);
+  void (*conv_bwd)(const float* x, const float* wt, const float* gy, int64_t T, int64_t C, int64_t K, float* gx,
+                   float* acc, bool want_bias, int64_t rb, int64_t re);
+};
+const MoveKernels& kernels();
+
 // Column block width for the scatter-adds: as wide as possible while still giving every thread work; multiples of
 // 16 floats keep blocks on separate cache lines (no false sharing between threads).
 int64_t column_block(int64_t tasks_outer, int64_t width, int64_t total_work) {
@@ -46,6 +60,10 @@ void copy_tile_scalar(const float* p0, int64_t rs, int64_t is, float* out0, int6
       for (int64_t i = i0; i < i1; ++i) out[i] = p[i * is];
     }
   }
+}
+
+void transpose_tile_scalar(const float* p0, int64_t is, float* out0, int64_t n, int64_t r0, int64_t r1) {
+  copy_tile_scalar(p0, 1, is, out0, n, r0, r1);
 }
 
 #if RF_X86
@@ -90,7 +108,7 @@ void copy_tiled(const float* base, const SDim* dims, int k, float* dst, int64_t 
   const SDim rd = dims[k - 2], in = dims[k - 1];
   const int64_t planes = total / (rd.n * in.n);
   const int64_t row_tiles = (rd.n + kTileR - 1) / kTileR;
-  const bool avx = rf::has_avx2();
+  const auto transpose_tile = kernels().transpose_tile;
   pfor(planes * row_tiles, grain_rows(kTileR * in.n, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t plane = t / row_tiles, r0 = (t % row_tiles) * kTileR;
@@ -101,14 +119,10 @@ void copy_tiled(const float* base, const SDim* dims, int k, float* dst, int64_t 
         rem /= dims[d].n;
       }
       float* out = dst + plane * rd.n * in.n;
-#if RF_X86
-      if (avx && rd.s == 1) {
-        copy_tile_t8(base + so, in.s, out, in.n, r0, r1);
-        continue;
-      }
-#endif
-      (void)avx;
-      copy_tile_scalar(base + so, rd.s, in.s, out, in.n, r0, r1);
+      if (rd.s == 1)
+        transpose_tile(base + so, in.s, out, in.n, r0, r1);
+      else
+        copy_tile_scalar(base + so, rd.s, in.s, out, in.n, r0, r1);
     }
   });
 }
@@ -235,13 +249,6 @@ void add_row_scalar(float* dst, const float* src, int64_t w) { add_row_body(dst,
 #if RF_X86
 RF_AVX2 void add_row_avx2(float* dst, const float* src, int64_t w) { add_row_body(dst, src, w); }
 #endif
-inline void add_row(bool avx, float* dst, const float* src, int64_t w) {
-#if RF_X86
-  if (avx) return add_row_avx2(dst, src, w);
-#endif
-  (void)avx;
-  add_row_scalar(dst, src, w);
-}
 
 Napi::Value GatherGrad(const Napi::CallbackInfo& info) {
   ArgReader r(info, "gatherGrad");
@@ -256,14 +263,14 @@ Napi::Value GatherGrad(const Napi::CallbackInfo& info) {
   need_len(r, "gx", ngx, mul(mul(outer, n), inner), "outer * n * inner");
   if (!r.ok || !check_indices(r, "idx", idx, nidx, n, "n")) return info.Env().Undefined();
   if (mul(mul(outer, m), inner) == 0) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
+  const auto add_row = kernels().add_row;
   const int64_t w = column_block(outer, inner, outer * m * inner);
   const int64_t blocks = (inner + w - 1) / w;
   pfor(outer * blocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = t / blocks, i0 = (t % blocks) * w, wi = inner - i0 < w ? inner - i0 : w;
       for (int64_t j = 0; j < m; ++j) {
-        add_row(avx, gx + (o * n + idx[j]) * inner + i0, gout + (o * m + j) * inner + i0, wi);
+        add_row(gx + (o * n + idx[j]) * inner + i0, gout + (o * m + j) * inner + i0, wi);
       }
     }
   });
@@ -305,14 +312,14 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
   const int64_t V = static_cast<int64_t>(ngw) / D;
   if (!check_indices(r, "ids", ids, nids, V, "rows of gw = gw.length / D")) return info.Env().Undefined();
   if (rows == 0) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
+  const auto add_row = kernels().add_row;
   const int64_t w = column_block(1, D, rows * D);
   const int64_t blocks = (D + w - 1) / w;
   pfor(blocks, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t i0 = t * w, wi = D - i0 < w ? D - i0 : w;
       for (int64_t row = 0; row < rows; ++row) {
-        add_row(avx, gw + static_cast<int64_t>(ids[row]) * D + i0, gout + row * D + i0, wi);
+        add_row(gw + static_cast<int64_t>(ids[row]) * D + i0, gout + row * D + i0, wi);
       }
     }
   });
@@ -323,10 +330,9 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
 // Depthwise over channels, so every loop runs along c (contiguous in x, y) with the filter transposed once to
 // (K, C) so that its taps are contiguous too.
 
-void transpose_filter(const float* w, int64_t C, int64_t K, std::vector<float>& wt) {
-  wt.resize(static_cast<size_t>(K * C));
+void transpose_filter(const float* w, int64_t C, int64_t K, float* wt) {
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t k = 0; k < K; ++k) wt[static_cast<size_t>(k * C + c)] = w[c * K + k];
+    for (int64_t k = 0; k < K; ++k) wt[k * C + c] = w[c * K + k];
 }
 
 // y rows [rb, re) of the flattened (B * T) axis.
@@ -373,17 +379,12 @@ Napi::Value Conv1dCausal(const Napi::CallbackInfo& info) {
   opt_len(r, "bias", nb, C, "C");
   need_len(r, "y", ny, total, "B * T * C");
   if (!r.ok || total == 0) return info.Env().Undefined();
-  std::vector<float> wt;
-  transpose_filter(w, C, K, wt);
+  rf::Buffer<float> wt(static_cast<size_t>(K * C));
+  transpose_filter(w, C, K, wt.data());
   const float* bp = nb ? bias : nullptr;
-  const bool avx = rf::has_avx2();
-  pfor(B * T, grain_rows(C * (K + 1), 16384), [&](int64_t b, int64_t e) {
-#if RF_X86
-    if (avx) return conv_fwd_avx2(x, wt.data(), bp, T, C, K, y, b, e);
-#endif
-    (void)avx;
-    conv_fwd_scalar(x, wt.data(), bp, T, C, K, y, b, e);
-  });
+  const auto conv_fwd = kernels().conv_fwd;
+  pfor(B * T, grain_rows(C * (K + 1), 16384),
+       [&](int64_t b, int64_t e) { conv_fwd(x, wt.data(), bp, T, C, K, y, b, e); });
   return info.Env().Undefined();
 }
 
@@ -449,18 +450,14 @@ Napi::Value Conv1dCausalGrad(const Napi::CallbackInfo& info) {
   need_len(r, "gw", ngw, mul(C, K), "C * K");
   opt_len(r, "gbias", ngb, C, "C");
   if (!r.ok || total == 0) return info.Env().Undefined();
-  std::vector<float> wt;
-  transpose_filter(w, C, K, wt);
+  rf::Buffer<float> wt(static_cast<size_t>(K * C));
+  transpose_filter(w, C, K, wt.data());
   const bool want_bias = ngb > 0;
-  const bool avx = rf::has_avx2();
-  std::vector<float> acc;
-  chunks_with_partials(B * T, grain_rows(C * (2 * K + 1), 16384), K * C + C, acc,
+  const auto conv_bwd = kernels().conv_bwd;
+  rf::Buffer<float> acc(static_cast<size_t>(K * C + C));
+  chunks_with_partials(B * T, grain_rows(C * (2 * K + 1), 16384), K * C + C, acc.data(),
                        [&](int64_t b, int64_t e, float* part) {
-#if RF_X86
-                         if (avx) return conv_bwd_avx2(x, wt.data(), gy, T, C, K, gx, part, want_bias, b, e);
-#endif
-                         (void)avx;
-                         conv_bwd_scalar(x, wt.data(), gy, T, C, K, gx, part, want_bias, b, e);
+                         conv_bwd(x, wt.data(), gy, T, C, K, gx, part, want_bias, b, e);
                        });
   for (int64_t c = 0; c < C; ++c)
     for (int64_t k = 0; k < K; ++k) gw[c * K + k] += acc[static_cast<size_t>(k * C + c)];
@@ -469,14 +466,26 @@ Napi::Value Conv1dCausalGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- the kernel tables -----------------------------------------------------------------------------------------
+
+const MoveKernels kScalar = {transpose_tile_scalar, add_row_scalar, conv_fwd_scalar, conv_bwd_scalar};
+#if RF_X86
+const MoveKernels kAvx2 = {copy_tile_t8, add_row_avx2, conv_fwd_avx2, conv_bwd_avx2};
+#endif
+
+const MoveKernels& kernels() {
+  static const MoveKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 }  // namespace
 
 void register_ew_move(Napi::Env env, Napi::Object exports) {
-  exports.Set("copyStrided", Napi::Function::New(env, CopyStrided, "copyStrided"));
-  exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
-  exports.Set("gatherGrad", Napi::Function::New(env, GatherGrad, "gatherGrad"));
-  exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
-  exports.Set("embeddingGrad", Napi::Function::New(env, EmbeddingGrad, "embeddingGrad"));
-  exports.Set("conv1dCausal", Napi::Function::New(env, Conv1dCausal, "conv1dCausal"));
-  exports.Set("conv1dCausalGrad", Napi::Function::New(env, Conv1dCausalGrad, "conv1dCausalGrad"));
+  rf::export_fn<CopyStrided>(env, exports, "copyStrided");
+  rf::export_fn<Gather>(env, exports, "gather");
+  rf::export_fn<GatherGrad>(env, exports, "gatherGrad");
+  rf::export_fn<Embedding>(env, exports, "embedding");
+  rf::export_fn<EmbeddingGrad>(env, exports, "embeddingGrad");
+  rf::export_fn<Conv1dCausal>(env, exports, "conv1dCausal");
+  rf::export_fn<Conv1dCausalGrad>(env, exports, "conv1dCausalGrad");
 }

@@ -114,26 +114,14 @@ RF_AVX2 float row_lse_avx2(const float* x, int64_t n) {
 }
 #endif
 
-float reduce_row(int op, bool avx, const float* x, int64_t n) {
-#if RF_X86
-  if (avx) {
-    switch (op) {
-      case kSum: return static_cast<float>(row_sum_avx2(x, n));
-      case kMean: return static_cast<float>(row_sum_avx2(x, n) / static_cast<double>(n));
-      case kMax: return row_ext_avx2<true>(x, n);
-      case kMin: return row_ext_avx2<false>(x, n);
-      default: return row_lse_avx2(x, n);
-    }
-  }
-#endif
-  (void)avx;
-  switch (op) {
-    case kSum: return static_cast<float>(row_sum_scalar(x, n));
-    case kMean: return static_cast<float>(row_sum_scalar(x, n) / static_cast<double>(n));
-    case kMax: return row_ext_scalar<true>(x, n);
-    case kMin: return row_ext_scalar<false>(x, n);
-    default: return row_lse_scalar(x, n);
-  }
+// Sum and Mean of a row from a double row sum (the same wrappers for both instruction sets).
+template <double (*SUM)(const float*, int64_t)>
+float row_sum(const float* x, int64_t n) {
+  return static_cast<float>(SUM(x, n));
+}
+template <double (*SUM)(const float*, int64_t)>
+float row_mean(const float* x, int64_t n) {
+  return static_cast<float>(SUM(x, n) / static_cast<double>(n));
 }
 
 // ---- column blocks (inner > 1) -------------------------------------------------------------------------------
@@ -205,74 +193,6 @@ RF_AVX2 void col_lse_avx2(const float* x, int64_t n, int64_t inner, int64_t w, c
 }
 #endif
 
-void reduce_cols(int op, bool avx, const float* x, int64_t n, int64_t inner, int64_t w, float* y) {
-  double acc[kCols];
-  float m[kCols], s[kCols];
-  if (op == kSum || op == kMean) {
-#if RF_X86
-    if (avx) col_sum_avx2(x, n, inner, w, acc); else
-#endif
-    col_sum_scalar(x, n, inner, w, acc);
-    const double div = op == kMean ? static_cast<double>(n) : 1.0;
-    for (int64_t i = 0; i < w; ++i) y[i] = static_cast<float>(op == kMean ? acc[i] / div : acc[i]);
-    return;
-  }
-  const bool mx = op != kMin;
-#if RF_X86
-  if (avx) {
-    if (mx) col_ext_avx2<true>(x, n, inner, w, m); else col_ext_avx2<false>(x, n, inner, w, m);
-  } else
-#endif
-  {
-    if (mx) col_ext_scalar<true>(x, n, inner, w, m); else col_ext_scalar<false>(x, n, inner, w, m);
-  }
-  if (op != kLse) {
-    std::memcpy(y, m, static_cast<size_t>(w) * sizeof(float));
-    return;
-  }
-  // Columns whose max is -inf or NaN keep it; the others exp against a finite max. A non-finite max would make
-  // the exp pass produce NaN lanes, which are simply not used.
-#if RF_X86
-  if (avx) col_lse_avx2(x, n, inner, w, m, s); else
-#endif
-  col_lse_scalar(x, n, inner, w, m, s);
-  for (int64_t i = 0; i < w; ++i) {
-    y[i] = (m[i] == -INFINITY || m[i] != m[i]) ? m[i]
-                                               : static_cast<float>(m[i] + std::log(static_cast<double>(s[i])));
-  }
-}
-
-Napi::Value ReduceK(const Napi::CallbackInfo& info) {
-  ArgReader r(info, "reduce");
-  int64_t op = int_arg(r, 0, "op");
-  size_t nx = 0, ny = 0;
-  const float* x = r.f32(1, &nx);
-  int64_t outer = size_arg(r, 2, "outer"), n = size_arg(r, 3, "n"), inner = size_arg(r, 4, "inner");
-  float* y = r.f32(5, &ny);
-  if (!r.ok) return info.Env().Undefined();
-  if (op < 0 || op > 4) range_error(r, "unknown ReduceOp " + std::to_string(op));
-  need_len(r, "x", nx, mul(mul(outer, n), inner), "outer * n * inner");
-  need_len(r, "y", ny, mul(outer, inner), "outer * inner");
-  if (!r.ok || outer * inner == 0) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
-  const int o = static_cast<int>(op);
-  if (inner == 1) {
-    pfor(outer, grain_rows(n, 16384), [&](int64_t b, int64_t e) {
-      for (int64_t row = b; row < e; ++row) y[row] = reduce_row(o, avx, x + row * n, n);
-    });
-    return info.Env().Undefined();
-  }
-  const int64_t blocks = (inner + kCols - 1) / kCols;
-  pfor(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t oo = t / blocks, i0 = (t % blocks) * kCols;
-      const int64_t w = inner - i0 < kCols ? inner - i0 : kCols;
-      reduce_cols(o, avx, x + oo * n * inner + i0, n, inner, w, y + oo * inner + i0);
-    }
-  });
-  return info.Env().Undefined();
-}
-
 // ---- cumsum --------------------------------------------------------------------------------------------------
 
 __attribute__((always_inline)) inline void cumsum_body(const float* x, float* y, int64_t n, int64_t inner, int64_t w,
@@ -296,6 +216,93 @@ RF_AVX2 void cumsum_avx2(const float* x, float* y, int64_t n, int64_t inner, int
 }
 #endif
 
+// ---- the kernel tables -----------------------------------------------------------------------------------------
+
+struct ReduceKernels {
+  // One contiguous row (inner == 1): the reduction of x[0:n], one entry per ReduceOp code.
+  float (*row[5])(const float* x, int64_t n);
+  // A block of w columns (inner > 1): x points at the block's first column of row 0, rows are `inner` apart.
+  void (*col_sum)(const float* x, int64_t n, int64_t inner, int64_t w, double* acc);
+  void (*col_max)(const float* x, int64_t n, int64_t inner, int64_t w, float* m);
+  void (*col_min)(const float* x, int64_t n, int64_t inner, int64_t w, float* m);
+  void (*col_lse)(const float* x, int64_t n, int64_t inner, int64_t w, const float* m, float* s);  // sum exp(x - m)
+  // Inclusive cumulative sum of a block of w columns, accumulated in acc (w doubles).
+  void (*cumsum)(const float* x, float* y, int64_t n, int64_t inner, int64_t w, bool reverse, double* acc);
+};
+
+const ReduceKernels kScalar = {
+    {row_sum<row_sum_scalar>, row_mean<row_sum_scalar>, row_ext_scalar<true>, row_lse_scalar, row_ext_scalar<false>},
+    col_sum_scalar, col_ext_scalar<true>, col_ext_scalar<false>, col_lse_scalar, cumsum_scalar};
+#if RF_X86
+const ReduceKernels kAvx2 = {
+    {row_sum<row_sum_avx2>, row_mean<row_sum_avx2>, row_ext_avx2<true>, row_lse_avx2, row_ext_avx2<false>},
+    col_sum_avx2, col_ext_avx2<true>, col_ext_avx2<false>, col_lse_avx2, cumsum_avx2};
+#endif
+
+const ReduceKernels& kernels() {
+  static const ReduceKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
+// ---- reduce ------------------------------------------------------------------------------------------------------
+
+void reduce_cols(const ReduceKernels& K, int op, const float* x, int64_t n, int64_t inner, int64_t w, float* y) {
+  double acc[kCols];
+  float m[kCols], s[kCols];
+  if (op == kSum || op == kMean) {
+    K.col_sum(x, n, inner, w, acc);
+    const double div = op == kMean ? static_cast<double>(n) : 1.0;
+    for (int64_t i = 0; i < w; ++i) y[i] = static_cast<float>(op == kMean ? acc[i] / div : acc[i]);
+    return;
+  }
+  (op != kMin ? K.col_max : K.col_min)(x, n, inner, w, m);
+  if (op != kLse) {
+    std::memcpy(y, m, static_cast<size_t>(w) * sizeof(float));
+    return;
+  }
+  // Columns whose max is -inf or NaN keep it; the others exp against a finite max. A non-finite max would make
+  // the exp pass produce NaN lanes, which are simply not used.
+  K.col_lse(x, n, inner, w, m, s);
+  for (int64_t i = 0; i < w; ++i) {
+    y[i] = (m[i] == -INFINITY || m[i] != m[i]) ? m[i]
+                                               : static_cast<float>(m[i] + std::log(static_cast<double>(s[i])));
+  }
+}
+
+Napi::Value ReduceK(const Napi::CallbackInfo& info) {
+  ArgReader r(info, "reduce");
+  int64_t op = int_arg(r, 0, "op");
+  size_t nx = 0, ny = 0;
+  const float* x = r.f32(1, &nx);
+  int64_t outer = size_arg(r, 2, "outer"), n = size_arg(r, 3, "n"), inner = size_arg(r, 4, "inner");
+  float* y = r.f32(5, &ny);
+  if (!r.ok) return info.Env().Undefined();
+  if (op < 0 || op > 4) range_error(r, "unknown ReduceOp " + std::to_string(op));
+  need_len(r, "x", nx, mul(mul(outer, n), inner), "outer * n * inner");
+  need_len(r, "y", ny, mul(outer, inner), "outer * inner");
+  if (!r.ok || outer * inner == 0) return info.Env().Undefined();
+  const ReduceKernels& K = kernels();
+  const int o = static_cast<int>(op);
+  if (inner == 1) {
+    const auto row_fn = K.row[o];
+    pfor(outer, grain_rows(n, 16384), [&](int64_t b, int64_t e) {
+      for (int64_t row = b; row < e; ++row) y[row] = row_fn(x + row * n, n);
+    });
+    return info.Env().Undefined();
+  }
+  const int64_t blocks = (inner + kCols - 1) / kCols;
+  pfor(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t oo = t / blocks, i0 = (t % blocks) * kCols;
+      const int64_t w = inner - i0 < kCols ? inner - i0 : kCols;
+      reduce_cols(K, o, x + oo * n * inner + i0, n, inner, w, y + oo * inner + i0);
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// ---- cumsum binding ----------------------------------------------------------------------------------------------
+
 Napi::Value Cumsum(const Napi::CallbackInfo& info) {
   ArgReader r(info, "cumsum");
   size_t nx = 0, ny = 0;
@@ -308,7 +315,7 @@ Napi::Value Cumsum(const Napi::CallbackInfo& info) {
   need_len(r, "x", nx, total, "outer * n * inner");
   need_len(r, "y", ny, total, "outer * n * inner");
   if (!r.ok || total == 0) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
+  const auto cumsum = kernels().cumsum;
   const int64_t blocks = (inner + kCols - 1) / kCols;
   pfor(outer * blocks, grain_rows(n * (inner < kCols ? inner : kCols), 16384), [&](int64_t b, int64_t e) {
     double acc[kCols];
@@ -316,14 +323,7 @@ Napi::Value Cumsum(const Napi::CallbackInfo& info) {
       const int64_t oo = t / blocks, i0 = (t % blocks) * kCols;
       const int64_t w = inner - i0 < kCols ? inner - i0 : kCols;
       const int64_t base = oo * n * inner + i0;
-#if RF_X86
-      if (avx) {
-        cumsum_avx2(x + base, y + base, n, inner, w, reverse, acc);
-        continue;
-      }
-#endif
-      (void)avx;
-      cumsum_scalar(x + base, y + base, n, inner, w, reverse, acc);
+      cumsum(x + base, y + base, n, inner, w, reverse, acc);
     }
   });
   return info.Env().Undefined();
@@ -332,6 +332,6 @@ Napi::Value Cumsum(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_ew_reduce(Napi::Env env, Napi::Object exports) {
-  exports.Set("reduce", Napi::Function::New(env, ReduceK, "reduce"));
-  exports.Set("cumsum", Napi::Function::New(env, Cumsum, "cumsum"));
+  rf::export_fn<ReduceK>(env, exports, "reduce");
+  rf::export_fn<Cumsum>(env, exports, "cumsum");
 }

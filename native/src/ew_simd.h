@@ -3,8 +3,9 @@
 // (exp, log1p, sigmoid, horizontal reductions, tail masks).
 //
 // SIMD rule of this addon: every function that uses AVX2 intrinsics carries RF_AVX2 (a per-function target
-// attribute) and is only called after rf::has_avx2() said yes; lambdas do not inherit the attribute, so parallel
-// bodies are plain lambdas that call RF_AVX2 range functions.
+// attribute) and is reached only through the AVX2 instance of its family's kernel table, which rf::pick chooses
+// only on a CPU that has AVX2 (common.h); lambdas do not inherit the attribute, so parallel bodies are plain
+// lambdas that call table entries.
 #pragma once
 #include "common.h"
 
@@ -12,7 +13,6 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <vector>
 
 namespace rf {
 namespace ew {
@@ -101,20 +101,20 @@ inline void pfor(int64_t n, int64_t grain, const F& fn) {
 
 // Runs fn(begin, end, acc) over [0, n) in contiguous chunks (one per pool thread at most, at least `grain`
 // items each). Every chunk accumulates into its own zeroed buffer of `width` floats; the buffers are then summed
-// in chunk order into `out` (which the caller adds to its destination). This keeps accumulations such as gw in
-// the norm backward passes race-free without atomics, and deterministic for a given thread count.
+// in chunk order into `out` (`width` zeroed floats, which the caller adds to its destination). This keeps
+// accumulations such as gw in the norm backward passes race-free without atomics, and deterministic for a given
+// thread count.
 template <class F>
-void chunks_with_partials(int64_t n, int64_t grain, int64_t width, std::vector<float>& out, const F& fn) {
-  out.assign(static_cast<size_t>(width), 0.f);
+void chunks_with_partials(int64_t n, int64_t grain, int64_t width, float* out, const F& fn) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   int64_t max_chunks = (n + grain - 1) / grain;
   int nt = num_threads();
   if (max_chunks <= 1 || nt <= 1) {
-    fn(int64_t(0), n, out.data());
+    fn(int64_t(0), n, out);
     return;
   }
-  std::vector<float> parts(static_cast<size_t>(nt) * static_cast<size_t>(width), 0.f);
+  Buffer<float> parts(static_cast<size_t>(nt) * static_cast<size_t>(width));
   parallel_run([&](int tid, int nthreads) {
     int64_t chunks = nthreads < max_chunks ? nthreads : max_chunks;
     if (tid >= chunks) return;
@@ -123,7 +123,7 @@ void chunks_with_partials(int64_t n, int64_t grain, int64_t width, std::vector<f
   });
   for (int t = 0; t < nt; ++t) {
     const float* p = parts.data() + static_cast<size_t>(t) * static_cast<size_t>(width);
-    for (int64_t i = 0; i < width; ++i) out[static_cast<size_t>(i)] += p[i];
+    for (int64_t i = 0; i < width; ++i) out[i] += p[i];
   }
 }
 

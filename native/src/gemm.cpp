@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <thread>
 
@@ -66,24 +67,9 @@ inline int64_t balanced_block(int64_t n, int64_t cap, int64_t unit) {
 
 // ---- scratch ----------------------------------------------------------------------------------------------------
 
-// Per-thread aligned buffers that only grow: the pool threads live for the whole process, so after the first
-// few calls no GEMM allocates.
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      cap = std::max(n, cap + cap / 2);
-      p = static_cast<float*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(cap * sizeof(float)), 64)));
-      if (!p) cap = 0;
-    }
-    return p;
-  }
-  ~Scratch() { std::free(p); }
-};
-
-thread_local Scratch tl_apack, tl_bpack, tl_row;
+// Per-thread aligned buffers that only grow (rf::Scratch): the pool threads live for the whole process, so after the
+// first few calls no GEMM allocates. A failed allocation throws rf::ScratchError.
+thread_local rf::Scratch<float> tl_apack, tl_bpack, tl_row;
 
 // ---- one product ------------------------------------------------------------------------------------------------
 
@@ -153,12 +139,17 @@ void macro_kernel(const KernelSet& ks, const float* ap, const float* bp, int64_t
   std::abort();
 }
 
+// Floats of the packed-A buffer compute_rows needs for rows [m0, m1) and K blocks of at most kc.
+size_t a_pack_floats(const KernelSet& ks, int64_t m0, int64_t m1, int64_t kc) {
+  return static_cast<size_t>(balanced_block(m1 - m0, blocking(ks).mc, ks.mr) * kc + 64);
+}
+
 // rows [m0, m1) against the already packed B block (k0, kc) x (j0, nc); A is packed MC rows at a time.
 void compute_rows(const Problem& P, const KernelSet& ks, const float* bp, int64_t m0, int64_t m1, int64_t k0,
                   int64_t kc, int64_t j0, int64_t nc) {
   if (m1 <= m0) return;
   const int64_t mc_step = balanced_block(m1 - m0, blocking(ks).mc, ks.mr);
-  float* ap = tl_apack.get(static_cast<size_t>(mc_step * kc + 64));
+  float* ap = tl_apack.get(a_pack_floats(ks, m0, m1, kc));
   const float beta = k0 == 0 ? P.beta : 1.0f;
   for (int64_t ic = m0; ic < m1; ic += mc_step) {
     const int64_t mc = std::min(mc_step, m1 - ic);
@@ -202,11 +193,24 @@ void run_split_rows(const Problem& P, const KernelSet& ks) {
   const int64_t nc_step = balanced_block(P.N, nc_cap(ks, ceil_div(P.M, rf::num_threads()), kc_step), ks.nr);
   float* bp = tl_bpack.get(static_cast<size_t>(kc_step * nc_step + 64));
   rf::Barrier bar;  // spins briefly, then sleeps (common.h)
+  std::atomic<bool> short_of_memory{false};
   const int64_t MR = ks.mr, NR = ks.nr;
   rf::parallel_run([&](int tid, int nt) {
     const int64_t row_panels = ceil_div(P.M, MR);
     const int64_t m0 = std::min(P.M, row_panels * tid / nt * MR);
     const int64_t m1 = std::min(P.M, row_panels * (tid + 1) / nt * MR);
+    // Every thread reserves its packed-A buffer before the first barrier, and after it all of them know whether one
+    // failed: a thread that threw between barriers would leave the others waiting for it forever.
+    std::exception_ptr failed;
+    if (m1 > m0) {
+      try {
+        tl_apack.get(a_pack_floats(ks, m0, m1, kc_step));
+      } catch (...) {
+        failed = std::current_exception();
+        short_of_memory.store(true, std::memory_order_relaxed);
+      }
+    }
+    bool first = true;
     for (int64_t jc = 0; jc < P.N; jc += nc_step) {
       const int64_t nc = std::min(nc_step, P.N - jc);
       const int64_t col_panels = ceil_div(nc, NR);
@@ -215,6 +219,13 @@ void run_split_rows(const Problem& P, const KernelSet& ks) {
         const int64_t kc = std::min(kc_step, P.K - pc);
         if (q1 > q0) pack_b_block(P, ks, pc, jc + q0, kc, q1 - q0, bp + q0 * kc);
         bar.wait(nt);
+        if (first) {  // every thread takes the same loop, so all of them stop here together
+          first = false;
+          if (short_of_memory.load(std::memory_order_relaxed)) {
+            if (failed) std::rethrow_exception(failed);
+            return;
+          }
+        }
         compute_rows(P, ks, bp, m0, m1, pc, kc, jc, nc);
         bar.wait(nt);  // nobody may overwrite the shared panel while another thread still reads it
       }
@@ -420,11 +431,10 @@ void run_batched(const Batched& g, const KernelSet& ks) {
   for (int64_t i = 0; i < g.batch; ++i) run_product(g.item(i), ks, true);
 }
 
-// AVX-512 when the CPU has it (unless RECURFORMER_SIMD=avx2), else AVX2, else the portable set.
+// AVX-512 when the CPU has it (unless RECURFORMER_SIMD=avx2), else AVX2, else the portable set (rf::pick).
 const KernelSet& kernels() {
-  if (!rf::has_avx2()) return scalar_kernels();
-  const KernelSet* wide = avx512_kernels();
-  return wide ? *wide : avx2_kernels();
+  static const KernelSet& ks = rf::pick(scalar_kernels(), &avx2_kernels(), avx512_kernels());
+  return ks;
 }
 
 // ---- N-API ------------------------------------------------------------------------------------------------------
@@ -638,10 +648,10 @@ Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemmInfo", Napi::Function::New(env, GemmInfo, "gemmInfo"));
-  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
-  exports.Set("gemmF16", Napi::Function::New(env, GemmF16, "gemmF16"));
-  exports.Set("gemmMulti", Napi::Function::New(env, GemmMulti, "gemmMulti"));
-  exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16, "f32ToF16"));
-  exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32, "f16ToF32"));
+  rf::export_fn<GemmInfo>(env, exports, "gemmInfo");
+  rf::export_fn<Gemm>(env, exports, "gemm");
+  rf::export_fn<GemmF16>(env, exports, "gemmF16");
+  rf::export_fn<GemmMulti>(env, exports, "gemmMulti");
+  rf::export_fn<F32ToF16>(env, exports, "f32ToF16");
+  rf::export_fn<F16ToF32>(env, exports, "f16ToF32");
 }

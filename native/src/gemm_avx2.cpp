@@ -1,7 +1,7 @@
 // SIMD kernel sets for the GEMM driver: AVX2 / FMA / F16C (6 x 16 register block) and AVX-512F (12 x 32),
 // which shares the AVX2 packers (templated on the panel width) and matrix-vector kernels. Every function here
-// carries RF_AVX2 or RF_AVX512 and is only reached after the run-time checks in the driver, so the rest of the
-// addon stays baseline x86-64.
+// carries RF_AVX2 or RF_AVX512 and is only reached through a table rf::pick chose for this CPU, so the rest of
+// the addon stays baseline x86-64.
 #include "gemm_internal.h"
 
 #if RF_X86
@@ -9,7 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
-// Marks a function compiled for AVX-512F on top of AVX2; call it only when avx512_kernels() is not null.
+// Marks a function compiled for AVX-512F on top of AVX2; reached only through the AVX-512 set, which rf::pick
+// chooses only when rf::cpu_isa() is Isa::kAvx512.
 #define RF_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
 namespace rf::gemm {
@@ -609,15 +610,6 @@ KernelSet make_avx2() {
   return k;
 }
 
-// AVX-512F and the OS saving zmm state (libgcc checks XCR0 before reporting the feature); RECURFORMER_SIMD=avx2
-// keeps the AVX2 set, e.g. to compare the two or to cover it in tests on an AVX-512 machine.
-bool avx512_usable() {
-  const char* env = std::getenv("RECURFORMER_SIMD");
-  if (env && std::strcmp(env, "avx2") == 0) return false;
-  __builtin_cpu_init();
-  return rf::has_avx2() && __builtin_cpu_supports("avx512f");
-}
-
 }  // namespace
 
 const KernelSet& avx2_kernels() {
@@ -630,7 +622,6 @@ const KernelSet& avx2_kernels() {
 // any faster).
 const KernelSet* avx512_kernels() {
   static const KernelSet* ks = [] () -> const KernelSet* {
-    if (!avx512_usable()) return nullptr;
     static KernelSet k = make_avx2();
     k.name = "avx512";
     k.mr = MR512;

@@ -1,7 +1,7 @@
 // Internal interface between the GEMM driver (gemm.cpp) and its kernel sets: AVX-512 (gemm_avx2.cpp, used
 // when the CPU has it), AVX2/FMA/F16C (gemm_avx2.cpp) and portable scalar (gemm_scalar.cpp). The driver picks
-// one set per call; each set packs into the panel layout of its own register block (mr x nr), and all sets
-// produce the same results up to rounding.
+// one set with rf::pick (common.h), the dispatch every kernel family follows; each set packs into the panel layout
+// of its own register block (mr x nr), and all sets produce the same results up to rounding.
 #pragma once
 #include "common.h"
 
@@ -55,7 +55,7 @@ struct KernelSet {
 
 const KernelSet& avx2_kernels();
 const KernelSet& scalar_kernels();
-// The AVX-512 set, or nullptr when the CPU (or the OS) lacks AVX-512F.
+// The AVX-512 set (nullptr in builds for other architectures); rf::pick uses it only where rf::cpu_isa() allows.
 const KernelSet* avx512_kernels();
 
 // Writes the mr x nr corner of a computed tile (row stride ldt) into C with alpha / beta.

@@ -15,6 +15,20 @@ namespace {
 using rf::ArgReader;
 using namespace rf::rows;
 
+// The family's kernel table (rf::pick, common.h): the per-row kernels, defined below in a scalar and an AVX2 form
+// with the same contracts. `w` / `b` == nullptr mean "no weight" / "no bias"; the gradient rows accumulate into
+// acc / accw / accb when those are given.
+struct NormKernels {
+  void (*rmsnorm_row)(const float* x, const float* w, int64_t D, float eps, float* y, float* rstd);
+  void (*rmsnorm_grad_row)(const float* x, const float* w, float rs, const float* gy, int64_t D, float* gx,
+                           float* acc);
+  void (*layernorm_row)(const float* x, const float* w, const float* b, int64_t D, float eps, float* y, float* mean,
+                        float* rstd);
+  void (*layernorm_grad_row)(const float* x, const float* w, float mu, float rs, const float* gy, int64_t D,
+                             float* gx, float* accw, float* accb);
+};
+const NormKernels& kernels();
+
 // ---- rmsnorm -----------------------------------------------------------------------------------------------------
 // `w == nullptr` means "no weight" (the empty Float32Array of the contract).
 
@@ -116,18 +130,9 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
   need_len(r, "rstd", nr, rows, "rows");
   if (!r.ok) return info.Env().Undefined();
   const float* wp = nw ? w : nullptr;
-  const bool avx = rf::has_avx2();
+  const auto row = kernels().rmsnorm_row;
   pfor(rows, grain_rows(D, 16384), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-#if RF_X86
-      if (avx) {
-        rmsnorm_row_v(x + i * D, wp, D, eps, y + i * D, rstd + i);
-        continue;
-      }
-#endif
-      (void)avx;
-      rmsnorm_row_s(x + i * D, wp, D, eps, y + i * D, rstd + i);
-    }
+    for (int64_t i = b; i < e; ++i) row(x + i * D, wp, D, eps, y + i * D, rstd + i);
   });
   return info.Env().Undefined();
 }
@@ -152,20 +157,11 @@ Napi::Value RmsnormGrad(const Napi::CallbackInfo& info) {
   if (nw) need_len(r, "gw", ngw, D, "D, since w is given");
   if (!r.ok || total == 0) return info.Env().Undefined();
   const float* wp = nw ? w : nullptr;
-  const bool avx = rf::has_avx2();
-  std::vector<float> acc;
-  chunks_with_partials(rows, grain_rows(D, 16384), wp ? D : 0, acc, [&](int64_t b, int64_t e, float* part) {
+  const auto row = kernels().rmsnorm_grad_row;
+  rf::Buffer<float> acc(static_cast<size_t>(wp ? D : 0));
+  chunks_with_partials(rows, grain_rows(D, 16384), wp ? D : 0, acc.data(), [&](int64_t b, int64_t e, float* part) {
     float* ap = wp ? part : nullptr;
-    for (int64_t i = b; i < e; ++i) {
-#if RF_X86
-      if (avx) {
-        rmsnorm_grad_row_v(x + i * D, wp, rstd[i], gy + i * D, D, gx + i * D, ap);
-        continue;
-      }
-#endif
-      (void)avx;
-      rmsnorm_grad_row_s(x + i * D, wp, rstd[i], gy + i * D, D, gx + i * D, ap);
-    }
+    for (int64_t i = b; i < e; ++i) row(x + i * D, wp, rstd[i], gy + i * D, D, gx + i * D, ap);
   });
   if (wp)
     for (int64_t j = 0; j < D; ++j) gw[j] += acc[static_cast<size_t>(j)];
@@ -304,18 +300,9 @@ Napi::Value Layernorm(const Napi::CallbackInfo& info) {
   if (!r.ok) return info.Env().Undefined();
   const float* wp = nw ? w : nullptr;
   const float* bp = nb ? b : nullptr;
-  const bool avx = rf::has_avx2();
+  const auto row = kernels().layernorm_row;
   pfor(rows, grain_rows(D, 16384), [&](int64_t rb, int64_t re) {
-    for (int64_t i = rb; i < re; ++i) {
-#if RF_X86
-      if (avx) {
-        layernorm_row_v(x + i * D, wp, bp, D, eps, y + i * D, mean + i, rstd + i);
-        continue;
-      }
-#endif
-      (void)avx;
-      layernorm_row_s(x + i * D, wp, bp, D, eps, y + i * D, mean + i, rstd + i);
-    }
+    for (int64_t i = rb; i < re; ++i) row(x + i * D, wp, bp, D, eps, y + i * D, mean + i, rstd + i);
   });
   return info.Env().Undefined();
 }
@@ -345,22 +332,13 @@ Napi::Value LayernormGrad(const Napi::CallbackInfo& info) {
   if (!r.ok || total == 0) return info.Env().Undefined();
   const float* wp = nw ? w : nullptr;
   const bool want_w = nw > 0, want_b = ngb > 0;
-  const bool avx = rf::has_avx2();
-  std::vector<float> acc;
+  const auto row = kernels().layernorm_grad_row;
   // Partial layout: [gw (D) | gb (D)].
-  chunks_with_partials(rows, grain_rows(D, 16384), 2 * D, acc, [&](int64_t b, int64_t e, float* part) {
+  rf::Buffer<float> acc(static_cast<size_t>(2 * D));
+  chunks_with_partials(rows, grain_rows(D, 16384), 2 * D, acc.data(), [&](int64_t b, int64_t e, float* part) {
     float* aw = want_w ? part : nullptr;
     float* ab = want_b ? part + D : nullptr;
-    for (int64_t i = b; i < e; ++i) {
-#if RF_X86
-      if (avx) {
-        layernorm_grad_row_v(x + i * D, wp, mean[i], rstd[i], gy + i * D, D, gx + i * D, aw, ab);
-        continue;
-      }
-#endif
-      (void)avx;
-      layernorm_grad_row_s(x + i * D, wp, mean[i], rstd[i], gy + i * D, D, gx + i * D, aw, ab);
-    }
+    for (int64_t i = b; i < e; ++i) row(x + i * D, wp, mean[i], rstd[i], gy + i * D, D, gx + i * D, aw, ab);
   });
   if (want_w)
     for (int64_t j = 0; j < D; ++j) gw[j] += acc[static_cast<size_t>(j)];
@@ -369,11 +347,23 @@ Napi::Value LayernormGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- the kernel tables -----------------------------------------------------------------------------------------
+
+const NormKernels kScalar = {rmsnorm_row_s, rmsnorm_grad_row_s, layernorm_row_s, layernorm_grad_row_s};
+#if RF_X86
+const NormKernels kAvx2 = {rmsnorm_row_v, rmsnorm_grad_row_v, layernorm_row_v, layernorm_grad_row_v};
+#endif
+
+const NormKernels& kernels() {
+  static const NormKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 }  // namespace
 
 void register_norms(Napi::Env env, Napi::Object exports) {
-  exports.Set("rmsnorm", Napi::Function::New(env, Rmsnorm, "rmsnorm"));
-  exports.Set("rmsnormGrad", Napi::Function::New(env, RmsnormGrad, "rmsnormGrad"));
-  exports.Set("layernorm", Napi::Function::New(env, Layernorm, "layernorm"));
-  exports.Set("layernormGrad", Napi::Function::New(env, LayernormGrad, "layernormGrad"));
+  rf::export_fn<Rmsnorm>(env, exports, "rmsnorm");
+  rf::export_fn<RmsnormGrad>(env, exports, "rmsnormGrad");
+  rf::export_fn<Layernorm>(env, exports, "layernorm");
+  rf::export_fn<LayernormGrad>(env, exports, "layernormGrad");
 }

@@ -66,6 +66,22 @@ RF_AVX2 void adamw_avx2(float* p, const float* g, float* m, float* v, int64_t n,
 }
 #endif
 
+// The family's kernel table (rf::pick, common.h).
+struct OptimKernels {
+  // One AdamW step on n contiguous parameters with their gradients and moments.
+  void (*adamw)(float* p, const float* g, float* m, float* v, int64_t n, const AdamConsts& k);
+};
+
+const OptimKernels kScalar = {adamw_scalar};
+#if RF_X86
+const OptimKernels kAvx2 = {adamw_avx2};
+#endif
+
+const OptimKernels& kernels() {
+  static const OptimKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
   ArgReader r(info, "adamw");
   size_t np = 0, ng = 0, nm = 0, nv = 0;
@@ -83,19 +99,13 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   if (!r.ok) return info.Env().Undefined();
   const AdamConsts k{b1, 1.0 - b1, b2, 1.0 - b2, static_cast<float>(lr), static_cast<float>(eps),
                      static_cast<float>(wd), static_cast<float>(1.0 / bc1), static_cast<float>(1.0 / bc2)};
-  const bool avx = rf::has_avx2();
-  pfor(n, 16384, [&](int64_t b, int64_t e) {
-#if RF_X86
-    if (avx) return adamw_avx2(p + b, g + b, m + b, v + b, e - b, k);
-#endif
-    (void)avx;
-    adamw_scalar(p + b, g + b, m + b, v + b, e - b, k);
-  });
+  const auto step = kernels().adamw;
+  pfor(n, 16384, [&](int64_t b, int64_t e) { step(p + b, g + b, m + b, v + b, e - b, k); });
   return info.Env().Undefined();
 }
 
 }  // namespace
 
 void register_optim(Napi::Env env, Napi::Object exports) {
-  exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
+  rf::export_fn<Adamw>(env, exports, "adamw");
 }

@@ -137,6 +137,29 @@ RF_AVX2 void rope_table_row_v(double pos, const float* invFreq, int64_t half, do
 }
 #endif
 
+// The family's kernel table (rf::pick, common.h).
+struct RopeKernels {
+  // One time step's cos / sin table row for position pos (layout above).
+  void (*table_row)(double pos, const float* invFreq, int64_t half, double sign, bool inter, float* ct, float* st);
+  // Rotates the first 2 * half features of one row x into y (y may be x).
+  void (*rotate_row)(const float* x, float* y, const float* cs, const float* sn, int64_t half, bool inter);
+};
+
+void rope_table_row_scalar(double pos, const float* invFreq, int64_t half, double sign, bool inter, float* ct,
+                           float* st) {
+  rope_table_row_s(pos, invFreq, half, sign, inter, ct, st);
+}
+
+const RopeKernels kScalar = {rope_table_row_scalar, rope_row_s};
+#if RF_X86
+const RopeKernels kAvx2 = {rope_table_row_v, rope_row_v};
+#endif
+
+const RopeKernels& kernels() {
+  static const RopeKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   ArgReader r(info, "rope");
   size_t nx = 0, npos = 0, nf = 0, ny = 0;
@@ -160,19 +183,12 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   need_len(r, "invFreq", nf, half, "rotDim / 2");
   need_len(r, "y", ny, total, "B * T * H * Dh");
   if (!r.ok || total == 0) return info.Env().Undefined();
-  std::vector<float> cs(static_cast<size_t>(T * rotDim)), sn(static_cast<size_t>(T * rotDim));
-  const bool avx = rf::has_avx2();
+  rf::Buffer<float> cs(static_cast<size_t>(T * rotDim)), sn(static_cast<size_t>(T * rotDim));
+  const RopeKernels& K = kernels();
   pfor(T, grain_rows(half * 8, 16384), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      float* ct = cs.data() + t * rotDim;
-      float* st = sn.data() + t * rotDim;
-#if RF_X86
-      if (avx) {
-        rope_table_row_v(static_cast<double>(pos[t]), invFreq, half, sign, inter, ct, st);
-        continue;
-      }
-#endif
-      rope_table_row_s(static_cast<double>(pos[t]), invFreq, half, sign, inter, ct, st);
+      K.table_row(static_cast<double>(pos[t]), invFreq, half, sign, inter, cs.data() + t * rotDim,
+                  sn.data() + t * rotDim);
     }
   });
   const size_t tail = static_cast<size_t>(Dh - rotDim) * sizeof(float);
@@ -183,20 +199,16 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
       float* yr = y + row * Dh;
       const float* ct = cs.data() + t * rotDim;
       const float* st = sn.data() + t * rotDim;
-#if RF_X86
-      if (avx) rope_row_v(xr, yr, ct, st, half, inter); else
-#endif
-      rope_row_s(xr, yr, ct, st, half, inter);
+      K.rotate_row(xr, yr, ct, st, half, inter);
       // memmove: y may alias x (in-place rope), in which case this is a no-op copy onto itself.
       if (tail && xr != yr) std::memmove(yr + rotDim, xr + rotDim, tail);
     }
   });
-  (void)avx;
   return info.Env().Undefined();
 }
 
 }  // namespace
 
 void register_rope(Napi::Env env, Napi::Object exports) {
-  exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
+  rf::export_fn<Rope>(env, exports, "rope");
 }

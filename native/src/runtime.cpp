@@ -1,11 +1,14 @@
-// Runtime services shared by all kernels: CPU feature detection, the persistent thread pool, half floats.
+// Runtime services shared by all kernels: instruction-set detection, scratch memory, the binding guard, the
+// persistent thread pool, half floats.
 #include "common.h"
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -26,24 +29,81 @@
 
 namespace rf {
 
-// ---- CPU features --------------------------------------------------------------------------------------------
-static bool detect_avx2() {
+// ---- instruction sets ------------------------------------------------------------------------------------------
+static Isa detect_isa() {
   const char* env = std::getenv("RECURFORMER_SIMD");
-  if (env && std::strcmp(env, "scalar") == 0) return false;
+  if (env && std::strcmp(env, "scalar") == 0) return Isa::kScalar;
 #if RF_X86
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+    return Isa::kScalar;
+  // libgcc reports avx512f only when the OS saves zmm state (XCR0), so the kernels may use it.
+  if (!(env && std::strcmp(env, "avx2") == 0) && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  return Isa::kAvx2;
 #else
-  return false;
+  return Isa::kScalar;
 #endif
 }
 
-bool has_avx2() {
-  static const bool v = detect_avx2();
+Isa cpu_isa() {
+  static const Isa v = detect_isa();
   return v;
 }
 
-const char* simd_name() { return has_avx2() ? "avx2" : "scalar"; }
+const char* simd_name() { return cpu_isa() >= Isa::kAvx2 ? "avx2" : "scalar"; }
+
+// ---- scratch memory --------------------------------------------------------------------------------------------
+ScratchError::ScratchError(size_t bytes) : bytes_(bytes) {
+  std::snprintf(msg_, sizeof(msg_), "out of memory: a %.1f MiB scratch buffer could not be allocated",
+                static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+// RECURFORMER_SCRATCH_TEST_LIMIT (tests): requests above this many bytes fail; 0 = no limit.
+static size_t scratch_test_limit() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("RECURFORMER_SCRATCH_TEST_LIMIT");
+    return env && *env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t(0);
+  }();
+  return limit;
+}
+
+void* scratch_alloc(size_t bytes) {
+  const size_t limit = scratch_test_limit();
+  if (limit > 0 && bytes > limit) throw ScratchError(bytes);
+  // aligned_alloc wants a multiple of the alignment; the check also rejects sizes that would wrap around
+  if (bytes > SIZE_MAX - 64) throw ScratchError(bytes);
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  if (!p) throw ScratchError(bytes);
+  std::memset(p, 0, rounded);
+  return p;
+}
+
+void scratch_free(void* p) noexcept { std::free(p); }
+
+// ---- binding guard ---------------------------------------------------------------------------------------------
+Napi::Value throw_js(const Napi::CallbackInfo& info, std::exception_ptr e) {
+  Napi::Env env = info.Env();
+  const char* name = static_cast<const char*>(info.Data());
+  std::string what;
+  try {
+    std::rethrow_exception(e);
+  } catch (const ScratchError& x) {
+    what = x.what();
+  } catch (const std::bad_alloc&) {
+    what = "out of memory: a temporary buffer could not be allocated";
+  } catch (const std::exception& x) {
+    what = x.what();
+  } catch (...) {
+    what = "unknown C++ exception";
+  }
+  // a JS exception already pending (an argument error raised before the C++ one) is the one the caller sees
+  if (!env.IsExceptionPending()) {
+    Napi::Error::New(env, std::string("recurformer native ") + (name ? name : "addon") + ": " + what)
+        .ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
 
 // ---- waiting ---------------------------------------------------------------------------------------------------
 namespace {
@@ -168,6 +228,8 @@ void Event::bump() {
 // The caller waits for workers on the Event `finished` (bumped by the last worker of a strict job, by every worker
 // of a claimed job), again spinning briefly and then sleeping: a caller that spun without bound kept the core that
 // a descheduled worker needed, and a pool with more threads than free cores ran several times slower.
+// A task that throws is caught on its thread; the first exception of a job is kept and rethrown on the calling thread
+// after the job, once no thread runs any part of it (a claimed job starts no further items once one has thrown).
 namespace {
 
 constexpr int64_t kClosed = INT64_MIN / 2;  // gate value once a claimed job stops admitting workers
@@ -197,6 +259,25 @@ struct Pool {
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> gate{kClosed};
   std::atomic<int64_t> done{0};
+  // the first exception a task of the current job threw, on any thread
+  std::mutex error_mu;
+  std::exception_ptr error;
+
+  void record(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lk(error_mu);
+    if (!error) error = e;
+  }
+
+  // Rethrows (and clears) the job's exception; the caller's thread only, after the job.
+  void rethrow_error() {
+    std::exception_ptr e;
+    {
+      std::lock_guard<std::mutex> lk(error_mu);
+      e = error;
+      error = nullptr;
+    }
+    if (e) std::rethrow_exception(e);
+  }
 
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
@@ -218,12 +299,18 @@ struct Pool {
     stop.store(false, std::memory_order_relaxed);
   }
 
-  // Takes items until none are left.
+  // Takes items until none are left (or one has thrown: then no thread starts another).
   void drain(int tid) {
     for (;;) {
       const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= items) return;
-      (*item_task)(i, tid);
+      try {
+        (*item_task)(i, tid);
+      } catch (...) {
+        record(std::current_exception());
+        next.store(items, std::memory_order_relaxed);
+        return;
+      }
     }
   }
 
@@ -243,7 +330,11 @@ struct Pool {
       seen = g;
       if ((g & 1) == 0) {
         // A strict job cannot be replaced before this worker has run it, so g is the current job and `task` its task.
-        (*task)(tid, nthreads);
+        try {
+          (*task)(tid, nthreads);
+        } catch (...) {
+          record(std::current_exception());
+        }
         if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) finished.bump();
         continue;
       }
@@ -280,9 +371,14 @@ struct Pool {
     task = &fn;
     remaining.store(nthreads - 1, std::memory_order_release);
     publish(false);
-    fn(0, nthreads);
+    try {
+      fn(0, nthreads);
+    } catch (...) {
+      record(std::current_exception());  // the workers still run `fn`: wait for them before unwinding its frame
+    }
     wait_finished([&] { return remaining.load(std::memory_order_acquire) == 0; });
     task = nullptr;
+    rethrow_error();
   }
 
   void run_claimed(int64_t n, const std::function<void(int64_t, int)>& fn) {
@@ -302,6 +398,7 @@ struct Pool {
     const int64_t joined = gate.exchange(kClosed, std::memory_order_acq_rel);
     wait_finished([&] { return done.load(std::memory_order_acquire) == joined; });
     item_task = nullptr;
+    rethrow_error();
   }
 };
 
@@ -326,6 +423,12 @@ Pool& pool() {
 
 thread_local bool in_parallel = false;
 
+// Marks the thread as inside a parallel task for a scope (cleared again when the task throws).
+struct InParallel {
+  InParallel() { in_parallel = true; }
+  ~InParallel() { in_parallel = false; }
+};
+
 }  // namespace
 
 int num_threads() { return pool().nthreads; }
@@ -344,9 +447,8 @@ void parallel_run(const std::function<void(int, int)>& fn) {
     return;
   }
   std::function<void(int, int)> wrapped = [&](int tid, int nt) {
-    in_parallel = true;
+    InParallel inside;
     fn(tid, nt);
-    in_parallel = false;
   };
   pool().run(wrapped);
 }
@@ -358,9 +460,8 @@ void parallel_claim(int64_t n, const std::function<void(int64_t, int)>& fn) {
     return;
   }
   std::function<void(int64_t, int)> wrapped = [&](int64_t item, int tid) {
-    in_parallel = true;
+    InParallel inside;
     fn(item, tid);
-    in_parallel = false;
   };
   pool().run_claimed(n, wrapped);
 }

@@ -13,25 +13,40 @@ using namespace rf::rows;
 // Rows are independent; exp-bound work splits at ~8K elements per chunk.
 inline int64_t exp_grain(int64_t n) { return grain_rows(n, 8192); }
 
-void softmax_rows(bool avx, const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
+// The family's kernel table (rf::pick, common.h): each entry runs rows [rb, re) of a (rows, n) matrix, or one
+// cross-entropy row; a scalar and an AVX2 form of each are defined below.
+struct SoftmaxKernels {
+  void (*softmax_rows)(const float* x, float* y, int64_t n, int64_t rb, int64_t re);
+  void (*softmax_grad_rows)(const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re);
+  void (*log_softmax_rows)(const float* x, float* y, int64_t n, int64_t rb, int64_t re);
+  void (*log_softmax_grad_rows)(const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re);
+  // One crossEntropy row of V logits with target t: the loss, and when d is given the gradient times gs (see ce_row).
+  void (*ce_row)(const float* x, int32_t t, int64_t V, float gs, float* loss, float* d);
+};
+const SoftmaxKernels& kernels();
+
+void softmax_rows_scalar(const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
   for (int64_t r = rb; r < re; ++r) {
     const float* xr = x + r * n;
     float* yr = y + r * n;
-#if RF_X86
-    if (avx) {
-      float m = row_max_v(xr, n);
-      double s = sumexp_v<true>(xr, m, yr, n);
-      scale_v(yr, static_cast<float>(1.0 / s), n);
-      continue;
-    }
-#endif
-    (void)avx;
     float m = row_max_s(xr, n);
     double s = sumexp_s<true>(xr, m, yr, n);
     const float inv = static_cast<float>(1.0 / s);
     for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
   }
 }
+
+#if RF_X86
+RF_AVX2 void softmax_rows_avx2(const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
+  for (int64_t r = rb; r < re; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    float m = row_max_v(xr, n);
+    double s = sumexp_v<true>(xr, m, yr, n);
+    scale_v(yr, static_cast<float>(1.0 / s), n);
+  }
+}
+#endif
 
 #if RF_X86
 RF_AVX2 void softmax_grad_row_v(const float* y, const float* gy, int64_t n, float* gx) {
@@ -74,52 +89,45 @@ RF_AVX2 void log_softmax_grad_row_v(const float* y, const float* gy, int64_t n, 
 }
 #endif
 
-void softmax_grad_rows(bool avx, const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re) {
+void softmax_grad_rows_scalar(const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re) {
   for (int64_t r = rb; r < re; ++r) {
     const int64_t o = r * n;
-#if RF_X86
-    if (avx) {
-      softmax_grad_row_v(y + o, gy + o, n, gx + o);
-      continue;
-    }
-#endif
-    (void)avx;
     const float d = static_cast<float>(dot_s(gy + o, y + o, n));
     for (int64_t j = 0; j < n; ++j) gx[o + j] = y[o + j] * (gy[o + j] - d);
   }
 }
 
-void log_softmax_rows(bool avx, const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
+void log_softmax_rows_scalar(const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
   for (int64_t r = rb; r < re; ++r) {
     const int64_t o = r * n;
-#if RF_X86
-    if (avx) {
-      log_softmax_row_v(x + o, n, y + o);
-      continue;
-    }
-#endif
-    (void)avx;
     const float m = row_max_s(x + o, n);
     const float ls = static_cast<float>(std::log(sumexp_s<false>(x + o, m, nullptr, n)));
     for (int64_t j = 0; j < n; ++j) y[o + j] = (x[o + j] - m) - ls;
   }
 }
 
-void log_softmax_grad_rows(bool avx, const float* y, const float* gy, int64_t n, float* gx, int64_t rb,
-                           int64_t re) {
+void log_softmax_grad_rows_scalar(const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re) {
   for (int64_t r = rb; r < re; ++r) {
     const int64_t o = r * n;
-#if RF_X86
-    if (avx) {
-      log_softmax_grad_row_v(y + o, gy + o, n, gx + o);
-      continue;
-    }
-#endif
-    (void)avx;
     const float s = static_cast<float>(sum_s(gy + o, n));
     for (int64_t j = 0; j < n; ++j) gx[o + j] = gy[o + j] - std::exp(y[o + j]) * s;
   }
 }
+
+#if RF_X86
+RF_AVX2 void softmax_grad_rows_avx2(const float* y, const float* gy, int64_t n, float* gx, int64_t rb, int64_t re) {
+  for (int64_t r = rb; r < re; ++r) softmax_grad_row_v(y + r * n, gy + r * n, n, gx + r * n);
+}
+
+RF_AVX2 void log_softmax_rows_avx2(const float* x, float* y, int64_t n, int64_t rb, int64_t re) {
+  for (int64_t r = rb; r < re; ++r) log_softmax_row_v(x + r * n, n, y + r * n);
+}
+
+RF_AVX2 void log_softmax_grad_rows_avx2(const float* y, const float* gy, int64_t n, float* gx, int64_t rb,
+                                        int64_t re) {
+  for (int64_t r = rb; r < re; ++r) log_softmax_grad_row_v(y + r * n, gy + r * n, n, gx + r * n);
+}
+#endif
 
 // Shared argument handling of the four (rows, n) kernels: two inputs or one, one output, all rows * n long.
 struct RowArgs {
@@ -150,8 +158,8 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   ArgReader r(info, "softmax");
   RowArgs a;
   if (!read_rows(r, false, "x", "", "y", a)) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
-  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { softmax_rows(avx, a.a, a.out, a.n, b, e); });
+  const auto rows = kernels().softmax_rows;
+  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { rows(a.a, a.out, a.n, b, e); });
   return info.Env().Undefined();
 }
 
@@ -159,9 +167,8 @@ Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
   ArgReader r(info, "softmaxGrad");
   RowArgs a;
   if (!read_rows(r, true, "y", "gy", "gx", a)) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
-  pfor(a.rows, grain_rows(a.n, 16384),
-                   [&](int64_t b, int64_t e) { softmax_grad_rows(avx, a.a, a.b, a.n, a.out, b, e); });
+  const auto rows = kernels().softmax_grad_rows;
+  pfor(a.rows, grain_rows(a.n, 16384), [&](int64_t b, int64_t e) { rows(a.a, a.b, a.n, a.out, b, e); });
   return info.Env().Undefined();
 }
 
@@ -169,8 +176,8 @@ Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
   ArgReader r(info, "logSoftmax");
   RowArgs a;
   if (!read_rows(r, false, "x", "", "y", a)) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
-  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { log_softmax_rows(avx, a.a, a.out, a.n, b, e); });
+  const auto rows = kernels().log_softmax_rows;
+  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { rows(a.a, a.out, a.n, b, e); });
   return info.Env().Undefined();
 }
 
@@ -178,9 +185,8 @@ Napi::Value LogSoftmaxGrad(const Napi::CallbackInfo& info) {
   ArgReader r(info, "logSoftmaxGrad");
   RowArgs a;
   if (!read_rows(r, true, "y", "gy", "gx", a)) return info.Env().Undefined();
-  const bool avx = rf::has_avx2();
-  pfor(a.rows, exp_grain(a.n),
-                   [&](int64_t b, int64_t e) { log_softmax_grad_rows(avx, a.a, a.b, a.n, a.out, b, e); });
+  const auto rows = kernels().log_softmax_grad_rows;
+  pfor(a.rows, exp_grain(a.n), [&](int64_t b, int64_t e) { rows(a.a, a.b, a.n, a.out, b, e); });
   return info.Env().Undefined();
 }
 
@@ -188,33 +194,46 @@ Napi::Value LogSoftmaxGrad(const Napi::CallbackInfo& info) {
 
 // One row: pass 1 max, pass 2 sum of exp (stored into d when a gradient is wanted), pass 3 (gradient only)
 // rescales the stored exps in place, which are still in L1/L2. x[t] is read first so d may alias x.
-void ce_row(bool avx, const float* x, int32_t t, int64_t V, float gs, float* loss, float* d) {
+// lse - x[t] = (m - x[t]) + log(s) is formed in double: no cancellation against a large lse. The target entry
+// (softmax_t - 1) * gs is formed in double from the stored exp: softmax_t is often close to 1.
+void ce_row_scalar(const float* x, int32_t t, int64_t V, float gs, float* loss, float* d) {
   const float xt = x[t];
-  float m;
-  double s;
-#if RF_X86
-  if (avx) {
-    m = row_max_v(x, V);
-    s = d ? sumexp_v<true>(x, m, d, V) : sumexp_v<false>(x, m, nullptr, V);
-  } else
-#endif
-  {
-    m = row_max_s(x, V);
-    s = d ? sumexp_s<true>(x, m, d, V) : sumexp_s<false>(x, m, nullptr, V);
-  }
-  (void)avx;
-  // lse - x[t] = (m - x[t]) + log(s), formed in double: no cancellation against a large lse.
+  const float m = row_max_s(x, V);
+  const double s = d ? sumexp_s<true>(x, m, d, V) : sumexp_s<false>(x, m, nullptr, V);
   *loss = static_cast<float>((static_cast<double>(m) - xt) + std::log(s));
   if (!d) return;
   const float et = d[t];
   const float scale = static_cast<float>(gs / s);
-#if RF_X86
-  if (avx) scale_v(d, scale, V);
-  else
-#endif
-    for (int64_t j = 0; j < V; ++j) d[j] *= scale;
-  // The target entry (softmax_t - 1) * gs, formed in double from the stored exp: softmax_t is often close to 1.
+  for (int64_t j = 0; j < V; ++j) d[j] *= scale;
   d[t] = static_cast<float>((static_cast<double>(et) / s - 1.0) * gs);
+}
+
+#if RF_X86
+RF_AVX2 void ce_row_avx2(const float* x, int32_t t, int64_t V, float gs, float* loss, float* d) {
+  const float xt = x[t];
+  const float m = row_max_v(x, V);
+  const double s = d ? sumexp_v<true>(x, m, d, V) : sumexp_v<false>(x, m, nullptr, V);
+  *loss = static_cast<float>((static_cast<double>(m) - xt) + std::log(s));
+  if (!d) return;
+  const float et = d[t];
+  const float scale = static_cast<float>(gs / s);
+  scale_v(d, scale, V);
+  d[t] = static_cast<float>((static_cast<double>(et) / s - 1.0) * gs);
+}
+#endif
+
+// ---- the kernel tables -----------------------------------------------------------------------------------------
+
+const SoftmaxKernels kScalar = {softmax_rows_scalar, softmax_grad_rows_scalar, log_softmax_rows_scalar,
+                                log_softmax_grad_rows_scalar, ce_row_scalar};
+#if RF_X86
+const SoftmaxKernels kAvx2 = {softmax_rows_avx2, softmax_grad_rows_avx2, log_softmax_rows_avx2,
+                              log_softmax_grad_rows_avx2, ce_row_avx2};
+#endif
+
+const SoftmaxKernels& kernels() {
+  static const SoftmaxKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
 }
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
@@ -242,7 +261,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     }
   }
   float* dl = nd ? d : nullptr;
-  const bool avx = rf::has_avx2();
+  const auto ce_row = kernels().ce_row;
   const float gsf = static_cast<float>(gs);
   pfor(rows, exp_grain(V), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
@@ -252,7 +271,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
         if (di) std::memset(di, 0, static_cast<size_t>(V) * sizeof(float));
         continue;
       }
-      ce_row(avx, x + i * V, targets[i], V, gsf, losses + i, di);
+      ce_row(x + i * V, targets[i], V, gsf, losses + i, di);
     }
   });
   return info.Env().Undefined();
@@ -261,9 +280,9 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_softmax(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
-  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad, "softmaxGrad"));
-  exports.Set("logSoftmax", Napi::Function::New(env, LogSoftmax, "logSoftmax"));
-  exports.Set("logSoftmaxGrad", Napi::Function::New(env, LogSoftmaxGrad, "logSoftmaxGrad"));
-  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
+  rf::export_fn<Softmax>(env, exports, "softmax");
+  rf::export_fn<SoftmaxGrad>(env, exports, "softmaxGrad");
+  rf::export_fn<LogSoftmax>(env, exports, "logSoftmax");
+  rf::export_fn<LogSoftmaxGrad>(env, exports, "logSoftmaxGrad");
+  rf::export_fn<CrossEntropy>(env, exports, "crossEntropy");
 }

@@ -1,7 +1,7 @@
 // Fused decode step of a layer's recurrent (SSD) heads: conv window + SiLU, decay, state update and readout in one
 // call instead of ~30 small engine ops per layer and token (see kernels.ts `ssdStep` for the exact semantics).
-// Decode states are small (heads x P x N floats), so one thread per call; heads run in parallel only when the
-// layer's state is large enough to pay for the pool.
+// Decode states are small (heads x P x N floats), so one thread per call. One portable implementation (plain loops
+// the compiler vectorizes for the baseline ISA), so ssdStep has no per-instruction-set kernel table.
 #include "common.h"
 
 #include <cmath>
@@ -45,7 +45,7 @@ Napi::Value SsdStep(const Napi::CallbackInfo& info) {
       return info.Env().Undefined();
     }
   }
-  std::vector<float> conv(static_cast<size_t>(C));
+  rf::Buffer<float> conv(static_cast<size_t>(C));
   for (int64_t b = 0; b < B; ++b) {
     float* wb = win + b * (K - 1) * C;
     const float* xb = xbc + b * C;
@@ -91,5 +91,5 @@ Napi::Value SsdStep(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_ssd(Napi::Env env, Napi::Object exports) {
-  exports.Set("ssdStep", Napi::Function::New(env, SsdStep, "ssdStep"));
+  rf::export_fn<SsdStep>(env, exports, "ssdStep");
 }

@@ -4,7 +4,7 @@
  * are part of the checkpoint. Documented in docs/convert.md.
  */
 import type { ModelConfig } from './config.js';
-import { headsOfGroups, layerDims, type RecurformerSpec } from './layout.js';
+import { channels, headsOfGroups, layerDims, type RecurformerSpec } from './layout.js';
 
 export { headsOfGroups, layerDims, type RecurformerSpec };
 import { FormatError } from '../tensor/errors.js';
@@ -39,7 +39,7 @@ export function recurrentTensorShapes(cfg: ModelConfig, spec: RecurformerSpec): 
   const D = cfg.dModel;
   for (const { layer, groups } of spec.layers) {
     const d = layerDims(cfg, spec, groups);
-    const C = d.nHeads * d.P + d.nGroups * d.N + d.nHeads * d.N;
+    const C = channels(d);
     const p = `${layerPrefix(cfg, layer)}.recurrent`;
     out.set(`${p}.wx`, [d.nHeads * d.P, D]);
     out.set(`${p}.wb`, [d.nGroups * d.N, D]);

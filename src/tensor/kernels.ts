@@ -2,9 +2,10 @@
  * The kernel interface: the only contract between the tensor front end (Tensor, autograd, ops) and a backend.
  *
  * Every kernel works on flat, contiguous, row-major typed arrays plus explicit sizes. Positional arguments only
- * (typed arrays and numbers), so the native addon exposes functions with exactly these signatures and
- * `native.ts` can forward calls without adapters. A backend may leave a kernel out; the front end then uses the
- * reference implementation (see backend.ts). Unless a kernel says "accumulates", it overwrites its outputs.
+ * (typed arrays and numbers), so the native addon exports functions with exactly these names and signatures and
+ * backend.ts puts them in the kernel table as they are, without adapters. A backend may leave a kernel out; the
+ * table then holds the reference implementation (see backend.ts). Unless a kernel says "accumulates", it
+ * overwrites its outputs.
  *
  * Glossary of sizes used below:
  *   rows, n      a (rows, n) matrix: `n` is the contiguous (last) axis
@@ -227,5 +228,3 @@ export const KERNEL_NAMES = [
   'embeddingGrad', 'rmsnorm', 'rmsnormGrad', 'layernorm', 'layernormGrad', 'rope', 'attention', 'attentionGrad',
   'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'ssdStep', 'adamw',
 ] as const satisfies readonly (keyof Kernels)[];
-
-export type KernelName = (typeof KERNEL_NAMES)[number];

@@ -1,6 +1,8 @@
 /**
  * Loads the optional C++ addon (native/build/Release/recurformer.node). The addon exports functions named after
  * the kernels in kernels.ts with the same positional signatures; kernels it lacks fall back to the reference.
+ * RECURFORMER_NATIVE_PATH loads it from another file instead; RECURFORMER_NATIVE_PATH=none disables it, so the
+ * process runs as on a machine where it was never built (docs/engine.md, "Backends").
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -13,9 +15,6 @@ import { KERNEL_NAMES, type Kernels } from './kernels.js';
 export interface NativeAddon extends Partial<Kernels> {
   info(): { simd: string; threads: number };
   setThreads(n: number): number;
-  /** Benchmark helpers (native/src/hw.cpp): measured FMA GFLOPS and streaming-read GB/s. */
-  measureFmaPeak?(seconds: number, threads: number): number;
-  measureBandwidth?(bytes: number, seconds: number, threads: number): number;
 }
 
 export interface NativeLoad {
@@ -59,6 +58,9 @@ export function checkThreadsEnv(value: string | undefined, cores = availablePara
 
 let cached: NativeLoad | undefined;
 
+/** The RECURFORMER_NATIVE_PATH value that disables the addon (the test suite's no-compiler run uses it). */
+export const NATIVE_DISABLED = 'none';
+
 export function loadNative(): NativeLoad {
   if (cached) return cached;
   // before the addon loads: its thread pool reads the variable once, when it starts
@@ -66,6 +68,10 @@ export function loadNative(): NativeLoad {
   if (threads.value !== null) process.env.RECURFORMER_THREADS = threads.value;
   if (threads.warning && !process.env.RECURFORMER_QUIET) process.stderr.write(`recurformer: warning: ${threads.warning}\n`);
   const path = process.env.RECURFORMER_NATIVE_PATH ?? join(findRoot(), 'native', 'build', 'Release', 'recurformer.node');
+  if (path === NATIVE_DISABLED) {
+    cached = { addon: null, error: `disabled by RECURFORMER_NATIVE_PATH=${NATIVE_DISABLED}`, path };
+    return cached;
+  }
   try {
     const require = createRequire(import.meta.url);
     const addon = require(path) as NativeAddon;

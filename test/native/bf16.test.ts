@@ -1,9 +1,13 @@
 /** bfloat16 decode GEMM and widening: native vs reference. */
 import { test } from 'node:test';
 import { getBackend } from '../../src/tensor/index.js';
+import { loadNative } from '../../src/tensor/native.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
 
-test('gemmBF16 and bf16ToF32 match the reference (odd sizes, beta, decode and small-batch shapes)', () => {
+const load = loadNative();
+const skip = load.addon ? false : `native addon unavailable: ${load.error ?? 'unknown error'}`;
+
+test('gemmBF16 and bf16ToF32 match the reference (odd sizes, beta, decode and small-batch shapes)', { skip }, () => {
   const nat = getBackend('native').kernels, ref = getBackend('reference').kernels;
   let seed = 3;
   const rnd = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;

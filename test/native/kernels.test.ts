@@ -14,10 +14,19 @@ import { BinaryOp, ReduceOp, UnaryOp, type F32, type I32, type Kernels } from '.
 import { loadNative } from '../../src/tensor/native.js';
 import { TOL, accumulation, assertClose, closeness, type Tol } from '../helpers/tolerances.js';
 
-const native = getBackend('native');
-const N: Kernels = native.kernels;
+const load = loadNative();
+/** Without the addon (no compiler on this machine) every native test skips with this one-line reason. */
+const skip = load.addon ? false : `native addon unavailable: ${load.error ?? 'unknown error'}`;
+const native = load.addon ? getBackend('native') : undefined;
+// read only inside tests, which skip where the addon did not load
+const N = native?.kernels as Kernels;
 const R: Kernels = getBackend('reference').kernels;
-const addon = loadNative().addon!;
+const addon = load.addon!;
+
+/** A test of the native addon: skipped with the reason above where it is not built. */
+function nativeTest(name: string, fn: () => void): void {
+  test(name, { skip }, fn);
+}
 
 const MINE = [
   'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares', 'reduce', 'copyStrided', 'cumsum', 'gather',
@@ -108,10 +117,10 @@ test('assertClose accepts matches and reports the worst element of a mismatch', 
   assert.equal(c.worst, 1);
 });
 
-test('the native addon serves every kernel under test', () => {
-  for (const name of MINE) assert.ok(native.nativeKernels.includes(name), `${name} is not implemented natively`);
-  if (process.env.RECURFORMER_SIMD === 'scalar') assert.equal(native.simd, 'scalar');
-  if (process.env.RECURFORMER_THREADS) assert.equal(native.threads, Number(process.env.RECURFORMER_THREADS));
+nativeTest('the native addon serves every kernel under test', () => {
+  for (const name of MINE) assert.ok(native!.nativeKernels.includes(name), `${name} is not implemented natively`);
+  if (process.env.RECURFORMER_SIMD === 'scalar') assert.equal(native!.simd, 'scalar');
+  if (process.env.RECURFORMER_THREADS) assert.equal(native!.threads, Number(process.env.RECURFORMER_THREADS));
 });
 
 // ---- unary -------------------------------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ function unaryInput(g: Gen, op: UnaryOp, n: number, specials: boolean): F32 {
   return x;
 }
 
-test('unary matches the reference for every op, size and special value; y may alias x', () => {
+nativeTest('unary matches the reference for every op, size and special value; y may alias x', () => {
   const g = new Gen(1);
   for (const op of UNARY_OPS) {
     const tol = EXACT_UNARY.has(op) ? TOL.exact : op === UnaryOp.Rsqrt ? TOL.elementwise : TOL.transcendental;
@@ -150,7 +159,7 @@ test('unary matches the reference for every op, size and special value; y may al
   }
 });
 
-test('unaryGrad matches the reference for every op and size', () => {
+nativeTest('unaryGrad matches the reference for every op and size', () => {
   const g = new Gen(2);
   for (const op of UNARY_OPS) {
     const tol = op === UnaryOp.Neg || op === UnaryOp.Relu || op === UnaryOp.Square || op === UnaryOp.Abs
@@ -218,7 +227,7 @@ function binaryCases(g: Gen): BinCase[] {
   return cases;
 }
 
-test('binary matches the reference bit for bit over broadcast patterns and ranks 0..8', () => {
+nativeTest('binary matches the reference bit for bit over broadcast patterns and ranks 0..8', () => {
   const g = new Gen(3);
   for (const c of binaryCases(g)) {
     const a = g.f32(c.aLen ?? prod(c.aShape), 2);
@@ -249,7 +258,7 @@ test('binary matches the reference bit for bit over broadcast patterns and ranks
 
 // ---- affine, axpy, sumSquares ---------------------------------------------------------------------------------
 
-test('affine and axpy match the reference; affine in place', () => {
+nativeTest('affine and axpy match the reference; affine in place', () => {
   const g = new Gen(4);
   for (const n of SIZES) {
     const x = g.f32(n, 3);
@@ -269,7 +278,7 @@ test('affine and axpy match the reference; affine in place', () => {
   }
 });
 
-test('sumSquares accumulates in double like the reference', () => {
+nativeTest('sumSquares accumulates in double like the reference', () => {
   const g = new Gen(5);
   withThreads((t) => {
     for (const n of [0, 1, 7, 16, 17, 1001, 65537, 1_000_003]) {
@@ -296,7 +305,7 @@ function reduceTol(op: ReduceOp): Tol {
   return TOL.elementwise;
 }
 
-test('reduce matches the reference over (outer, n, inner) shapes, with NaN, -inf and +inf', () => {
+nativeTest('reduce matches the reference over (outer, n, inner) shapes, with NaN, -inf and +inf', () => {
   const g = new Gen(6);
   for (const op of REDUCE_OPS) {
     for (const [outer, n, inner] of ONI) {
@@ -317,7 +326,7 @@ test('reduce matches the reference over (outer, n, inner) shapes, with NaN, -inf
   }
 });
 
-test('cumsum matches the reference forwards and backwards, in place too', () => {
+nativeTest('cumsum matches the reference forwards and backwards, in place too', () => {
   const g = new Gen(7);
   for (const [outer, n, inner] of ONI) {
     for (const reverse of [0, 1]) {
@@ -335,7 +344,7 @@ test('cumsum matches the reference forwards and backwards, in place too', () => 
 
 // ---- data movement ---------------------------------------------------------------------------------------------
 
-test('copyStrided matches the reference: transposes, slices, broadcast, flips, rank 8', () => {
+nativeTest('copyStrided matches the reference: transposes, slices, broadcast, flips, rank 8', () => {
   const g = new Gen(8);
   const cases: { name: string; srcLen: number; offset: number; shape: number[]; strides: number[] }[] = [
     { name: 'identity', srcLen: 20, offset: 0, shape: [4, 5], strides: [5, 1] },
@@ -375,7 +384,7 @@ test('copyStrided matches the reference: transposes, slices, broadcast, flips, r
   }
 });
 
-test('gather / gatherGrad match the reference, repeated indices add up', () => {
+nativeTest('gather / gatherGrad match the reference, repeated indices add up', () => {
   const g = new Gen(9);
   const cases: [number, number, number, number][] = [
     [1, 1, 1, 1], [1, 5, 3, 0], [2, 7, 5, 9], [3, 4, 1, 6], [1, 50, 64, 200], [4, 33, 129, 17], [1, 1000, 40, 3000],
@@ -399,7 +408,7 @@ test('gather / gatherGrad match the reference, repeated indices add up', () => {
   }
 });
 
-test('embedding / embeddingGrad match the reference, repeated ids add up', () => {
+nativeTest('embedding / embeddingGrad match the reference, repeated ids add up', () => {
   const g = new Gen(10);
   for (const [V, D, rows] of [[1, 1, 1], [5, 3, 0], [11, 7, 13], [50, 64, 300], [1000, 256, 512]] as const) {
     const w = g.f32(V * D);
@@ -419,7 +428,7 @@ test('embedding / embeddingGrad match the reference, repeated ids add up', () =>
   }
 });
 
-test('conv1dCausal / conv1dCausalGrad match the reference, with and without bias', () => {
+nativeTest('conv1dCausal / conv1dCausalGrad match the reference, with and without bias', () => {
   const g = new Gen(11);
   const cases: [number, number, number, number][] = [
     [1, 1, 1, 1], [1, 5, 3, 4], [2, 7, 5, 3], [2, 3, 9, 5], [3, 64, 33, 4], [2, 300, 96, 4], [1, 17, 8, 1],
@@ -459,7 +468,7 @@ function logits(g: Gen, rows: number, n: number, scale = 3): F32 {
   return x;
 }
 
-test('softmax / logSoftmax match the reference, masked rows included, in place too', () => {
+nativeTest('softmax / logSoftmax match the reference, masked rows included, in place too', () => {
   const g = new Gen(12);
   for (const [rows, n] of ROWS_N) {
     const x = logits(g, rows, n);
@@ -477,7 +486,7 @@ test('softmax / logSoftmax match the reference, masked rows included, in place t
   }
 });
 
-test('softmaxGrad / logSoftmaxGrad match the reference', () => {
+nativeTest('softmaxGrad / logSoftmaxGrad match the reference', () => {
   const g = new Gen(13);
   for (const [rows, n] of ROWS_N) {
     const x = logits(g, rows, n);
@@ -493,7 +502,7 @@ test('softmaxGrad / logSoftmaxGrad match the reference', () => {
   }
 });
 
-test('crossEntropy matches the reference: ignoreIndex rows, gradScale, optional dlogits', () => {
+nativeTest('crossEntropy matches the reference: ignoreIndex rows, gradScale, optional dlogits', () => {
   const g = new Gen(14);
   const shapes: [number, number][] = [[1, 1], [1, 5], [4, 7], [33, 1000], [3, 50257], [200, 64], [5, 4099]];
   for (const [rows, V] of shapes) {
@@ -535,7 +544,7 @@ test('crossEntropy matches the reference: ignoreIndex rows, gradScale, optional 
 
 const ROWS_D: [number, number][] = [[1, 1], [1, 64], [3, 7], [17, 129], [256, 256], [4, 1031], [2, 4096]];
 
-test('rmsnorm / rmsnormGrad match the reference with and without weight', () => {
+nativeTest('rmsnorm / rmsnormGrad match the reference with and without weight', () => {
   const g = new Gen(15);
   for (const [rows, D] of ROWS_D) {
     for (const withW of [true, false]) {
@@ -563,7 +572,7 @@ test('rmsnorm / rmsnormGrad match the reference with and without weight', () => 
   }
 });
 
-test('layernorm / layernormGrad match the reference for every weight / bias combination', () => {
+nativeTest('layernorm / layernormGrad match the reference for every weight / bias combination', () => {
   const g = new Gen(16);
   for (const [rows, D] of ROWS_D) {
     for (const [withW, withB] of [[true, true], [true, false], [false, true], [false, false]] as const) {
@@ -595,7 +604,7 @@ test('layernorm / layernormGrad match the reference for every weight / bias comb
 
 // ---- rope ------------------------------------------------------------------------------------------------------
 
-test('rope matches the reference: both layouts, both signs, partial rotDim, in place', () => {
+nativeTest('rope matches the reference: both layouts, both signs, partial rotDim, in place', () => {
   const g = new Gen(17);
   const cases: [number, number, number, number, number][] = [
     [1, 1, 1, 2, 2], [2, 5, 3, 16, 16], [1, 7, 2, 64, 32], [2, 3, 4, 10, 6], [1, 4, 2, 8, 0], [1, 300, 4, 128, 128],
@@ -627,7 +636,7 @@ test('rope matches the reference: both layouts, both signs, partial rotDim, in p
 
 // ---- adamw -----------------------------------------------------------------------------------------------------
 
-test('adamw matches the reference over several steps', () => {
+nativeTest('adamw matches the reference over several steps', () => {
   const g = new Gen(18);
   for (const n of [1, 7, 8, 1001, 200003]) {
     const p0 = g.f32(n), pw = copy(p0), pg = copy(p0);
@@ -647,7 +656,7 @@ test('adamw matches the reference over several steps', () => {
 
 // ---- argument validation -----------------------------------------------------------------------------------------
 
-test('bad arguments throw RangeError / TypeError naming the kernel and the argument', () => {
+nativeTest('bad arguments throw RangeError / TypeError naming the kernel and the argument', () => {
   const f = (n: number): F32 => new Float32Array(n);
   const i = (...v: number[]): I32 => Int32Array.from(v);
   const range = (fn: () => void, re: RegExp): void => assert.throws(fn, (e: Error) => e instanceof RangeError && re.test(e.message));
@@ -697,7 +706,7 @@ const CHILD_RUNS: { name: string; env: Record<string, string> }[] = [
 ];
 
 for (const run of CHILD_RUNS) {
-  test(`the whole file passes with ${run.name}`, { skip: process.env.RF_KERNELS_TEST_CHILD === '1' }, () => {
+  test(`the whole file passes with ${run.name}`, { skip: process.env.RF_KERNELS_TEST_CHILD === '1' ? 'already a child run' : skip }, () => {
     const file = fileURLToPath(import.meta.url);
     // NODE_TEST_CONTEXT (set by a parent `node --test`) would make the child skip its tests and exit 0.
     const env: Record<string, string | undefined> = { ...process.env, ...run.env, RF_KERNELS_TEST_CHILD: '1' };

@@ -1,7 +1,12 @@
-// Hardware probes for the benchmark: the machine's real FMA throughput and streaming-read bandwidth, so kernel
+// Hardware probes for the benchmarks: the machine's real FMA throughput and streaming-read bandwidth, so kernel
 // figures can be reported as a fraction of what this (virtual) machine actually delivers rather than of a
 // datasheet number.
-#include "common.h"
+//
+// Not part of the production addon: binding.gyp builds this file, with the runtime (thread pool, instruction-set
+// detection) of native/src/runtime.cpp, into its own module, native/build/Release/recurformer_bench.node, which
+// only bench/lib/hw.ts loads (loadProbes). The probes run on that module's own thread pool, sized like the
+// production one (RECURFORMER_THREADS, else every core).
+#include "../common.h"
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +31,7 @@ volatile float g_sink = 0;
 // Twelve independent dependency chains: with a 4-cycle FMA latency and two FMA ports, at least 8 must be in
 // flight to keep both ports busy; 12 leaves headroom for cores with a longer latency. The multiplier below 1 and
 // the small addend make every chain converge to a normal number, so no denormal slow path and no overflow.
+#if RF_X86
 RF_AVX2 int64_t fma_burst_avx2(int64_t reps) {
   const __m256 m = _mm256_set1_ps(0.9999f), k = _mm256_set1_ps(1e-4f);
   __m256 a0 = _mm256_set1_ps(0.1f), a1 = _mm256_set1_ps(0.2f), a2 = _mm256_set1_ps(0.3f);
@@ -54,6 +60,7 @@ RF_AVX2 int64_t fma_burst_avx2(int64_t reps) {
   g_sink = lanes[0] + lanes[7];
   return reps * 12;  // FMAs of 8 lanes each
 }
+#endif
 
 // Portable stand-in with the same shape (12 chains of 8 lanes); the compiler vectorizes it with what the
 // baseline ISA offers, so on a machine without AVX2 the "peak" is the peak of the code we would actually run.
@@ -70,6 +77,7 @@ int64_t fma_burst_scalar(int64_t reps) {
   return reps * 12;
 }
 
+#if RF_X86
 // The same twelve chains on zmm registers (16 lanes), for the AVX-512 GEMM kernels' yardstick.
 __attribute__((target("avx512f"))) int64_t fma_burst_avx512(int64_t reps) {
   const __m512 m = _mm512_set1_ps(0.9999f), k = _mm512_set1_ps(1e-4f);
@@ -86,17 +94,92 @@ __attribute__((target("avx512f"))) int64_t fma_burst_avx512(int64_t reps) {
   g_sink = lanes[0] + lanes[15];
   return reps * 24;  // in units of 8-lane FMAs, so every burst counts 16 flops per unit
 }
+#endif
 
+// ---- streaming sums (the bandwidth probe) -------------------------------------------------------------------
+// Reads 64 KiB blocks as four concurrent 16 KiB streams with a 1 KiB software prefetch, the access pattern of
+// the matrix-vector kernels (four weight rows at a time): one sequential stream per core leaves memory-level
+// parallelism unused, and the probe must not be beaten by the kernels it is the yardstick for. Eight
+// independent sums keep the add latency off the critical path.
+#if RF_X86
+RF_AVX2 float sum_avx2(const float* p, int64_t n) {
+  constexpr int64_t kRow = 4096;  // floats per stream within a block
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+  int64_t b = 0;
+  for (; b + 4 * kRow <= n; b += 4 * kRow) {
+    const float *p0 = p + b, *p1 = p0 + kRow, *p2 = p1 + kRow, *p3 = p2 + kRow;
+    for (int64_t i = 0; i < kRow; i += 16) {
+      _mm_prefetch(reinterpret_cast<const char*>(p0 + i + 256), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p1 + i + 256), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p2 + i + 256), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(p3 + i + 256), _MM_HINT_T0);
+      s0 = _mm256_add_ps(s0, _mm256_load_ps(p0 + i));
+      s1 = _mm256_add_ps(s1, _mm256_load_ps(p0 + i + 8));
+      s2 = _mm256_add_ps(s2, _mm256_load_ps(p1 + i));
+      s3 = _mm256_add_ps(s3, _mm256_load_ps(p1 + i + 8));
+      s4 = _mm256_add_ps(s4, _mm256_load_ps(p2 + i));
+      s5 = _mm256_add_ps(s5, _mm256_load_ps(p2 + i + 8));
+      s6 = _mm256_add_ps(s6, _mm256_load_ps(p3 + i));
+      s7 = _mm256_add_ps(s7, _mm256_load_ps(p3 + i + 8));
+    }
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
+                           _mm256_add_ps(_mm256_add_ps(s4, s5), _mm256_add_ps(s6, s7)));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, s);
+  float r = 0;
+  for (float v : lanes) r += v;
+  for (; b < n; ++b) r += p[b];
+  return r;
+}
+#endif
+
+float sum_scalar(const float* p, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) s[l] += p[i + l];
+  float r = 0;
+  for (float v : s) r += v;
+  for (; i < n; ++i) r += p[i];
+  return r;
+}
+
+// The yardstick of the AVX-512 GEMM kernels exists whenever the CPU and OS have AVX-512F and AVX2 is in use, even
+// under RECURFORMER_SIMD=avx2 (which only keeps the GEMM itself on AVX2).
 bool avx512_available() {
+#if RF_X86
   __builtin_cpu_init();
-  return rf::has_avx2() && __builtin_cpu_supports("avx512f");
+  return rf::cpu_isa() >= rf::Isa::kAvx2 && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
 }
 
 enum class Isa { Avx2, Avx512 };
 
+// The probes' kernel table (rf::pick, common.h): the AVX2 yardsticks, or their portable stand-ins.
+struct ProbeKernels {
+  int64_t (*fma_burst)(int64_t reps);     // 12 chains of 8-lane FMAs, reps times; returns the FMA count / 8 lanes
+  float (*sum)(const float* p, int64_t n);  // streaming sum of n floats (64-byte aligned)
+};
+
+const ProbeKernels kScalar = {fma_burst_scalar, sum_scalar};
+#if RF_X86
+const ProbeKernels kAvx2 = {fma_burst_avx2, sum_avx2};
+#endif
+
+const ProbeKernels& kernels() {
+  static const ProbeKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2));
+  return t;
+}
+
 int64_t fma_burst(int64_t reps, Isa isa) {
+#if RF_X86
   if (isa == Isa::Avx512) return fma_burst_avx512(reps);
-  return rf::has_avx2() ? fma_burst_avx2(reps) : fma_burst_scalar(reps);
+#endif
+  (void)isa;
+  return kernels().fma_burst(reps);
 }
 
 int clamp_threads(double requested) {
@@ -132,53 +215,7 @@ double fma_peak_gflops(double seconds, int threads, Isa isa) {
 }
 
 // ---- streaming read bandwidth ----------------------------------------------------------------------------------
-// Reads 64 KiB blocks as four concurrent 16 KiB streams with a 1 KiB software prefetch, the access pattern of
-// the matrix-vector kernels (four weight rows at a time): one sequential stream per core leaves memory-level
-// parallelism unused, and the probe must not be beaten by the kernels it is the yardstick for. Eight
-// independent sums keep the add latency off the critical path.
-RF_AVX2 float sum_avx2(const float* p, int64_t n) {
-  constexpr int64_t kRow = 4096;  // floats per stream within a block
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-  int64_t b = 0;
-  for (; b + 4 * kRow <= n; b += 4 * kRow) {
-    const float *p0 = p + b, *p1 = p0 + kRow, *p2 = p1 + kRow, *p3 = p2 + kRow;
-    for (int64_t i = 0; i < kRow; i += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(p0 + i + 256), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p1 + i + 256), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p2 + i + 256), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(p3 + i + 256), _MM_HINT_T0);
-      s0 = _mm256_add_ps(s0, _mm256_load_ps(p0 + i));
-      s1 = _mm256_add_ps(s1, _mm256_load_ps(p0 + i + 8));
-      s2 = _mm256_add_ps(s2, _mm256_load_ps(p1 + i));
-      s3 = _mm256_add_ps(s3, _mm256_load_ps(p1 + i + 8));
-      s4 = _mm256_add_ps(s4, _mm256_load_ps(p2 + i));
-      s5 = _mm256_add_ps(s5, _mm256_load_ps(p2 + i + 8));
-      s6 = _mm256_add_ps(s6, _mm256_load_ps(p3 + i));
-      s7 = _mm256_add_ps(s7, _mm256_load_ps(p3 + i + 8));
-    }
-  }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
-                           _mm256_add_ps(_mm256_add_ps(s4, s5), _mm256_add_ps(s6, s7)));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, s);
-  float r = 0;
-  for (float v : lanes) r += v;
-  for (; b < n; ++b) r += p[b];
-  return r;
-}
-
-float sum_scalar(const float* p, int64_t n) {
-  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) s[l] += p[i + l];
-  float r = 0;
-  for (float v : s) r += v;
-  for (; i < n; ++i) r += p[i];
-  return r;
-}
-
-float sum_floats(const float* p, int64_t n) { return rf::has_avx2() ? sum_avx2(p, n) : sum_scalar(p, n); }
+float sum_floats(const float* p, int64_t n) { return kernels().sum(p, n); }
 
 // Each pass splits the buffer into one contiguous slice per thread (64-byte aligned cuts), so every thread
 // streams its own pages; passes repeat until the time budget is spent.
@@ -255,9 +292,12 @@ Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), gbs);
 }
 
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  rf::export_fn<MeasureFmaPeak>(env, exports, "measureFmaPeak");
+  rf::export_fn<MeasureBandwidth>(env, exports, "measureBandwidth");
+  return exports;
+}
+
 }  // namespace
 
-void register_hw(Napi::Env env, Napi::Object exports) {
-  exports.Set("measureFmaPeak", Napi::Function::New(env, MeasureFmaPeak, "measureFmaPeak"));
-  exports.Set("measureBandwidth", Napi::Function::New(env, MeasureBandwidth, "measureBandwidth"));
-}
+NODE_API_MODULE(recurformer_bench, Init)
