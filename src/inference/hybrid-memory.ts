@@ -23,6 +23,33 @@ export class MemoryError extends RecurformerError {
 
 const F32 = 4;
 
+/** Keys and values laid out (batch, cap, row): item b's rows start at (b * cap + at) * row. */
+interface KVRuns {
+  k: Float32Array;
+  v: Float32Array;
+  cap: number;
+  at: number;
+}
+
+/**
+ * For every batch item, copies n rows of keys and values from src to dst (the one copy every store does: growing,
+ * appending, snapshots, restores). The same buffer on both sides is fine: TypedArray.set copies as if through a
+ * temporary.
+ */
+function copyRuns(src: KVRuns, dst: KVRuns, n: number, row: number, batch: number): void {
+  for (let b = 0; b < batch; b++) {
+    const from = (b * src.cap + src.at) * row, to = (b * dst.cap + dst.at) * row;
+    dst.k.set(src.k.subarray(from, from + n * row), to);
+    dst.v.set(src.v.subarray(from, from + n * row), to);
+  }
+}
+
+/** The error of a truncate that a store cannot do. */
+function cannotRollBack(what: string, len: number, n: number): MemoryError {
+  return new MemoryError('memory.truncate', `${what} cannot roll back from ${len} to ${n} tokens`,
+    'take a snapshot() where you may want to return and restore() it');
+}
+
 /** Keys and values of a layer's attention groups: (B, cap, H, D) per tensor, the first `len` tokens valid. */
 class KVBuffer implements KVStore {
   len = 0;
@@ -47,10 +74,7 @@ class KVBuffer implements KVStore {
     if (cap <= this.cap) return;
     const { row, batch } = this;
     const k = new Float32Array(batch * cap * row), v = new Float32Array(batch * cap * row);
-    for (let b = 0; b < batch; b++) {
-      k.set(this.k.subarray(b * this.cap * row, (b * this.cap + this.len) * row), b * cap * row);
-      v.set(this.v.subarray(b * this.cap * row, (b * this.cap + this.len) * row), b * cap * row);
-    }
+    copyRuns({ k: this.k, v: this.v, cap: this.cap, at: 0 }, { k, v, cap, at: 0 }, this.len, row, batch);
     Object.assign(this, { k, v, cap });
   }
 
@@ -62,11 +86,7 @@ class KVBuffer implements KVStore {
     if (v.shape.some((d, i) => d !== k.shape[i])) throw new ShapeError('memory.append', 'v', shapeStr(k.shape), v.shape);
     this.ensure(this.len + T);
     const { row, cap } = this;
-    const kd = contiguous(k).data, vd = contiguous(v).data;
-    for (let b = 0; b < B; b++) {
-      this.k.set(kd.subarray(b * T * row, (b + 1) * T * row), (b * cap + this.len) * row);
-      this.v.set(vd.subarray(b * T * row, (b + 1) * T * row), (b * cap + this.len) * row);
-    }
+    copyRuns({ k: contiguous(k).data, v: contiguous(v).data, cap: T, at: 0 }, { k: this.k, v: this.v, cap, at: this.len }, T, row, B);
     const qOffset = this.len, S = (this.len += T);
     if (B === 1) {
       // zero-copy: the first S rows of the single batch item
@@ -93,20 +113,13 @@ class KVBuffer implements KVStore {
   snapshot(): KVSnap {
     const { row, cap, len, batch } = this;
     const k = new Float32Array(batch * len * row), v = new Float32Array(batch * len * row);
-    for (let b = 0; b < batch; b++) {
-      k.set(this.k.subarray(b * cap * row, (b * cap + len) * row), b * len * row);
-      v.set(this.v.subarray(b * cap * row, (b * cap + len) * row), b * len * row);
-    }
+    copyRuns({ k: this.k, v: this.v, cap, at: 0 }, { k, v, cap: len, at: 0 }, len, row, batch);
     return { len, k, v };
   }
 
   restore(s: KVSnap): void {
     this.grow(s.len);
-    const { row, cap, batch } = this;
-    for (let b = 0; b < batch; b++) {
-      this.k.set(s.k.subarray(b * s.len * row, (b + 1) * s.len * row), b * cap * row);
-      this.v.set(s.v.subarray(b * s.len * row, (b + 1) * s.len * row), b * cap * row);
-    }
+    copyRuns({ k: s.k, v: s.v, cap: s.len, at: 0 }, { k: this.k, v: this.v, cap: this.cap, at: 0 }, s.len, this.row, this.batch);
     this.len = s.len;
   }
 
@@ -163,13 +176,9 @@ class WindowBuffer implements KVStore {
   private settle(): void {
     const gone = this.n - this.keepSinks - this.keepRecent;
     if (gone <= 0) return;
-    const { row, cap } = this;
-    for (let b = 0; b < this.batch; b++) {
-      const base = b * cap * row;
-      // the sinks move forward next to the recent tokens (copyWithin handles the overlap)
-      this.k.copyWithin(base + (this.o + gone) * row, base + this.o * row, base + (this.o + this.keepSinks) * row);
-      this.v.copyWithin(base + (this.o + gone) * row, base + this.o * row, base + (this.o + this.keepSinks) * row);
-    }
+    // the sinks move forward next to the recent tokens
+    const buf = { k: this.k, v: this.v, cap: this.cap };
+    copyRuns({ ...buf, at: this.o }, { ...buf, at: this.o + gone }, this.keepSinks, this.row, this.batch);
     this.o += gone;
     this.n = this.keepSinks + this.keepRecent;
     this.evicted = true;
@@ -184,16 +193,7 @@ class WindowBuffer implements KVStore {
     const same = cap === this.cap;
     const k = same ? this.k : new Float32Array(batch * cap * row);
     const v = same ? this.v : new Float32Array(batch * cap * row);
-    for (let b = 0; b < batch; b++) {
-      const from = (b * this.cap + this.o) * row, to = (b * this.cap + this.o + this.n) * row;
-      if (same) {
-        k.copyWithin(b * cap * row, from, to);
-        v.copyWithin(b * cap * row, from, to);
-      } else {
-        k.set(this.k.subarray(from, to), b * cap * row);
-        v.set(this.v.subarray(from, to), b * cap * row);
-      }
-    }
+    copyRuns({ k: this.k, v: this.v, cap: this.cap, at: this.o }, { k, v, cap, at: 0 }, this.n, row, batch);
     Object.assign(this, { k, v, cap, o: 0 });
   }
 
@@ -201,12 +201,7 @@ class WindowBuffer implements KVStore {
   private put(kd: Float32Array, vd: Float32Array, T: number): number {
     this.settle();
     this.roomFor(T);
-    const { row, cap } = this;
-    for (let b = 0; b < this.batch; b++) {
-      const at = (b * cap + this.o + this.n) * row;
-      this.k.set(kd.subarray(b * T * row, (b + 1) * T * row), at);
-      this.v.set(vd.subarray(b * T * row, (b + 1) * T * row), at);
-    }
+    copyRuns({ k: kd, v: vd, cap: T, at: 0 }, { k: this.k, v: this.v, cap: this.cap, at: this.o + this.n }, T, this.row, this.batch);
     const S = (this.n += T);
     this.seen += T;
     // keep the sinks and the last window-1 keys: the next query adds itself to make `window` recent keys
@@ -242,12 +237,9 @@ class WindowBuffer implements KVStore {
   }
 
   snapshot(): WindowSnap {
-    const { row, cap, n, batch } = this;
+    const { row, n, batch } = this;
     const k = new Float32Array(batch * n * row), v = new Float32Array(batch * n * row);
-    for (let b = 0; b < batch; b++) {
-      k.set(this.k.subarray((b * cap + this.o) * row, (b * cap + this.o + n) * row), b * n * row);
-      v.set(this.v.subarray((b * cap + this.o) * row, (b * cap + this.o + n) * row), b * n * row);
-    }
+    copyRuns({ k: this.k, v: this.v, cap: this.cap, at: this.o }, { k, v, cap: n, at: 0 }, n, row, batch);
     return { k, v, n, seen: this.seen, keepSinks: this.keepSinks, keepRecent: this.keepRecent, evicted: this.evicted };
   }
 
@@ -255,21 +247,13 @@ class WindowBuffer implements KVStore {
     this.o = 0;
     this.n = 0;
     this.roomFor(s.n);
-    const { row, cap } = this;
-    for (let b = 0; b < this.batch; b++) {
-      this.k.set(s.k.subarray(b * s.n * row, (b + 1) * s.n * row), b * cap * row);
-      this.v.set(s.v.subarray(b * s.n * row, (b + 1) * s.n * row), b * cap * row);
-    }
+    copyRuns({ k: s.k, v: s.v, cap: s.n, at: 0 }, { k: this.k, v: this.v, cap: this.cap, at: 0 }, s.n, this.row, this.batch);
     Object.assign(this, { n: s.n, seen: s.seen, keepSinks: s.keepSinks, keepRecent: s.keepRecent, evicted: s.evicted });
   }
 
-  /** Possible while the run still holds every token seen (none evicted): then it is the first n of them. */
+  /** Keeps the first n tokens; only while the run still holds every token seen (HybridMemory checks `evicted`). */
   truncate(n: number): void {
     if (n >= this.seen) return;
-    if (this.evicted) {
-      throw new MemoryError('memory.truncate', `a window store has evicted tokens and cannot go back to ${n} tokens`,
-        'take a snapshot() where you may want to return and restore() it');
-    }
     this.n = this.seen = n;
     this.keepSinks = Math.min(this.w.sinks, n);
     this.keepRecent = Math.min(this.w.window - 1, n - this.keepSinks);
@@ -428,14 +412,8 @@ export class HybridMemory implements ModelMemory {
       throw new ArgumentError('memory.truncate', 'n', `= ${n} must be an integer in [0, ${this.len}]`);
     }
     if (n === this.len) return;
-    if (this.all.some((s) => s instanceof StateSlot)) {
-      throw new MemoryError('memory.truncate', `a recurrent state cannot roll back from ${this.len} to ${n} tokens`,
-        'take a snapshot() where you may want to return and restore() it');
-    }
-    if (this.all.some((s) => s instanceof WindowBuffer && s.evicted)) {
-      throw new MemoryError('memory.truncate', `a window store has evicted tokens and cannot go back to ${n} tokens`,
-        'take a snapshot() where you may want to return and restore() it');
-    }
+    if (this.all.some((s) => s instanceof StateSlot)) throw cannotRollBack('a recurrent state', this.len, n);
+    if (this.all.some((s) => s instanceof WindowBuffer && s.evicted)) throw cannotRollBack('a window store that has evicted tokens', this.len, n);
     for (const s of this.all) (s as KVBuffer | WindowBuffer).truncate(n);
     this.len = n;
   }

@@ -61,11 +61,7 @@ export function attend(cfg: ModelConfig, lay: LayerLayout, rl: RecurrentLayer | 
     }
     const store: KVStore | null | undefined = plain ? stores?.kv : stores?.window;
     const view: KVView = store ? store.append(T.contiguous(kk), T.contiguous(vk)) : { k: kk, v: vk, qOffset: 0 };
-    let window = lay.ownWindow, sinks = 0;
-    if (view.window !== undefined) {
-      window = window > 0 ? Math.min(window, view.window) : view.window;
-      sinks = view.sinks ?? 0;
-    }
+    const { window, sinks } = maskOf(lay, view);
     const wantProbs = plain && !!taps?.wants(`blk.${l}.attn_probs`);
     const { out, probs } = T.attention(qk, view.k, view.v, { qOffset: view.qOffset, window, sinks, scale, returnProbs: wantProbs }); // (B, T, Hk, Dh)
     if (plain && o.selfOnly?.length) applySelfOnly(o.selfOnly, out, probs, view.v, view.qOffset);
@@ -76,6 +72,12 @@ export function attend(cfg: ModelConfig, lay: LayerLayout, rl: RecurrentLayer | 
   const heads = lay.merge ? T.gather(parts.length > 1 ? T.concat(parts, 2) : parts[0]!, 2, lay.merge) : parts[0]!;
   if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, heads);
   return heads;
+}
+
+/** The attention mask of a kind of group: the layer's own sliding window, narrowed by a window store's. */
+export function maskOf(lay: LayerLayout, view: { window?: number; sinks?: number }): { window: number; sinks: number } {
+  if (view.window === undefined) return { window: lay.ownWindow, sinks: 0 };
+  return { window: lay.ownWindow > 0 ? Math.min(lay.ownWindow, view.window) : view.window, sinks: view.sinks ?? 0 };
 }
 
 /**

@@ -12,7 +12,7 @@ import type { Tensor } from '../tensor/index.js';
 import { usesLocalRope, type ModelConfig } from './config.js';
 import { WeightTable, type Family } from './family.js';
 import { layerPrefix } from './spec.js';
-import type { Ops } from './ops.js';
+import { rmsnormGain, type Ops } from './ops.js';
 import { invFreqFor } from './rope.js';
 import { embeddingW, linearW, type Weight } from './weights.js';
 
@@ -78,18 +78,13 @@ export class Llama implements Family {
     return layerPrefix(this.cfg, l);
   }
 
-  /** RMSNorm with the gain as the config applies it (w, or 1 + w for Gemma), in graph mode. */
-  private norm(w: Tensor, x: Tensor): Tensor {
-    return T.rmsnorm(x, this.cfg.normPlusOne ? T.affine(w, 1, 1) : w, this.cfg.normEps);
-  }
-
   embed(ids: Int32Array, _positions: Int32Array, B: number, Tn: number): Tensor {
     const x = embeddingW(this.embedding, ids, [B, Tn]); // (B, T, D)
     return this.cfg.embedScale === undefined ? x : T.affine(x, this.cfg.embedScale);
   }
 
   inputNorm(l: number, x: Tensor): Tensor {
-    return this.norm(this.layers[l]!.inNorm, x);
+    return rmsnormGain(this.cfg, x, this.layers[l]!.inNorm);
   }
 
   /**
@@ -116,7 +111,7 @@ export class Llama implements Family {
   }
 
   head(x: Tensor): Tensor {
-    const logits = linearW(T.contiguous(this.norm(this.finalNorm, x)), this.lmHead); // (B, T, V)
+    const logits = linearW(T.contiguous(rmsnormGain(this.cfg, x, this.finalNorm)), this.lmHead); // (B, T, V)
     const cap = this.cfg.finalSoftcap;
     return cap === undefined ? logits : T.affine(T.tanh(T.affine(logits, 1 / cap)), cap);
   }

@@ -12,6 +12,11 @@ import type { Tensor } from '../tensor/index.js';
 import type { ModelConfig } from './config.js';
 import { linearMultiW, linearW, type Weight } from './weights.js';
 
+/** RMSNorm over the last axis with gain w, or 1 + w with the config's normPlusOne (Gemma), on tensors. */
+export function rmsnormGain(cfg: ModelConfig, x: Tensor, w: Tensor): Tensor {
+  return T.rmsnorm(x, cfg.normPlusOne ? T.affine(w, 1, 1) : w, cfg.normEps);
+}
+
 export interface Ops<V> {
   /** RMSNorm over the last axis with gain w (1 + w with the config's normPlusOne); per head when x is (B, T, H, Dh). */
   rmsnorm(x: V, w: Tensor): V;
@@ -44,7 +49,7 @@ export class GraphOps implements Ops<Tensor> {
     readonly attend: (l: number, h: Tensor, q: Tensor, k: Tensor, v: Tensor) => Tensor) {}
 
   rmsnorm(x: Tensor, w: Tensor): Tensor {
-    return T.rmsnorm(x, this.cfg.normPlusOne ? T.affine(w, 1, 1) : w, this.cfg.normEps);
+    return rmsnormGain(this.cfg, x, w);
   }
 
   layernorm(x: Tensor, w: Tensor, b: Tensor | null): Tensor {

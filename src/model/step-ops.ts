@@ -17,7 +17,7 @@ import {
   vUnary, type MultiSlot,
 } from '../tensor/vec.js';
 import { attnScaleOf, type ModelConfig } from './config.js';
-import type { RecurrentLayer } from './attention.js';
+import { maskOf, type RecurrentLayer } from './attention.js';
 import { channels, type Layout } from './layout.js';
 import type { Ops } from './ops.js';
 import type { KVRows, ModelMemory } from './stores.js';
@@ -166,11 +166,7 @@ export class StepOps implements Ops<Float32Array> {
         kk = kr;
       }
       const view: KVRows = (kind === 'attention' ? stores.kv : stores.window)!.appendRow(kk, vk);
-      let window = lay.ownWindow, sinks = 0;
-      if (view.window !== undefined) {
-        window = window > 0 ? Math.min(window, view.window) : view.window;
-        sinks = view.sinks ?? 0;
-      }
+      const { window, sinks } = maskOf(lay, view);
       vAttention(qk, view.k, view.v, parts.subarray(at, at + Hk * Dh), {
         S: view.S, Hq: Hk, Hkv: Gk, headDim: Dh, scale: attnScaleOf(c), qOffset: view.qOffset, window, sinks, lse: this.row(Hk),
       });

@@ -128,7 +128,7 @@ export class DecoderLM {
 
   /** A memory's layout must keep this model's recurrent groups and shapes (it may window attention groups). */
   private checkLayout(layout: Layout): void {
-    if (layout === this.layout) return;
+    if (layout === this.layout || this.checked.has(layout)) return;
     const c = layout.cfg, m = this.cfg;
     const same = c.nLayers === m.nLayers && c.nKvHeads === m.nKvHeads && c.headDim === m.headDim &&
       layout.layers.every((L, l) => L.kinds.every((k, g) => (k === 'recurrent') === (this.layout.layers[l]!.kinds[g] === 'recurrent')));
@@ -136,5 +136,9 @@ export class DecoderLM {
       throw new ArgumentError('forward', 'memory', 'was made for another model or layout (its recurrent groups differ from this model\'s)',
         'make the memory from this model: fullMemory(model), streamingMemory(model, ...)');
     }
+    this.checked.add(layout);
   }
+
+  /** Memory layouts already checked against this model's (a decode step checks its memory's once, not per call). */
+  private readonly checked = new WeakSet<Layout>();
 }
