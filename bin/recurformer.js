@@ -14,4 +14,9 @@ try {
   console.error('recurformer: the CLI is not compiled (dist/ is missing); run `npm run build` in the recurformer folder');
   process.exit(1);
 }
+// A reader that stops early (`recurformer inspect | head -1`) ends our output, not the process with a stack trace.
+process.stdout.on('error', (e) => {
+  if (e.code !== 'EPIPE') throw e;
+  process.exit(process.exitCode ?? 0);
+});
 process.exitCode = await main(process.argv.slice(2));

@@ -7,6 +7,7 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("simd", rf::simd_name());
   o.Set("threads", rf::num_threads());
+  o.Set("vnni", rf::cpu_has_avx512_vnni());
   return o;
 }
 
@@ -30,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_ssd(env, exports);
   register_rope(env, exports);
   register_softmax(env, exports);
+  register_quant(env, exports);
   return exports;
 }
 

@@ -45,6 +45,8 @@ enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 Isa cpu_isa();
 // "avx2" or "scalar": the element-wise tables in use (AVX-512 only changes the GEMM; gemmInfo() reports its set).
 const char* simd_name();
+// AVX-512 VNNI with VL and BW (dpwssd on ymm), when cpu_isa() is kAvx512 (so RECURFORMER_SIMD=avx2 turns it off).
+bool cpu_has_avx512_vnni();
 
 // The table of the widest instruction set that both the CPU allows and the family has (nullptr: not written for it).
 template <class Table>
@@ -247,6 +249,9 @@ struct ArgReader {
   int32_t* i32(size_t idx, size_t* len = nullptr) {
     return static_cast<int32_t*>(typed(idx, napi_int32_array, "an Int32Array", len));
   }
+  uint8_t* u8(size_t idx, size_t* len = nullptr) {
+    return static_cast<uint8_t*>(typed(idx, napi_uint8_array, "a Uint8Array", len));
+  }
   uint16_t* u16(size_t idx, size_t* len = nullptr) {
     return static_cast<uint16_t*>(typed(idx, napi_uint16_array, "a Uint16Array", len));
   }
@@ -281,3 +286,4 @@ void register_bf16(Napi::Env env, Napi::Object exports);
 void register_ssd(Napi::Env env, Napi::Object exports);
 void register_rope(Napi::Env env, Napi::Object exports);
 void register_softmax(Napi::Env env, Napi::Object exports);
+void register_quant(Napi::Env env, Napi::Object exports);

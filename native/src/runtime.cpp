@@ -52,6 +52,16 @@ Isa cpu_isa() {
 
 const char* simd_name() { return cpu_isa() >= Isa::kAvx2 ? "avx2" : "scalar"; }
 
+bool cpu_has_avx512_vnni() {
+#if RF_X86
+  static const bool v = cpu_isa() >= Isa::kAvx512 && __builtin_cpu_supports("avx512vnni") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  return v;
+#else
+  return false;
+#endif
+}
+
 // ---- scratch memory --------------------------------------------------------------------------------------------
 ScratchError::ScratchError(size_t bytes) : bytes_(bytes) {
   std::snprintf(msg_, sizeof(msg_), "out of memory: a %.1f MiB scratch buffer could not be allocated",

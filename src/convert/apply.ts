@@ -15,8 +15,10 @@ import type { LoadedModel } from '../io/model-load.js';
 import { toF32, type RawTensor } from '../io/tensor-file.js';
 import type { ModelConfig } from '../model/config.js';
 import { buildModel } from '../io/build.js';
-import { TapRecorder } from '../model/taps.js';
+import type { TapSink } from '../model/taps.js';
+import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError } from '../tensor/errors.js';
+import * as T from '../tensor/index.js';
 import { Rng, noGrad } from '../tensor/index.js';
 import type { ReplacementPlan } from './plan.js';
 import { groupRows, headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from '../model/spec.js';
@@ -165,43 +167,74 @@ function keepEarlier(cfg: ModelConfig, spec: RecurformerSpec, layer: number, old
 }
 
 /**
+ * The model the output-scale fit runs: the weights as loaded, shared and not copied (a BF16 checkpoint stays 16-bit,
+ * each product widens one matrix at a time), so a convert holds the model's bytes once, not a float32 copy of it.
+ * Exported for the test that checks this by the weights' types.
+ */
+export function calibrationModel(lm: LoadedModel, spec: RecurformerSpec | null): DecoderLM {
+  return buildModel(lm, { dtype: 'keep', share: true }, spec);
+}
+
+/**
+ * The outputs (T, heads.length * Dh) of the given query heads of each layer in `heads`, for the token ids, as a tap
+ * sink keeps them: only those heads' columns are copied out of each block's head_out, so a long calibration text
+ * holds a few of the model's heads per layer, not every head of every layer twice.
+ */
+function headOutputs(model: DecoderLM, ids: Int32Array, heads: ReadonlyMap<number, readonly number[]>): Map<number, Float32Array> {
+  const { nHeads: H, headDim: Dh } = model.cfg;
+  const Tn = ids.length;
+  const out = new Map<number, Float32Array>();
+  const layerOf = (name: string): number => Number(/^blk\.(\d+)\.head_out$/.exec(name)?.[1] ?? -1);
+  const sink: TapSink = {
+    wants: (name) => heads.has(layerOf(name)),
+    put: (name, value) => {
+      const l = layerOf(name), hs = heads.get(l)!;
+      const v = T.contiguous(value).data; // (1, T, H, Dh)
+      const y = new Float32Array(Tn * hs.length * Dh);
+      for (let t = 0; t < Tn; t++) {
+        hs.forEach((h, i) => y.set(v.subarray((t * H + h) * Dh, (t * H + h + 1) * Dh), (t * hs.length + i) * Dh));
+      }
+      out.set(l, y);
+    },
+  };
+  // only the taps are read: the logits of the last position alone, so the head is one row, not (T, V)
+  noGrad(() => model.forward(ids, 1, Tn, { taps: sink, lastOnly: true }));
+  return out;
+}
+
+/**
  * Least-squares scale per added head: alpha = <y_orig, y_rec> / <y_rec, y_rec> over the calibration tokens, folded
  * into W_x (y is linear in x when D = 0 and the gate and norm are off). The reference is the model as convert got
- * it (with its earlier recurrent heads, if any), whose attention heads the added ones replace.
+ * it (with its earlier recurrent heads, if any), whose attention heads the added ones replace. The two models run
+ * one after the other; each shares the loaded weights (calibrationModel).
  */
 function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added: Map<number, number[]>): void {
   const cfg = orig.config;
   const spec = conv.recurformer;
   if (spec.gate || spec.norm) return;
-  const want = (n: string): boolean => n.endsWith('.head_out');
-  const run = (lm: LoadedModel, spec0: RecurformerSpec | null): Map<string, Float32Array> => noGrad(() => {
-    const model = buildModel(lm, {}, spec0);
-    const rec = new TapRecorder(want);
-    model.forward(ids, 1, ids.length, { taps: rec });
-    return new Map([...rec.values].map(([k, v]) => [k, Float32Array.from(v.data)]));
-  });
-  const a = run(orig, orig.recurformer ?? null), b = run(conv, spec);
-  const Dh = cfg.headDim, H = cfg.nHeads;
+  const fresh = new Map<number, number[]>();
+  for (const [layer, groups] of added) if (groups.length > 0) fresh.set(layer, [...headsOfGroups(cfg, groups)]);
+  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, fresh);
+  const b = headOutputs(calibrationModel(conv, spec), ids, fresh);
+  const Dh = cfg.headDim, D = cfg.dModel;
   for (const { layer, groups } of spec.layers) {
-    const fresh = new Set(headsOfGroups(cfg, added.get(layer) ?? []));
-    if (fresh.size === 0) continue;
-    const ya = a.get(`blk.${layer}.head_out`)!, yb = b.get(`blk.${layer}.head_out`)!;
+    const hs = fresh.get(layer);
+    if (!hs) continue;
+    const ya = a.get(layer)!, yb = b.get(layer)!;
     const heads = headsOfGroups(cfg, groups);
-    const wxT = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!;
-    const wx = wxT.data as Float32Array;
-    heads.forEach((h, i) => {
-      if (!fresh.has(h)) return;
+    const wx = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!.data as Float32Array;
+    hs.forEach((h, j) => {
       let num = 0, den = 0;
       for (let t = 0; t < ids.length; t++) {
         for (let k = 0; k < Dh; k++) {
-          const o = (t * H + h) * Dh + k;
+          const o = (t * hs.length + j) * Dh + k;
           num += ya[o]! * yb[o]!;
           den += yb[o]! * yb[o]!;
         }
       }
       const alpha = den > 0 ? num / den : 1;
-      const D = cfg.dModel;
-      for (let j = i * Dh * D; j < (i + 1) * Dh * D; j++) wx[j] = wx[j]! * alpha;
+      const i = heads.indexOf(h); // the head's rows in this layer's W_x
+      for (let r = i * Dh * D; r < (i + 1) * Dh * D; r++) wx[r] = wx[r]! * alpha;
     });
   }
 }

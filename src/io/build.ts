@@ -11,12 +11,13 @@ import { conv1dLayout } from './weight-names.js';
 import { tensor } from '../tensor/index.js';
 import { DecoderLM } from '../model/transformer.js';
 import type { RecurformerSpec } from '../model/spec.js';
-import { HalfWeight, type Weight } from '../model/weights.js';
+import { HalfWeight, QuantWeight, type Weight } from '../model/weights.js';
 
 export interface BuildOptions {
   /**
    * 'f32' (default): every weight float32 (trainable). 'f16': 2-D weights held 16-bit for memory-bound decode (F16 and
-   * BF16 checkpoints keep their bits, F32 ones are rounded to F16). 'keep': F16/BF16 stay 16-bit, F32 stays f32.
+   * BF16 checkpoints keep their bits, F32 ones are rounded to F16). 'keep': F16/BF16 stay 16-bit, F32 stays f32, and
+   * GGUF matrices in Q8_0/Q4_K/Q5_K/Q6_K stay in their blocks (other quantized types are dequantized to f32).
    */
   dtype?: 'f32' | 'f16' | 'keep';
   /**
@@ -33,14 +34,27 @@ function isMatrix(name: string, t: RawTensor): boolean {
   return t.shape.length === 2 && !/wpe/.test(name);
 }
 
+/**
+ * A converted model's recurrent tensors that stay float32 whatever the dtype: all but its projections (wx, wb, wc,
+ * wdt, wz). Those are matrices like q/k/v, held 16-bit by the same rules (a BF16 model's decode reads them at 2 bytes
+ * a value); the conv, dt bias, decay, D and norm gain are small and read per channel.
+ */
+function keptFloat32(name: string): boolean {
+  return name.includes('.recurrent.') && !/\.recurrent\.(wx|wb|wc|wdt|wz)$/.test(name);
+}
+
 export function buildModel(m: LoadedModel, opts: BuildOptions = {}, spec?: RecurformerSpec | null): DecoderLM {
   const dtype = opts.dtype ?? 'f32';
   const weights = new Map<string, Weight>();
   for (const [name, raw0] of m.tensors) {
     const raw = conv1dLayout(m.config.arch, name, raw0);
     const sixteen = raw.dtype === 'F16' || raw.dtype === 'BF16';
-    const half = isMatrix(name, raw) && !name.includes('.recurrent.') && (dtype === 'f16' || (dtype === 'keep' && sixteen));
-    if (half) {
+    const packable = isMatrix(name, raw) && !keptFloat32(name);
+    const half = packable && (dtype === 'f16' || (dtype === 'keep' && sixteen));
+    if (packable && dtype === 'keep' && raw.quant) {
+      // GGUF blocks the kernels read directly stay quantized (the float32 values are never made)
+      weights.set(name, new QuantWeight(raw.shape, raw.quant.kind, raw.quant.read(), name));
+    } else if (half) {
       // 16-bit checkpoints keep their bits (F16 or BF16); float32 ones are rounded to F16
       if (raw.dtype === 'BF16') weights.set(name, new HalfWeight(raw.shape, raw.data as Uint16Array, name, 'bf16'));
       else weights.set(name, new HalfWeight(raw.shape, raw.dtype === 'F16' ? (raw.data as Uint16Array) : f32ArrayToF16(toF32(raw)), name));

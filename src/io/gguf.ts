@@ -20,7 +20,7 @@
 import { FormatError } from '../tensor/errors.js';
 import { BinaryReader, bufferSource, fileSource, type ByteSource } from './binary-reader.js';
 import { dequantize, GGML_BLOCK, GgmlType, ggmlTypeName, READABLE_QUANTS, SCALE_OFFSETS } from './ggml-quants.js';
-import { countNonFinite, fileTensor, numel, scanNonFinite, type RawDType, type RawTensor } from './tensor-file.js';
+import { countNonFinite, fileTensor, numel, scanNonFinite, type QuantKind, type RawDType, type RawTensor } from './tensor-file.js';
 
 export enum GgufType {
   U8 = 0,
@@ -141,8 +141,10 @@ function parseSource(src: ByteSource, opts: { tensors?: boolean }): GgufFile {
   if (opts.tensors !== false) {
     for (const info of tensorInfos) {
       const at = dataStart + info.offset;
+      const kind = KEPT_QUANTIZED[info.type];
       tensors.set(info.name, fileTensor(file, info.name, FLOAT_DTYPE[info.type] ?? 'F32', info.shape,
-        () => readTensor(src, at, info), () => scanTensor(src, at, info)));
+        () => readTensor(src, at, info), () => scanTensor(src, at, info),
+        kind && info.shape.length === 2 ? { kind, bytes: info.bytes, read: () => readBlocks(src, at, info) } : undefined));
     }
   }
   return { file, version, alignment, metadata, tensorInfos, tensors };
@@ -298,6 +300,18 @@ function checkTensorBounds(infos: GgufTensorInfo[], dataLen: number, alignment: 
 
 /** The float types, stored as they are kept in memory; the others are block-quantized, dequantized to F32. */
 const FLOAT_DTYPE: Partial<Record<GgmlType, RawDType>> = { [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.BF16]: 'BF16' };
+
+/** The block formats the kernels read directly (gemmQ): 2-D tensors of these types also offer their blocks. */
+const KEPT_QUANTIZED: Partial<Record<GgmlType, QuantKind>> = {
+  [GgmlType.Q8_0]: 'Q8_0', [GgmlType.Q4_K]: 'Q4_K', [GgmlType.Q5_K]: 'Q5_K', [GgmlType.Q6_K]: 'Q6_K',
+};
+
+/** A quantized tensor's blocks as stored, and the number of values in blocks with a non-finite scale. */
+function readBlocks(src: ByteSource, at: number, info: GgufTensorInfo): { blocks: Uint8Array; nonFinite: number } {
+  const blocks = new Uint8Array(info.bytes);
+  src.read(at, blocks);
+  return { blocks, nonFinite: badScales(info.type, blocks) * GGML_BLOCK[info.type]!.elems };
+}
 
 /** Read one tensor at its absolute offset `at`, counting its NaN/Inf values (for quantized types, from the scales). */
 function readTensor(src: ByteSource, at: number, info: GgufTensorInfo): { data: Float32Array | Uint16Array; nonFinite: number } {

@@ -2,7 +2,8 @@
  * Load a model from disk in any supported format into one shape: a ModelConfig, tensors under Hugging Face names
  * (checked against the config: none missing, none extra, every shape right) and the tokenizer when one is found.
  *
- * - a folder: Hugging Face (config.json + model.safetensors or a sharded index + tokenizer.json);
+ * - a folder: Hugging Face (config.json + model.safetensors or a sharded index + tokenizer.json); of a Gemma 3
+ *   vision-language checkpoint, the text model (its vision tower is never read);
  * - *.gguf: llama.cpp (tensors renamed and q/k un-permuted by weight-names.ts; tokenizer from the GGUF vocab);
  * - *.bin: llama2.c legacy v0 (tokenizer from `tok{vocab}.bin` or `tokenizer.bin` beside it, or `opts.tokenizer`).
  *
@@ -15,7 +16,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FormatError } from '../tensor/errors.js';
-import { configFromHf, makeConfig, type ModelConfig } from '../model/config.js';
+import { configFromHf, isGemma3VisionLanguage, makeConfig, type ModelConfig } from '../model/config.js';
 import { readGguf } from './gguf.js';
 import { configFromGgufMetadata } from './gguf-config.js';
 import { readLlama2c } from './llama2c.js';
@@ -25,7 +26,7 @@ import { parseSpec, recurrentTensorShapes, type RecurformerSpec } from '../model
 import type { Tokenizer } from './tokenizer.js';
 import { tokenizerFromGguf } from './tokenizer-gguf.js';
 import { loadTokenizer } from './tokenizer-load.js';
-import { checkHfTensors, ggufToHf, interleavedToHalfRows } from './weight-names.js';
+import { checkHfTensors, gemma3TextTensors, ggufToHf, interleavedToHalfRows } from './weight-names.js';
 
 export interface LoadedModel {
   source: string;
@@ -109,6 +110,15 @@ function stripRecurformer(json: unknown): unknown {
   return rest;
 }
 
+const noted = new Set<string>();
+
+/** One line on stderr per model and process (honours RECURFORMER_QUIET, like the loaders' warnings). */
+function noteOnce(key: string, message: string): void {
+  if (noted.has(key) || process.env.RECURFORMER_QUIET) return;
+  noted.add(key);
+  process.stderr.write(`recurformer: note: ${message}\n`);
+}
+
 function fail(path: string): never {
   throw new FormatError(path, 'unrecognized model file', 'pass a Hugging Face folder, a .gguf file or a llama2.c .bin checkpoint');
 }
@@ -123,6 +133,12 @@ export function loadHfFolder(dir: string): LoadedModel {
   }
   const config = configFromHf(stripRecurformer(json), cfgPath);
   const st = readSafetensorsFolder(dir);
+  if (isGemma3VisionLanguage(json)) {
+    // Gemma3ForConditionalGeneration: its text model, renamed; the vision tower and projector are never read
+    const { text, vision } = gemma3TextTensors(st.tensors, st.file);
+    st.tensors = text;
+    if (vision.length > 0) noteOnce(dir, `${dir}: a Gemma 3 vision-language checkpoint: loading its text model; the vision tower (${vision.length} tensor${vision.length === 1 ? '' : 's'}) is ignored`);
+  }
   const gpt2 = config.arch === 'gpt2';
   checkLayerCount(config.nLayers, st.tensors.keys(), gpt2 ? /^(?:transformer\.)?h\.(\d+)\./ : /^model\.layers\.(\d+)\./,
     cfgPath, `config key "${gpt2 ? 'n_layer' : 'num_hidden_layers'}"`, st.file);

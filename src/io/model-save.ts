@@ -45,7 +45,8 @@ export function castTensor(t: RawTensor, dtype: RawDType): RawTensor {
 export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32', o: { maxShardBytes?: number } = {}): { tokenizerWritten: boolean } {
   const base = new Map([...m.tensors].filter(([k]) => !k.includes('.recurrent.')));
   const tensors = checkHfTensors(m.config, base, dir);
-  // a converted model's recurrent tensors ride along (always float32: they are trained further)
+  // a converted model's recurrent tensors ride along in the dtypes they carry (convert writes the projections in the
+  // output dtype and the per-channel tensors float32; a trained model's heads are float32)
   for (const [k, v] of m.tensors) if (k.includes('.recurrent.')) tensors.set(k, v);
   mkdirSync(dir, { recursive: true });
   const hf: Record<string, unknown> = { ...configToHf(m.config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] };
@@ -74,7 +75,7 @@ export function writeGgufModel(path: string, m: SavableModel, dtype: GgufExportT
   if (m.config.ropeStyle === 'interleaved') {
     throw new FormatError(path, 'the weights use interleaved RoPE', 'convert them with toHalfRope (model-load.ts) first; hfToGguf applies the GGUF layout');
   }
-  const meta = ggufMetadataFromConfig(m.config, name, { ropeFreqs: true });
+  const meta = ggufMetadataFromConfig(m.config, name, { ropeFreqs: true, file: path });
   meta.set('general.file_type', { type: GgufType.U32, value: LLAMA_FTYPE[dtype] });
   if (dtype !== 'F32' && dtype !== 'F16') meta.set('general.quantization_version', { type: GgufType.U32, value: GGML_QNT_VERSION });
   if (m.tokenizer) for (const [k, v] of tokenizerMetadata(m.tokenizer, path, m.config.vocabSize)) meta.set(k, v);

@@ -4,7 +4,8 @@
  * Loaders produce `RawTensor`s: a name, a storage dtype, a row-major shape (outermost axis first, as in PyTorch and
  * safetensors) and the data. 16-bit floats stay 16-bit (bit patterns in a Uint16Array) so that a model stored in
  * F16/BF16 keeps half the bytes in memory; the converters below turn them into F32 when a caller needs numbers.
- * Quantized GGUF types (Q8_0, Q4_0, ...) are dequantized to F32 at load, so no quantized type ever leaves io/.
+ * Quantized GGUF tensors are F32 tensors whose values are dequantized on first use; those in a format the kernels
+ * read directly (Q8_0, Q4_K, Q5_K, Q6_K) also carry their blocks (`quant`), so a model can keep them quantized.
  *
  * All multi-byte values in our formats are little-endian; typed-array views are in host order, so we refuse to run
  * on a big-endian host rather than silently reading byte-swapped weights.
@@ -24,6 +25,18 @@ export interface RawTensor {
   shape: number[];
   /** F32: Float32Array. F16/BF16: the 16-bit patterns. */
   data: Float32Array | Uint16Array;
+  /** The tensor's quantized blocks where its file stores it so (`data` is then their dequantization). */
+  quant?: QuantBlocks;
+}
+
+/** The GGUF block formats that can stay quantized in memory (model/weights.ts QuantWeight). */
+export type QuantKind = 'Q8_0' | 'Q4_K' | 'Q5_K' | 'Q6_K';
+
+/** A 2-D tensor's blocks as its file stores them, rows one after another, read when asked for (and not kept). */
+export interface QuantBlocks {
+  kind: QuantKind;
+  bytes: number;
+  read: () => Uint8Array;
 }
 
 if (endianness() !== 'LE') {
@@ -184,12 +197,22 @@ const scanners = new WeakMap<RawTensor, () => number>();
  * warns when it is read, naming the file and the tensor: such weights load fine and then produce NaN logits.
  * `scan` counts those values straight from the file (for `inspect --check-weights`).
  */
-export function fileTensor(file: string, name: string, dtype: RawDType, shape: number[], read: TensorReader, scan: () => number): RawTensor {
+export function fileTensor(file: string, name: string, dtype: RawDType, shape: number[], read: TensorReader, scan: () => number,
+  quant?: { kind: QuantKind; bytes: number; read: () => { blocks: Uint8Array; nonFinite: number } }): RawTensor {
   const t = deferredTensor(name, dtype, shape, () => {
     const { data, nonFinite } = read();
     if (nonFinite > 0) warnNonFinite(file, name, nonFinite, data.length);
     return data;
   });
+  if (quant) {
+    t.quant = {
+      kind: quant.kind, bytes: quant.bytes, read: () => {
+        const { blocks, nonFinite } = quant.read();
+        if (nonFinite > 0) warnNonFinite(file, name, nonFinite, numel(shape));
+        return blocks;
+      },
+    };
+  }
   scanners.set(t, scan);
   return t;
 }

@@ -4,18 +4,35 @@
  * missing, extra or mis-shaped tensor is reported by name before any model code runs.
  *
  * Layout changes:
- * - llama (not qwen2) in GGUF: llama.cpp's convert script permutes the rows of q_proj and k_proj from rotate-half
- *   order (HF: dim i pairs with i + hd/2) to interleaved order (Meta: dims 2i, 2i+1), because llama.cpp applies RoPE
- *   to adjacent pairs for this architecture. We do the same on write and the inverse on read, so in memory a model
- *   always has the HF layout. Qwen2 uses rotate-half ("NEOX") RoPE in llama.cpp and is not permuted.
+ * - llama (not qwen2, qwen3, gemma3) in GGUF: llama.cpp's convert script permutes the rows of q_proj and k_proj from
+ *   rotate-half order (HF: dim i pairs with i + hd/2) to interleaved order (Meta: dims 2i, 2i+1), because llama.cpp
+ *   applies RoPE to adjacent pairs for this architecture. We do the same on write and the inverse on read, so in
+ *   memory a model always has the HF layout. Qwen2, Qwen3 and Gemma 3 use rotate-half ("NEOX") RoPE in llama.cpp and
+ *   are not permuted.
+ * - Gemma's RMSNorm gains: HF stores w and computes x * (1 + w); convert_hf_to_gguf.py stores 1 + w (every tensor
+ *   named *norm.weight) and llama.cpp computes x * w. We add 1 on write and subtract it on read, in float32: for the
+ *   gains Gemma has (|w| < 1), 1 + (s - 1) gives back s exactly, so the model runs with the stored gains.
  * - gpt2: HF stores c_attn/c_proj/c_fc as Conv1D weights [in, out]; GGUF (like nn.Linear) stores [out, in].
+ *
+ * Gemma 3 vision-language checkpoints (Gemma3ForConditionalGeneration) keep the text model under
+ * `language_model.model.*` (transformers < 4.52; `model.language_model.*` since) beside a vision tower and a
+ * projector: `gemma3TextTensors` renames the text tensors and leaves the others out, unread.
  */
 import { FormatError } from '../tensor/errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { CONV1D } from '../model/gpt2.js';
-import { deferredTensor, numel, type RawTensor } from './tensor-file.js';
+import { deferredTensor, numel, toF32, type QuantBlocks, type RawTensor } from './tensor-file.js';
 
-type Layout = 'same' | 'permute-q' | 'permute-k' | 'transpose';
+type Layout = 'same' | 'permute-q' | 'permute-k' | 'transpose' | 'plus-one';
+
+/** llama.cpp's architecture for a config (general.architecture). Mistral is 'llama'. */
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'gemma3' | 'gpt2';
+
+/** The GGUF architecture of a config, from its switches (gguf-config.ts checks the rest of the combination). */
+export function ggufArchOf(cfg: ModelConfig): GgufArch {
+  if (cfg.arch === 'gpt2') return 'gpt2';
+  return cfg.postNorms ? 'gemma3' : cfg.qkNorm ? 'qwen3' : cfg.qkvBias ? 'qwen2' : 'llama';
+}
 
 interface Entry {
   hf: string;
@@ -33,13 +50,14 @@ export function weightTable(cfg: ModelConfig): Entry[] {
 function llamaTable(c: ModelConfig): Entry[] {
   const q = c.nHeads * c.headDim;
   const kv = c.nKvHeads * c.headDim;
-  const permute = !c.qkvBias; // see the header: qwen2 keeps rotate-half in GGUF
+  const permute = ggufArchOf(c) === 'llama'; // see the header: qwen2, qwen3 and gemma3 keep rotate-half in GGUF
+  const gain: Layout = c.normPlusOne ? 'plus-one' : 'same'; // Gemma: GGUF stores 1 + w
   const out: Entry[] = [{ hf: 'model.embed_tokens.weight', gguf: 'token_embd.weight', shape: [c.vocabSize, c.dModel], layout: 'same' }];
   for (let l = 0; l < c.nLayers; l++) {
     const hf = `model.layers.${l}.`;
     const g = `blk.${l}.`;
     out.push(
-      { hf: `${hf}input_layernorm.weight`, gguf: `${g}attn_norm.weight`, shape: [c.dModel], layout: 'same' },
+      { hf: `${hf}input_layernorm.weight`, gguf: `${g}attn_norm.weight`, shape: [c.dModel], layout: gain },
       { hf: `${hf}self_attn.q_proj.weight`, gguf: `${g}attn_q.weight`, shape: [q, c.dModel], layout: permute ? 'permute-q' : 'same' },
       { hf: `${hf}self_attn.k_proj.weight`, gguf: `${g}attn_k.weight`, shape: [kv, c.dModel], layout: permute ? 'permute-k' : 'same' },
       { hf: `${hf}self_attn.v_proj.weight`, gguf: `${g}attn_v.weight`, shape: [kv, c.dModel], layout: 'same' },
@@ -53,20 +71,20 @@ function llamaTable(c: ModelConfig): Entry[] {
     }
     if (c.qkNorm) {
       out.push(
-        { hf: `${hf}self_attn.q_norm.weight`, gguf: `${g}attn_q_norm.weight`, shape: [c.headDim], layout: 'same' },
-        { hf: `${hf}self_attn.k_norm.weight`, gguf: `${g}attn_k_norm.weight`, shape: [c.headDim], layout: 'same' },
+        { hf: `${hf}self_attn.q_norm.weight`, gguf: `${g}attn_q_norm.weight`, shape: [c.headDim], layout: gain },
+        { hf: `${hf}self_attn.k_norm.weight`, gguf: `${g}attn_k_norm.weight`, shape: [c.headDim], layout: gain },
       );
     }
     out.push({ hf: `${hf}self_attn.o_proj.weight`, gguf: `${g}attn_output.weight`, shape: [c.dModel, q], layout: 'same' });
     if (c.postNorms) {
       // Gemma: post_attention_layernorm normalizes the attention output; the MLP has a norm before and after
       out.push(
-        { hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}post_attention_norm.weight`, shape: [c.dModel], layout: 'same' },
-        { hf: `${hf}pre_feedforward_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: 'same' },
-        { hf: `${hf}post_feedforward_layernorm.weight`, gguf: `${g}post_ffw_norm.weight`, shape: [c.dModel], layout: 'same' },
+        { hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}post_attention_norm.weight`, shape: [c.dModel], layout: gain },
+        { hf: `${hf}pre_feedforward_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: gain },
+        { hf: `${hf}post_feedforward_layernorm.weight`, gguf: `${g}post_ffw_norm.weight`, shape: [c.dModel], layout: gain },
       );
     } else {
-      out.push({ hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: 'same' });
+      out.push({ hf: `${hf}post_attention_layernorm.weight`, gguf: `${g}ffn_norm.weight`, shape: [c.dModel], layout: gain });
     }
     out.push(
       { hf: `${hf}mlp.gate_proj.weight`, gguf: `${g}ffn_gate.weight`, shape: [c.ffnDim, c.dModel], layout: 'same' },
@@ -74,7 +92,7 @@ function llamaTable(c: ModelConfig): Entry[] {
       { hf: `${hf}mlp.down_proj.weight`, gguf: `${g}ffn_down.weight`, shape: [c.dModel, c.ffnDim], layout: 'same' },
     );
   }
-  out.push({ hf: 'model.norm.weight', gguf: 'output_norm.weight', shape: [c.dModel], layout: 'same' });
+  out.push({ hf: 'model.norm.weight', gguf: 'output_norm.weight', shape: [c.dModel], layout: gain });
   if (!c.tiedEmbeddings) out.push({ hf: 'lm_head.weight', gguf: 'output.weight', shape: [c.vocabSize, c.dModel], layout: 'same' });
   return out;
 }
@@ -108,6 +126,35 @@ function gpt2Table(c: ModelConfig): Entry[] {
   out.push(...norm('transformer.ln_f', 'output_norm'));
   if (!c.tiedEmbeddings) out.push({ hf: 'lm_head.weight', gguf: 'output.weight', shape: [c.vocabSize, d], layout: 'same' });
   return out;
+}
+
+/** Gemma 3 vision-language checkpoints: where the text model lives (old and new transformers), and what is vision. */
+const GEMMA3_TEXT_PREFIXES: [RegExp, string][] = [
+  [/^language_model\.model\./, 'model.'], // transformers < 4.52
+  [/^language_model\.lm_head\./, 'lm_head.'],
+  [/^model\.language_model\./, 'model.'], // transformers >= 4.52 (lm_head.weight keeps its name)
+];
+const GEMMA3_VISION = /^(model\.)?(vision_tower|multi_modal_projector)\./;
+
+/**
+ * The text model of a Gemma 3 vision-language checkpoint (Gemma3ForConditionalGeneration): its tensors under
+ * Gemma3ForCausalLM names, and the names of the vision tower and projector tensors left out. Nothing is read: a
+ * renamed tensor reads its file when its data is first used, a left-out one never. Other names are kept as they are
+ * (checkHfTensors then names them as extra).
+ */
+export function gemma3TextTensors(tensors: ReadonlyMap<string, RawTensor>, file: string): { text: Map<string, RawTensor>; vision: string[] } {
+  const text = new Map<string, RawTensor>(), vision: string[] = [];
+  for (const [name, t] of tensors) {
+    if (GEMMA3_VISION.test(name)) {
+      vision.push(name);
+      continue;
+    }
+    const rule = GEMMA3_TEXT_PREFIXES.find(([re]) => re.test(name));
+    const canon = rule ? name.replace(rule[0], rule[1]) : name;
+    if (text.has(canon)) throw new FormatError(file, `holds the text tensor ${canon} twice (under two naming conventions)`, 'the checkpoint is corrupt', name);
+    text.set(canon, canon === name ? t : deferredTensor(canon, t.dtype, t.shape, () => t.data));
+  }
+  return { text, vision };
 }
 
 /** Buffers some HF checkpoints carry that are not weights (recomputed by the model): dropped on load. */
@@ -162,10 +209,6 @@ function checkAgainstTable(expect: { name: string; shape: number[] }[], byName: 
 
 /** HF-named tensors (checked) -> GGUF-named tensors in GGUF layout, in table order. */
 export function hfToGguf(cfg: ModelConfig, tensors: Map<string, RawTensor>, file = '<memory>'): RawTensor[] {
-  // llama.cpp's qwen3 and gemma3 architectures (their metadata, Gemma's norms stored as 1 + w) are not written yet
-  if (cfg.qkNorm || cfg.postNorms || cfg.normPlusOne || cfg.embedScale !== undefined) {
-    throw new FormatError(file, 'GGUF export of Qwen3 / Gemma 3 models is not supported yet', 'export a Hugging Face folder instead');
-  }
   const checked = checkHfTensors(cfg, tensors, file);
   return weightTable(cfg).map((e) => relayout(cfg, { ...checked.get(e.hf)!, name: e.gguf }, e.layout, 'to-gguf'));
 }
@@ -182,14 +225,41 @@ export function ggufToHf(cfg: ModelConfig, tensors: Map<string, RawTensor>, file
   const out = new Map<string, RawTensor>();
   for (const e of table) {
     const t = checked.get(e.gguf)!;
-    out.set(e.hf, deferredTensor(e.hf, t.dtype, [...e.shape], () => relayout(cfg, t, e.layout, 'to-hf').data));
+    const dtype = e.layout === 'plus-one' ? 'F32' : t.dtype; // a gain is shifted in float32
+    const hf = deferredTensor(e.hf, dtype, [...e.shape], () => relayout(cfg, t, e.layout, 'to-hf').data);
+    const quant = quantToHf(cfg, t, e.layout);
+    if (quant) hf.quant = quant;
+    out.set(e.hf, hf);
   }
   return out;
+}
+
+/**
+ * A GGUF tensor's quantized blocks under its HF layout, where the layout moves whole rows (a row is whole blocks):
+ * as they are, or with q/k's rows permuted. Layouts that change values (transpose, the gain shift) keep none.
+ */
+function quantToHf(cfg: ModelConfig, t: RawTensor, layout: Layout): QuantBlocks | undefined {
+  const q = t.quant;
+  if (!q || layout === 'transpose' || layout === 'plus-one') return undefined;
+  if (layout === 'same') return q;
+  const heads = layout === 'permute-q' ? cfg.nHeads : cfg.nKvHeads;
+  const rows = t.shape[0]!;
+  return {
+    ...q, read: () => {
+      const raw = q.read(); // permuteRows moves rows as typed-array slices, whatever the element type
+      const asRows = { name: t.name, dtype: 'F32', shape: [rows, raw.length / rows], data: raw as unknown as Float32Array } satisfies RawTensor;
+      return interleavedToHalfRows(asRows, heads).data as unknown as Uint8Array;
+    },
+  };
 }
 
 function relayout(cfg: ModelConfig, t: RawTensor, layout: Layout, dir: 'to-gguf' | 'to-hf'): RawTensor {
   if (layout === 'transpose') return transpose2d(t);
   if (layout === 'same') return t;
+  if (layout === 'plus-one') {
+    const shift = dir === 'to-gguf' ? 1 : -1;
+    return { ...t, dtype: 'F32', data: toF32(t).map((w) => w + shift) };
+  }
   const heads = layout === 'permute-q' ? cfg.nHeads : cfg.nKvHeads;
   return dir === 'to-gguf' ? halfToInterleavedRows(t, heads) : interleavedToHalfRows(t, heads);
 }

@@ -70,7 +70,7 @@ export interface ModelConfig {
   readonly ropeLocalTheta?: number;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2', 'qwen3', 'gemma3_text'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2', 'qwen3', 'gemma3_text', 'gemma3'] as const;
 
 /** Keys a query of layer l attends to at most (0: all of them). */
 export function layerWindow(cfg: ModelConfig, l: number): number {
@@ -184,10 +184,7 @@ export function configFromHf(json: unknown, file: string): ModelConfig {
   if (mt === 'gpt2') return gpt2FromHf(j, file);
   if (mt === 'llama' || mt === 'mistral' || mt === 'qwen2' || mt === 'qwen3') return llamaFromHf(j, mt, file);
   if (mt === 'gemma3_text') return gemma3FromHf(j, file);
-  if (mt === 'gemma3') {
-    throw new FormatError(file, 'model_type "gemma3" is the vision-language Gemma 3 (text_config + vision tower)',
-      'use a text-only checkpoint (model_type "gemma3_text", e.g. google/gemma-3-1b-it or gemma-3-270m)');
-  }
+  if (mt === 'gemma3') return gemma3FromHf(gemma3TextConfig(j, file), file);
   throw new FormatError(file, `unsupported architecture: model_type ${JSON.stringify(mt)}`,
     `supported model_type values: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
 }
@@ -246,6 +243,31 @@ const GEMMA3_DEFAULTS: Json = {
   rope_local_base_freq: 10_000, query_pre_attn_scalar: 256, sliding_window: 4096, sliding_window_pattern: 6,
   bos_token_id: 2, eos_token_id: 1,
 };
+
+/** Whether a config.json is a Gemma 3 vision-language model (Gemma3ForConditionalGeneration), whose text model we load. */
+export function isGemma3VisionLanguage(json: unknown): boolean {
+  return typeof json === 'object' && json !== null && (json as Json)['model_type'] === 'gemma3';
+}
+
+/**
+ * The text model's config of a Gemma 3 vision-language config (model_type "gemma3": gemma-3-4b and up), as
+ * transformers builds it: Gemma3TextConfig(**text_config), so the keys text_config leaves out take Gemma3TextConfig's
+ * defaults (gemma-3-4b-it's gives only hidden_size, intermediate_size, num_hidden_layers, rope_scaling and
+ * sliding_window). Where text_config has none, the weights' dtype (which rounds the embedding scale) comes from the
+ * top level, where transformers keeps it for the whole checkpoint; so do the special tokens, as our choice:
+ * transformers' text config would say eos 1, but generation (generation_config.json) stops at the top level's
+ * [1, 106] (<eos>, <end_of_turn>). The vision_config is not read.
+ */
+function gemma3TextConfig(j: Json, file: string): Json {
+  const text = j['text_config'] ?? {};
+  if (typeof text !== 'object' || text === null || Array.isArray(text)) {
+    throw new FormatError(file, `config key "text_config" = ${JSON.stringify(text)} is not an object`, 'a Gemma 3 vision-language config.json describes its text model in text_config');
+  }
+  const t = text as Json;
+  const inherited = ['torch_dtype', 'dtype', 'bos_token_id', 'eos_token_id', 'pad_token_id']
+    .filter((k) => (t[k] === undefined || t[k] === null) && j[k] !== undefined && j[k] !== null);
+  return { ...Object.fromEntries(inherited.map((k) => [k, j[k]])), ...t };
+}
 
 /**
  * Gemma 3 text: a Llama block with (1 + w) RMSNorms, q/k norms, norms on the attention and MLP outputs, a GELU-tanh

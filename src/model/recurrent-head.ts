@@ -23,55 +23,83 @@ import type { Tensor } from '../tensor/index.js';
 import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import { needsGrad } from '../tensor/autograd.js';
 import { K } from '../tensor/backend.js';
+import { HalfWeight, linearW, multiProduct } from './weights.js';
 import { channels, type RecurrentDims } from './layout.js';
 import type { RecurrentState } from './stores.js';
 
 export type { RecurrentDims } from './layout.js';
 export type { RecurrentState } from './stores.js';
 
+/**
+ * A projection of the recurrent heads: float32 (trainable), or held 16-bit like the model's other matrices (a BF16
+ * model's decode reads its recurrent projections at 2 bytes a value, as it reads q/k/v; training widens them).
+ */
+export type Projection = Tensor | HalfWeight;
+
 /** Parameters of all replaced heads of one layer (shapes in nn.Linear (out, in) layout). */
 export interface RecurrentParams {
-  wx: Tensor; // (nHeads * P, D)
-  wb: Tensor; // (nGroups * N, D)
-  wc: Tensor; // (nHeads * N, D)
+  wx: Projection; // (nHeads * P, D)
+  wb: Projection; // (nGroups * N, D)
+  wc: Projection; // (nHeads * N, D)
   convW: Tensor; // (nHeads * P + nGroups * N + nHeads * N, K)
   convB: Tensor; // (same channels)
-  wdt: Tensor; // (nHeads, D)
+  wdt: Projection; // (nHeads, D)
   bdt: Tensor; // (nHeads)
   aLog: Tensor; // (nHeads)
   d: Tensor; // (nHeads)
-  wz?: Tensor; // (nHeads * P, D) when gate
+  wz?: Projection; // (nHeads * P, D) when gate
   normW?: Tensor; // (P) shared per-head RMSNorm gain when norm
+}
+
+/** The float32 tensors among a layer's parameters (what can require a gradient). */
+function tensorsOf(p: RecurrentParams): Tensor[] {
+  return Object.values(p).filter((t): t is Tensor => t instanceof T.Tensor);
+}
+
+/** Whether projections can share one fused product: all float32, or all 16-bit of one kind. */
+function oneKind(ws: readonly (Projection | undefined)[]): boolean {
+  const w0 = ws[0];
+  return ws.every((w) => w === undefined || (w instanceof HalfWeight ? w0 instanceof HalfWeight && w.kind === w0.kind : !(w0 instanceof HalfWeight)));
+}
+
+/** x @ w^T for one projection: the engine's linear for float32 (with autograd), the 16-bit product otherwise. */
+function proj(u: Tensor, w: Projection): Tensor {
+  return w instanceof HalfWeight ? linearW(u, w) : T.linear(u, w);
 }
 
 export function zeroState(d: RecurrentDims, B: number): RecurrentState {
   return { H: T.zeros([B, d.nHeads, d.P, d.N]), conv: T.zeros([B, Math.max(0, d.convK - 1), channels(d)]) };
 }
 
+/**
+ * ys_i = x W_i^T for one token's row x (D): one fused product when the projections are of one kind, one product each
+ * otherwise. Graph mode's single-token path and step mode (step-ops.ts) both project through here, so they agree bit
+ * for bit.
+ */
+export function projectRow(x: Float32Array, ws: readonly Projection[], ys: readonly Float32Array[]): void {
+  if (oneKind(ws)) multiProduct(1, x, ws, ys);
+  else ws.forEach((w, i) => multiProduct(1, x, [w], [ys[i]!]));
+}
+
 /** The projections before the conv: (B, T, channels) = [x | B | C] and dt (B, T, nHeads). */
 function project(u: Tensor, p: RecurrentParams): { xbc: Tensor; dt: Tensor; z: Tensor | null } {
   const D = u.shape[2]!;
-  if (u.size === D && !needsGrad([u, p.wx, p.wb, p.wc, p.wdt, p.bdt, p.wz])) {
+  if (u.size === D && !needsGrad([u, ...tensorsOf(p)])) {
     // one token without gradients (decode): two fused products, x | B | C written straight into one row
-    const xbc = T.empty([...u.shape.slice(0, 2), p.wx.shape[0]! + p.wb.shape[0]! + p.wc.shape[0]!]);
     const nx = p.wx.shape[0]!, nb = p.wb.shape[0]!, nc = p.wc.shape[0]!;
+    const xbc = T.empty([...u.shape.slice(0, 2), nx + nb + nc]);
     const ud = T.contiguous(u).data, row = xbc.data;
-    const w = (t: Tensor): Float32Array => T.contiguous(t).data;
-    K().gemmMulti(1, D, ud, 0, w(p.wx), nx, row.subarray(0, nx), w(p.wb), nb, row.subarray(nx, nx + nb), w(p.wc), nc,
-      row.subarray(nx + nb));
+    projectRow(ud, [p.wx, p.wb, p.wc], [row.subarray(0, nx), row.subarray(nx, nx + nb), row.subarray(nx + nb)]);
     const dtRaw = T.empty([...u.shape.slice(0, 2), p.wdt.shape[0]!]);
     const z = p.wz ? T.empty([...u.shape.slice(0, 2), p.wz.shape[0]!]) : null;
-    K().gemmMulti(1, D, ud, 0, w(p.wdt), p.wdt.shape[0]!, dtRaw.data, z ? w(p.wz!) : NONE, z ? z.size : 0, z ? z.data : NONE,
-      NONE, 0, NONE);
+    projectRow(ud, p.wz ? [p.wdt, p.wz] : [p.wdt], z ? [dtRaw.data, z.data] : [dtRaw.data]);
     return { xbc, dt: T.softplus(T.add(dtRaw, p.bdt)), z };
   }
-  const xbc = T.concat([T.linear(u, p.wx), T.linear(u, p.wb), T.linear(u, p.wc)], 2);
-  const dt = T.softplus(T.add(T.linear(u, p.wdt), p.bdt));
-  const z = p.wz ? T.linear(u, p.wz) : null;
+  const xbc = T.concat([proj(u, p.wx), proj(u, p.wb), proj(u, p.wc)], 2);
+  const dt = T.softplus(T.add(proj(u, p.wdt), p.bdt));
+  const z = p.wz ? proj(u, p.wz) : null;
   return { xbc, dt, z };
 }
-
-const NONE = new Float32Array(0);
 
 /** Splits the conv output into x (B,T,H,P), B expanded to heads (B,T,H,N) and C (B,T,H,N). */
 function split(xbc: Tensor, d: RecurrentDims, Bn: number, Tn: number): { x: Tensor; b: Tensor; c: Tensor } {
@@ -179,8 +207,8 @@ export function recurrentChunked(u: Tensor, p: RecurrentParams, d: RecurrentDims
 function fusedStep(xbc: Tensor, dt: Tensor, z: Tensor | null, p: RecurrentParams, d: RecurrentDims, state: RecurrentState,
   Bn: number): { y: Tensor; state: RecurrentState } {
   const { nHeads: H, nGroups: G, P, N } = d;
-  const Hs = T.tensor(Float32Array.from(T.contiguous(state.H).data), state.H.shape);
-  const win = T.tensor(Float32Array.from(T.contiguous(state.conv).data), state.conv.shape);
+  const Hs = T.tensor(T.contiguous(state.H).data.slice(), state.H.shape);
+  const win = T.tensor(T.contiguous(state.conv).data.slice(), state.conv.shape);
   const y = T.empty([Bn, H * P]);
   K().ssdStep(T.contiguous(xbc).data, T.contiguous(dt).data, win.data, T.contiguous(p.convW).data, T.contiguous(p.convB).data,
     Hs.data, T.contiguous(p.aLog).data, T.contiguous(p.d).data, d.groupOf, Bn, H, G, P, N, d.convK, y.data);
@@ -208,7 +236,7 @@ export function recurrentStep(u: Tensor, p: RecurrentParams, d: RecurrentDims, s
   if (Tn !== 1) throw new ShapeError('recurrentStep', 'u', '[batch, 1, d_model]', u.shape, 'use recurrentChunked for several tokens');
   const { nHeads: H, P, N } = d;
   const { xbc, dt, z } = project(u, p);
-  if (!needsGrad([u, ...Object.values(p).filter((t): t is Tensor => t !== undefined), state.H, state.conv])) {
+  if (!needsGrad([u, ...tensorsOf(p), state.H, state.conv])) {
     return fusedStep(xbc, dt, z, p, d, state, Bn);
   }
   const Km1 = Math.max(0, d.convK - 1);

@@ -13,15 +13,16 @@
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import {
-  vAdd, vAffine, vAttention, vGatherRows, vLayernorm, vMatvec, vMatvec16, vMatvecMulti, vMul, vRmsnorm, vRope, vSsdStep,
+  vAdd, vAffine, vAttention, vGatherRows, vLayernorm, vMatvec, vMatvec16, vMatvecMulti, vMatvecQ, vMul, vRmsnorm, vRope, vSsdStep,
   vUnary, type MultiSlot,
 } from '../tensor/vec.js';
 import { attnScaleOf, type ModelConfig } from './config.js';
 import { maskOf, type RecurrentLayer } from './attention.js';
+import { projectRow } from './recurrent-head.js';
 import { channels, type Layout } from './layout.js';
 import type { Ops } from './ops.js';
 import type { KVRows, ModelMemory } from './stores.js';
-import { HalfWeight, type Weight } from './weights.js';
+import { HalfWeight, QuantWeight, type Weight } from './weights.js';
 
 let enabled = true;
 
@@ -96,6 +97,7 @@ export class StepOps implements Ops<Float32Array> {
     const [N, Kd] = w.shape as [number, number];
     const y = this.row(N);
     if (w instanceof HalfWeight) vMatvec16(w.kind, w.data, N, Kd, x, y);
+    else if (w instanceof QuantWeight) vMatvecQ(w.type, w.data, N, Kd, x, y);
     else vMatvec(data(w), N, Kd, x, y);
     return b ? this.add(y, data(b)) : y;
   }
@@ -103,10 +105,10 @@ export class StepOps implements Ops<Float32Array> {
   linearMulti(x: Float32Array, ws: readonly Weight[], bs: readonly (Tensor | null)[] = []): Float32Array[] {
     const half = ws[0] instanceof HalfWeight ? ws[0].kind : null;
     // one gemmMulti call when the weights are of one type (as linearMultiW), one product each otherwise
-    if (ws.length > 3 || !ws.every((w) => (w instanceof HalfWeight ? w.kind === half : half === null))) {
+    if (ws.length > 3 || !ws.every((w) => (w instanceof HalfWeight ? w.kind === half : half === null && !(w instanceof QuantWeight)))) {
       return ws.map((w, i) => this.linear(x, w, bs[i] ?? null));
     }
-    const slots: MultiSlot[] = ws.map((w) => ({ w: w instanceof HalfWeight ? w.data : data(w), N: w.shape[0]!, y: this.row(w.shape[0]!) }));
+    const slots: MultiSlot[] = ws.map((w) => ({ w: w instanceof HalfWeight ? w.data : data(w as Tensor), N: w.shape[0]!, y: this.row(w.shape[0]!) }));
     vMatvecMulti(1, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2, slots);
     return slots.map((s, i) => (bs[i] ? this.add(s.y, data(bs[i]!)) : s.y));
   }
@@ -188,27 +190,24 @@ export class StepOps implements Ops<Float32Array> {
     // x | B | C written into one row (three slices), as the general path concatenates them
     const nx = p.wx.shape[0]!, nb = p.wb.shape[0]!, nc = p.wc.shape[0]!;
     const xbc = this.row(nx + nb + nc);
-    vMatvecMulti(1, this.cfg.dModel, h, 0, [
-      { w: data(p.wx), N: nx, y: xbc.subarray(0, nx) }, { w: data(p.wb), N: nb, y: xbc.subarray(nx, nx + nb) },
-      { w: data(p.wc), N: nc, y: xbc.subarray(nx + nb) },
-    ]);
-    const dtRaw = { w: data(p.wdt), N: H, y: this.row(H) };
-    const z = p.wz ? { w: data(p.wz), N: p.wz.shape[0]!, y: this.row(p.wz.shape[0]!) } : null;
-    vMatvecMulti(1, this.cfg.dModel, h, 0, z ? [dtRaw, z] : [dtRaw]);
+    projectRow(h, [p.wx, p.wb, p.wc], [xbc.subarray(0, nx), xbc.subarray(nx, nx + nb), xbc.subarray(nx + nb)]);
+    const dtRaw = this.row(H);
+    const z = p.wz ? this.row(p.wz.shape[0]!) : null;
+    projectRow(h, p.wz ? [p.wdt, p.wz] : [p.wdt], z ? [dtRaw, z] : [dtRaw]);
     const dt = this.row(H);
-    vUnary('softplus', this.add(dtRaw.y, data(p.bdt)), dt);
+    vUnary('softplus', this.add(dtRaw, data(p.bdt)), dt);
     // the state is copied, not updated in place: the store's previous state object stays as it was
     const store = this.mem.layer(l).recurrent!;
     const prev = store.get();
-    const state = prev ? Float32Array.from(data(prev.H)) : new Float32Array(H * P * N);
+    const state = prev ? data(prev.H).slice() : new Float32Array(H * P * N);
     const convShape = [1, Math.max(0, d.convK - 1), channels(d)];
-    const win = prev ? Float32Array.from(data(prev.conv)) : new Float32Array(convShape[1]! * convShape[2]!);
+    const win = prev ? data(prev.conv).slice() : new Float32Array(convShape[1]! * convShape[2]!);
     let y = this.row(H * P);
     vSsdStep({ xbc, dt, win, convW: data(p.convW), convB: data(p.convB), state, aLog: data(p.aLog), d: data(p.d),
       groupOf: d.groupOf, H, G: d.nGroups, P, N, convK: d.convK }, y);
     if (d.gate && z) {
-      const s = this.row(z.N);
-      vUnary('silu', z.y, s); // silu(z), then y * silu(z)
+      const s = this.row(z.length);
+      vUnary('silu', z, s); // silu(z), then y * silu(z)
       y = this.mul(y, s);
     }
     if (d.norm) {

@@ -18,10 +18,10 @@ import { WeightTable } from './family.js';
 import { Gpt2 } from './gpt2.js';
 import { Layout, type RecurformerSpec } from './layout.js';
 import { Llama } from './llama.js';
-import type { RecurrentParams } from './recurrent-head.js';
+import type { Projection, RecurrentParams } from './recurrent-head.js';
 import type { ModelMemory } from './stores.js';
 import type { TapSink } from './taps.js';
-import { HalfWeight, type Weight } from './weights.js';
+import { HalfWeight, isPacked, type Weight } from './weights.js';
 
 export type { RecurrentLayer } from './attention.js';
 
@@ -62,10 +62,15 @@ export class DecoderLM {
     for (const L of this.layout.layers) {
       if (!L.recurrent) continue;
       const p = `${this.family.prefix(L.layer)}.recurrent`;
+      // the projections as held (a 16-bit one is read directly); the small per-channel parameters in float32
+      const proj = (n: string): Projection => {
+        const w = t.w(n);
+        return w instanceof HalfWeight ? w : t.f(n);
+      };
       const params: RecurrentParams = {
-        wx: t.f(`${p}.wx`), wb: t.f(`${p}.wb`), wc: t.f(`${p}.wc`), convW: t.f(`${p}.conv_w`), convB: t.f(`${p}.conv_b`),
-        wdt: t.f(`${p}.wdt`), bdt: t.f(`${p}.bdt`), aLog: t.f(`${p}.a_log`), d: t.f(`${p}.d`),
-        wz: t.opt(`${p}.wz`) ?? undefined, normW: t.opt(`${p}.norm_w`) ?? undefined,
+        wx: proj(`${p}.wx`), wb: proj(`${p}.wb`), wc: proj(`${p}.wc`), convW: t.f(`${p}.conv_w`), convB: t.f(`${p}.conv_b`),
+        wdt: proj(`${p}.wdt`), bdt: t.f(`${p}.bdt`), aLog: t.f(`${p}.a_log`), d: t.f(`${p}.d`),
+        wz: this.weights.has(`${p}.wz`) ? proj(`${p}.wz`) : undefined, normW: t.opt(`${p}.norm_w`) ?? undefined,
       };
       this.recurrent.set(L.layer, { dims: L.recurrent, params, replacedHeads: L.heads.recurrent });
     }
@@ -81,7 +86,7 @@ export class DecoderLM {
 
   /** Trainable float32 parameters in a stable order. */
   parameters(): Tensor[] {
-    return [...this.weights.values()].filter((w): w is Tensor => !(w instanceof HalfWeight));
+    return [...this.weights.values()].filter((w): w is Tensor => !isPacked(w));
   }
 
   /** The norm block l applies to its input (what its attention and recurrent heads read). */

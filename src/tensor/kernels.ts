@@ -18,6 +18,8 @@ export type F32 = Float32Array;
 export type I32 = Int32Array;
 /** IEEE half floats, bit patterns in a Uint16Array. */
 export type F16 = Uint16Array;
+/** Raw bytes: quantized weight blocks (gemmQ, dequantQ). */
+export type U8 = Uint8Array;
 
 /** Unary element-wise functions. The numbering is shared with the native addon (native/src/elementwise.cpp). */
 export enum UnaryOp {
@@ -90,6 +92,20 @@ export interface Kernels {
    */
   gemmMulti(M: number, K: number, a: F32, dtype: number, w0: F32 | F16, n0: number, c0: F32, w1: F32 | F16, n1: number,
     c1: F32, w2: F32 | F16, n2: number, c2: F32): void;
+
+  /**
+   * C (M, N) = A (M, K) @ W^T with W (N, K) stored in GGUF blocks of `type` (ggml's type ids: 8 Q8_0, 12 Q4_K,
+   * 13 Q5_K, 14 Q6_K; layouts in src/io/kquants.ts), rows one after another, K a multiple of the block (32 or 256
+   * values). W is the exact dequantized weight (dequantQ); each row of A is first rounded to 8 bits as the integer
+   * dot products read it, in llama.cpp's activation formats: per block of 32 values for Q8_0 weights,
+   * d = f16(amax / 127) and q = round(x * 127 / amax); per block of 256 for the K-quants, with m the first value of
+   * largest magnitude, iscale = -128 / m, q = min(127, round(x * iscale)), d = 1 / iscale (float32, rounding half
+   * to even); A's row is taken as q * d. Rows of C do not depend on how many rows are computed together. Overwrites C.
+   */
+  gemmQ(M: number, N: number, K: number, a: F32, type: number, w: U8, c: F32): void;
+
+  /** Rows [r0, r0 + n) of a weight in blocks of `type` (gemmQ), rows of K values, dequantized exactly into dst. */
+  dequantQ(type: number, w: U8, K: number, r0: number, n: number, dst: F32): void;
 
   /** bfloat16 bits -> float32 (exact). */
   bf16ToF32(src: F16, dst: F32): void;
@@ -223,7 +239,7 @@ export interface Kernels {
 
 /** Names of all kernels, used to check that a backend (or the addon) is complete. */
 export const KERNEL_NAMES = [
-  'gemm', 'gemmF16', 'gemmBF16', 'gemmMulti', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
+  'gemm', 'gemmF16', 'gemmBF16', 'gemmMulti', 'gemmQ', 'dequantQ', 'bf16ToF32', 'f32ToF16', 'f16ToF32', 'unary', 'unaryGrad', 'binary', 'affine', 'axpy', 'sumSquares',
   'reduce', 'copyStrided', 'softmax', 'softmaxGrad', 'logSoftmax', 'logSoftmaxGrad', 'crossEntropy', 'embedding',
   'embeddingGrad', 'rmsnorm', 'rmsnormGrad', 'layernorm', 'layernormGrad', 'rope', 'attention', 'attentionGrad',
   'cumsum', 'gather', 'gatherGrad', 'conv1dCausal', 'conv1dCausalGrad', 'ssdStep', 'adamw',

@@ -13,7 +13,8 @@ import { BackendError } from './errors.js';
 import { KERNEL_NAMES, type Kernels } from './kernels.js';
 
 export interface NativeAddon extends Partial<Kernels> {
-  info(): { simd: string; threads: number };
+  /** `vnni`: the quantized products use AVX-512 VNNI (else AVX2 or portable, as `simd`). */
+  info(): { simd: string; threads: number; vnni: boolean };
   setThreads(n: number): number;
 }
 

@@ -58,6 +58,11 @@ export function vMatvec16(kind: 'f16' | 'bf16', w: Uint16Array, N: number, Kd: n
   else K().gemmF16(M, N, Kd, x, w, 0, y);
 }
 
+/** y (M, N) = x (M, K) W^T for W (N, K) in GGUF blocks of ggml type `type` (gemmQ). */
+export function vMatvecQ(type: number, w: Uint8Array, N: number, Kd: number, x: Float32Array, y: Float32Array, M = 1): void {
+  K().gemmQ(M, N, Kd, x, type, w, y);
+}
+
 /** One operand of vMatvecMulti: a weight (N, K) and its output (M, N). */
 export interface MultiSlot {
   w: Float32Array | Uint16Array;

@@ -9,7 +9,7 @@ import type { RawTensor } from '../io/tensor-file.js';
 import { loadTokenizer } from '../io/tokenizer-load.js';
 import { conv1dLayout, weightTable } from '../io/weight-names.js';
 import { buildModel } from '../io/build.js';
-import { HalfWeight } from '../model/weights.js';
+import { HalfWeight, isPacked, QuantWeight } from '../model/weights.js';
 import { configFromHf, type ModelConfig } from '../model/config.js';
 import type { DecoderLM } from '../model/transformer.js';
 import { ArgumentError, FormatError } from '../tensor/errors.js';
@@ -91,10 +91,10 @@ export function selectTrainable(model: DecoderLM, which: Trainable): { names: st
   const names: string[] = [], params: Tensor[] = [];
   for (const [name, w0] of model.weights) {
     const on0 = which === 'all' || name.includes('.recurrent.') || (which === 'recurrent+norms' && w0.shape.length === 1 && isNorm(name, w0 as Tensor));
-    // a 16-bit weight that trains becomes float32 here; frozen ones stay 16-bit (halfLinearInGraph)
-    if (w0 instanceof HalfWeight && on0) model.setWeight(name, w0.toTensor());
+    // a 16-bit or quantized weight that trains becomes float32 here; frozen ones stay as they are (packedLinearInGraph)
+    if (isPacked(w0) && on0) model.setWeight(name, w0.toTensor());
     const w = model.weights.get(name)!;
-    if (w instanceof HalfWeight) continue;
+    if (isPacked(w)) continue;
     const t = w;
     const on = on0;
     t.requiresGrad = on;
@@ -121,7 +121,7 @@ export function saveTrainedModel(dir: string, loaded: LoadedModel, model: Decode
     // the weights' own arrays, not copies (written at once; a 1B model's copy was 5 GB at the end of training)
     const stored: RawTensor = w instanceof HalfWeight
       ? { name, dtype: w.kind === 'bf16' ? 'BF16' : 'F16', shape: [...w.shape], data: w.data }
-      : { name, dtype: 'F32', shape: [...w.shape], data: w.data };
+      : { name, dtype: 'F32', shape: [...w.shape], data: w instanceof QuantWeight ? w.toTensor().data : w.data };
     tensors.set(name, conv1dLayout(model.cfg.arch, name, stored)); // GPT-2: back to Conv1D's (in, out)
   }
   writeHfFolder(dir, {

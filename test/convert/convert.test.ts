@@ -5,13 +5,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, type LoadedModel } from '../../src/io/model-load.js';
-import { writeHfFolder } from '../../src/io/model-save.js';
+import { castTensor, writeHfFolder } from '../../src/io/model-save.js';
 import { buildModel } from '../../src/io/build.js';
 import { TapRecorder } from '../../src/model/taps.js';
 import type { DecoderLM } from '../../src/model/transformer.js';
 import { fullMemory, generate } from '../../src/inference/generate.js';
 import { planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../src/convert/plan.js';
-import { convert, type ConvertOptions } from '../../src/convert/apply.js';
+import { calibrationModel, convert, type ConvertOptions } from '../../src/convert/apply.js';
+import { HalfWeight } from '../../src/model/weights.js';
 import { ArgumentError, Rng, noGrad } from '../../src/tensor/index.js';
 import { testBothBackends } from '../helpers/backends.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
@@ -145,6 +146,44 @@ test('init from attention with the fitted output scale starts closer to the orig
   const att = mse(buildModel(convert(base, plan, { calibration: calib })));
   const rnd = mse(buildModel(convert(base, plan, { init: 'random' })));
   assert.ok(att < rnd, `attention init logit MSE ${att} should beat random ${rnd}`);
+});
+
+test('the output-scale fit of a BF16 model runs on its 16-bit weights, shared, and fits the scales of a float32 copy', () => {
+  // stories260K rounded to BF16, and that BF16 model widened back to F32 (the same values in float32)
+  const bf16: LoadedModel = { ...base, tensors: new Map([...base.tensors].map(([k, t]) => [k, castTensor(t, 'BF16')])) };
+  const f32: LoadedModel = { ...base, tensors: new Map([...bf16.tensors].map(([k, t]) => [k, castTensor(t, 'F32')])) };
+  // no float32 copy of a BF16 matrix: each is a bf16 HalfWeight over the loaded model's own array
+  const m = calibrationModel(bf16, null);
+  for (const [name, t] of bf16.tensors) {
+    if (t.shape.length !== 2) continue;
+    const w = m.weights.get(name);
+    assert.ok(w instanceof HalfWeight && w.kind === 'bf16', `${name} is held 16-bit`);
+    assert.equal(w.data, t.data, `${name} shares the loaded array`);
+  }
+  const plan = planFromAnalysis(fakeAnalysis(), cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
+  const calibration = ids(64, 13); // more rows than the direct 16-bit path takes: the products widen, as f32 ones
+  // and convert runs the fit on such a model: its products widen one 16-bit matrix at a time (a model built in
+  // float32 would have no HalfWeight to widen)
+  const toTensor = HalfWeight.prototype.toTensor;
+  let widened = 0;
+  HalfWeight.prototype.toTensor = function (this: HalfWeight) {
+    widened++;
+    return toTensor.call(this);
+  };
+  let a: ReturnType<typeof convert>;
+  try {
+    a = convert(bf16, plan, { calibration });
+  } finally {
+    HalfWeight.prototype.toTensor = toTensor;
+  }
+  assert.ok(widened > 0, 'the fit ran on the 16-bit weights');
+  const b = convert(f32, plan, { calibration });
+  const unfitted = convert(bf16, plan);
+  for (const [name, t] of a.tensors) {
+    if (!name.endsWith('.recurrent.wx')) continue;
+    assert.deepEqual(t.data, b.tensors.get(name)!.data, `${name}: the same scales as the float32 copy's, bit for bit`);
+    assert.notDeepEqual(t.data, unfitted.tensors.get(name)!.data, `${name}: the scales were fitted`);
+  }
 });
 
 test('the converted model generates: scoped, buffer-reusing generate() == a plain greedy loop', () => {

@@ -8,6 +8,10 @@ import { convert, type ConvertedModel } from '../../src/convert/apply.js';
 import type { ReplacementPlan } from '../../src/convert/plan.js';
 import { writeConverted } from '../../src/convert/write.js';
 import { loadModel } from '../../src/io/model-load.js';
+import { buildModel } from '../../src/io/build.js';
+import { castTensor } from '../../src/io/model-save.js';
+import { toF32 } from '../../src/io/tensor-file.js';
+import { HalfWeight } from '../../src/model/weights.js';
 import { ArgumentError, FormatError } from '../../src/tensor/index.js';
 
 const base = loadModel(new URL('../../models/stories260K', import.meta.url).pathname);
@@ -70,5 +74,29 @@ test('an existing model folder is replaced only with force; a folder holding any
     mkdirSync(empty);
     writeConverted(empty, convert(base, plan), plan);
     assert.ok(existsSync(join(empty, 'config.json')), 'an empty folder is fine');
+  });
+});
+
+test('a 16-bit convert writes the recurrent projections in that type, and the model built from it reads them so', () => {
+  withDir((dir) => {
+    const conv = convert(base, plan, { calibration: Int32Array.from({ length: 32 }, (_, i) => (i * 7 + 1) % 512) });
+    for (const dtype of ['BF16', 'F16', 'F32'] as const) {
+      const out = join(dir, dtype);
+      writeConverted(out, conv, plan, { dtype });
+      const back = loadModel(out);
+      const m = buildModel(back, { dtype: 'keep' });
+      for (const [name, t] of back.tensors) {
+        if (!name.includes('.recurrent.')) continue;
+        const projection = /\.(wx|wb|wc|wdt)$/.test(name);
+        assert.equal(t.dtype, projection ? dtype : 'F32', `${dtype}: ${name} stored`);
+        const w = m.weights.get(name)!;
+        assert.equal(w instanceof HalfWeight, projection && dtype !== 'F32', `${dtype}: ${name} held 16-bit`);
+      }
+      const rl = m.recurrent.get(4)!;
+      assert.equal(rl.params.wx instanceof HalfWeight, dtype !== 'F32', `${dtype}: the recurrent heads read W_x as held`);
+      // the written values are the fitted ones, rounded to the type once
+      const wx = back.tensors.get('model.layers.4.recurrent.wx')!;
+      assert.deepEqual(toF32(wx), toF32(castTensor(castTensor(conv.tensors.get('model.layers.4.recurrent.wx')!, dtype), 'F32')), `${dtype}: W_x`);
+    }
   });
 });

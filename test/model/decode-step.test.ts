@@ -8,14 +8,14 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { buildModel } from '../../src/io/build.js';
 import { HalfWeight } from '../../src/model/weights.js';
-import { f32ArrayToBf16 } from '../../src/io/tensor-file.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/tensor-file.js';
 import { convert } from '../../src/convert/apply.js';
 import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
 import { StepOps, setFastDecode } from '../../src/model/step-ops.js';
-import type { DecoderLM } from '../../src/model/transformer.js';
+import { DecoderLM } from '../../src/model/transformer.js';
 import { HybridMemory, streamingHeadsMemory, streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { fullMemory } from '../../src/inference/generate.js';
-import { noGrad, scope } from '../../src/tensor/index.js';
+import { noGrad, scope, type Tensor } from '../../src/tensor/index.js';
 import { randomModel, tinyConfig } from '../helpers/random-model.js';
 import { fakeAnalysis } from '../helpers/cli.js';
 
@@ -104,6 +104,23 @@ test('fast decode equals the general path on converted models (recurrent heads, 
     assertSame(m, () => fullMemory(m), `budget ${budget} ${JSON.stringify(opts)}`);
     // StreamingLLM on a converted model: the attention groups windowed, the recurrent heads carry their state
     if (budget < 1) assertSame(m, () => streamingMemory(m, { sinks: 1, window: 5 }), `streaming on budget ${budget}`);
+  }
+});
+
+test('fast decode equals the general path on converted models whose recurrent projections are held 16-bit', () => {
+  for (const [kind, opts] of [['bf16', {}], ['f16', { gate: true, norm: true }]] as const) {
+    const m0 = convertedModel({ nLayers: 5, nHeads: 8, nKvHeads: 4 }, 0.5, opts);
+    // the projections as a 16-bit checkpoint holds them; conv, dt bias, decay, D and norm stay float32
+    const weights = new Map(m0.weights);
+    for (const [name, w] of m0.weights) {
+      if (!/\.recurrent\.(wx|wb|wc|wdt|wz)$/.test(name)) continue;
+      const f = (w as Tensor).data;
+      weights.set(name, new HalfWeight(w.shape, kind === 'bf16' ? f32ArrayToBf16(f) : f32ArrayToF16(f), name, kind));
+    }
+    const m = new DecoderLM(m0.cfg, weights, m0.spec);
+    const held = [...m.recurrent.values()].flatMap((r) => [r.params.wx, r.params.wb, r.params.wc, r.params.wdt, ...(r.params.wz ? [r.params.wz] : [])]);
+    assert.ok(held.length > 0 && held.every((w) => w instanceof HalfWeight && w.kind === kind), `${kind}: the model reads them 16-bit`);
+    assertSame(m, () => fullMemory(m), `${kind} recurrent projections ${JSON.stringify(opts)}`);
   }
 });
 

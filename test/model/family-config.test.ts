@@ -1,7 +1,7 @@
 /**
  * Qwen3 and Gemma 3 configs: the real checkpoints' config.json files parse to the features the model code reads,
- * configToHf gives them back, keys we do not implement are errors naming them, and the weight table and the GGUF
- * writer know what these families hold.
+ * configToHf gives them back, keys we do not implement are errors naming them, the vision-language Gemma 3 config
+ * gives its text model, and the weight table and the GGUF names know what these families hold.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,13 +83,47 @@ test('Gemma 3 with linear RoPE scaling: only the global layers are scaled', () =
   assert.ok(Math.abs(local[1]! - Math.fround(1e4 ** (-2 / 256))) < 1e-9);
 });
 
-test('Gemma 3 keys we do not implement are errors naming them; the vision-language config is refused', () => {
+test('Gemma 3 keys we do not implement are errors naming them', () => {
   throwsFormat(() => configFromHf({ ...GEMMA3_1B, attn_logit_softcapping: 50 }, 'g.json'), '"attn_logit_softcapping"');
   throwsFormat(() => configFromHf({ ...GEMMA3_1B, use_bidirectional_attention: true }, 'g.json'), '"use_bidirectional_attention"');
   throwsFormat(() => configFromHf({ ...GEMMA3_1B, hidden_activation: 'gelu' }, 'g.json'), '"hidden_activation"');
   throwsFormat(() => configFromHf({ ...GEMMA3_1B, layer_types: ['sliding_attention'] }, 'g.json'), '"layer_types"');
   throwsFormat(() => configFromHf({ ...GEMMA3_1B, sliding_window: null }, 'g.json'), '"sliding_window"');
-  throwsFormat(() => configFromHf({ model_type: 'gemma3', text_config: GEMMA3_1B }, 'g.json'), 'model_type "gemma3"', 'gemma3_text');
+});
+
+// google/gemma-3-4b-it as published: text_config names only what differs from Gemma3TextConfig's defaults
+const GEMMA3_4B = {
+  architectures: ['Gemma3ForConditionalGeneration'], boi_token_index: 255999, eoi_token_index: 256000, eos_token_id: [1, 106],
+  image_token_index: 262144, initializer_range: 0.02, mm_tokens_per_image: 256, model_type: 'gemma3',
+  text_config: {
+    hidden_size: 2560, intermediate_size: 10240, model_type: 'gemma3_text', num_hidden_layers: 34,
+    rope_scaling: { factor: 8.0, rope_type: 'linear' }, sliding_window: 1024,
+  },
+  torch_dtype: 'bfloat16', transformers_version: '4.50.0.dev0',
+  vision_config: {
+    hidden_size: 1152, image_size: 896, intermediate_size: 4304, model_type: 'siglip_vision_model', num_attention_heads: 16,
+    num_hidden_layers: 27, patch_size: 14, vision_use_head: false,
+  },
+};
+
+test('Gemma-3-4b-it (vision-language, model_type gemma3): the text model from text_config and Gemma3TextConfig defaults, dtype and EOS from the top level', () => {
+  const c = configFromHf(GEMMA3_4B, '4b.json');
+  assert.deepEqual(
+    [c.dModel, c.ffnDim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.vocabSize, c.maxPos, c.slidingWindow, c.ropeTheta, c.ropeLocalTheta],
+    [2560, 10240, 34, 8, 4, 256, 262208, 131072, 1024, 1e6, 10000]);
+  assert.deepEqual(c.ropeScaling, { type: 'linear', factor: 8 });
+  assert.equal(c.attnScale, 1 / 16); // query_pre_attn_scalar 256
+  assert.equal(c.embedScale, 50.5); // sqrt(2560) = 50.596 in bfloat16, the top-level torch_dtype
+  assert.deepEqual([c.bosId, c.eosId], [2, [1, 106]]);
+  assert.equal(c.slidingLayers!.filter((s) => !s).length, 5); // layers 5, 11, 17, 23, 29 global
+  // the text model written back is an ordinary gemma3_text config
+  assert.deepEqual(configFromHf(configToHf(c), 'back'), c);
+  // text_config's own dtype and special ids win over the top level's
+  const own = configFromHf({ ...GEMMA3_4B, text_config: { ...GEMMA3_4B.text_config, torch_dtype: 'float32', eos_token_id: 1 } }, '4b.json');
+  assert.equal(own.embedScale, Math.fround(Math.sqrt(2560)));
+  assert.deepEqual(own.eosId, [1]);
+  throwsFormat(() => configFromHf({ ...GEMMA3_4B, text_config: [1] }, '4b.json'), '"text_config"');
+  throwsFormat(() => configFromHf({ ...GEMMA3_4B, text_config: { ...GEMMA3_4B.text_config, attn_logit_softcapping: 50 } }, '4b.json'), '"attn_logit_softcapping"');
 });
 
 test('configToHf refuses feature combinations no model_type has; makeConfig checks the new fields', () => {
@@ -101,7 +135,7 @@ test('configToHf refuses feature combinations no model_type has; makeConfig chec
   throwsFormat(() => makeConfig({ ...q, attnScale: -1 }, 'x'), 'attnScale');
 });
 
-test('weight table: q/k norms of head_dim (Qwen3), four norms per block (Gemma 3); no GGUF export for either', () => {
+test('weight table: q/k norms of head_dim (Qwen3), four norms per block (Gemma 3); GGUF names for both', () => {
   const small = { hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8, vocab_size: 40, bos_token_id: 1, eos_token_id: 2 };
   const q = configFromHf({ ...QWEN3_06B, ...small }, 'q');
   const g = configFromHf({ ...GEMMA3_1B, ...small }, 'g');
@@ -111,5 +145,8 @@ test('weight table: q/k norms of head_dim (Qwen3), four norms per block (Gemma 3
   assert.equal(names(q).has('model.layers.0.pre_feedforward_layernorm.weight'), false);
   const gemmaNorms = [...names(g).keys()].filter((n) => n.startsWith('model.layers.0.') && n.endsWith('layernorm.weight'));
   assert.deepEqual(gemmaNorms.sort(), ['input_layernorm', 'post_attention_layernorm', 'post_feedforward_layernorm', 'pre_feedforward_layernorm'].map((n) => `model.layers.0.${n}.weight`));
-  for (const c of [q, g]) throwsFormat(() => hfToGguf(c, randomModel(c).tensors), 'GGUF export');
+  // GGUF names as llama.cpp's qwen3 / gemma3 tensors (test/io/gguf-archs.test.ts runs them in llama.cpp)
+  const ggufNames = (c: typeof q) => new Set(hfToGguf(c, randomModel(c).tensors).map((t) => t.name));
+  for (const n of ['attn_norm', 'attn_q_norm', 'attn_k_norm', 'ffn_norm']) assert.ok(ggufNames(q).has(`blk.0.${n}.weight`), n);
+  for (const n of ['attn_q_norm', 'post_attention_norm', 'ffn_norm', 'post_ffw_norm']) assert.ok(ggufNames(g).has(`blk.0.${n}.weight`), n);
 });

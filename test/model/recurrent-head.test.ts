@@ -6,6 +6,8 @@ import {
   recurrentChunked, recurrentStep, zeroState, type RecurrentDims, type RecurrentParams, type RecurrentState,
 } from '../../src/model/recurrent-head.js';
 import { channels } from '../../src/model/layout.js';
+import { HalfWeight } from '../../src/model/weights.js';
+import { f32ArrayToBf16 } from '../../src/io/tensor-file.js';
 import { testBothBackends } from '../helpers/backends.js';
 import { TOL, assertClose } from '../helpers/tolerances.js';
 import { gradcheck } from '../helpers/gradcheck.js';
@@ -19,7 +21,10 @@ function dims(over: Partial<RecurrentDims> = {}): RecurrentDims {
   };
 }
 
-function params(d: RecurrentDims, seed: number): RecurrentParams {
+/** Parameters whose projections are float32 tensors (trainable, so gradients can be checked). */
+type F32Params = RecurrentParams & { wx: Tensor; wb: Tensor; wc: Tensor; wdt: Tensor; wz?: Tensor };
+
+function params(d: RecurrentDims, seed: number): F32Params {
   const rng = new Rng(seed);
   const r = (shape: number[], s = 0.3): Tensor => T.randn(shape, rng, s).param();
   const C = channels(d);
@@ -144,5 +149,26 @@ testBothBackends('the fused inference step (one ssdStep kernel) equals the op-by
       sOps = { H: a.state.H.detach(), conv: a.state.conv.detach() };
       sFused = b.state;
     }
+  }
+});
+
+testBothBackends('16-bit projections: the chunked form equals it on their float32 values, and the step form follows it', () => {
+  for (const [name, d] of VARIANTS) {
+    const p = params(d, 13);
+    // the projections rounded to bf16 and held so (as a BF16 model's decode reads them), and the same values widened
+    const half: RecurrentParams = { ...p }, wide: RecurrentParams = { ...p };
+    for (const k of ['wx', 'wb', 'wc', 'wdt', 'wz'] as const) {
+      const w = p[k];
+      if (!w) continue;
+      const h = new HalfWeight(w.shape, f32ArrayToBf16(w.data), k, 'bf16');
+      half[k] = h;
+      wide[k] = h.toTensor();
+    }
+    const u = T.randn([1, 11, D], new Rng(14)); // more rows than the direct 16-bit product takes: it widens, bit-exact
+    const a = T.noGrad(() => recurrentChunked(u, half, d, 4)), b = T.noGrad(() => recurrentChunked(u, wide, d, 4));
+    assert.deepEqual(a.y.toArray(), b.y.toArray(), `${name}: chunked`);
+    const s = T.noGrad(() => stepAll(u, half, d));
+    assertClose(s.y.toArray(), b.y.toArray(), TOL.parity, `${name}: step form`);
+    assertClose(s.state.H.toArray(), b.state.H.toArray(), TOL.parity, `${name}: step state`);
   }
 });

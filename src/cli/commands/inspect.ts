@@ -22,11 +22,15 @@ export function registerInspect(program: Command): void {
       const path = modelPath(model);
       const lm = loadModel(path);
       const c = lm.config;
+      // bytes as the weights are held: GGUF matrices in Q8_0/Q4_K/Q5_K/Q6_K stay in their blocks
       let params = 0, weightBytes = 0;
+      const weightTypes: Record<string, number> = {};
       for (const t of lm.tensors.values()) {
         const n = t.shape.reduce((a, b) => a * b, 1);
         params += n;
-        weightBytes += n * ITEM_SIZE[t.dtype];
+        weightBytes += t.quant ? t.quant.bytes : n * ITEM_SIZE[t.dtype];
+        const type = t.quant?.kind ?? t.dtype;
+        weightTypes[type] = (weightTypes[type] ?? 0) + 1;
       }
       // float32 cache: keys and values of every kept KV head of every layer; recurrent heads hold a constant state
       const spec = lm.recurformer;
@@ -35,7 +39,7 @@ export function registerInspect(program: Command): void {
       const { kvBytesPerToken, constantBytes: constantStateBytes } = cache;
       const recurrentHeads = replacedGroups * (c.nHeads / c.nKvHeads);
       const info = {
-        source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, kvBytesPerToken,
+        source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, weightTypes, kvBytesPerToken,
         attentionHeads: c.nLayers * c.nHeads - recurrentHeads, recurrentHeads, constantStateBytes,
         fullKvBytesPerToken: cache.fullKvBytesPerToken,
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
@@ -51,7 +55,7 @@ export function registerInspect(program: Command): void {
           ['architecture', `${c.arch}: ${c.nLayers} layers, d_model ${c.dModel}, ${c.nHeads} heads / ${c.nKvHeads} KV heads of ${c.headDim}, ffn ${c.ffnDim}`],
           ['vocabulary / context', `${c.vocabSize} / ${c.maxPos}`],
           ['parameters', params.toLocaleString('en-US')],
-          ['weight bytes', weightBytes.toLocaleString('en-US')],
+          ['weight bytes', `${weightBytes.toLocaleString('en-US')} (${Object.entries(weightTypes).map(([k, v]) => `${v} ${k}`).join(', ')})`],
           ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)${spec ? ` of ${info.fullKvBytesPerToken.toLocaleString('en-US')} before conversion` : ''}`],
           ['heads', `${info.attentionHeads} attention, ${recurrentHeads} recurrent (constant state ${constantStateBytes.toLocaleString('en-US')} bytes)`],
           ['positions', c.ropeStyle === 'none' ? 'learned absolute' : `RoPE ${c.ropeStyle}, theta ${c.ropeTheta}`],

@@ -1,0 +1,469 @@
+// Quantized weights read in their GGUF blocks: gemmQ (C (M, N) = A (M, K) . W^T) and dequantQ, for W (N, K) stored
+// as llama.cpp's Q8_0, Q4_K, Q5_K or Q6_K blocks, one row after another (row r starts at w + r * row_bytes). The
+// block layouts are documented in src/io/kquants.ts; in short (bytes of one block, values it holds):
+//
+//   Q8_0   34 B /  32: d (f16), q[32] int8                               x = d * q
+//   Q4_K  144 B / 256: d, dmin (f16), 12 bytes of eight 6-bit scales sc[j] and mins m[j], qs[128] (two 4-bit quants a
+//                      byte)                                              x = d * sc[j] * q - dmin * m[j]
+//   Q5_K  176 B / 256: as Q4_K plus qh[32] (the fifth bit of each quant)
+//   Q6_K  210 B / 256: ql[128] (low 4 bits), qh[64] (high 2 bits), sc[16] int8, d (f16)   x = d * sc[j] * (q - 32)
+//
+// Each activation row is first quantized to 8 bits, per block of 32 values for Q8_0 weights and of 256 for the
+// K-quants (as llama.cpp rounds them, below; the same on every instruction set), then every weight row is dotted with
+// it in integers: inside a block the products are summed exactly (int32; the K-quants' 6- and 8-bit sub-block scales
+// multiply in there too) and each block's sum is scaled once in float (d_w * d_b). Q4_K/Q5_K's mins and Q6_K's
+// offset of 32 enter through the activation sums of every 16 values. This is how llama.cpp computes these products
+// (its Q8_K/Q8_0 activations), written here from the formats. The weight is read at its stored size (4.5 bits a
+// value for Q4_K); the inner loop is integer multiply-adds (maddubs: unsigned weight codes by signed activation bytes
+// into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four activation rows share each
+// unpacked piece of a weight row, so a prefill unpacks every weight once per four tokens. The result differs from
+// the product with exact activations by the activation rounding only (at most sum |w| * d_b / 2 per output).
+#include "common.h"
+#include "ew_simd.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+namespace {
+
+constexpr int kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14;  // ggml type ids (the GGUF file's numbers)
+
+struct Format {
+  int64_t values, bytes;  // per block
+};
+
+Format format_of(int type) {
+  switch (type) {
+    case kQ8_0: return {32, 34};
+    case kQ4_K: return {256, 144};
+    case kQ5_K: return {256, 176};
+    case kQ6_K: return {256, 210};
+    default: return {0, 0};
+  }
+}
+
+// One activation row quantized to 8 bits: per block of `block` values (32 for Q8_0 weights, 256 for the K-quants) a
+// scale d[b]; for the K-quants also the exact sums s[j] of the quants of every 16 values (Q4_K/Q5_K's mins, Q6_K's
+// offset of 32).
+struct QRow {
+  const int8_t* q;
+  const float* d;
+  const int16_t* s;
+};
+
+// The eight 6-bit scales (out[0..7]) and mins (out[8..15]) of a Q4_K/Q5_K super-block's 12 scale bytes b, four at a
+// time in 32-bit words: sc[0..3] = b[0..3] & 63, m[0..3] = b[4..7] & 63, sc[4..7] = low nibbles of b[8..11] with
+// the top two bits of b[0..3] above them, m[4..7] = high nibbles of b[8..11] with the top two bits of b[4..7].
+inline void scales_mins(const uint8_t* b, uint8_t out[16]) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, b, 4);
+  std::memcpy(&w1, b + 4, 4);
+  std::memcpy(&w2, b + 8, 4);
+  const uint32_t v[4] = {w0 & 0x3f3f3f3fu, ((w0 >> 6) & 0x03030303u) << 4 | (w2 & 0x0f0f0f0fu), w1 & 0x3f3f3f3fu,
+                         ((w1 >> 6) & 0x03030303u) << 4 | ((w2 >> 4) & 0x0f0f0f0fu)};
+  std::memcpy(out, v, 16);
+}
+
+inline float f16(const uint8_t* p) { return rf::half_to_float(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+// ---- activation quantization (identical on every ISA: comparisons, one division, round half to even) -------------
+//
+// llama.cpp's conventions, so that our products (and greedy tokens) agree with its own: for the K-quants (its Q8_K)
+// the value of largest magnitude m (the first one) sets iscale = -128 / m, q = round(x * iscale) capped at 127 (m
+// itself becomes -128) and d = 1 / iscale; for Q8_0 weights (its Q8_0 activations) d = amax / 127 stored as an f16,
+// q = round(x * 127 / amax).
+
+void quantize_row(const float* x, int64_t K, int64_t block, int8_t* q, float* d, int16_t* s) {
+  for (int64_t b = 0; b < K / block; ++b) {
+    const float* xb = x + block * b;
+    int8_t* qb = q + block * b;
+    float amax = 0, m = 0;
+    for (int64_t i = 0; i < block; ++i) {
+      if (std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]), m = xb[i];
+    }
+    if (amax == 0) {
+      std::memset(qb, 0, static_cast<size_t>(block));
+      d[b] = 0;
+      continue;
+    }
+    if (block == 32) {
+      const float id = 127.0f / amax;
+      for (int64_t i = 0; i < block; ++i) qb[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+      d[b] = rf::half_to_float(rf::float_to_half(amax / 127.0f));
+    } else {
+      const float iscale = -128.0f / m;
+      for (int64_t i = 0; i < block; ++i) qb[i] = static_cast<int8_t>(std::min(127, static_cast<int>(std::nearbyint(iscale * xb[i]))));
+      d[b] = 1.0f / iscale;
+    }
+  }
+  if (s == nullptr) return;
+  for (int64_t j = 0; j < K / 16; ++j) {
+    int sum = 0;
+    for (int i = 0; i < 16; ++i) sum += q[16 * j + i];
+    s[j] = static_cast<int16_t>(sum);
+  }
+}
+
+// ---- exact dequantization (one row of K values) ------------------------------------------------------------------
+
+void dequant_row(int type, const uint8_t* w, int64_t K, float* out) {
+  if (type == kQ8_0) {
+    for (int64_t b = 0; b < K / 32; ++b, w += 34) {
+      const float d = f16(w);
+      for (int i = 0; i < 32; ++i) out[32 * b + i] = d * static_cast<float>(static_cast<int8_t>(w[2 + i]));
+    }
+    return;
+  }
+  if (type == kQ6_K) {
+    for (int64_t b = 0; b < K / 256; ++b, w += 210, out += 256) {
+      const float d = f16(w + 208);
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = w + 64 * h;
+        const uint8_t* qh = w + 128 + 32 * h;
+        const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192 + 8 * h);
+        for (int l = 0; l < 32; ++l) {
+          const int s = l >> 4;
+          float* o = out + 128 * h + l;
+          o[0] = d * sc[s] * static_cast<float>(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32);
+          o[32] = d * sc[s + 2] * static_cast<float>(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
+          o[64] = d * sc[s + 4] * static_cast<float>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+          o[96] = d * sc[s + 6] * static_cast<float>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+      }
+    }
+    return;
+  }
+  const bool five = type == kQ5_K;
+  const int64_t bytes = five ? 176 : 144;
+  for (int64_t b = 0; b < K / 256; ++b, w += bytes, out += 256) {
+    const float d = f16(w), dmin = f16(w + 2);
+    const uint8_t* qh = w + 16;
+    const uint8_t* qs = w + (five ? 48 : 16);
+    uint8_t sm[16];
+    scales_mins(w + 4, sm);
+    for (int c = 0; c < 4; ++c) {
+      const float d1 = d * sm[2 * c], n1 = dmin * sm[8 + 2 * c], d2 = d * sm[2 * c + 1], n2 = dmin * sm[9 + 2 * c];
+      for (int l = 0; l < 32; ++l) {
+        int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
+        if (five) {
+          lo |= ((qh[l] >> (2 * c)) & 1) << 4;
+          hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+        }
+        out[64 * c + l] = d1 * lo - n1;
+        out[64 * c + 32 + l] = d2 * hi - n2;
+      }
+    }
+  }
+}
+
+// ---- dot products of one weight row with one quantized activation row ---------------------------------------------
+//
+// Q8_0 weights meet activations with a scale per 32 values: each block's integer sum is scaled by d_w * d_x in float.
+// The K-quants meet activations with one scale per 256 values (a super-block): inside a super-block the sub-block
+// scales are integers, so sum_j sc_j * (sum of the sub-block's products) is exact in int32 and is scaled once, by
+// d * d_x; Q4_K/Q5_K's mins need only the activation sums: dmin * d_x * sum_j m_j * s_j.
+
+// Portable.
+float dot_q8_0_scalar(const uint8_t* w, int64_t K, const QRow& x) {
+  float acc = 0;
+  for (int64_t b = 0; b < K / 32; ++b, w += 34) {
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) sum += static_cast<int8_t>(w[2 + i]) * x.q[32 * b + i];
+    acc += f16(w) * x.d[b] * static_cast<float>(sum);
+  }
+  return acc;
+}
+
+template <bool kFive>
+float dot_qxk_scalar(const uint8_t* w, int64_t K, const QRow& x) {
+  constexpr int64_t kBytes = kFive ? 176 : 144;
+  float acc = 0;
+  for (int64_t b = 0; b < K / 256; ++b, w += kBytes) {
+    const uint8_t* qh = w + 16;
+    const uint8_t* qs = w + (kFive ? 48 : 16);
+    const int8_t* q = x.q + 256 * b;
+    uint8_t sm[16];
+    scales_mins(w + 4, sm);
+    int isum = 0, msum = 0;
+    for (int j = 0; j < 8; ++j) {
+      const int c = j >> 1, hi = j & 1;
+      int sum = 0;
+      for (int l = 0; l < 32; ++l) {
+        int v = hi ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+        if (kFive) v |= ((qh[l] >> j) & 1) << 4;
+        sum += v * q[32 * j + l];
+      }
+      isum += sm[j] * sum;
+      msum += sm[8 + j] * (x.s[16 * b + 2 * j] + x.s[16 * b + 2 * j + 1]);
+    }
+    acc += x.d[b] * (f16(w) * static_cast<float>(isum) - f16(w + 2) * static_cast<float>(msum));
+  }
+  return acc;
+}
+
+float dot_q6_k_scalar(const uint8_t* w, int64_t K, const QRow& x) {
+  float acc = 0;
+  for (int64_t b = 0; b < K / 256; ++b, w += 210) {
+    const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+    int isum = 0;
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = w + 64 * h;
+      const uint8_t* qh = w + 128 + 32 * h;
+      for (int k = 0; k < 4; ++k) {  // 32 values, two 16-value scale blocks
+        const int8_t* q = x.q + 256 * b + 128 * h + 32 * k;
+        int sum0 = 0, sum1 = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int lo = (k < 2 ? ql[32 * (k & 1) + l] & 15 : ql[32 * (k & 1) + l] >> 4);
+          const int v = (lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+          (l < 16 ? sum0 : sum1) += v * q[l];
+        }
+        const int j = 8 * h + 2 * k;
+        isum += sc[j] * sum0 + sc[j + 1] * sum1;
+      }
+    }
+    acc += f16(w + 208) * x.d[b] * static_cast<float>(isum);
+  }
+  return acc;
+}
+
+// AVX2: 32 quants a vector; maddubs multiplies unsigned weight codes by signed activation bytes into 16 pair sums
+// (int16), madd multiplies those by the sub-block scale and adds neighbours into eight int32 lanes. Q8_0's signed
+// weights use |w| and x with w's sign (its activations stay within +-127, so the sign flip cannot overflow).
+#if RF_X86
+using rf::ew::hsum;
+
+RF_AVX2 inline int hsum_i32(__m128i v) {
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+  return _mm_cvtsi128_si32(v);
+}
+
+RF_AVX2 inline float f16c(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+RF_AVX2 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Signed weights w (int8) by signed x: |w| times x with w's sign, as maddubs needs one unsigned side.
+RF_AVX2 inline __m256i pairs_s8s8(__m256i w, __m256i x) {
+  return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+RF_AVX2 float dot_q8_0_avx2(const uint8_t* w, int64_t K, const QRow& x) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t nb = K / 32;
+  int64_t b = 0;
+  for (; b + 1 < nb; b += 2, w += 68) {
+    const __m256i p0 = _mm256_madd_epi16(pairs_s8s8(load32(w + 2), load32(x.q + 32 * b)), ones);
+    const __m256i p1 = _mm256_madd_epi16(pairs_s8s8(load32(w + 36), load32(x.q + 32 * b + 32)), ones);
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16c(w) * x.d[b]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f16c(w + 34) * x.d[b + 1]), acc1);
+  }
+  for (; b < nb; ++b, w += 34) {
+    const __m256i p0 = _mm256_madd_epi16(pairs_s8s8(load32(w + 2), load32(x.q + 32 * b)), ones);
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16c(w) * x.d[b]), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// The K-quant kernels, compiled twice (quant_kq.inc): AVX2, and AVX-512 VNNI where the CPU has it.
+#if defined(__clang__)
+#define RF_TARGET_PUSH(t) _Pragma("clang attribute push") RF_TARGET_APPLY(t)
+#define RF_TARGET_APPLY(t) _Pragma(RF_STR(clang attribute(__attribute__((target(t))), apply_to = function)))
+#define RF_TARGET_POP _Pragma("clang attribute pop") _Pragma("clang attribute pop")
+#else
+#define RF_TARGET_PUSH(t) _Pragma("GCC push_options") _Pragma(RF_STR(GCC target(t)))
+#define RF_TARGET_POP _Pragma("GCC pop_options")
+#endif
+#define RF_STR(x) RF_STR2(x)
+#define RF_STR2(x) #x
+
+#define RF_Q_ACC(isum, pairs, scales) _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, scales))
+namespace kq_avx2 {
+RF_TARGET_PUSH("avx2,fma,f16c")
+#include "quant_kq.inc"
+RF_TARGET_POP
+}  // namespace kq_avx2
+#undef RF_Q_ACC
+#define RF_Q_ACC(isum, pairs, scales) _mm256_dpwssd_epi32(isum, pairs, scales)
+namespace kq_vnni {
+RF_TARGET_PUSH("avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
+#include "quant_kq.inc"
+RF_TARGET_POP
+}  // namespace kq_vnni
+#undef RF_Q_ACC
+#endif
+
+// A kernel for NX activation rows out of a one-row dot product (the scalar table, and Q8_0).
+template <float (*Dot)(const uint8_t*, int64_t, const QRow&), int NX>
+void rows_of(const uint8_t* w, int64_t K, const QRow* x, float* out) {
+  for (int i = 0; i < NX; ++i) out[i] = Dot(w, K, x[i]);
+}
+
+// The family's kernel table (rf::pick, common.h): for each format, kernels for 1, 2, 3 and 4 activation rows.
+using RowsFn = void (*)(const uint8_t* w, int64_t K, const QRow* x, float* out);
+struct QuantKernels {
+  RowsFn q8_0[4], q4_k[4], q5_k[4], q6_k[4];
+  const RowsFn* of(int type) const {
+    return type == kQ8_0 ? q8_0 : type == kQ4_K ? q4_k : type == kQ5_K ? q5_k : q6_k;
+  }
+};
+
+template <float (*Dot)(const uint8_t*, int64_t, const QRow&)>
+constexpr std::array<RowsFn, 4> rows_family() {
+  return {rows_of<Dot, 1>, rows_of<Dot, 2>, rows_of<Dot, 3>, rows_of<Dot, 4>};
+}
+
+QuantKernels make_scalar() {
+  QuantKernels k{};
+  const auto put = [](RowsFn* dst, std::array<RowsFn, 4> f) { std::copy(f.begin(), f.end(), dst); };
+  put(k.q8_0, rows_family<dot_q8_0_scalar>());
+  put(k.q4_k, rows_family<dot_qxk_scalar<false>>());
+  put(k.q5_k, rows_family<dot_qxk_scalar<true>>());
+  put(k.q6_k, rows_family<dot_q6_k_scalar>());
+  return k;
+}
+const QuantKernels kScalar = make_scalar();
+#if RF_X86
+#define RF_Q_TABLE(ns)                                                                                     \
+  {{rows_of<dot_q8_0_avx2, 1>, rows_of<dot_q8_0_avx2, 2>, rows_of<dot_q8_0_avx2, 3>, rows_of<dot_q8_0_avx2, 4>}, \
+   {ns::rows_qxk<false, 1>, ns::rows_qxk<false, 2>, ns::rows_qxk<false, 3>, ns::rows_qxk<false, 4>},             \
+   {ns::rows_qxk<true, 1>, ns::rows_qxk<true, 2>, ns::rows_qxk<true, 3>, ns::rows_qxk<true, 4>},                 \
+   {ns::rows_q6_k<1>, ns::rows_q6_k<2>, ns::rows_q6_k<3>, ns::rows_q6_k<4>}}
+const QuantKernels kAvx2 = RF_Q_TABLE(kq_avx2);
+const QuantKernels kVnni = RF_Q_TABLE(kq_vnni);
+#endif
+
+// AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.
+const QuantKernels& kernels() {
+  static const QuantKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2), rf::cpu_has_avx512_vnni() ? RF_X86_TABLE(kVnni) : nullptr);
+  return t;
+}
+
+thread_local rf::Scratch<int8_t> tl_q;
+thread_local rf::Scratch<float> tl_scales;
+thread_local rf::Scratch<int16_t> tl_sums;
+thread_local rf::Scratch<QRow> tl_rows;
+
+// C (M, N) = A (M, K) . W^T through the integer dot products, activation rows quantized once up front.
+void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const uint8_t* w, int64_t row_bytes,
+            float* c) {
+  const int64_t block = type == kQ8_0 ? 32 : 256;
+  const bool sums = type != kQ8_0;
+  int8_t* q = tl_q.get(static_cast<size_t>(M * K));
+  float* ds = tl_scales.get(static_cast<size_t>(M * (K / block)));
+  int16_t* ss = sums ? tl_sums.get(static_cast<size_t>(M * (K / 16))) : nullptr;
+  QRow* rows = tl_rows.get(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    int16_t* s = sums ? ss + m * (K / 16) : nullptr;
+    quantize_row(a + m * K, K, block, q + m * K, ds + m * (K / block), s);
+    rows[m] = QRow{q + m * K, ds + m * (K / block), s};
+  }
+  const RowsFn* fns = kernels().of(type);
+  const int64_t grain = std::max<int64_t>(4, (int64_t(1) << 15) / std::max<int64_t>(K * M, 1));
+  // activation rows in blocks that stay in L1/L2 while the thread's weight rows pass over them
+  const int64_t mblock = std::max<int64_t>(4, ((int64_t(48) << 10) / K) / 4 * 4);
+  rf::parallel_for(N, grain, [&](int64_t r0, int64_t r1) {
+    float out[4];
+    for (int64_t m0 = 0; m0 < M; m0 += mblock) {
+      const int64_t m1 = std::min(M, m0 + mblock);
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* wr = w + r * row_bytes;
+        if (r + 2 < r1) __builtin_prefetch(wr + 2 * row_bytes);
+        for (int64_t m = m0; m < m1; m += 4) {
+          const int nx = static_cast<int>(std::min<int64_t>(4, m1 - m));
+          fns[nx - 1](wr, K, rows + m, out);
+          for (int i = 0; i < nx; ++i) c[(m + i) * N + r] = out[i];
+        }
+      }
+    }
+  });
+}
+
+void throw_range(Napi::Env env, const std::string& msg) {
+  Napi::RangeError::New(env, "recurformer native " + msg).ThrowAsJavaScriptException();
+}
+
+// The checks gemmQ and dequantQ share: a known type, K whole blocks, `rows` rows of W present. Returns the row size.
+int64_t check_weight(Napi::Env env, const char* fn, int type, int64_t K, int64_t rows, size_t have) {
+  const Format f = format_of(type);
+  if (f.values == 0) {
+    throw_range(env, std::string(fn) + ": type " + std::to_string(type) + " is not Q8_0 (8), Q4_K (12), Q5_K (13) or Q6_K (14)");
+    return -1;
+  }
+  if (K <= 0 || K % f.values != 0) {
+    throw_range(env, std::string(fn) + ": K = " + std::to_string(K) + " is not a positive multiple of the block (" +
+                         std::to_string(f.values) + " values)");
+    return -1;
+  }
+  const int64_t row_bytes = K / f.values * f.bytes;
+  if (rows < 0 || static_cast<size_t>(rows * row_bytes) > have) {
+    throw_range(env, std::string(fn) + ": the weight holds fewer bytes than its rows need");
+    return -1;
+  }
+  return row_bytes;
+}
+
+// gemmQ(M, N, K, a, type, w, c): C (M, N) = A (M, K) . W^T, W (N, K) in blocks of `type`.
+Napi::Value GemmQ(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rf::ArgReader r(info, "gemmQ");
+  const int64_t M = r.i64(0), N = r.i64(1), K = r.i64(2);
+  size_t la = 0, lw = 0, lc = 0;
+  const float* a = r.f32(3, &la);
+  const int type = static_cast<int>(r.num(4));
+  const uint8_t* w = r.u8(5, &lw);
+  float* c = r.f32(6, &lc);
+  if (!r.ok) return env.Undefined();
+  if (M < 0 || N < 0) {
+    throw_range(env, "gemmQ: sizes must be non-negative");
+    return env.Undefined();
+  }
+  const int64_t row_bytes = check_weight(env, "gemmQ", type, K, N, lw);
+  if (row_bytes < 0) return env.Undefined();
+  if (static_cast<size_t>(M * K) > la || static_cast<size_t>(M * N) > lc) {
+    throw_range(env, "gemmQ: an operand is shorter than M, N, K require");
+    return env.Undefined();
+  }
+  if (M == 0 || N == 0) return env.Undefined();
+  product(type, M, N, K, a, w, row_bytes, c);
+  return env.Undefined();
+}
+
+// dequantQ(type, w, K, r0, n, dst): rows [r0, r0 + n) of W (blocks of `type`, rows of K values) -> dst (n * K).
+Napi::Value DequantQ(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rf::ArgReader r(info, "dequantQ");
+  const int type = static_cast<int>(r.num(0));
+  size_t lw = 0, ld = 0;
+  const uint8_t* w = r.u8(1, &lw);
+  const int64_t K = r.i64(2), r0 = r.i64(3), n = r.i64(4);
+  float* dst = r.f32(5, &ld);
+  if (!r.ok) return env.Undefined();
+  if (r0 < 0 || n < 0) {
+    throw_range(env, "dequantQ: rows must be non-negative");
+    return env.Undefined();
+  }
+  const int64_t row_bytes = check_weight(env, "dequantQ", type, K, r0 + n, lw);
+  if (row_bytes < 0) return env.Undefined();
+  if (static_cast<size_t>(n * K) > ld) {
+    throw_range(env, "dequantQ: dst is shorter than n * K");
+    return env.Undefined();
+  }
+  rf::parallel_for(n, std::max<int64_t>(1, (int64_t(1) << 14) / K), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dequant_row(type, w + (r0 + i) * row_bytes, K, dst + i * K);
+  });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_quant(Napi::Env env, Napi::Object exports) {
+  rf::export_fn<GemmQ>(env, exports, "gemmQ");
+  rf::export_fn<DequantQ>(env, exports, "dequantQ");
+}
