@@ -10,7 +10,11 @@
  * and values), backward twice the forward for the input gradients plus weight gradients: 6 P + 12 L d T per token
  * when everything trains. Distillation: teacher forward, student forward, student input gradients (2 P) and the
  * trainable tensors' weight gradients (2 P_trainable). `--json` prints one JSON line at the end.
+ *
+ * `--engine torch` also runs the distill workload (same model, batch, sequence length and data shard) through the
+ * PyTorch engine (python/, RECURFORMER_PYTHON or /usr/bin/python3) and prints both engines' tokens/s from this run.
  */
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configToHf } from '../src/model/config.js';
@@ -50,6 +54,46 @@ function measure(name: string, s: TrainingRun, flopsPerStep: number, peak: numbe
   return { name, batch: s.cfg.batch, seq: s.cfg.seq, seconds, tokPerSec: tokens / seconds, gflop: flopsPerStep / 1e9, gflops, fraction: gflops / peak };
 }
 
+/**
+ * The same distill workload on the PyTorch engine: the run's options and token shard, measured by the python side
+ * (best of its timed steps after a warm-up step). Null with a message when torch cannot be imported.
+ */
+function torchDistill(s: TrainingRun, flopsPerStep: number, ts: Figure): Figure | null {
+  const python = process.env.RECURFORMER_PYTHON || '/usr/bin/python3';
+  const root = new URL('..', import.meta.url).pathname;
+  const code = `
+import json, sys, time, torch
+sys.path.insert(0, ${JSON.stringify(join(root, 'python'))})
+from recurformer_torch import load_folder
+from recurformer_torch.data import Batcher, PackedData, read_shard
+from recurformer_torch.objectives import objective
+from recurformer_torch.train import select_trainable
+o = json.loads(sys.argv[1])
+st, te = load_folder(o["model"]), load_folder(o["teacher"])
+names, params = select_trainable(st, "recurrent")
+opt = torch.optim.AdamW(params, lr=o["lr"], betas=(0.9, 0.95), eps=1e-8)
+b = Batcher(PackedData(read_shard(o["shard"]), o["seq"], st.cfg.bos_id, o["valFraction"], o["packing"]), o["batch"], o["seed"])
+best = float("inf")
+for i in range(6):
+    x, y = (torch.as_tensor(a) for a in b.next())
+    t0 = time.time()
+    loss, _ = objective(st, te, x, y, o)
+    loss.backward(); torch.nn.utils.clip_grad_norm_(params, o["clip"]); opt.step(); opt.zero_grad()
+    if i > 0: best = min(best, time.time() - t0)
+print(json.dumps({"seconds": best, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+`;
+  const shardPath = join(s.cfg.cacheDir, `tokens-${s.dataKey}.bin`); // the shard the TypeScript run reads (data.ts loadShard)
+  const r = spawnSync(python, ['-c', code, JSON.stringify({ ...s.cfg, shard: shardPath })], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.log(`torch engine: skipped (${python} cannot run it: ${(r.stderr || String(r.error)).trim().split('\n').at(-1)})`);
+    return null;
+  }
+  const m = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { seconds: number; threads: number; torch: string };
+  console.log(`torch engine: torch ${m.torch}, ${m.threads} thread(s)`);
+  const gflops = flopsPerStep / m.seconds / 1e9;
+  return { ...ts, name: 'distill stories260K (torch)', seconds: m.seconds, tokPerSec: (ts.batch * ts.seq) / m.seconds, gflops, fraction: NaN };
+}
+
 function main(): void {
   const json = process.argv.includes('--json');
   const load = loadNative();
@@ -59,6 +103,7 @@ function main(): void {
   console.log(`recurformer train benchmark: ${info.threads} threads, measured FMA peak ${hw.peakGflops.toFixed(1)} GFLOPS`);
   const cache = tmp('bench-cache');
   const figures: Figure[] = [];
+  let torchFigure: Figure | null = null;
 
   {
     const s = openRun(makeTrainConfig({
@@ -70,6 +115,9 @@ function main(): void {
     const attn = 4 * c.nLayers * c.nHeads * c.headDim * s.cfg.seq;
     const flops = tokens * ((2 * P + attn) * 2 /* teacher + student forward */ + (2 * P + attn) /* input grads */ + 2 * Ptr);
     figures.push(measure('distill stories260K (budget 0.5)', s, flops, hw.peakGflops));
+    if (process.argv.includes('--engine') && process.argv[process.argv.indexOf('--engine') + 1] === 'torch') {
+      torchFigure = torchDistill(s, flops, figures.at(-1)!);
+    }
   }
   {
     const dir = tmp('bench-init');
@@ -94,7 +142,13 @@ function main(): void {
     console.log(`${f.name.padEnd(34)} batch ${f.batch} x seq ${f.seq}: ${(f.seconds * 1000).toFixed(1)} ms/step, ` +
       `${Math.round(f.tokPerSec)} tok/s, ${f.gflop.toFixed(2)} GFLOP/step, ${f.gflops.toFixed(1)} GFLOPS = ${pct(f.fraction)} of peak`);
   }
-  if (json) console.log(JSON.stringify({ threads: info.threads, peakGflops: hw.peakGflops, figures }));
+  if (torchFigure) {
+    const ts = figures[0]!;
+    console.log(`${'distill stories260K, torch engine'.padEnd(34)} batch ${torchFigure.batch} x seq ${torchFigure.seq}: ` +
+      `${(torchFigure.seconds * 1000).toFixed(1)} ms/step, ${Math.round(torchFigure.tokPerSec)} tok/s, ` +
+      `${torchFigure.gflops.toFixed(1)} GFLOPS; TypeScript engine / torch = ${(ts.tokPerSec / torchFigure.tokPerSec).toFixed(2)}x`);
+  }
+  if (json) console.log(JSON.stringify({ threads: info.threads, peakGflops: hw.peakGflops, figures, torch: torchFigure }));
 }
 
 main();

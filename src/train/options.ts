@@ -115,6 +115,14 @@ export const TRAIN_OPTIONS = {
     flag: 'cache', value: 'dir', help: 'token shard cache', defaultHelp: 'OUT/cache',
   } satisfies TrainOptionSpec,
   seed: int(0, 0, { flag: 'seed', value: 'n', help: 'data order and init seed' }),
+  /**
+   * Which engine trains: this project's CPU engine, or the PyTorch package in python/ (GPUs, torchrun; docs/scale.md).
+   * The options, the data (the same token shards) and the folder format are the same for both.
+   */
+  engine: oneOf(['ts', 'torch'], 'ts', {
+    flag: 'engine', value: 'e',
+    help: 'ts | torch: this CPU engine, or PyTorch (python/, GPUs and torchrun; see docs/scale.md)',
+  }, 'torch needs python3 with torch and numpy: pip install torch numpy'),
   out: reqPath({ flag: 'out', value: 'dir', help: 'run folder: checkpoint.bin, metrics.jsonl, report.html, model/' }),
 } as const;
 

@@ -9,6 +9,8 @@
  * exits 130 / 143 (128 + the signal's number, as a shell reports a killed command). A second signal kills at once
  * (the handlers are one-shot); the checkpoint on disk stays intact since it is replaced atomically.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { ArgumentError } from '../../tensor/errors.js';
@@ -18,6 +20,7 @@ import {
 } from '../../train/options.js';
 import { writeTrainReport } from '../../report/train-report.js';
 import { modelPath, printJson } from '../common.js';
+import { runTorchTraining } from './train-torch.js';
 
 /**
  * What commander hands the action: each training option under its flag's camel-cased name (`--min-lr` -> minLr,
@@ -31,6 +34,8 @@ export interface TrainCliOpts {
   resume?: string;
   force?: boolean;
   json?: boolean;
+  torchArgs?: string;
+  torchLauncher?: string;
 }
 
 /** Commander's attribute name for a long flag (`min-lr` -> `minLr`). */
@@ -114,10 +119,26 @@ export function registerTrain(program: Command): void {
     .option('--resume <dir>', 'continue the run saved in this folder exactly, writing into it (or into --out when given)')
     .option('--force', 'start over in an --out that already holds a run')
     .option('--json', 'print a JSON summary')
+    .option('--torch-args <args>', 'with --engine torch: engine flags for python, e.g. "--device cuda --precision bf16" (docs/scale.md)')
+    .option('--torch-launcher <cmd>', 'with --engine torch: start python through this launcher, e.g. "torchrun --nproc_per_node 8"')
     .action(async (model: string | undefined, _o: TrainCliOpts, self: Command) => {
       const o = givenFlags(self);
       const values = resolveTrainValues(model, o);
       if (!o.resume && values.out === undefined) throw new ArgumentError('train', '--out', 'is required', 'pass --out DIR (or --resume DIR)');
+      const torchResume = o.resume !== undefined && existsSync(join(o.resume, 'checkpoint.pt'));
+      if (values.engine === 'torch' || torchResume) {
+        // the PyTorch engine (python/): same options and data, its own process; it reports progress itself
+        const status = runTorchTraining(values, { resume: o.resume, force: o.force, json: o.json, torchArgs: o.torchArgs as string | undefined,
+          launcher: o.torchLauncher as string | undefined });
+        if (status !== 0) process.exitCode = status;
+        else if (values.out !== undefined || o.resume) {
+          // the same metrics.jsonl records as this engine's: the same HTML report
+          const out = String(values.out ?? o.resume);
+          const report = await writeTrainReport(out);
+          if (!o.json) process.stdout.write(`report ${report}\n`);
+        }
+        return;
+      }
       const tty = process.stderr.isTTY && !process.env.RECURFORMER_QUIET && !o.json;
       let bar: cliProgress.SingleBar | null = null;
       let tokSec = 0;

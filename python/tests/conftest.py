@@ -1,0 +1,98 @@
+"""Fixtures of the parity tests: converted folders made with the CLI (cached in a temp dir) and the TypeScript side
+(python/tests/ts_ref.ts through `node --import tsx`).
+
+The cache key hashes the CLI's compiled convert/analyze code and the source model, so a changed converter makes
+fresh folders. RECURFORMER_PYTEST_CACHE overrides the cache folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+TEXT = os.path.join(ROOT, "data", "tinystories-valid-excerpt", "tinystories_val.txt")
+CLI = [ "node", os.path.join(ROOT, "bin", "recurformer.js")]
+
+# Named tolerances (one place): float32 logits of the two engines on the same folder, and the training step's
+# loss and gradients (relative to the largest gradient of each tensor).
+TOL_LOGITS_F32 = 1e-4
+TOL_LOSS_REL = 1e-4
+TOL_GRAD_REL = 1e-3
+
+
+def _hash_tree(h, path: str) -> None:
+    for base, _, files in sorted(os.walk(path)):
+        for f in sorted(files):
+            with open(os.path.join(base, f), "rb") as fh:
+                h.update(fh.read())
+
+
+def cache_dir() -> str:
+    d = os.environ.get("RECURFORMER_PYTEST_CACHE") or os.path.join(tempfile.gettempdir(), "recurformer-pytest")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def run_cli(args, **kw) -> str:
+    r = subprocess.run(CLI + args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RECURFORMER_QUIET": "1"}, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"recurformer {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def converted_folder(src: str, budget: float = 0.5) -> str:
+    """models/<src> converted at `budget` by the CLI (analyze, then convert), cached."""
+    h = hashlib.sha256()
+    for sub in ("convert", "analysis", "io", "model"):
+        _hash_tree(h, os.path.join(ROOT, "dist", "src", sub))
+    _hash_tree(h, os.path.join(ROOT, "models", src))
+    key = f"{src}-{int(budget * 100)}-{h.hexdigest()[:12]}"
+    out = os.path.join(cache_dir(), key)
+    if os.path.exists(os.path.join(out, "model.safetensors")):
+        return out
+    an = out + "-an"
+    run_cli(["analyze", f"models/{src}", "--data", TEXT, "--samples", "2", "--seq", "64", "--windows", "4,16", "--out", an])
+    run_cli(["convert", f"models/{src}", "--analysis", os.path.join(an, "analysis.json"), "--budget", str(budget),
+             "--calib-tokens", "256", "--out", out + ".tmp", "--force"])
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def run_ts(req: dict, tmp_path) -> str:
+    """Runs python/tests/ts_ref.ts on a request; returns its stdout."""
+    p = os.path.join(str(tmp_path), f"req-{req['op']}-{os.getpid()}.json")
+    with open(p, "w") as f:
+        json.dump(req, f)
+    r = subprocess.run(["node", "--import", "tsx", os.path.join(ROOT, "python", "tests", "ts_ref.ts"), p], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "RECURFORMER_QUIET": "1"})
+    if r.returncode != 0:
+        raise RuntimeError(f"ts_ref {req['op']} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def read_f32(path: str) -> np.ndarray:
+    return np.fromfile(path, dtype="<f4")
+
+
+@pytest.fixture(scope="session")
+def stories50() -> str:
+    return converted_folder("stories260K")
+
+
+@pytest.fixture(scope="session")
+def demo50() -> str:
+    return converted_folder("demo-llama")
+
+
+@pytest.fixture(scope="session")
+def gpt2_50() -> str:
+    return converted_folder("demo-gpt2")

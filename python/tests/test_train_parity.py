@@ -1,0 +1,56 @@
+"""One align step and one distill step give the TypeScript engine's loss and gradients on the same batch: the loss
+within TOL_LOSS_REL (relative), each recurrent tensor's gradient within TOL_GRAD_REL of its largest entry."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TOL_GRAD_REL, TOL_LOSS_REL, read_f32, run_ts
+from recurformer_torch import load_folder
+from recurformer_torch.objectives import objective
+from recurformer_torch.train import select_trainable
+
+CASES = {
+    "align": {"stage": "align", "temperature": 1.0, "ceWeight": 0.0},
+    "distill": {"stage": "distill", "temperature": 2.0, "ceWeight": 0.5, "klFocus": 1.0, "hiddenWeight": 0.1},
+}
+
+
+def batch(vocab: int, B: int, T: int, bos: int):
+    g = np.random.default_rng(7)
+    toks = g.integers(3, vocab, size=(B, T + 1))
+    x = toks[:, :T].copy()
+    x[:, 0] = bos
+    return x, toks[:, 1:].copy()
+
+
+@pytest.mark.parametrize("stage", ["align", "distill"])
+@pytest.mark.parametrize("fixture,teacher", [("stories50", "stories260K"), ("demo50", "demo-llama")])
+def test_step_matches_typescript(stage, fixture, teacher, request, tmp_path):
+    folder = request.getfixturevalue(fixture)
+    tdir = os.path.join(ROOT, "models", teacher)
+    student, tmodel = load_folder(folder), load_folder(tdir)
+    names, params = select_trainable(student, "recurrent")
+    x, y = batch(student.cfg.vocab_size, 2, 70, student.cfg.bos_id)
+    opts = CASES[stage]
+    out = os.path.join(str(tmp_path), "grads.bin")
+    ts = json.loads(run_ts({"op": stage, "model": folder, "teacher": tdir, "out": out, "options": opts,
+                            "batch": {"inputs": x.reshape(-1).tolist(), "targets": y.reshape(-1).tolist(), "B": 2, "T": 70}}, tmp_path))
+    loss, parts = objective(student, tmodel, torch.from_numpy(x), torch.from_numpy(y), opts)
+    loss.backward()
+    assert abs(float(loss) - ts["loss"]) <= TOL_LOSS_REL * abs(ts["loss"]), (float(loss), ts["loss"])
+    assert ts["loss"] > 0
+    assert names == ts["names"]
+    flat = read_f32(out)
+    at = 0
+    for n, p, shape in zip(names, params, ts["shapes"]):
+        g_ts = flat[at: at + p.numel()].reshape(shape)
+        at += p.numel()
+        scale = float(np.abs(g_ts).max())
+        err = float(np.abs(p.grad.numpy() - g_ts).max()) / (scale + 1e-30)
+        assert err <= TOL_GRAD_REL, f"{n}: gradient differs by {err:.2e} of its largest entry"
+    assert at == len(flat)
