@@ -359,11 +359,18 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
   float* ds = tl_scales.get(static_cast<size_t>(M * (K / block)));
   int16_t* ss = sums ? tl_sums.get(static_cast<size_t>(M * (K / 16))) : nullptr;
   QRow* rows = tl_rows.get(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) {
-    int16_t* s = sums ? ss + m * (K / 16) : nullptr;
-    quantize_row(a + m * K, K, block, q + m * K, ds + m * (K / block), s);
-    rows[m] = QRow{q + m * K, ds + m * (K / block), s};
-  }
+  const auto quantize = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      int16_t* s = sums ? ss + m * (K / 16) : nullptr;
+      quantize_row(a + m * K, K, block, q + m * K, ds + m * (K / block), s);
+      rows[m] = QRow{q + m * K, ds + m * (K / block), s};
+    }
+  };
+  // a prefill's rows are quantized on every thread (serially they cost a tenth of a 768 x 768 product's time)
+  if (M < 8)
+    quantize(0, M);
+  else
+    rf::parallel_for(M, 4, quantize);
   const RowsFn* fns = kernels().of(type);
   const int64_t grain = std::max<int64_t>(4, (int64_t(1) << 15) / std::max<int64_t>(K * M, 1));
   // activation rows in blocks that stay in L1/L2 while the thread's weight rows pass over them
