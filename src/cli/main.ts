@@ -29,9 +29,9 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) => {
       const b = backend();
-      const info = { backend: b.name, simd: b.simd, threads: b.threads, nativeKernels: b.nativeKernels.length };
+      const info = { backend: b.name, simd: b.simd, quantSimd: b.quantSimd, threads: b.threads, nativeKernels: b.nativeKernels.length };
       process.stdout.write(opts.json ? `${JSON.stringify(info)}\n`
-        : `backend ${info.backend} (simd ${info.simd}, ${info.threads} threads, ${info.nativeKernels} native kernels)\n`);
+        : `backend ${info.backend} (simd ${info.simd}, quantized products ${info.quantSimd}, ${info.threads} threads, ${info.nativeKernels} native kernels)\n`);
     });
   registerGenerate(program);
   registerInspect(program);

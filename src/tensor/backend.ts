@@ -18,13 +18,15 @@ export interface Backend {
   readonly nativeKernels: readonly string[];
   readonly simd: string;
   readonly threads: number;
+  /** The instruction set of the quantized products (gemmQ): 'vnni' (AVX-512 VNNI), else as `simd`. */
+  readonly quantSimd: string;
 }
 
 let current: Backend | undefined;
 let warned = false;
 
 function makeReference(): Backend {
-  return { name: 'reference', kernels: referenceKernels, nativeKernels: [], simd: 'none', threads: 1 };
+  return { name: 'reference', kernels: referenceKernels, nativeKernels: [], simd: 'none', threads: 1, quantSimd: 'none' };
 }
 
 function makeNative(): Backend | string {
@@ -38,7 +40,8 @@ function makeNative(): Backend | string {
     table[n] = typeof f === 'function' ? f : (referenceKernels as unknown as Record<string, unknown>)[n];
   }
   const info = addon.info();
-  return { name: 'native', kernels: table as unknown as Kernels, nativeKernels: names, simd: info.simd, threads: info.threads };
+  return { name: 'native', kernels: table as unknown as Kernels, nativeKernels: names, simd: info.simd, threads: info.threads,
+    quantSimd: info.vnni ? 'vnni' : info.simd };
 }
 
 /** How to build the addon where the package is: a user's project has no `build:native` script, only our bin. */

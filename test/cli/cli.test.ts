@@ -100,3 +100,12 @@ test('generate: --prefill-chunk 2 and --dtype KEEP (any case) give the greedy id
   const keep = JSON.parse((await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--json', '--prompt', 'Once upon a time there was', '--dtype', 'KEEP'])).stdout) as { ids: number[] };
   assert.deepEqual(keep.ids, base.ids, 'the bundled model is F32: keep is f32');
 });
+
+test('info --json names the backend and the instruction set of the quantized products', async () => {
+  const r = await runCli(['info', '--json']);
+  const info = JSON.parse(r.stdout) as { backend: string; simd: string; quantSimd: string };
+  const { loadNative } = await import('../../src/tensor/native.js');
+  const addon = loadNative().addon;
+  if (info.backend === 'native') assert.equal(info.quantSimd, addon!.info().vnni ? 'vnni' : info.simd);
+  else assert.equal(info.quantSimd, 'none');
+});
