@@ -105,6 +105,22 @@ test('quantized tensors: blocks with a NaN or Inf scale are found from the scale
   });
 });
 
+test('a quantized matrix read as blocks (kept quantized in memory) warns as its values would', () => {
+  const q8 = Buffer.alloc(2 * 34);
+  q8.writeUInt16LE(f32ToF16(0.5), 0);
+  q8.writeUInt16LE(0x7c00, 34); // Inf: the second row's block
+  const path = join(dir, 'quant-matrix.gguf');
+  writeFileSync(path, Buffer.concat([ggufHeader([], [{ name: 'm', shape: [2, 32], type: GgmlType.Q8_0, offset: 0 }]), q8]));
+  const t = readGguf(path).tensors.get('m')!;
+  let blocks: Uint8Array | undefined;
+  const lines = stderrOf(() => {
+    blocks = t.quant!.read();
+  });
+  assert.deepEqual(lines, [`recurformer: warning: ${path}: tensor 'm' has 32 non-finite values (NaN or Inf) of 64`]);
+  assert.deepEqual([...blocks!], [...q8]);
+  assert.equal(t.quant!.kind, 'Q8_0');
+});
+
 test('inspect --check-weights: lists every non-finite tensor and exits 1; a clean model passes', async () => {
   const clean = await runCli(['inspect', '--check-weights']);
   assert.equal(clean.code, 0, clean.stderr);
