@@ -15,8 +15,8 @@
 // offset of 32 enter through the activation sums of every 16 values. This is how llama.cpp computes these products
 // (its Q8_K/Q8_0 activations), written here from the formats. The weight is read at its stored size (4.5 bits a
 // value for Q4_K); the inner loop is integer multiply-adds (maddubs: unsigned weight codes by signed activation bytes
-// into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four activation rows share each
-// unpacked piece of a weight row, so a prefill unpacks every weight once per four tokens. The result differs from
+// into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four (AVX2) or eight (AVX-512)
+// activation rows share each unpacked piece of a weight row, so a prefill unpacks every weight once per 4-8 tokens. The result differs from
 // the product with exact activations by the activation rounding only (at most sum |w| * d_b / 2 per output).
 #include "common.h"
 #include "ew_simd.h"
@@ -305,10 +305,13 @@ void rows_of(const uint8_t* w, int64_t K, const QRow* x, float* out) {
   for (int i = 0; i < NX; ++i) out[i] = Dot(w, K, x[i]);
 }
 
-// The family's kernel table (rf::pick, common.h): for each format, kernels for 1, 2, 3 and 4 activation rows.
+// The family's kernel table (rf::pick, common.h): for each format, kernels for 1 to `rows` activation rows (4 with
+// AVX2's 16 vector registers, 8 with AVX-512's 32: the more rows share an unpacked weight piece, the less unpacking).
 using RowsFn = void (*)(const uint8_t* w, int64_t K, const QRow* x, float* out);
+constexpr int kMaxRows = 8;
 struct QuantKernels {
-  RowsFn q8_0[4], q4_k[4], q5_k[4], q6_k[4];
+  int rows;
+  RowsFn q8_0[kMaxRows], q4_k[kMaxRows], q5_k[kMaxRows], q6_k[kMaxRows];
   const RowsFn* of(int type) const {
     return type == kQ8_0 ? q8_0 : type == kQ4_K ? q4_k : type == kQ5_K ? q5_k : q6_k;
   }
@@ -321,6 +324,7 @@ constexpr std::array<RowsFn, 4> rows_family() {
 
 QuantKernels make_scalar() {
   QuantKernels k{};
+  k.rows = 4;
   const auto put = [](RowsFn* dst, std::array<RowsFn, 4> f) { std::copy(f.begin(), f.end(), dst); };
   put(k.q8_0, rows_family<dot_q8_0_scalar>());
   put(k.q4_k, rows_family<dot_qxk_scalar<false>>());
@@ -330,13 +334,15 @@ QuantKernels make_scalar() {
 }
 const QuantKernels kScalar = make_scalar();
 #if RF_X86
-#define RF_Q_TABLE(ns)                                                                                     \
-  {{rows_of<dot_q8_0_avx2, 1>, rows_of<dot_q8_0_avx2, 2>, rows_of<dot_q8_0_avx2, 3>, rows_of<dot_q8_0_avx2, 4>}, \
-   {ns::rows_qxk<false, 1>, ns::rows_qxk<false, 2>, ns::rows_qxk<false, 3>, ns::rows_qxk<false, 4>},             \
-   {ns::rows_qxk<true, 1>, ns::rows_qxk<true, 2>, ns::rows_qxk<true, 3>, ns::rows_qxk<true, 4>},                 \
-   {ns::rows_q6_k<1>, ns::rows_q6_k<2>, ns::rows_q6_k<3>, ns::rows_q6_k<4>}}
-const QuantKernels kAvx2 = RF_Q_TABLE(kq_avx2);
-const QuantKernels kVnni = RF_Q_TABLE(kq_vnni);
+#define RF_Q4(f) f<1>, f<2>, f<3>, f<4>
+#define RF_Q8(f) f<1>, f<2>, f<3>, f<4>, f<5>, f<6>, f<7>, f<8>
+template <int NX> void q8_0_rows(const uint8_t* w, int64_t K, const QRow* x, float* out) { rows_of<dot_q8_0_avx2, NX>(w, K, x, out); }
+template <int NX> void q4_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<false, NX>(w, K, x, out); }
+template <int NX> void q5_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<true, NX>(w, K, x, out); }
+template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<false, NX>(w, K, x, out); }
+template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<true, NX>(w, K, x, out); }
+const QuantKernels kAvx2 = {4, {RF_Q4(q8_0_rows)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)}};
+const QuantKernels kVnni = {8, {RF_Q8(q8_0_rows)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k)}};
 #endif
 
 // AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.
@@ -371,19 +377,21 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
     quantize(0, M);
   else
     rf::parallel_for(M, 4, quantize);
-  const RowsFn* fns = kernels().of(type);
+  const QuantKernels& ks = kernels();
+  const RowsFn* fns = ks.of(type);
+  const int64_t group = ks.rows;
   const int64_t grain = std::max<int64_t>(4, (int64_t(1) << 15) / std::max<int64_t>(K * M, 1));
   // activation rows in blocks that stay in L1/L2 while the thread's weight rows pass over them
-  const int64_t mblock = std::max<int64_t>(4, ((int64_t(48) << 10) / K) / 4 * 4);
+  const int64_t mblock = std::max<int64_t>(group, ((int64_t(48) << 10) / K) / group * group);
   rf::parallel_for(N, grain, [&](int64_t r0, int64_t r1) {
-    float out[4];
+    float out[kMaxRows];
     for (int64_t m0 = 0; m0 < M; m0 += mblock) {
       const int64_t m1 = std::min(M, m0 + mblock);
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = w + r * row_bytes;
         if (r + 2 < r1) __builtin_prefetch(wr + 2 * row_bytes);
-        for (int64_t m = m0; m < m1; m += 4) {
-          const int nx = static_cast<int>(std::min<int64_t>(4, m1 - m));
+        for (int64_t m = m0; m < m1; m += group) {
+          const int nx = static_cast<int>(std::min<int64_t>(group, m1 - m));
           fns[nx - 1](wr, K, rows + m, out);
           for (int i = 0; i < nx; ++i) c[(m + i) * N + r] = out[i];
         }
