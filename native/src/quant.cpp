@@ -15,9 +15,10 @@
 // offset of 32 enter through the activation sums of every 16 values. This is how llama.cpp computes these products
 // (its Q8_K/Q8_0 activations), written here from the formats. The weight is read at its stored size (4.5 bits a
 // value for Q4_K); the inner loop is integer multiply-adds (maddubs: unsigned weight codes by signed activation bytes
-// into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four (AVX2) or eight (AVX-512)
-// activation rows share each unpacked piece of a weight row, so a prefill unpacks every weight once per 4-8 tokens. The result differs from
-// the product with exact activations by the activation rounding only (at most sum |w| * d_b / 2 per output).
+// into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four (AVX2) or eight (AVX-512
+// VNNI) activation rows share each unpacked piece of a weight row, so a prefill unpacks every weight once per 4-8
+// tokens. The result differs from the product with exact activations by the activation rounding only (at most
+// sum |w| * d_b / 2 per output).
 #include "common.h"
 #include "ew_simd.h"
 
@@ -306,7 +307,7 @@ void rows_of(const uint8_t* w, int64_t K, const QRow* x, float* out) {
 }
 
 // The family's kernel table (rf::pick, common.h): for each format, kernels for 1 to `rows` activation rows (4 with
-// AVX2's 16 vector registers, 8 with AVX-512's 32: the more rows share an unpacked weight piece, the less unpacking).
+// AVX2's 16 vector registers, 8 with AVX-512 VNNI's 32: the more rows share an unpacked weight piece, the less unpacking).
 using RowsFn = void (*)(const uint8_t* w, int64_t K, const QRow* x, float* out);
 constexpr int kMaxRows = 8;
 struct QuantKernels {
