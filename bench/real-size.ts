@@ -22,10 +22,12 @@
  * 1.31 s / 208 MB (shards) where `recurformer --help` alone took 0.96 s / 79 MB; generate -n 8 17.8 s / 2.55 GB;
  * convert 101 s / 8.7 GB writing 2.78 GB of BF16 in two shards; generate on it 55.7 s / 2.88 GB; one distill step
  * 664 s / 18.4 GB before the frozen student weights stayed BF16, 203 s / 9.35 GiB after (target < 10 GB).
- * After convert stopped building float32 copies of the model for its output-scale fit and started writing the
- * recurrent projections BF16 (load average ~3-4): convert 30.2 s / 3.03 GB (it was 45.1 s / 8.75 GB on the same
+ * After convert stopped building float32 copies of the model for its output-scale fit, with the recurrent
+ * projections written BF16 for a while (load average ~3-4): convert 30.2 s / 3.03 GB (it was 45.1 s / 8.75 GB on the same
  * host that hour), writing 2.62 GB; generate -n 8 6.56 s / 2.60 GB original, 6.01 s / 2.75 GB converted; decode
  * A/B converted / original 1.11x at 6 tokens of context (142.3 vs 127.9 ms), 1.05x at 1024 (145.6 vs 138.5 ms).
+ * (convert has since gone back to writing the recurrent heads float32, as training reads them best: a distill step of
+ * the 1B shape peaked at 10.15 GiB with BF16 projections against 9.35 GiB; decode A/B was 1.12-1.13x with them F32.)
  * The converted model still reads more weights per token than the original: recurrent x, B and C projections
  * (2,304 rows a layer) for the 1,536 q/k/v rows they replace, which step mode still computes. Its attention costs
  * half as much (7 ms less a token at 1024 tokens here), so it breaks even further out.

@@ -45,8 +45,7 @@ export function castTensor(t: RawTensor, dtype: RawDType): RawTensor {
 export function writeHfFolder(dir: string, m: SavableModel, dtype: RawDType = 'F32', o: { maxShardBytes?: number } = {}): { tokenizerWritten: boolean } {
   const base = new Map([...m.tensors].filter(([k]) => !k.includes('.recurrent.')));
   const tensors = checkHfTensors(m.config, base, dir);
-  // a converted model's recurrent tensors ride along in the dtypes they carry (convert writes the projections in the
-  // output dtype and the per-channel tensors float32; a trained model's heads are float32)
+  // a converted model's recurrent tensors ride along in the dtypes they carry (float32 from convert and training)
   for (const [k, v] of m.tensors) if (k.includes('.recurrent.')) tensors.set(k, v);
   mkdirSync(dir, { recursive: true });
   const hf: Record<string, unknown> = { ...configToHf(m.config), torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype] };

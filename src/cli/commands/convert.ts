@@ -62,7 +62,7 @@ export function registerConvert(program: Command): void {
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
     .addOption(computedDefault('--chunk <n>', 'SSD chunk length for prefill', '64, or the converted model\'s'))
     .requiredOption('--out <dir>', 'output folder (Hugging Face layout with a recurformer section)')
-    .option('--dtype <d>', 'weights written: keep (the source\'s F32/F16/BF16), F32, F16 or BF16 (the recurrent projections too; their small per-channel tensors stay F32)', 'keep')
+    .option('--dtype <d>', 'weights written: keep (the source\'s F32/F16/BF16), F32, F16 or BF16 (the recurrent heads stay F32: they are trained next)', 'keep')
     .option('--max-shard-size <size>', 'largest safetensors file; bigger models are sharded with an index (bytes, or e.g. 2GB)', '2GB')
     .option('--force', 'replace the model already in --out')
     .option('--json', 'print a JSON summary')
