@@ -1,8 +1,7 @@
 /**
  * Model weights by name. A weight is a float32 Tensor (trainable), a HalfWeight kept 16-bit in memory, or a
  * QuantWeight kept in its GGUF blocks (Q8_0, Q4_K, Q5_K, Q6_K): the decode kernels read half floats and quantized
- * blocks directly (half, or about a seventh, of the bytes per token), prefill dequantizes a tile at a time, and
- * training converts on demand.
+ * blocks directly (half, or about a seventh, of the bytes per token), and training converts on demand.
  */
 import { K } from '../tensor/backend.js';
 import { vMatvec16, vMatvecMulti } from '../tensor/vec.js';
@@ -35,8 +34,8 @@ export type QuantKind = keyof typeof QUANT_TYPES;
 
 /**
  * A (N, K) weight held in its GGUF blocks, rows one after another. Products read the blocks directly (gemmQ: integer
- * dot products against 8-bit activations for a few rows, dequantized tiles and the float GEMM for many); rows of an
- * embedding table are dequantized as they are gathered.
+ * dot products against activations rounded to 8 bits, as llama.cpp computes them); rows of an embedding table are
+ * dequantized as they are gathered.
  */
 export class QuantWeight {
   constructor(readonly shape: Shape, readonly kind: QuantKind, readonly data: Uint8Array, readonly name?: string) {}
@@ -70,7 +69,7 @@ const DIRECT_ROWS = 8;
 
 export type Weight = Tensor | HalfWeight | QuantWeight;
 
-/** y = x @ w^T (+ b) with w (out, in): matmul for float32 weights, the F16 GEMM for half weights. */
+/** y = x @ w^T (+ b) with w (out, in): matmul for float32 weights, the F16/BF16 GEMM for half weights, gemmQ for quantized. */
 export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
   let y: Tensor;
   if (w instanceof QuantWeight) {
