@@ -13,6 +13,7 @@ import type { DecoderLM } from '../src/model/transformer.js';
 import { HalfWeight } from '../src/model/weights.js';
 import { randomModel, tinyConfig } from '../test/helpers/random-model.js';
 import { BANDWIDTH_BYTES, measureHw, requireBenchAddon } from './lib/hw.js';
+import { median } from './lib/stats.js';
 
 const json = process.argv.includes('--json');
 const small = process.argv.includes('--small'); // a quick smoke run for CI-sized machines
@@ -62,11 +63,6 @@ function decodeRounds(m: DecoderLM, promptLen: number, steps: number, rounds: nu
   }
   return out;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 function prefillRate(m: DecoderLM, T: number): number {
   const ids = Int32Array.from({ length: T }, (_, i) => (i * 13) % cfg.vocabSize);

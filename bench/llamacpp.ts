@@ -27,6 +27,7 @@ import { buildModel } from '../src/io/build.js';
 import { DecodeSession } from '../src/inference/session.js';
 import { QuantWeight } from '../src/model/weights.js';
 import { randomModel, tinyConfig } from '../test/helpers/random-model.js';
+import { median } from './lib/stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,11 +103,6 @@ async function theirs(n: number): Promise<{ prefill: number; decode: number }> {
     seq.dispose();
   }
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const rows: Record<string, unknown>[] = [];
 log('\n| context | prefill ours tok/s | llama.cpp | ratio | decode ours tok/s | llama.cpp | ratio |\n|---:|---:|---:|---:|---:|---:|---:|');

@@ -23,7 +23,6 @@
 #include "ew_simd.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -235,12 +234,6 @@ float dot_q6_k_scalar(const uint8_t* w, int64_t K, const QRow& x) {
 #if RF_X86
 using rf::ew::hsum;
 
-RF_AVX2 inline int hsum_i32(__m128i v) {
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-  return _mm_cvtsi128_si32(v);
-}
-
 RF_AVX2 inline float f16c(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -318,32 +311,20 @@ struct QuantKernels {
   }
 };
 
-template <float (*Dot)(const uint8_t*, int64_t, const QRow&)>
-constexpr std::array<RowsFn, 4> rows_family() {
-  return {rows_of<Dot, 1>, rows_of<Dot, 2>, rows_of<Dot, 3>, rows_of<Dot, 4>};
-}
-
-QuantKernels make_scalar() {
-  QuantKernels k{};
-  k.rows = 4;
-  const auto put = [](RowsFn* dst, std::array<RowsFn, 4> f) { std::copy(f.begin(), f.end(), dst); };
-  put(k.q8_0, rows_family<dot_q8_0_scalar>());
-  put(k.q4_k, rows_family<dot_qxk_scalar<false>>());
-  put(k.q5_k, rows_family<dot_qxk_scalar<true>>());
-  put(k.q6_k, rows_family<dot_q6_k_scalar>());
-  return k;
-}
-const QuantKernels kScalar = make_scalar();
-#if RF_X86
+// The table entries for 1..4 (or 1..8) rows: of a row-kernel template f<NX>, or of a one-row dot product.
 #define RF_Q4(f) f<1>, f<2>, f<3>, f<4>
-#define RF_Q8(f) f<1>, f<2>, f<3>, f<4>, f<5>, f<6>, f<7>, f<8>
-template <int NX> void q8_0_rows(const uint8_t* w, int64_t K, const QRow* x, float* out) { rows_of<dot_q8_0_avx2, NX>(w, K, x, out); }
+#define RF_Q8(f) RF_Q4(f), f<5>, f<6>, f<7>, f<8>
+#define RF_DOT4(dot) rows_of<dot, 1>, rows_of<dot, 2>, rows_of<dot, 3>, rows_of<dot, 4>
+#define RF_DOT8(dot) RF_DOT4(dot), rows_of<dot, 5>, rows_of<dot, 6>, rows_of<dot, 7>, rows_of<dot, 8>
+const QuantKernels kScalar = {4, {RF_DOT4(dot_q8_0_scalar)}, {RF_DOT4(dot_qxk_scalar<false>)},
+                              {RF_DOT4(dot_qxk_scalar<true>)}, {RF_DOT4(dot_q6_k_scalar)}};
+#if RF_X86
 template <int NX> void q4_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<true, NX>(w, K, x, out); }
 template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<true, NX>(w, K, x, out); }
-const QuantKernels kAvx2 = {4, {RF_Q4(q8_0_rows)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)}};
-const QuantKernels kVnni = {8, {RF_Q8(q8_0_rows)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k)}};
+const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)}};
+const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k)}};
 #endif
 
 // AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.

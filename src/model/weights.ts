@@ -4,7 +4,7 @@
  * blocks directly (half, or about a seventh, of the bytes per token), and training converts on demand.
  */
 import { K } from '../tensor/backend.js';
-import { vMatvec16, vMatvecMulti } from '../tensor/vec.js';
+import { vMatvec16, vMatvecMulti, vMatvecQ } from '../tensor/vec.js';
 import { ShapeError } from '../tensor/errors.js';
 import { Tensor, add, checkTokenIds, contiguousData, embedding, empty, matmul, reshape, shapeStr, tensor, type Shape } from '../tensor/index.js';
 import { isGradEnabled, noGrad, record } from '../tensor/autograd.js';
@@ -72,30 +72,21 @@ export type Weight = Tensor | HalfWeight | QuantWeight;
 /** y = x @ w^T (+ b) with w (out, in): matmul for float32 weights, the F16/BF16 GEMM for half weights, gemmQ for quantized. */
 export function linearW(x: Tensor, w: Weight, b: Tensor | null = null): Tensor {
   let y: Tensor;
-  if (w instanceof QuantWeight) {
-    if (isGradEnabled() && x.requiresGrad) y = packedLinearInGraph(x, w);
-    else {
-      const [N, Kd] = w.shape as [number, number];
-      if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
-      y = empty([...x.shape.slice(0, -1), N]);
-      K().gemmQ(x.size / Kd, N, Kd, contiguousData(x), w.type, w.data, y.data);
-    }
-  } else if (w instanceof HalfWeight) {
-    if (isGradEnabled() && x.requiresGrad) y = packedLinearInGraph(x, w);
-    else {
-      const [N, Kd] = w.shape as [number, number];
-      if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
-      const M = x.size / Kd;
-      const xd = contiguousData(x);
-      if (w.kind === 'bf16' && M > DIRECT_ROWS) {
-        y = matmul(x, w.toTensor(), { transB: true });
-      } else {
-        y = empty([...x.shape.slice(0, -1), N]);
-        halfProduct(M, xd, w, y.data);
-      }
-    }
-  } else {
+  if (!isPacked(w)) {
     y = matmul(x, w, { transB: true });
+  } else if (isGradEnabled() && x.requiresGrad) {
+    y = packedLinearInGraph(x, w);
+  } else {
+    const [N, Kd] = w.shape as [number, number];
+    if (x.shape[x.rank - 1] !== Kd) throw new ShapeError('linear', 'x', `[..., ${Kd}] (weight ${shapeStr(w.shape)})`, x.shape);
+    const M = x.size / Kd;
+    if (w instanceof HalfWeight && w.kind === 'bf16' && M > DIRECT_ROWS) {
+      y = matmul(x, w.toTensor(), { transB: true });
+    } else {
+      y = empty([...x.shape.slice(0, -1), N]);
+      if (w instanceof QuantWeight) vMatvecQ(w.type, w.data, N, Kd, contiguousData(x), y.data, M);
+      else halfProduct(M, contiguousData(x), w, y.data);
+    }
   }
   return b ? add(y, b) : y;
 }
