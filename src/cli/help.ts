@@ -56,7 +56,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'export': ['recurformer export --format gguf --dtype F16 --out stories260K.gguf', 'recurformer export train-run --out hf-folder'],
   'analyze': [`recurformer analyze --data ${TEXT} --out an`, 'recurformer analyze models/demo-llama --data corpus/ --retrieval-probe --out an-demo'],
   'convert': ['recurformer convert --analysis an/analysis.json --budget 0.5 --out stories-50',
-    'recurformer convert --plan edited-plan.json --data calib.txt --out stories-edited'],
+    'recurformer convert --plan edited-plan.json --data calib.txt --out stories-edited',
+    'recurformer convert --analysis an/analysis.json --budget 0.5 --head-kind recurrent+window --head-window 64 --out stories-50rw'],
   'serve': ['recurformer serve --port 8080', 'recurformer serve stories-50 --host 0.0.0.0 --api-key SECRET'],
   'train': [
     'recurformer train stories-50 --teacher models/stories260K --data data/tinystories-valid-excerpt/tinystories_val.txt --stage align --steps 200 --out run',

@@ -22,6 +22,7 @@ import * as T from '../tensor/index.js';
 import { Rng, noGrad } from '../tensor/index.js';
 import type { ReplacementPlan } from './plan.js';
 import { groupRows, headsOfGroups, layerDims, layerPrefix, recurrentTensorShapes, type RecurformerSpec } from '../model/spec.js';
+import { REPLACED_KINDS, type ReplacedKind } from '../model/layout.js';
 import { modelShape, planProblem } from './validate.js';
 
 export interface ConvertOptions {
@@ -36,6 +37,13 @@ export interface ConvertOptions {
   memory?: Map<string, number>;
   /** Token ids (BOS first) for the output-scale fit; without them the scale stays 1. */
   calibration?: Int32Array;
+  /**
+   * Kind of the replaced groups (default 'recurrent'): recurrent+window groups keep an exact window of `headSinks` +
+   * the last `headWindow` keys for softmax attention and add each head's recurrent read-out times its `mix`.
+   */
+  kind?: ReplacedKind;
+  headWindow?: number;
+  headSinks?: number;
   seed?: number;
 }
 
@@ -80,12 +88,13 @@ export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions
       throw new ArgumentError('convert', k, `= ${o[k]} differs from the model's earlier recurrent heads (${prev[k]})`, 'added groups take the earlier heads\' settings');
     }
   }
+  const kindOpts = headKind(o, prev ?? null);
   const before = new Map((prev?.layers ?? []).map((l) => [l.layer, l.groups]));
   const merged = new Map(before);
   for (const { layer, groups } of plan.layers) merged.set(layer, [...new Set([...(merged.get(layer) ?? []), ...groups])].sort((a, b) => a - b));
   const spec: RecurformerSpec = {
     version: 1, P: Dh, N, convK: o.convK ?? prev?.convK ?? 4, gate: o.gate ?? prev?.gate ?? false, norm: o.norm ?? prev?.norm ?? false,
-    chunk: o.chunk ?? prev?.chunk ?? 64,
+    chunk: o.chunk ?? prev?.chunk ?? 64, ...kindOpts,
     layers: [...merged].filter(([, g]) => g.length > 0).sort((a, b) => a[0] - b[0]).map(([layer, groups]) => ({ layer, groups })),
   };
   const shapes = recurrentTensorShapes(cfg, spec);
@@ -140,11 +149,43 @@ export function convert(m: LoadedModel, plan: ReplacementPlan, o: ConvertOptions
     put(`${p}.d`, new Float32Array(d.nHeads));
     if (spec.gate) put(`${p}.wz`, randn(d.nHeads * Dh * D, 0.02));
     if (spec.norm) put(`${p}.norm_w`, new Float32Array(Dh).fill(1));
+    // recurrent+window: the heads start as their exact window alone (streaming heads); the fit below sets mix
+    if (spec.kind === 'recurrent+window') put(`${p}.mix`, new Float32Array(d.nHeads));
     if (old.length > 0) keepEarlier(cfg, spec, layer, old, groups, m.tensors, tensors);
   }
   const out: ConvertedModel = { ...m, tensors, recurformer: spec };
-  if (o.calibration && init === 'attention') fitOutputScales(m, out, o.calibration, added);
+  if (o.calibration && spec.kind === 'recurrent+window') fitMix(m, out, o.calibration, added);
+  else if (o.calibration && init === 'attention') fitOutputScales(m, out, o.calibration, added);
   return out;
+}
+
+/** Default exact window of recurrent+window heads: 4 sinks + 64 recent keys (the streaming-heads defaults). */
+export const DEFAULT_HEAD_WINDOW = 64;
+export const DEFAULT_HEAD_SINKS = 4;
+
+/** kind / window / sinks of the spec: the options', which must agree with an already converted model's. */
+function headKind(o: ConvertOptions, prev: RecurformerSpec | null): Pick<RecurformerSpec, 'kind' | 'window' | 'sinks'> {
+  const kind = o.kind ?? prev?.kind ?? 'recurrent';
+  if (!REPLACED_KINDS.includes(kind)) throw new ArgumentError('convert', '--head-kind', `"${kind}" is not one of ${REPLACED_KINDS.join(', ')}`);
+  if (prev && kind !== (prev.kind ?? 'recurrent')) {
+    throw new ArgumentError('convert', '--head-kind', `= ${kind} differs from the model's earlier replaced groups (${prev.kind ?? 'recurrent'})`,
+      'one model has one kind of replaced group: convert the original model instead');
+  }
+  if (kind === 'recurrent') {
+    if (o.headWindow !== undefined || o.headSinks !== undefined) {
+      throw new ArgumentError('convert', o.headWindow !== undefined ? '--head-window' : '--head-sinks', 'belongs to --head-kind recurrent+window',
+        'add --head-kind recurrent+window, or drop the flag');
+    }
+    return {};
+  }
+  const window = o.headWindow ?? prev?.window ?? DEFAULT_HEAD_WINDOW, sinks = o.headSinks ?? prev?.sinks ?? DEFAULT_HEAD_SINKS;
+  if (!(Number.isInteger(window) && window >= 1)) throw new ArgumentError('convert', '--head-window', `= ${window} must be an integer >= 1`);
+  if (!(Number.isInteger(sinks) && sinks >= 0)) throw new ArgumentError('convert', '--head-sinks', `= ${sinks} must be an integer >= 0`);
+  if (prev && (window !== (prev.window ?? window) || sinks !== (prev.sinks ?? sinks))) {
+    throw new ArgumentError('convert', '--head-window', `${sinks} sinks + ${window} differ from the model's earlier groups (${prev.sinks} + ${prev.window})`,
+      'added groups take the earlier groups\' window');
+  }
+  return { kind, window, sinks };
 }
 
 /** Copies the recurrent weights of the groups a layer already had (`old`) into the layer's new tensors (`groups`). */
@@ -177,19 +218,21 @@ export function calibrationModel(lm: LoadedModel, spec: RecurformerSpec | null):
 
 /**
  * The outputs (T, heads.length * Dh) of the given query heads of each layer in `heads`, for the token ids, as a tap
- * sink keeps them: only those heads' columns are copied out of each block's head_out, so a long calibration text
- * holds a few of the model's heads per layer, not every head of every layer twice.
+ * sink keeps them: only those heads' columns are copied out of each block's `tap` (default head_out, whose head axis
+ * is the model's query heads; rec_out's is the layer's replaced heads, `heads` then indexes those), so a long
+ * calibration text holds a few of the model's heads per layer, not every head of every layer twice.
  */
-function headOutputs(model: DecoderLM, ids: Int32Array, heads: ReadonlyMap<number, readonly number[]>): Map<number, Float32Array> {
-  const { nHeads: H, headDim: Dh } = model.cfg;
+function headOutputs(model: DecoderLM, ids: Int32Array, heads: ReadonlyMap<number, readonly number[]>, tap = 'head_out'): Map<number, Float32Array> {
+  const Dh = model.cfg.headDim;
   const Tn = ids.length;
   const out = new Map<number, Float32Array>();
-  const layerOf = (name: string): number => Number(/^blk\.(\d+)\.head_out$/.exec(name)?.[1] ?? -1);
+  const re = new RegExp(`^blk\\.(\\d+)\\.${tap}$`);
+  const layerOf = (name: string): number => Number(re.exec(name)?.[1] ?? -1);
   const sink: TapSink = {
     wants: (name) => heads.has(layerOf(name)),
     put: (name, value) => {
       const l = layerOf(name), hs = heads.get(l)!;
-      const v = T.contiguous(value).data; // (1, T, H, Dh)
+      const H = value.shape[2]!, v = T.contiguous(value).data; // (1, T, H, Dh)
       const y = new Float32Array(Tn * hs.length * Dh);
       for (let t = 0; t < Tn; t++) {
         hs.forEach((h, i) => y.set(v.subarray((t * H + h) * Dh, (t * H + h + 1) * Dh), (t * hs.length + i) * Dh));
@@ -235,6 +278,45 @@ function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Arra
       const alpha = den > 0 ? num / den : 1;
       const i = heads.indexOf(h); // the head's rows in this layer's W_x
       for (let r = i * Dh * D; r < (i + 1) * Dh * D; r++) wx[r] = wx[r]! * alpha;
+    });
+  }
+}
+
+/**
+ * recurrent+window heads: the least-squares mix per added head, fitted to what the exact window misses:
+ * mix = <y_orig - y_w, r> / <r, r> over the calibration tokens, with y_w the head's windowed attention and r its
+ * recurrent read-out (the `rec_out` tap), both from one run of the converted model with mix 0. Mix 0 (the streaming
+ * head alone) is among the candidates, so the fitted head is never worse than it on these tokens. The recurrent
+ * projections keep their init (mix carries the scale a plain recurrent head's fit folds into W_x).
+ */
+function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added: Map<number, number[]>): void {
+  const cfg = orig.config, spec = conv.recurformer;
+  const fresh = new Map<number, number[]>(), slots = new Map<number, number[]>();
+  for (const { layer, groups } of spec.layers) {
+    const g = added.get(layer);
+    if (!g?.length) continue;
+    const all = headsOfGroups(cfg, groups), hs = headsOfGroups(cfg, g);
+    fresh.set(layer, hs);
+    slots.set(layer, hs.map((h) => all.indexOf(h))); // their places among the layer's replaced heads
+  }
+  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, fresh);
+  // one run of the converted model with the added heads' mix at 0: their windowed attention and recurrent read-out
+  const model = calibrationModel(conv, spec);
+  const w = headOutputs(model, ids, fresh), r = headOutputs(model, ids, slots, 'rec_out');
+  const Dh = cfg.headDim;
+  for (const [layer, hs] of fresh) {
+    const ya = a.get(layer)!, yw = w.get(layer)!, yr = r.get(layer)!;
+    const mix = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.mix`)!.data as Float32Array;
+    hs.forEach((_, j) => {
+      let num = 0, den = 0;
+      for (let t = 0; t < ids.length; t++) {
+        for (let k = 0; k < Dh; k++) {
+          const o = (t * hs.length + j) * Dh + k;
+          num += (ya[o]! - yw[o]!) * yr[o]!;
+          den += yr[o]! * yr[o]!;
+        }
+      }
+      mix[slots.get(layer)![j]!] = den > 0 ? num / den : 0;
     });
   }
 }

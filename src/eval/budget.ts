@@ -2,7 +2,8 @@
  * Cache accounting and the baselines at equal cache (DESIGN: "Baselines at the same cache budget").
  *
  * A model's cache at n tokens is kvBytesPerToken * n + constantBytes (float32 keys and values of every KV head that
- * keeps attention, plus the recurrent heads' fixed state). The baselines run on the ORIGINAL model and are sized to
+ * keeps attention, plus the recurrent heads' fixed state and the recurrent+window groups' full windows; at the
+ * first sinks + window tokens those windows hold less, which Layout.bytesAt counts exactly). The baselines run on the ORIGINAL model and are sized to
  * hold the same bytes as the converted model at the length being evaluated:
  *
  *   streaming        StreamingLLM: every head keeps `sinks` + `window` tokens, with
@@ -20,7 +21,10 @@ import { ArgumentError } from '../tensor/errors.js';
 export interface CacheProfile {
   /** Bytes per token of the KV heads that keep attention. */
   kvBytesPerToken: number;
-  /** Bytes of the recurrent heads' state (conv window included), independent of the length. */
+  /**
+   * Bytes of the recurrent heads' state (conv window included), independent of the length; with recurrent+window
+   * groups also their exact windows' keys and values once full (sinks + window - 1 tokens: the most they hold).
+   */
   constantBytes: number;
   /** Bytes per token before conversion (every KV head). */
   fullKvBytesPerToken: number;
@@ -33,7 +37,7 @@ export function cacheProfile(cfg: ModelConfig, spec: RecurformerSpec | null | un
   const layout = Layout.of(cfg, spec ?? null);
   return {
     kvBytesPerToken: layout.kvBytesPerToken(),
-    constantBytes: layout.stateBytes(),
+    constantBytes: layout.stateBytes() + layout.retained(Infinity, layout.headWindow) * layout.headWindowBytesPerToken(),
     fullKvBytesPerToken: layout.fullAttentionBytes(1),
     groups,
   };

@@ -2,7 +2,8 @@
  * The memory a model reads besides the current tokens: a HybridMemory composes, layer by layer, the stores its
  * layout (model/layout.ts) asks for:
  *   KVBuffer      keys and values of the attention groups, growing by doubling up to the context;
- *   WindowBuffer  keys and values of the window groups: sinks + the most recent `window`, the rest evicted;
+ *   WindowBuffer  keys and values of the window groups: sinks + the most recent `window`, the rest evicted (also
+ *                 the exact window of the recurrent+window groups, with the model's window);
  *   StateSlot     the recurrent heads' constant-size state.
  * Full attention, a converted model's hybrid, StreamingLLM and the streaming-heads baseline are layouts of this one
  * class (the factories at the end). The forward pass commits its own tokens. snapshot()/restore() work for every
@@ -339,9 +340,10 @@ export class HybridMemory implements ModelMemory {
       const s: LayerStores = {
         kv: L.groups.attention.length ? new KVBuffer(batch, L.groups.attention.length, Dh, maxLen) : null,
         window: L.groups.window.length ? new WindowBuffer(batch, L.groups.window.length, Dh, layout.windows!) : null,
+        headWindow: L.headWindow ? new WindowBuffer(batch, L.groups['recurrent+window'].length, Dh, L.headWindow) : null,
         recurrent: L.recurrent ? new StateSlot() : null,
       };
-      for (const x of [s.kv, s.window, s.recurrent]) if (x) this.all.push(x as KVBuffer | WindowBuffer | StateSlot);
+      for (const x of [s.kv, s.window, s.headWindow, s.recurrent]) if (x) this.all.push(x as KVBuffer | WindowBuffer | StateSlot);
       return s;
     });
   }

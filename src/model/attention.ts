@@ -1,13 +1,14 @@
 /**
  * The attention core every family's block calls: RoPE, then each kind of KV group of the layer's layout attends
  * through its store (attention groups over every cached key, window groups over sinks + window), the recurrent
- * groups' query heads run recurrent heads instead, and the head outputs are merged back into head order.
+ * groups' query heads run recurrent heads instead, the recurrent+window groups' heads both (their exact window's
+ * attention plus mix times the recurrent read-out), and the head outputs are merged back into head order.
  *
  * Shapes: B batch, T new tokens, S keys visible, Hq / Hkv heads, Dh head dim; per kind Hk query heads, Gk groups.
  */
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
-import { ArgumentError } from '../tensor/errors.js';
+import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import { attnScaleOf, type ModelConfig } from './config.js';
 import type { LayerLayout, RecurrentDims } from './layout.js';
 import { recurrentChunked, recurrentStep, zeroState, type RecurrentParams } from './recurrent-head.js';
@@ -41,7 +42,8 @@ export function attend(cfg: ModelConfig, lay: LayerLayout, rl: RecurrentLayer | 
   const [B, Tn] = q.shape as [number, number, number, number];
   const l = lay.layer, taps = o.taps, scale = attnScaleOf(cfg);
   const parts: Tensor[] = [];
-  for (const kind of ['attention', 'window'] as const) {
+  let headWindow: Tensor | null = null; // the recurrent+window heads' windowed attention
+  for (const kind of ['attention', 'window', 'recurrent+window'] as const) {
     const groups = lay.groups[kind];
     if (groups.length === 0) continue;
     const whole = groups.length === cfg.nKvHeads;
@@ -59,19 +61,37 @@ export function attend(cfg: ModelConfig, lay: LayerLayout, rl: RecurrentLayer | 
       if (taps.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, kk);
       if (taps.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, vk);
     }
-    const store: KVStore | null | undefined = plain ? stores?.kv : stores?.window;
-    const view: KVView = store ? store.append(T.contiguous(kk), T.contiguous(vk)) : { k: kk, v: vk, qOffset: 0 };
+    const store: KVStore | null | undefined = plain ? stores?.kv : kind === 'window' ? stores?.window : stores?.headWindow;
+    // without a store the call sees only its own tokens, through the recurrent+window groups' own window
+    const view: KVView = store ? store.append(T.contiguous(kk), T.contiguous(vk))
+      : { k: kk, v: vk, qOffset: 0, ...(kind === 'recurrent+window' ? lay.headWindow! : {}) };
     const { window, sinks } = maskOf(lay, view);
     const wantProbs = plain && !!taps?.wants(`blk.${l}.attn_probs`);
     const { out, probs } = T.attention(qk, view.k, view.v, { qOffset: view.qOffset, window, sinks, scale, returnProbs: wantProbs }); // (B, T, Hk, Dh)
     if (plain && o.selfOnly?.length) applySelfOnly(o.selfOnly, out, probs, view.v, view.qOffset);
     if (wantProbs) taps!.put(`blk.${l}.attn_probs`, probs!);
-    parts.push(out);
+    if (kind === 'recurrent+window') headWindow = out;
+    else parts.push(out);
   }
-  if (rl) parts.push(recurrentHeads(rl, stores, h, B, Tn, o.chunk));
+  if (rl) {
+    const r = recurrentHeads(rl, stores, h, B, Tn, o.chunk); // (B, T, Hr, P)
+    if (taps?.wants(`blk.${l}.rec_out`)) taps.put(`blk.${l}.rec_out`, r);
+    parts.push(headWindow ? mixHeads(headWindow, r, rl.params.mix!) : r);
+  }
   const heads = lay.merge ? T.gather(parts.length > 1 ? T.concat(parts, 2) : parts[0]!, 2, lay.merge) : parts[0]!;
   if (taps?.wants(`blk.${l}.head_out`)) taps.put(`blk.${l}.head_out`, heads);
   return heads;
+}
+
+/**
+ * The output of recurrent+window heads: their windowed attention plus each head's recurrent read-out times its mix,
+ * att + (rec * mix) in that order (step mode computes the same two roundings). att, rec (B, T, H, P), mix (H).
+ */
+export function mixHeads(att: Tensor, rec: Tensor, mix: Tensor): Tensor {
+  if (att.shape[2] !== rec.shape[2] || mix.size !== rec.shape[2]) {
+    throw new ShapeError('attend', 'mix', `[${rec.shape[2]}] with as many windowed heads`, mix.shape);
+  }
+  return T.add(att, T.mul(rec, T.reshape(mix, [1, 1, mix.size, 1])));
 }
 
 /** The attention mask of a kind of group: the layer's own sliding window, narrowed by a window store's. */

@@ -8,15 +8,28 @@
  *   recurrent  a Mamba-2 style recurrent head per query head, constant state (a converted model's replaced groups);
  *   window     sinks + the most recent `window` keys and values, the rest evicted (StreamingLLM for every group,
  *              the streaming-heads baseline for a plan's groups).
- * The model decides attention vs recurrent (its weights); the memory may turn attention groups into windows.
+ *   recurrent+window
+ *              a converted group that keeps an exact window (sinks + the last W keys, the spec's) for softmax
+ *              attention and a recurrent head per query head that reads every token; the head's output is the
+ *              windowed attention plus a learned per-head multiple of the recurrent read-out (docs/convert.md).
+ * The model decides attention vs recurrent vs recurrent+window (its weights); the memory may turn attention groups
+ * into windows.
  */
 import { ArgumentError } from '../tensor/errors.js';
 import type { ModelConfig } from './config.js';
 import { layerWindow } from './config.js';
 
-export type GroupKind = 'attention' | 'window' | 'recurrent';
+export type GroupKind = 'attention' | 'window' | 'recurrent' | 'recurrent+window';
 /** Order of the kinds in a layer's concatenated head outputs (before the merge back into head order). */
-export const KINDS: readonly GroupKind[] = ['attention', 'window', 'recurrent'];
+export const KINDS: readonly GroupKind[] = ['attention', 'window', 'recurrent', 'recurrent+window'];
+/** The kinds a converted model's replaced groups may have (what `convert --head-kind` takes). */
+export type ReplacedKind = 'recurrent' | 'recurrent+window';
+export const REPLACED_KINDS: readonly ReplacedKind[] = ['recurrent', 'recurrent+window'];
+
+/** Whether a group of this kind has recurrent heads (and so a state that cannot be rolled back). */
+export function isReplaced(k: GroupKind): k is ReplacedKind {
+  return k === 'recurrent' || k === 'recurrent+window';
+}
 
 /**
  * The `recurformer` section of a converted model's config.json: which KV groups of which layers are recurrent and
@@ -32,6 +45,11 @@ export interface RecurformerSpec {
   norm: boolean;
   /** Chunk length of the SSD prefill. */
   chunk: number;
+  /** Kind of every replaced group (absent: 'recurrent'). */
+  kind?: ReplacedKind;
+  /** recurrent+window only: the exact window each replaced group keeps (sinks + the last `window` keys). */
+  window?: number;
+  sinks?: number;
   /** Replaced KV groups per layer (layers not listed keep all their attention). */
   layers: { layer: number; groups: number[] }[];
 }
@@ -96,6 +114,8 @@ export interface LayerLayout {
   readonly recurrent: RecurrentDims | null;
   /** The model's own sliding window of this layer (0: none), independent of the memory's windows. */
   readonly ownWindow: number;
+  /** The exact window of this layer's recurrent+window groups (null without them). */
+  readonly headWindow: WindowOpts | null;
 }
 
 /** The memory's windows: sinks + the most recent `window` keys per windowed group. */
@@ -107,26 +127,38 @@ export interface WindowOpts {
 /** Which attention groups keep a window: every one (StreamingLLM), or a plan's groups per layer (streaming heads). */
 export type WindowGroups = 'all' | ReadonlyMap<number, readonly number[]>;
 
-export type LayoutName = 'full' | 'hybrid' | 'streaming' | 'streaming-heads';
+export type LayoutName = 'full' | 'hybrid' | 'hybrid-window' | 'streaming' | 'streaming-heads';
+
+/** The exact window of a spec's recurrent+window groups (null for pure recurrent heads). */
+export function specWindow(spec: RecurformerSpec | null): WindowOpts | null {
+  return spec?.kind === 'recurrent+window' ? { window: spec.window!, sinks: spec.sinks! } : null;
+}
 
 const BYTES_F32 = 4;
 
 export class Layout {
   readonly layers: readonly LayerLayout[];
+  /** The window of the recurrent+window groups (the model's; null without them). */
+  readonly headWindow: WindowOpts | null;
 
   private constructor(readonly cfg: ModelConfig, readonly spec: RecurformerSpec | null, readonly windows: WindowOpts | null,
     kinds: GroupKind[][]) {
     this.layers = kinds.map((k, l) => makeLayer(cfg, spec, l, k));
+    this.headWindow = this.layers.find((L) => L.headWindow)?.headWindow ?? null;
   }
 
   /** The model's own layout: full attention, with a converted model's recurrent groups. */
   static of(cfg: ModelConfig, spec: RecurformerSpec | null = null): Layout {
     const kinds = Array.from({ length: cfg.nLayers }, () => new Array<GroupKind>(cfg.nKvHeads).fill('attention'));
+    const kind = spec?.kind ?? 'recurrent';
+    if (kind === 'recurrent+window' && !(Number.isInteger(spec!.window) && spec!.window! >= 1 && Number.isInteger(spec!.sinks) && spec!.sinks! >= 0)) {
+      throw new ArgumentError('Layout', 'spec', `recurrent+window needs window >= 1 and sinks >= 0, got window ${spec!.window} and sinks ${spec!.sinks}`);
+    }
     for (const { layer, groups } of spec?.layers ?? []) {
       if (layer < 0 || layer >= cfg.nLayers) throw new ArgumentError('Layout', 'spec', `names layer ${layer}, not a layer of this model`);
       for (const g of groups) {
         if (!(g >= 0 && g < cfg.nKvHeads)) throw new ArgumentError('Layout', 'spec', `names KV group ${g} of layer ${layer}, not a group of this model`);
-        kinds[layer]![g] = 'recurrent';
+        kinds[layer]![g] = kind;
       }
     }
     return new Layout(cfg, spec && spec.layers.some((e) => e.groups.length > 0) ? spec : null, null, kinds);
@@ -160,17 +192,24 @@ export class Layout {
     return new Layout(this.cfg, this.spec, w, kinds);
   }
 
-  /** What the memory of this layout is called: full, hybrid (recurrent groups), streaming or streaming-heads. */
+  /**
+   * What the memory of this layout is called: full, hybrid (recurrent groups), hybrid-window (recurrent+window
+   * groups), streaming or streaming-heads.
+   */
   get name(): LayoutName {
-    const count = (k: GroupKind): number => this.layers.reduce((n, L) => n + L.groups[k].length, 0);
-    const win = count('window'), att = count('attention');
-    if (win === 0) return count('recurrent') > 0 ? 'hybrid' : 'full';
+    const win = this.count('window'), att = this.count('attention');
+    if (win === 0) return this.count('recurrent+window') > 0 ? 'hybrid-window' : this.replaced() > 0 ? 'hybrid' : 'full';
     return att === 0 ? 'streaming' : 'streaming-heads';
   }
 
   /** KV groups of `kind` summed over layers. */
   count(kind: GroupKind): number {
     return this.layers.reduce((n, L) => n + L.groups[kind].length, 0);
+  }
+
+  /** KV groups with recurrent heads (recurrent and recurrent+window) summed over layers. */
+  replaced(): number {
+    return this.count('recurrent') + this.count('recurrent+window');
   }
 
   /** Bytes one token adds for good: float32 keys and values of every attention group. */
@@ -183,9 +222,16 @@ export class Layout {
     return this.count('window') * this.cfg.headDim * 2 * BYTES_F32 * batch;
   }
 
-  /** Tokens a window group retains after `tokens` tokens: sinks + window - 1 once full (the next query adds itself). */
-  retained(tokens: number): number {
-    const w = this.windows;
+  /** Bytes per retained token of the recurrent+window groups' exact windows. */
+  headWindowBytesPerToken(batch = 1): number {
+    return this.count('recurrent+window') * this.cfg.headDim * 2 * BYTES_F32 * batch;
+  }
+
+  /**
+   * Tokens a window group retains after `tokens` tokens: sinks + window - 1 once full (the next query adds itself).
+   * `w` defaults to the memory's windows; pass headWindow for the recurrent+window groups.
+   */
+  retained(tokens: number, w: WindowOpts | null = this.windows): number {
     return w ? Math.min(tokens, w.sinks + w.window - 1) : 0;
   }
 
@@ -197,7 +243,8 @@ export class Layout {
   /** Bytes the memory holds after `tokens` tokens (no state before the first token). */
   bytesAt(tokens: number, batch = 1): number {
     if (tokens <= 0) return 0;
-    return tokens * this.kvBytesPerToken(batch) + this.retained(tokens) * this.windowBytesPerToken(batch) + this.stateBytes(batch);
+    return tokens * this.kvBytesPerToken(batch) + this.retained(tokens) * this.windowBytesPerToken(batch) +
+      this.retained(tokens, this.headWindow) * this.headWindowBytesPerToken(batch) + this.stateBytes(batch);
   }
 
   /** Bytes full attention over every KV group would hold after `tokens` tokens (the baseline). */
@@ -216,6 +263,7 @@ export class Layout {
       n += channels(d) * (d.convK + 1) + 3 * d.nHeads; // conv weight and bias; bdt, a_log, d
       if (d.gate) n += d.nHeads * d.P * D;
       if (d.norm) n += d.P;
+      if (L.groups['recurrent+window'].length) n += d.nHeads; // mix
     }
     return n;
   }
@@ -234,6 +282,10 @@ function makeLayer(cfg: ModelConfig, spec: RecurformerSpec | null, l: number, ki
     merge = new Int32Array(cfg.nHeads);
     KINDS.flatMap((k) => [...heads[k]]).forEach((h, i) => (merge![h] = i));
   }
-  const rec = groups.recurrent.length > 0 ? layerDims(cfg, spec!, [...groups.recurrent]) : null;
-  return Object.freeze({ layer: l, kinds: Object.freeze([...kinds]), groups, heads, merge, recurrent: rec, ownWindow: layerWindow(cfg, l) });
+  // one model has one replaced kind, so a layer's recurrent heads are those of its recurrent or its
+  // recurrent+window groups; concatenated in KINDS order either way
+  const replaced = [...groups.recurrent, ...groups['recurrent+window']];
+  const rec = replaced.length > 0 ? layerDims(cfg, spec!, replaced) : null;
+  const headWindow = groups['recurrent+window'].length > 0 ? specWindow(spec) : null;
+  return Object.freeze({ layer: l, kinds: Object.freeze([...kinds]), groups, heads, merge, recurrent: rec, ownWindow: layerWindow(cfg, l), headWindow });
 }

@@ -49,6 +49,7 @@ export interface RecurrentParams {
   d: Tensor; // (nHeads)
   wz?: Projection; // (nHeads * P, D) when gate
   normW?: Tensor; // (P) shared per-head RMSNorm gain when norm
+  mix?: Tensor; // (nHeads) recurrent+window groups: the weight of each head's recurrent read-out
 }
 
 /** The float32 tensors among a layer's parameters (what can require a gradient). */

@@ -4,7 +4,7 @@
  * are part of the checkpoint. Documented in docs/convert.md.
  */
 import type { ModelConfig } from './config.js';
-import { channels, headsOfGroups, layerDims, type RecurformerSpec } from './layout.js';
+import { channels, headsOfGroups, layerDims, REPLACED_KINDS, type RecurformerSpec } from './layout.js';
 
 export { headsOfGroups, layerDims, type RecurformerSpec };
 import { FormatError } from '../tensor/errors.js';
@@ -52,6 +52,7 @@ export function recurrentTensorShapes(cfg: ModelConfig, spec: RecurformerSpec): 
     out.set(`${p}.d`, [d.nHeads]);
     if (spec.gate) out.set(`${p}.wz`, [d.nHeads * d.P, D]);
     if (spec.norm) out.set(`${p}.norm_w`, [d.P]);
+    if (spec.kind === 'recurrent+window') out.set(`${p}.mix`, [d.nHeads]);
   }
   return out;
 }
@@ -83,6 +84,25 @@ export function parseSpec(json: unknown, cfg: ModelConfig, file: string): Recurf
   });
   return {
     version: 1, P: posInt(j.P, 'P', file), N: posInt(j.N, 'N', file), convK: posInt(j.convK, 'convK', file),
-    gate: j.gate === true, norm: j.norm === true, chunk: posInt(j.chunk, 'chunk', file), layers,
+    gate: j.gate === true, norm: j.norm === true, chunk: posInt(j.chunk, 'chunk', file), ...parseKind(j, file), layers,
   };
+}
+
+/** kind, window and sinks: absent for pure recurrent heads; window >= 1 and sinks >= 0 for recurrent+window. */
+function parseKind(j: Record<string, unknown>, file: string): Pick<RecurformerSpec, 'kind' | 'window' | 'sinks'> {
+  if (j.kind === undefined || j.kind === 'recurrent') {
+    if (j.window !== undefined || j.sinks !== undefined) {
+      throw new FormatError(file, 'recurformer.window and recurformer.sinks belong to kind "recurrent+window", but the kind is "recurrent"',
+        'remove them, or set "kind": "recurrent+window"');
+    }
+    return {};
+  }
+  if (j.kind !== 'recurrent+window') {
+    throw new FormatError(file, `recurformer.kind = ${JSON.stringify(j.kind)} is not one of ${REPLACED_KINDS.map((k) => `"${k}"`).join(', ')}`, 'fix config.json');
+  }
+  const sinks = j.sinks;
+  if (typeof sinks !== 'number' || !Number.isSafeInteger(sinks) || sinks < 0) {
+    throw new FormatError(file, `recurformer.sinks = ${JSON.stringify(sinks)} must be an integer >= 0`, 'fix the recurformer section of config.json');
+  }
+  return { kind: 'recurrent+window', window: posInt(j.window, 'window', file), sinks };
 }

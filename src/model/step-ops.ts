@@ -41,6 +41,14 @@ export function stepApplies(B: number, Tn: number, mem: ModelMemory | undefined,
 const data = (t: Tensor): Float32Array => T.contiguous(t).data;
 const NONE = new Float32Array(0);
 
+/**
+ * attention.ts's mixHeads on rows: out = att + (rec * mix[h]) per head of `width` values, rounded to float32 after
+ * the product and after the sum as the engine's mul and add are, so step and graph mode agree bit for bit.
+ */
+function mixRows(att: Float32Array, rec: Float32Array, mix: Float32Array, width: number, out: Float32Array): void {
+  for (let i = 0; i < rec.length; i++) out[i] = att[i]! + Math.fround(rec[i]! * mix[Math.floor(i / width)]!);
+}
+
 export class StepOps implements Ops<Float32Array> {
   private readonly slots: Float32Array[] = [];
   private next = 0;
@@ -148,8 +156,8 @@ export class StepOps implements Ops<Float32Array> {
   attend(l: number, h: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array): Float32Array {
     const c = this.cfg, Dh = c.headDim, lay = this.layout.layers[l]!, stores = this.mem.layer(l);
     const parts = this.row(c.nHeads * Dh); // the kinds' heads in KINDS order
-    let at = 0;
-    for (const kind of ['attention', 'window'] as const) {
+    let at = 0, headWindow: Float32Array | null = null;
+    for (const kind of ['attention', 'window', 'recurrent+window'] as const) {
       const groups = lay.groups[kind];
       if (groups.length === 0) continue;
       const Hk = lay.heads[kind].length, Gk = groups.length;
@@ -167,14 +175,19 @@ export class StepOps implements Ops<Float32Array> {
         qk = qr;
         kk = kr;
       }
-      const view: KVRows = (kind === 'attention' ? stores.kv : stores.window)!.appendRow(kk, vk);
+      const store = kind === 'attention' ? stores.kv : kind === 'window' ? stores.window : stores.headWindow;
+      const view: KVRows = store!.appendRow(kk, vk);
       const { window, sinks } = maskOf(lay, view);
-      vAttention(qk, view.k, view.v, parts.subarray(at, at + Hk * Dh), {
+      const out = kind === 'recurrent+window' ? (headWindow = this.row(Hk * Dh)) : parts.subarray(at, (at += Hk * Dh));
+      vAttention(qk, view.k, view.v, out, {
         S: view.S, Hq: Hk, Hkv: Gk, headDim: Dh, scale: attnScaleOf(c), qOffset: view.qOffset, window, sinks, lse: this.row(Hk),
       });
-      at += Hk * Dh;
     }
-    if (lay.recurrent) parts.set(this.recurrentHeads(this.recurrent.get(l)!, h, l), at);
+    if (lay.recurrent) {
+      const rl = this.recurrent.get(l)!, y = this.recurrentHeads(rl, h, l);
+      if (headWindow) mixRows(headWindow, y, data(rl.params.mix!), Dh, parts.subarray(at));
+      else parts.set(y, at);
+    }
     if (!lay.merge) return parts;
     const heads = this.row(c.nHeads * Dh);
     vGatherRows(parts, lay.merge, Dh, heads);

@@ -1,7 +1,7 @@
 /**
  * What the model asks of a memory (implemented by inference/hybrid-memory.ts). A memory is a set of stores, one of
  * each kind a layer's layout uses: keys and values of its attention groups (all of them), of its window groups
- * (sinks + window), and the state of its recurrent heads. The forward pass appends to the stores of each layer and
+ * (sinks + window), of its recurrent+window groups' exact windows, and the state of its recurrent heads. The forward pass appends to the stores of each layer and
  * commits its tokens at the end; callers never advance a memory by hand.
  */
 import type { Tensor } from '../tensor/index.js';
@@ -52,6 +52,8 @@ export interface RecurrentStore {
 export interface LayerStores {
   kv: KVStore | null;
   window: KVStore | null;
+  /** The recurrent+window groups' exact windows (their recurrent heads' state is in `recurrent`). */
+  headWindow: KVStore | null;
   recurrent: RecurrentStore | null;
 }
 

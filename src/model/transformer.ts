@@ -16,7 +16,7 @@ import { GraphOps } from './ops.js';
 import { StepOps, stepApplies } from './step-ops.js';
 import { WeightTable } from './family.js';
 import { Gpt2 } from './gpt2.js';
-import { Layout, type RecurformerSpec } from './layout.js';
+import { isReplaced, Layout, type RecurformerSpec } from './layout.js';
 import { Llama } from './llama.js';
 import type { Projection, RecurrentParams } from './recurrent-head.js';
 import type { ModelMemory } from './stores.js';
@@ -71,8 +71,10 @@ export class DecoderLM {
         wx: proj(`${p}.wx`), wb: proj(`${p}.wb`), wc: proj(`${p}.wc`), convW: t.f(`${p}.conv_w`), convB: t.f(`${p}.conv_b`),
         wdt: proj(`${p}.wdt`), bdt: t.f(`${p}.bdt`), aLog: t.f(`${p}.a_log`), d: t.f(`${p}.d`),
         wz: this.weights.has(`${p}.wz`) ? proj(`${p}.wz`) : undefined, normW: t.opt(`${p}.norm_w`) ?? undefined,
+        mix: L.headWindow ? t.f(`${p}.mix`) : undefined,
       };
-      this.recurrent.set(L.layer, { dims: L.recurrent, params, replacedHeads: L.heads.recurrent });
+      const replacedHeads = Int32Array.from([...L.heads.recurrent, ...L.heads['recurrent+window']]);
+      this.recurrent.set(L.layer, { dims: L.recurrent, params, replacedHeads });
     }
     this.step = null;
   }
@@ -136,7 +138,10 @@ export class DecoderLM {
     if (layout === this.layout || this.checked.has(layout)) return;
     const c = layout.cfg, m = this.cfg;
     const same = c.nLayers === m.nLayers && c.nKvHeads === m.nKvHeads && c.headDim === m.headDim &&
-      layout.layers.every((L, l) => L.kinds.every((k, g) => (k === 'recurrent') === (this.layout.layers[l]!.kinds[g] === 'recurrent')));
+      layout.layers.every((L, l) => L.kinds.every((k, g) => {
+        const own = this.layout.layers[l]!.kinds[g]!;
+        return isReplaced(k) || isReplaced(own) ? k === own : true;
+      }));
     if (!same) {
       throw new ArgumentError('forward', 'memory', 'was made for another model or layout (its recurrent groups differ from this model\'s)',
         'make the memory from this model: fullMemory(model), streamingMemory(model, ...)');

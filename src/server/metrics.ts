@@ -2,7 +2,7 @@
  * Prometheus metrics in the text exposition format (version 0.0.4), written by hand: a handful of counters and
  * gauges does not need a client library. Token and cache series carry a `memory_kind` label, the kind of the
  * sessions' memory (DecodeSession.memoryKind): 'full' for a KV cache, 'hybrid' for a converted model's KV cache and
- * recurrent states. 'full' is always listed; another kind appears with its first session and stays.
+ * recurrent states, 'hybrid-window' when its converted groups are recurrent+window (exact windows + states). 'full' is always listed; another kind appears with its first session and stays.
  */
 import type { Scheduler } from './scheduler.js';
 

@@ -7,7 +7,8 @@
  *   outputs before o_proj, (B, T, Hq, Dh)). For each replaced layer the student's recurrent heads are applied to
  *   norm_l(teacher's block input) (the student's own input_layernorm / ln_1 gain, which equals the teacher's unless
  *   norms train), and the loss is the MSE between their outputs and the teacher's outputs of the same (replaced)
- *   query heads, averaged over layers. Teacher forcing makes layers independent: an early layer's error never
+ *   query heads, averaged over layers. A recurrent+window head's output adds its exact window's attention over the
+ *   teacher's own queries, keys and values of that layer (taps `blk.{l}.q/k/v`, frozen) to mix times the read-out. Teacher forcing makes layers independent: an early layer's error never
  *   changes a later layer's input, and the student's full forward is never run. Only recurrent tensors get
  *   gradients (plus norms with --trainable recurrent+norms).
  * distill (stage 2): KL(teacher || student) at temperature tau on every position's next-token distribution, plus
@@ -19,6 +20,8 @@
  * pretrain: cross-entropy on the next tokens.
  */
 import { recurrentChunked, zeroState } from '../model/recurrent-head.js';
+import { maskOf, mixHeads } from '../model/attention.js';
+import { attnScaleOf } from '../model/config.js';
 import { TapRecorder } from '../model/taps.js';
 import type { DecoderLM } from '../model/transformer.js';
 import * as T from '../tensor/index.js';
@@ -48,7 +51,8 @@ export interface LossOut {
 export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): LossOut {
   const layers = [...student.recurrent.keys()].sort((x, y) => x - y);
   if (layers.length === 0) throw new ArgumentError('align', 'model', 'has no recurrent heads', 'convert the model first');
-  const wanted = new Set(layers.flatMap((l) => [`blk.${l}.in`, `blk.${l}.head_out`]));
+  const windowed = layers.filter((l) => student.layout.layers[l]!.headWindow);
+  const wanted = new Set([...layers.flatMap((l) => [`blk.${l}.in`, `blk.${l}.head_out`]), ...windowed.flatMap((l) => ['q', 'k', 'v'].map((n) => `blk.${l}.${n}`))]);
   const taps = new TapRecorder((n) => wanted.has(n));
   T.noGrad(() => teacher.forward(b.inputs, b.B, b.T, { taps }));
   const parts: Record<string, number> = {};
@@ -58,13 +62,33 @@ export function alignLoss(student: DecoderLM, teacher: DecoderLM, b: Batch): Los
     const x = taps.values.get(`blk.${l}.in`)!; // (B, T, D), constant
     const h = student.inputNorm(l, x);
     const r = recurrentChunked(h, rl.params, rl.dims, student.spec!.chunk, zeroState(rl.dims, b.B));
-    const y = T.reshape(r.y, [b.B, b.T, rl.dims.nHeads, rl.dims.P]); // (B, T, replaced heads, P)
+    let y = T.reshape(r.y, [b.B, b.T, rl.dims.nHeads, rl.dims.P]); // (B, T, replaced heads, P)
+    // recurrent+window heads: their exact window's attention over the teacher's queries, keys and values (frozen)
+    if (student.layout.layers[l]!.headWindow) y = mixHeads(T.noGrad(() => windowedHeads(student, teacher, l, taps)), y, rl.params.mix!);
     const target = T.gather(taps.values.get(`blk.${l}.head_out`)!, 2, rl.replacedHeads); // (B, T, replaced heads, Dh)
     const e = mse(y, target);
     parts[`mse.${l}`] = e.item();
     total = total ? T.add(total, e) : e;
   }
   return { loss: T.affine(total!, 1 / layers.length), parts };
+}
+
+/**
+ * The windowed attention of layer l's recurrent+window heads (B, T, heads, Dh) on the teacher's taps: its q, k, v
+ * after RoPE, of its attention groups (the replaced heads must be attention heads of the teacher).
+ */
+function windowedHeads(student: DecoderLM, teacher: DecoderLM, l: number, taps: TapRecorder): Tensor {
+  const lay = student.layout.layers[l]!, tl = teacher.layout.layers[l]!;
+  const at = (list: Int32Array, want: Int32Array, what: string): Int32Array => Int32Array.from(want, (x) => {
+    const i = list.indexOf(x);
+    if (i < 0) throw new ArgumentError('align', 'teacher', `layer ${l} ${what} ${x} is not an attention ${what} of the teacher`, 'the teacher is the model before this conversion');
+    return i;
+  });
+  const q = T.gather(taps.values.get(`blk.${l}.q`)!, 2, at(tl.heads.attention, lay.heads['recurrent+window'], 'head'));
+  const kv = at(tl.groups.attention, lay.groups['recurrent+window'], 'KV group');
+  const k = T.gather(taps.values.get(`blk.${l}.k`)!, 2, kv), v = T.gather(taps.values.get(`blk.${l}.v`)!, 2, kv);
+  const { window, sinks } = maskOf(lay, lay.headWindow!);
+  return T.attention(q, k, v, { window, sinks, scale: attnScaleOf(student.cfg) }).out;
 }
 
 /** The blocks whose input hiddenLoss matches: every block after the first one with recurrent heads. */

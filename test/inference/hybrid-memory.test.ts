@@ -34,6 +34,14 @@ const conv = ((): DecoderLM => {
   return buildModel(convert(randomModel(cfg, 3), plan, { chunk: 4 }));
 })();
 
+const convRW = ((): DecoderLM => {
+  const cfg = tinyConfig('llama', { nLayers: 5, nHeads: 8, nKvHeads: 4, maxPos: 96 });
+  const plan = planFromAnalysis(fakeAnalysis() as AnalysisLike, cfg.nLayers, cfg.nKvHeads, { budget: 0.5 });
+  const m = convert(randomModel(cfg, 3), plan, { chunk: 4, kind: 'recurrent+window', headWindow: 6, headSinks: 2 });
+  for (const t of m.tensors.values()) if (t.name.endsWith('.mix')) (t.data as Float32Array).fill(0.7);
+  return buildModel(m);
+})();
+
 /** Every memory kind, on the model it runs on. */
 const KINDS: [string, DecoderLM, () => HybridMemory][] = [
   ['full', plain, () => fullMemory(plain)],
@@ -41,6 +49,8 @@ const KINDS: [string, DecoderLM, () => HybridMemory][] = [
   ['StreamingLLM', plain, () => streamingMemory(plain, { sinks: 2, window: 7 })],
   ['StreamingLLM on the converted model', conv, () => streamingMemory(conv, { sinks: 2, window: 7 })],
   ['streaming heads', plain, () => streamingHeadsMemory(plain, new Map([[0, [1]], [2, [0, 1]]]), { sinks: 1, window: 5 })],
+  ['hybrid (recurrent+window)', convRW, () => fullMemory(convRW)],
+  ['StreamingLLM on the recurrent+window model', convRW, () => streamingMemory(convRW, { sinks: 1, window: 9 })],
 ];
 
 /** Feeds ids (a prefill of `prompt` tokens, then one at a time) and returns each call's last logits. */
@@ -112,6 +122,12 @@ test('the layout\'s derived bytes equal the memory\'s measured bytes after N tok
   assert.equal(Layout.of(conv.cfg).kvBytesPerToken(), 2 * kv);
   assert.equal(conv.layout.name, 'hybrid');
   assert.equal(plain.layout.name, 'full');
+  // recurrent+window: 10 groups keep 2 sinks + the last 5 tokens once full, plus the state
+  const rw = convRW.layout;
+  assert.equal(rw.count('recurrent+window'), 10);
+  assert.equal(rw.bytesAt(50) - rw.bytesAt(49), rw.kvBytesPerToken(), 'a full window adds nothing');
+  assert.equal(rw.bytesAt(50), 50 * rw.kvBytesPerToken() + 7 * 10 * convRW.cfg.headDim * 2 * 4 + rw.stateBytes());
+  assert.equal(rw.name, 'hybrid-window');
 });
 
 test('StreamingLLM with a window at least the context equals full attention token for token on a converted model', () => {

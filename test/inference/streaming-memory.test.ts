@@ -55,7 +55,7 @@ class CopyingStreamingMemory implements ModelMemory {
     this.stores = Array.from({ length: cfg.nLayers }, () => new CopyingWindowStore(sinks, window));
   }
   layer(l: number): LayerStores {
-    return { kv: null, window: this.stores[l]!, recurrent: null };
+    return { kv: null, window: this.stores[l]!, headWindow: null, recurrent: null };
   }
   commit(T: number): void {
     this.length += T;

@@ -7,7 +7,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { convert } from '../../convert/apply.js';
+import { convert, DEFAULT_HEAD_SINKS, DEFAULT_HEAD_WINDOW, type ConvertOptions } from '../../convert/apply.js';
+import { REPLACED_KINDS, type ReplacedKind } from '../../model/layout.js';
 import { DEFAULT_PROTECT_NATS, planFromAnalysis, type AnalysisLike, type ReplacementPlan } from '../../convert/plan.js';
 import { checkAnalysisFile, checkPlanFile, modelShape, parseAnalysis, parsePlan } from '../../convert/validate.js';
 import { checkOut, writeConverted } from '../../convert/write.js';
@@ -36,6 +37,9 @@ interface Opts {
   maxShardSize?: string;
   calibTokens: string;
   chunk?: string;
+  headKind?: string;
+  headWindow?: string;
+  headSinks?: string;
   out: string;
   force?: boolean;
   json?: boolean;
@@ -57,6 +61,10 @@ export function registerConvert(program: Command): void {
     .addOption(computedDefault('--protect-retrieval <nats>', 'keep groups whose windowing costs passkey retrieval at least this many nats, or none',
       `${DEFAULT_PROTECT_NATS} when the analysis has a retrieval probe`))
     .option('--init <how>', 'attention (reuse W_q/W_k/W_v) or random', 'attention')
+    .addOption(computedDefault('--head-kind <kind>', 'recurrent (a recurrent head per replaced head, the paper\'s) or recurrent+window (an exact window ' +
+      'of sinks + recent tokens for softmax attention plus a recurrent head for the rest)', 'recurrent, or the converted model\'s'))
+    .addOption(computedDefault('--head-window <w>', 'recurrent+window: recent tokens each replaced group keeps exactly', `${DEFAULT_HEAD_WINDOW}`))
+    .addOption(computedDefault('--head-sinks <n>', 'recurrent+window: first tokens each replaced group keeps exactly', `${DEFAULT_HEAD_SINKS}`))
     .addOption(computedDefault('--data <path>', 'text for the output-scale fit: a text file, a .jsonl file or a folder of them', 'the bundled TinyStories excerpt'))
     .option('--calib <path>', 'deprecated name of --data')
     .option('--calib-tokens <n>', 'calibration tokens', '1024')
@@ -96,6 +104,7 @@ export function registerConvert(program: Command): void {
         });
       }
       if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
+      const kind = headKindArgs(o);
       // --data is the calibration text's name in every command; --calib, its old name here, still works
       if (o.data !== undefined && o.calib !== undefined) throw new ArgumentError('convert', '--calib', 'is the old name of --data', 'pass only --data');
       if (o.calib !== undefined) process.stderr.write('recurformer: warning: --calib is deprecated; use --data\n');
@@ -120,6 +129,7 @@ export function registerConvert(program: Command): void {
       for (const h of analysis?.heads ?? []) if (typeof h.meanDistance === 'number') memory.set(`${h.layer}.${h.head}`, h.meanDistance + 1);
       const conv = convert(lm, plan, {
         init: o.init, ...(o.chunk !== undefined ? { chunk: parseIntArg('--chunk', o.chunk, 1) } : {}), memory, ...(calibration ? { calibration } : {}),
+        ...kind,
       });
       // the plan written beside the model records its shape and every recurrent group, the earlier ones included
       const { schema, version, model: _shape, earlier: _stale, ...rest } = plan;
@@ -131,6 +141,8 @@ export function registerConvert(program: Command): void {
       const replaced = written.layers.reduce((s, l) => s + l.groups.length, 0);
       const summary = {
         out: o.out, replacedGroups: replaced, totalGroups: cfg.nLayers * cfg.nKvHeads, layers: written.layers, init: o.init,
+        headKind: conv.recurformer.kind ?? 'recurrent',
+        ...(conv.recurformer.kind === 'recurrent+window' ? { headWindow: conv.recurformer.window, headSinks: conv.recurformer.sinks } : {}),
         calibrated: calibration !== undefined && o.init === 'attention', dtype,
         ...(earlier.length ? { earlier } : {}), ...(plan.protected ? { protected: plan.protected } : {}),
       };
@@ -138,7 +150,8 @@ export function registerConvert(program: Command): void {
       else {
         const before = earlier.reduce((s, l) => s + l.groups.length, 0);
         const kept = plan.protected?.groups ?? [];
-        process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups recurrent (init ${o.init}${before ? `; ${before} were already` : ''}); ` +
+        const how = summary.headKind === 'recurrent+window' ? `recurrent+window (${summary.headSinks} sinks + ${summary.headWindow} recent tokens kept exactly)` : 'recurrent';
+        process.stdout.write(`wrote ${o.out}: ${replaced} of ${summary.totalGroups} KV groups ${how} (init ${o.init}${before ? `; ${before} were already` : ''}); ` +
           `plan in ${join(o.out, 'plan.json')}\n` +
           (kept.length ? `kept for retrieval (probe harm >= ${plan.protected!.threshold} nats): ${kept.map((g) => `L${g.layer} g${g.kvGroup}`).join(', ')}\n` : ''));
       }
@@ -151,4 +164,16 @@ export function outputDtype(flag: string | undefined, lm: { tensors: ReadonlyMap
   if (d === 'F32' || d === 'F16' || d === 'BF16') return d;
   if (d !== 'KEEP') throw new ArgumentError('convert', '--dtype', `= ${flag} is not keep, F32, F16 or BF16`);
   return storedFloatDtype(lm.tensors);
+}
+
+/** --head-kind, --head-window and --head-sinks as convert options (convert checks them against a converted model's). */
+function headKindArgs(o: Opts): Pick<ConvertOptions, 'kind' | 'headWindow' | 'headSinks'> {
+  if (o.headKind !== undefined && !REPLACED_KINDS.includes(o.headKind as ReplacedKind)) {
+    throw new ArgumentError('convert', '--head-kind', `${o.headKind} is not one of ${REPLACED_KINDS.join(', ')}`);
+  }
+  return {
+    ...(o.headKind !== undefined ? { kind: o.headKind as ReplacedKind } : {}),
+    ...(o.headWindow !== undefined ? { headWindow: parseIntArg('--head-window', o.headWindow, 1) } : {}),
+    ...(o.headSinks !== undefined ? { headSinks: parseIntArg('--head-sinks', o.headSinks, 0) } : {}),
+  };
 }

@@ -41,6 +41,8 @@ export function registerInspect(program: Command): void {
       const info = {
         source: lm.source, format: lm.format, arch: c.arch, params, weightBytes, weightTypes, kvBytesPerToken,
         attentionHeads: c.nLayers * c.nHeads - recurrentHeads, recurrentHeads, constantStateBytes,
+        headKind: spec ? spec.kind ?? 'recurrent' : null,
+        ...(spec?.kind === 'recurrent+window' ? { headWindow: spec.window, headSinks: spec.sinks } : {}),
         fullKvBytesPerToken: cache.fullKvBytesPerToken,
         layers: c.nLayers, dModel: c.dModel, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: c.headDim, ffnDim: c.ffnDim,
         vocab: c.vocabSize, context: c.maxPos, rope: c.ropeStyle, ropeTheta: c.ropeTheta, tiedEmbeddings: c.tiedEmbeddings,
@@ -57,7 +59,7 @@ export function registerInspect(program: Command): void {
           ['parameters', params.toLocaleString('en-US')],
           ['weight bytes', `${weightBytes.toLocaleString('en-US')} (${Object.entries(weightTypes).map(([k, v]) => `${v} ${k}`).join(', ')})`],
           ['KV bytes per token', `${kvBytesPerToken.toLocaleString('en-US')} (float32)${spec ? ` of ${info.fullKvBytesPerToken.toLocaleString('en-US')} before conversion` : ''}`],
-          ['heads', `${info.attentionHeads} attention, ${recurrentHeads} recurrent (constant state ${constantStateBytes.toLocaleString('en-US')} bytes)`],
+          ['heads', `${info.attentionHeads} attention, ${recurrentHeads} ${info.headKind ?? 'recurrent'}${spec?.kind === 'recurrent+window' ? ` (exact window ${spec.sinks} sinks + ${spec.window} recent tokens)` : ''} (constant ${spec?.kind === 'recurrent+window' ? 'state + full windows' : 'state'} ${constantStateBytes.toLocaleString('en-US')} bytes)`],
           ['positions', c.ropeStyle === 'none' ? 'learned absolute' : `RoPE ${c.ropeStyle}, theta ${c.ropeTheta}`],
         ];
         if (check) rows.push(['weights', check.bad.length === 0 ? `all ${check.checked} tensors finite` : `${check.bad.length} of ${check.checked} tensors hold NaN or Inf:`]);
