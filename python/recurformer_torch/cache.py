@@ -1,7 +1,8 @@
 """The hybrid cache for generation (src/inference/hybrid-memory.ts HybridMemory): per layer, the stores its layout
 asks for, a KV store for the attention groups (every key), a window store for the window groups (sinks + the most
-recent keys; the rest evicted) and the recurrent heads' state (constant size). No token is ever evicted from an
-attention group; a recurrent state cannot roll back.
+recent keys; the rest evicted), the recurrent heads' state (constant size) and, for recurrent+window groups, a
+second window store with the model's own spec.sinks and spec.window (the cache's sinks/window do not apply to it).
+No token is ever evicted from an attention group; a recurrent state cannot roll back.
 
 Shapes: B batch, S keys held, G groups of a kind, Dh head dim.
 """
@@ -61,9 +62,11 @@ class WindowStore:
 
 
 class LayerStores:
-    def __init__(self, lay: LayerLayout, sinks: int, window: int):
+    def __init__(self, lay: LayerLayout, sinks: int, window: int, spec=None):
         self.kv = KVStore() if lay.groups["attention"] else None
         self.window = WindowStore(sinks, window) if lay.groups["window"] else None
+        # the recurrent+window groups' keys: sinks + window of the model's spec
+        self.rwindow = WindowStore(spec.sinks, spec.window) if lay.groups["recurrent+window"] else None
         self.recurrent: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
 
@@ -72,7 +75,7 @@ class HybridCache:
 
     def __init__(self, model, windows: Optional[Dict[int, Sequence[int]] | str] = None, sinks: int = 4, window: int = 64):
         self.layout: List[LayerLayout] = model.layout if windows is None else make_layout(model.cfg, model.spec, windows)
-        self.layers = [LayerStores(L, sinks, window) for L in self.layout]
+        self.layers = [LayerStores(L, sinks, window, model.spec) for L in self.layout]
         self.length = 0
 
     def layer(self, l: int) -> LayerStores:
@@ -85,7 +88,7 @@ class HybridCache:
         """Bytes held (float32), as HybridMemory.bytes() counts them."""
         n = 0
         for s in self.layers:
-            for st in (s.kv, s.window):
+            for st in (s.kv, s.window, s.rwindow):
                 if st is not None:
                     n += st.nbytes()
             if s.recurrent is not None:

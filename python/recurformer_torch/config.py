@@ -8,7 +8,10 @@ Kinds of a KV group (its query heads follow it), as layout.ts defines them:
   attention  full KV: every key and value since the first token;
   recurrent  a Mamba-2 style recurrent head per query head, constant state (a converted model's replaced groups);
   window     sinks + the most recent `window` keys (StreamingLLM, or the streaming-heads baseline); chosen by the
-             cache, never by the weights.
+             cache, never by the weights;
+  recurrent+window  a converted model's replaced groups when its spec says kind "recurrent+window": each query head
+             adds its recurrent head's output, scaled by a learned per-head `mix`, to its own softmax attention over
+             the group's sinks + the most recent `window` keys (spec.window, spec.sinks: fixed by the weights).
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .safetensors_io import FormatError
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "gpt2", "qwen3", "gemma3_text")
-KINDS = ("attention", "window", "recurrent")
+KINDS = ("attention", "window", "recurrent", "recurrent+window")
+# what a converted model's replaced groups may be (spec.kind)
+REPLACED_KINDS = ("recurrent", "recurrent+window")
 
 
 @dataclass(frozen=True)
@@ -275,7 +280,9 @@ def inv_freq(cfg: ModelConfig, local: bool = False) -> List[float]:
 
 @dataclass(frozen=True)
 class RecurformerSpec:
-    """config.json's `recurformer` section (src/model/spec.ts parseSpec)."""
+    """config.json's `recurformer` section (src/model/spec.ts parseSpec). `kind` is what every replaced group of the
+    model is: "recurrent" (the recurrent head alone; window and sinks 0) or "recurrent+window" (the head's own
+    attention over `sinks` + the last `window` keys of its group, plus mix * the recurrent head)."""
 
     P: int
     N: int
@@ -284,10 +291,17 @@ class RecurformerSpec:
     norm: bool
     chunk: int
     layers: Tuple[Tuple[int, Tuple[int, ...]], ...]  # (layer, replaced KV groups sorted)
+    kind: str = "recurrent"
+    window: int = 0
+    sinks: int = 0
 
     def to_json(self) -> dict:
-        return {"version": 1, "P": self.P, "N": self.N, "convK": self.conv_k, "gate": self.gate, "norm": self.norm,
-                "chunk": self.chunk, "layers": [{"layer": l, "groups": list(g)} for l, g in self.layers]}
+        j = {"version": 1, "P": self.P, "N": self.N, "convK": self.conv_k, "gate": self.gate, "norm": self.norm,
+             "chunk": self.chunk}
+        if self.kind != "recurrent":  # pure recurrent folders are written as before the kind existed
+            j.update(kind=self.kind, window=self.window, sinks=self.sinks)
+        j["layers"] = [{"layer": l, "groups": list(g)} for l, g in self.layers]
+        return j
 
 
 def parse_spec(j, cfg: ModelConfig, file: str) -> RecurformerSpec:
@@ -296,11 +310,35 @@ def parse_spec(j, cfg: ModelConfig, file: str) -> RecurformerSpec:
     if j.get("version") != 1:
         raise FormatError(file, f"recurformer.version {j.get('version')!r} is not supported", "this reads version 1")
 
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
     def pos(k: str) -> int:
         v = j.get(k)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        if not is_int(v) or v <= 0:
             raise FormatError(file, f"recurformer.{k} = {v!r} must be a positive integer", "fix the recurformer section")
         return v
+
+    kind = j.get("kind", "recurrent")
+    if kind not in REPLACED_KINDS:
+        raise FormatError(file, f"recurformer.kind = {kind!r} is not one of {', '.join(repr(k) for k in REPLACED_KINDS)}",
+                          "fix config.json (absent means recurrent)")
+    window = sinks = 0
+    if kind == "recurrent+window":
+        if "window" not in j:
+            raise FormatError(file, 'recurformer.window is missing (kind "recurrent+window" needs it)',
+                              "give the window of recent keys each replaced head attends to")
+        if "sinks" not in j:
+            raise FormatError(file, 'recurformer.sinks is missing (kind "recurrent+window" needs it)',
+                              "give the number of first tokens each replaced head keeps attending to (0 for none)")
+        window = pos("window")
+        sinks = j.get("sinks")
+        if not is_int(sinks) or sinks < 0:
+            raise FormatError(file, f"recurformer.sinks = {sinks!r} must be an integer >= 0", "fix the recurformer section")
+    else:
+        if "window" in j or "sinks" in j:
+            raise FormatError(file, 'recurformer.window and recurformer.sinks belong to kind "recurrent+window", but the '
+                              'kind is "recurrent"', 'remove them, or set "kind": "recurrent+window"')
 
     raw = j.get("layers")
     if not isinstance(raw, list):
@@ -314,7 +352,8 @@ def parse_spec(j, cfg: ModelConfig, file: str) -> RecurformerSpec:
         if not isinstance(gs, list) or not all(isinstance(g, int) and 0 <= g < cfg.n_kv_heads for g in gs):
             raise FormatError(file, f"recurformer.layers[{i}].groups must list KV groups in 0..{cfg.n_kv_heads - 1}", "fix config.json")
         layers.append((l, tuple(sorted(set(gs)))))
-    return RecurformerSpec(pos("P"), pos("N"), pos("convK"), j.get("gate") is True, j.get("norm") is True, pos("chunk"), tuple(layers))
+    return RecurformerSpec(pos("P"), pos("N"), pos("convK"), j.get("gate") is True, j.get("norm") is True, pos("chunk"),
+                           tuple(layers), kind, window, sinks)
 
 
 @dataclass(frozen=True)
@@ -330,6 +369,7 @@ class RecurrentDims:
     gate: bool
     norm: bool
     norm_eps: float
+    kind: str = "recurrent"  # 'recurrent+window': the heads also attend to a window and carry `mix`
 
     @property
     def channels(self) -> int:
@@ -343,8 +383,18 @@ class LayerLayout:
     groups: Dict[str, Tuple[int, ...]]
     heads: Dict[str, Tuple[int, ...]]
     merge: Optional[Tuple[int, ...]]  # output slot h reads entry merge[h] of the heads concatenated in KINDS order
-    recurrent: Optional[RecurrentDims]
+    recurrent: Optional[RecurrentDims]  # the replaced groups' recurrent heads (kind recurrent or recurrent+window)
     own_window: int
+
+    @property
+    def replaced_kind(self) -> Optional[str]:
+        """'recurrent' or 'recurrent+window' when the layer has replaced groups, else None."""
+        return self.recurrent.kind if self.recurrent is not None else None
+
+    @property
+    def replaced_heads(self) -> Tuple[int, ...]:
+        """The replaced query heads, in the recurrent heads' order."""
+        return self.heads[self.replaced_kind] if self.recurrent is not None else ()
 
 
 def heads_of_groups(cfg: ModelConfig, groups: Sequence[int]) -> List[int]:
@@ -353,12 +403,12 @@ def heads_of_groups(cfg: ModelConfig, groups: Sequence[int]) -> List[int]:
 
 def make_layout(cfg: ModelConfig, spec: Optional[RecurformerSpec],
                 windows: Optional[Dict[int, Sequence[int]] | str] = None) -> List[LayerLayout]:
-    """The model's layout (attention + a converted model's recurrent groups); `windows` turns attention groups into
-    window groups: 'all' (StreamingLLM) or {layer: groups} (streaming heads)."""
+    """The model's layout (attention + a converted model's replaced groups, of kind spec.kind); `windows` turns
+    attention groups into window groups: 'all' (StreamingLLM) or {layer: groups} (streaming heads)."""
     kinds = [["attention"] * cfg.n_kv_heads for _ in range(cfg.n_layers)]
     for l, gs in (spec.layers if spec else ()):
         for g in gs:
-            kinds[l][g] = "recurrent"
+            kinds[l][g] = spec.kind
     if windows == "all":
         kinds = [[("window" if k == "attention" else k) for k in row] for row in kinds]
     elif windows:
@@ -380,9 +430,10 @@ def make_layout(cfg: ModelConfig, spec: Optional[RecurformerSpec],
                 m[h] = i
             merge = tuple(m)
         rec = None
-        if groups["recurrent"]:
-            G = len(groups["recurrent"])
+        replaced = [k for k in REPLACED_KINDS if groups[k]]
+        if replaced:  # one kind per model (spec.kind)
+            G = len(groups[replaced[0]])
             rec = RecurrentDims(G * cfg.n_rep, G, tuple(i // cfg.n_rep for i in range(G * cfg.n_rep)), spec.P, spec.N,
-                                spec.conv_k, spec.gate, spec.norm, cfg.norm_eps)
+                                spec.conv_k, spec.gate, spec.norm, cfg.norm_eps, replaced[0])
         out.append(LayerLayout(l, tuple(row), groups, heads, merge, rec, cfg.layer_window(l)))
     return out

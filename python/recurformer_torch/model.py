@@ -1,5 +1,5 @@
 """The decoder of a folder this project writes, in plain PyTorch: the Llama family (Llama 1/2/3, Mistral, Qwen2,
-Qwen3, Gemma 3) and GPT-2, with every KV-group kind of the layout (attention, recurrent, window).
+Qwen3, Gemma 3) and GPT-2, with every KV-group kind of the layout (attention, recurrent, window, recurrent+window).
 
 Module and parameter names are the checkpoint's Hugging Face names, so `state_dict()` keys are the safetensors
 names (GPT-2's Conv1D matrices stay in their (in, out) file layout, as in transformers).
@@ -10,8 +10,8 @@ Glossary (here -> src/model):
   attend()                   attend() (attention.ts): RoPE, each kind of group through its store, merge
   RecurrentHeads             recurrentChunked / recurrentStep (recurrent-head.ts)
   HybridCache                HybridMemory (inference/hybrid-memory.ts); KVStore / WindowStore / state
-  layout (config.py)         Layout (layout.ts): per layer and KV group attention | window | recurrent
-  taps                       TapSink names `blk.{l}.in`, `blk.{l}.head_out` (taps.ts)
+  layout (config.py)         Layout (layout.ts): per layer and KV group attention | window | recurrent | recurrent+window
+  taps                       TapSink names `blk.{l}.in`, `blk.{l}.head_out`, `blk.{l}.rec_out` (taps.ts)
 
 Shapes: B batch, T new tokens, S keys visible, D d_model, Hq / Hkv heads, Dh head dim, F ffn dim, V vocab.
 """
@@ -83,6 +83,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Te
     return torch.einsum("bhts,bshd->bthd", probs, v)  # (B, T, H, Dh)
 
 
+def mix_heads(a: torch.Tensor, r: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """A recurrent+window head's output: its windowed attention a plus mix * its recurrent head r, both (B, T, H, Dh),
+    mix (H); in float32, the product first (a + (r * mix)), then back to a's dtype."""
+    return (a.float() + r.float() * mix.float().view(1, 1, -1, 1)).to(a.dtype)
+
+
 class Attend:
     """The attention core of one layer (attention.ts `attend`), bound to a call's positions and cache."""
 
@@ -91,31 +97,14 @@ class Attend:
         self.m, self.layout, self.positions, self.cache, self.taps, self.wanted = model, layout, positions, cache, taps, wanted
 
     def __call__(self, l: int, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        cfg, lay = self.m.cfg, self.layout[l]
+        lay = self.layout[l]
         stores: Optional[LayerStores] = self.cache.layer(l) if self.cache is not None else None
         start = self.cache.length if self.cache is not None else 0
         parts = []
         for kind in ("attention", "window"):
-            groups = lay.groups[kind]
-            if not groups:
-                continue
-            whole = len(groups) == cfg.n_kv_heads
-            qk = q if whole else q[:, :, list(lay.heads[kind])]  # (B, T, Hk, Dh)
-            kk = k if whole else k[:, :, list(groups)]  # (B, T, Gk, Dh)
-            vk = v if whole else v[:, :, list(groups)]
-            if cfg.rope_style != "none":
-                f = self.m.freq(l)
-                qk, kk = rope(qk, self.positions, f), rope(kk, self.positions, f)
-            store = (stores.kv if kind == "attention" else stores.window) if stores is not None else None
-            if store is not None:
-                kv_k, kv_v, k_pos, win = store.append(kk, vk, start)
-            else:
-                kv_k, kv_v, k_pos, win = kk, vk, self.positions, None
-            window, sinks = lay.own_window, 0
-            if win is not None:  # a window store narrows the layer's own window
-                window = min(lay.own_window, win[0]) if lay.own_window > 0 else win[0]
-                sinks = win[1]
-            parts.append(attention(qk, kv_k, kv_v, self.positions, k_pos, cfg.scale(), window, sinks))
+            if lay.groups[kind]:
+                store = (stores.kv if kind == "attention" else stores.window) if stores is not None else None
+                parts.append(self.m.attend_groups(l, lay, kind, q, k, v, self.positions, store, start))
         rec = self.m.recurrent_of(l)
         if rec is not None:
             B, T = h.shape[:2]
@@ -126,7 +115,14 @@ class Attend:
                 y, st = rec.chunked(h, self.m.chunk, prev)
             if stores is not None:
                 stores.recurrent = st
-            parts.append(y.reshape(B, T, rec.dims.n_heads, rec.dims.P))
+            y = y.reshape(B, T, rec.dims.n_heads, rec.dims.P)
+            if self.taps is not None and self.wanted(f"blk.{l}.rec_out"):
+                self.taps[f"blk.{l}.rec_out"] = y  # the recurrent read-out (B, T, replaced heads, P), before mix
+            if lay.replaced_kind == "recurrent+window":
+                a = self.m.attend_groups(l, lay, "recurrent+window", q, k, v, self.positions,
+                                         stores.rwindow if stores is not None else None, start)
+                y = mix_heads(a, y, rec.mix)
+            parts.append(y)
         heads = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
         if lay.merge is not None:
             heads = heads[:, :, list(lay.merge)]
@@ -182,15 +178,22 @@ class LlamaBlock(nn.Module):
     def input_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.input_layernorm(x)
 
-    def forward(self, l: int, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    def qkv(self, h: torch.Tensor):
+        """The attention's q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh) of the normalized input h, before RoPE."""
         c, a = self.cfg, self.self_attn
-        B, T, _ = x.shape
-        h = self.input_layernorm(x)  # (B, T, D)
+        B, T, _ = h.shape
         q = a.q_proj(h).view(B, T, c.n_heads, c.head_dim)  # (B, T, Hq, Dh)
         k = a.k_proj(h).view(B, T, c.n_kv_heads, c.head_dim)  # (B, T, Hkv, Dh)
         v = a.v_proj(h).view(B, T, c.n_kv_heads, c.head_dim)
         if c.qk_norm:
             q, k = a.q_norm(q), a.k_norm(k)  # per head
+        return q, k, v
+
+    def forward(self, l: int, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+        c, a = self.cfg, self.self_attn
+        B, T, _ = x.shape
+        h = self.input_layernorm(x)  # (B, T, D)
+        q, k, v = self.qkv(h)
         heads = attend(l, h, q, k, v)  # (B, T, Hq, Dh)
         o = a.o_proj(heads.reshape(B, T, c.n_heads * c.head_dim))  # (B, T, D)
         if c.post_norms:
@@ -232,15 +235,20 @@ class Gpt2Block(nn.Module):
     def input_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.ln_1(x)
 
-    def forward(self, l: int, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+    def qkv(self, h: torch.Tensor):
+        """q, k, v (B, T, H, Dh) of the normalized input h."""
         c = self.cfg
-        B, T, D = x.shape
-        h = self.ln_1(x)
+        B, T, D = h.shape
         q, k, v = self.attn.c_attn(h).split(D, dim=2)  # (B, T, D) each
         shape = (B, T, c.n_heads, c.head_dim)
-        heads = attend(l, h, q.reshape(shape), k.reshape(shape), v.reshape(shape))
+        return q.reshape(shape), k.reshape(shape), v.reshape(shape)
+
+    def forward(self, l: int, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+        B, T, D = x.shape
+        h = self.ln_1(x)
+        heads = attend(l, h, *self.qkv(h))
         x = x + self.attn.c_proj(heads.reshape(B, T, D))
-        return x + self.mlp.c_proj(_act(c, self.mlp.c_fc(self.ln_2(x))))
+        return x + self.mlp.c_proj(_act(self.cfg, self.mlp.c_fc(self.ln_2(x))))
 
 
 class RecurformerLM(nn.Module):
@@ -291,6 +299,48 @@ class RecurformerLM(nn.Module):
     def recurrent_layers(self) -> List[int]:
         return [L.layer for L in self.layout if L.recurrent is not None]
 
+    def attend_groups(self, l: int, lay: LayerLayout, kind: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      positions: torch.Tensor, store=None, start: int = 0) -> torch.Tensor:
+        """Softmax attention of the query heads of layer l's `kind` groups over those groups' keys (RoPE applied
+        here): through `store` when given (a cache's KV or window store, which holds the earlier keys), else over the
+        T keys of this call. The layer's own sliding window applies; a window store's, or the spec's for
+        recurrent+window groups, narrows it and keeps its sinks visible. q (B, T, Hq, Dh), k and v (B, T, Hkv, Dh)
+        -> (B, T, heads of the kind, Dh)."""
+        cfg = self.cfg
+        groups = lay.groups[kind]
+        whole = len(groups) == cfg.n_kv_heads
+        qk = q if whole else q[:, :, list(lay.heads[kind])]  # (B, T, Hk, Dh)
+        kk = k if whole else k[:, :, list(groups)]  # (B, T, Gk, Dh)
+        vk = v if whole else v[:, :, list(groups)]
+        if cfg.rope_style != "none":
+            f = self.freq(l)
+            qk, kk = rope(qk, positions, f), rope(kk, positions, f)
+        win = (self.spec.window, self.spec.sinks) if kind == "recurrent+window" else None
+        if store is not None:
+            kv_k, kv_v, k_pos, win = store.append(kk, vk, start)
+        else:
+            kv_k, kv_v, k_pos = kk, vk, positions
+        window, sinks = lay.own_window, 0
+        if win is not None:  # a window narrows the layer's own window
+            window = min(lay.own_window, win[0]) if lay.own_window > 0 else win[0]
+            sinks = win[1]
+        return attention(qk, kv_k, kv_v, positions, k_pos, cfg.scale(), window, sinks)
+
+    def replaced_heads(self, l: int, h: torch.Tensor, qkv=None) -> torch.Tensor:
+        """Outputs (B, T, replaced heads, P) of layer l's replaced heads for its normalized input h (B, T, D) from
+        position 0, without a cache (the align objective's student): the recurrent heads (chunked), and with kind
+        recurrent+window their windowed attention + mix * the recurrent heads. The attention reads `qkv` (q, k, v of
+        the whole layer before RoPE: align passes the teacher's), by default this model's q/k/v of h."""
+        rec, lay = self.recurrent_of(l), self.layout[l]
+        B, T = h.shape[:2]
+        y, _ = rec.chunked(h, self.chunk)
+        y = y.reshape(B, T, rec.dims.n_heads, rec.dims.P)
+        if lay.replaced_kind == "recurrent+window":
+            q, k, v = qkv if qkv is not None else self.blocks[l].qkv(h)
+            positions = torch.arange(T, device=h.device)
+            y = mix_heads(self.attend_groups(l, lay, "recurrent+window", q, k, v, positions), y, rec.mix)
+        return y
+
     def input_norm(self, l: int, x: torch.Tensor) -> torch.Tensor:
         return self.blocks[l].input_norm(x)
 
@@ -317,7 +367,8 @@ class RecurformerLM(nn.Module):
     def forward(self, ids: torch.Tensor, cache: Optional[HybridCache] = None, taps: Optional[Dict[str, torch.Tensor]] = None,
                 wanted=None, last_only: bool = False, hidden_only: bool = False) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T). With a cache the call reads and extends it (and commits its tokens).
-        `taps` (a dict) receives `blk.{l}.in` and `blk.{l}.head_out` for the names `wanted(name)` accepts."""
+        `taps` (a dict) receives `blk.{l}.in`, `blk.{l}.head_out` and (replaced layers) `blk.{l}.rec_out` for the names
+        `wanted(name)` accepts."""
         B, T = ids.shape
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + T, device=ids.device)

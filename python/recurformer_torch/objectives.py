@@ -4,7 +4,9 @@ align (stage 1): the teacher runs the batch without grad, tapping `blk.{l}.in` (
   and `blk.{l}.head_out` (per-head outputs before o_proj, (B, T, Hq, Dh)) of every replaced layer. The student's
   recurrent heads read norm_l(teacher's block input) (the student's own input norm), and the loss is the MSE between
   their outputs and the teacher's outputs of the same query heads, averaged over layers. Teacher forcing makes the
-  layers independent.
+  layers independent. A recurrent+window head's output is its windowed softmax attention over the teacher's own q, k,
+  v of that layer (frozen, no gradient) + mix * its recurrent head (RecurformerLM.replaced_heads), as
+  src/train/objectives.ts computes it from the teacher's `blk.{l}.q/k/v` taps.
 distill (stage 2): tau^2 KL(teacher || student) per position, mean over positions (klFocus > 0: rows weighted by
   (KL_r / mean KL)^gamma scaled to mean 1, held constant), + ceWeight * CE on the data, + hiddenWeight * the relative
   squared error of every block input after the first replaced one (through the student's input norm).
@@ -24,6 +26,19 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).pow(2).mean()
 
 
+@torch.no_grad()
+def teacher_qkv(student: RecurformerLM, teacher: RecurformerLM, l: int, x_in: torch.Tensor):
+    """The teacher's q, k, v (before RoPE) of layer l for its block input x_in (frozen: no gradient), what a
+    recurrent+window head's windowed attention reads in align. Its replaced groups must be attention groups of the
+    teacher (the model before this conversion)."""
+    lay, tl = student.layout[l], teacher.layout[l]
+    for g in lay.groups["recurrent+window"]:
+        if tl.kinds[g] != "attention":
+            raise ValueError(f"align: layer {l} KV group {g} is not an attention KV group of the teacher "
+                             "(the teacher is the model before this conversion)")
+    return teacher.blocks[l].qkv(teacher.input_norm(l, x_in))
+
+
 def align_loss(student: RecurformerLM, teacher: RecurformerLM, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
     layers = student.recurrent_layers()
     if not layers:
@@ -32,14 +47,15 @@ def align_loss(student: RecurformerLM, teacher: RecurformerLM, x: torch.Tensor) 
     taps: Dict[str, torch.Tensor] = {}
     with torch.no_grad():
         teacher(x, taps=taps, wanted=lambda n: n in wanted, hidden_only=True)
-    B, T = x.shape
     total, parts = None, {}
     for l in layers:
-        rec = student.recurrent_of(l)
-        h = student.input_norm(l, taps[f"blk.{l}.in"])  # (B, T, D)
-        y, _ = rec.chunked(h, student.chunk)
-        y = y.reshape(B, T, rec.dims.n_heads, rec.dims.P)  # (B, T, replaced heads, P)
-        heads = [L for L in student.layout if L.layer == l][0].heads["recurrent"]
+        x_in = taps[f"blk.{l}.in"]  # (B, T, D), constant
+        h = student.input_norm(l, x_in)
+        qkv = None
+        if student.layout[l].replaced_kind == "recurrent+window":
+            qkv = teacher_qkv(student, teacher, l, x_in)
+        y = student.replaced_heads(l, h, qkv)  # (B, T, replaced heads, P)
+        heads = student.layout[l].replaced_heads
         target = taps[f"blk.{l}.head_out"][:, :, list(heads)]  # (B, T, replaced heads, Dh)
         e = mse(y.float(), target.float())
         parts[f"mse.{l}"] = float(e.detach())

@@ -13,7 +13,8 @@ Glossary (code name -> paper symbol -> src/model/recurrent-head.ts), per replace
 
 Parameters (names as stored in the checkpoint under `<layer prefix>.recurrent.`, nn.Linear (out, in) layout):
   wx (H*P, D), wb (G*N, D), wc (H*N, D), conv_w (Cch, K), conv_b (Cch), wdt (H, D), bdt (H), a_log (H), d (H),
-  wz (H*P, D) with the gate, norm_w (P) with the norm; Cch = H*P + G*N + H*N conv channels in that order.
+  wz (H*P, D) with the gate, norm_w (P) with the norm; Cch = H*P + G*N + H*N conv channels in that order;
+  mix (H) with kind recurrent+window: the scale of y_t added to the head's own windowed attention (model.py).
 
 Two forms, one semantics (tests/test_recurrent.py checks them against each other):
   chunked (prefill, training): chunks of length L; inside a chunk a masked matmul (C B^T * decay) (dt x), across
@@ -51,6 +52,7 @@ class RecurrentHeads(nn.Module):
         self.d = nn.Parameter(torch.zeros(H))
         self.wz = nn.Parameter(torch.zeros(H * P, d_model)) if dims.gate else None
         self.norm_w = nn.Parameter(torch.ones(P)) if dims.norm else None
+        self.mix = nn.Parameter(torch.zeros(H)) if dims.kind == "recurrent+window" else None
         self.register_buffer("group_of", torch.tensor(dims.group_of, dtype=torch.long), persistent=False)
 
     def zero_state(self, B: int, device=None) -> State:

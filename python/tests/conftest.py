@@ -49,20 +49,22 @@ def run_cli(args, **kw) -> str:
     return r.stdout
 
 
-def converted_folder(src: str, budget: float = 0.5) -> str:
-    """models/<src> converted at `budget` by the CLI (analyze, then convert), cached."""
+def converted_folder(src: str, budget: float = 0.5, extra=()) -> str:
+    """models/<src> converted at `budget` by the CLI (analyze, then convert with the `extra` arguments), cached."""
     h = hashlib.sha256()
     for sub in ("convert", "analysis", "io", "model"):
         _hash_tree(h, os.path.join(ROOT, "dist", "src", sub))
     _hash_tree(h, os.path.join(ROOT, "models", src))
     key = f"{src}-{int(budget * 100)}-{h.hexdigest()[:12]}"
+    if extra:
+        key += "-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8]
     out = os.path.join(cache_dir(), key)
     if os.path.exists(os.path.join(out, "model.safetensors")):
         return out
     an = out + "-an"
     run_cli(["analyze", f"models/{src}", "--data", TEXT, "--samples", "2", "--seq", "64", "--windows", "4,16", "--out", an])
     run_cli(["convert", f"models/{src}", "--analysis", os.path.join(an, "analysis.json"), "--budget", str(budget),
-             "--calib-tokens", "256", "--out", out + ".tmp", "--force"])
+             "--calib-tokens", "256", "--out", out + ".tmp", "--force", *extra])
     os.replace(out + ".tmp", out)
     return out
 

@@ -19,7 +19,8 @@ from recurformer_torch.folder import FolderInfo
 FAMILIES = ["llama3.2", "smollm2", "qwen2.5", "qwen3", "gemma3"]
 
 
-def build(name: str, folder: str) -> None:
+def build(name: str, folder: str, spec_extra: dict = None) -> None:
+    """`spec_extra`: keys added to the recurformer section (e.g. kind recurrent+window, window, sinks)."""
     cj = json.load(open(os.path.join(ROOT, "test", "fixtures", "families", name, "config.json")))
     cj.update(vocab_size=512, bos_token_id=2, eos_token_id=1)
     kv = cj.get("num_key_value_heads", cj["num_attention_heads"])
@@ -27,7 +28,8 @@ def build(name: str, folder: str) -> None:
     # layer 0: the last group recurrent (mixed with attention when kv > 1); the last layer: group 0
     layers = [{"layer": 0, "groups": [kv - 1]}] + ([{"layer": L - 1, "groups": [0]}] if kv > 1 else [])
     hd = cj.get("head_dim", cj["hidden_size"] // cj["num_attention_heads"])
-    cj["recurformer"] = {"version": 1, "P": hd, "N": 8, "convK": 4, "gate": True, "norm": True, "chunk": 16, "layers": layers}
+    cj["recurformer"] = {"version": 1, "P": hd, "N": 8, "convK": 4, "gate": True, "norm": True, "chunk": 16,
+                         **(spec_extra or {}), "layers": layers}
     cfg = config_from_hf(cj)
     model = RecurformerLM(cfg, parse_spec(cj["recurformer"], cfg, "config.json"))
     g = torch.Generator().manual_seed(3)
