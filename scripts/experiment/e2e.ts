@@ -15,7 +15,7 @@
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatAccuracies, formatChange, markdownTable, summarize } from '../../src/eval/summary.js';
+import { formatChange, formatCounts, markdownTable, summarize } from '../../src/eval/summary.js';
 import { analyze, evaluate, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
 import { waiverSection } from './waiver.js';
@@ -83,7 +83,7 @@ for (const x of experiments) {
     '(steps already done are skipped).');
   for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {
     readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ${formatChange(r.pplChange)} | ` +
-      `${formatAccuracies(r.passkey)} | ${formatAccuracies(r.needle)} |`);
+      `${formatCounts(r.passkey)} | ${formatCounts(r.needle)} |`);
   }
 }
 // The waiver contrast: both demo models (RoPE vs learned absolute positions) and stories260K on the same held-out

@@ -18,6 +18,8 @@ import { join, sep } from 'node:path';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
 import { main } from '../../src/cli/main.js';
 import type { EvalRecord } from '../../src/eval/record.js';
+import type { ReplacedKind } from '../../src/model/layout.js';
+import { CONTROL_LABEL } from '../../src/eval/summary.js';
 import { TRAIN_OPTION_DEFAULTS, TRAIN_OPTION_KEYS, trainOption, type TrainOptionKey, type TrainOptions } from '../../src/train/options.js';
 
 /** The training options the pipeline sets itself: the models, the data, the stage, the seed, the cache, the run folder. */
@@ -82,6 +84,20 @@ export interface ModelExperiment {
    */
   distillLong?: TrainSettings & { data: string; seeds?: number[]; seedsByBudget?: Record<number, number[]> };
   retrieval: RetrievalSettings;
+  /**
+   * Kinds of replaced group to convert to at every budget (default ['recurrent']); each kind gets its own conversion
+   * and training under the same plan, data and seeds (recurrent+window folders end in `-rw`).
+   */
+  headKinds?: ReplacedKind[];
+  /** recurrent+window: its exact window (convert --head-window / --head-sinks; default convert's). */
+  headWindow?: number;
+  headSinks?: number;
+  /**
+   * Train the original model through the same distillation stages (same data, steps, seeds, objective; the teacher is
+   * itself): the control every perplexity change is measured against. Only when a stage trains more than recurrent
+   * tensors: otherwise the original is unchanged by them and is its own control.
+   */
+  control?: boolean;
   /** Tasks to run (default all). */
   tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
   /** Decode position for the cost task. */
@@ -98,7 +114,7 @@ export interface RunOptions {
 /** One evaluated configuration: a model with a memory, labelled for the tables. */
 export interface Config {
   label: string;
-  kind: 'original' | 'converted' | 'recurformer' | 'streaming' | 'streaming-heads';
+  kind: 'original' | 'control' | 'converted' | 'recurformer' | 'streaming' | 'streaming-heads';
   budget: number | null;
   model: string;
   memory: 'full' | 'streaming' | 'streaming-heads';
@@ -228,33 +244,61 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     });
     return join(out, 'model');
   };
-  for (const b of x.budgets) {
-    const p = Math.round(b * 100);
-    const conv = join(dir, `conv${p}`);
-    const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib,
-      ...(x.never?.length ? ['--never', x.never.join(',')] : []), '--out', conv];
-    await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
-    const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}`));
-    let trained = await trainStage(aligned, x.trainData, 'distill', x.distill, join(dir, `distill${p}`));
+  /** The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. */
+  const distillStages = async (first: string, b: number | null, suffix: string): Promise<string> => {
+    const p = b === null ? '' : String(Math.round(b * 100));
+    let trained = await trainStage(first, x.trainData, 'distill', x.distill, join(dir, `distill${p}${suffix}`));
     // a second distillation stage on other data continues the first
     // (more stages continue it, one per further seed: distill-long50-s2, ...)
     if (x.distillLong) {
       const { data, seedsByBudget = {} } = x.distillLong;
-      const own = seedsByBudget[b];
+      const own = b === null ? undefined : seedsByBudget[b];
       const seeds = own ?? x.distillLong.seeds ?? [x.seed];
       if (seeds.length === 0 || new Set(seeds).size !== seeds.length) {
         const field = own ? `distillLong.seedsByBudget[${b}]` : 'distillLong.seeds';
         throw new Error(`${x.name}: ${field} [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
       }
       for (const [k, seed] of seeds.entries()) {
-        trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${p}${k ? `-s${seed}` : ''}`), seed);
+        trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${p}${suffix}${k ? `-s${seed}` : ''}`), seed);
       }
     }
+    return trained;
+  };
+  if (x.control) {
+    // the original through the same distillation stages, as its own teacher (the default seeds: the longest path)
+    const trainsMore = [x.distill, ...(x.distillLong ? [x.distillLong] : [])].some((t) => (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all');
+    if (trainsMore) {
+      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control'), memory: 'full', equalCache: null });
+    } else {
+      log(`- ${x.name}: the distillation stages train only recurrent tensors, so the original is its own control`);
+    }
+  }
+  const kinds = x.headKinds ?? ['recurrent'];
+  for (const b of x.budgets) {
+    const p = Math.round(b * 100);
+    const convs: string[] = [];
+    for (const kind of kinds) {
+      const rw = kind === 'recurrent+window', suffix = rw ? '-rw' : '';
+      const conv = join(dir, `conv${p}${suffix}`);
+      const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib,
+        ...(x.never?.length ? ['--never', x.never.join(',')] : []),
+        ...(rw ? ['--head-kind', kind, ...(x.headWindow ? ['--head-window', String(x.headWindow)] : []), ...(x.headSinks !== undefined ? ['--head-sinks', String(x.headSinks)] : [])] : []),
+        '--out', conv];
+      await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
+      convs.push(conv);
+      const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`));
+      const trained = await distillStages(aligned, b, suffix);
+      const name = rw ? `recurrent+window ${pct(b)}` : `RecurFormer ${pct(b)}`;
+      configs.push(
+        { label: `converted ${pct(b)}${rw ? ' recurrent+window' : ''} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
+        { label: name, kind: 'recurformer', budget: b, model: trained, memory: 'full', equalCache: null },
+      );
+    }
+    // the baselines hold no more than the largest of the conversions (a recurrent+window group also keeps its window)
+    const equal = convs[kinds.indexOf('recurrent+window')] ?? convs[0]!;
     configs.push(
-      { label: `converted ${pct(b)} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
-      { label: `RecurFormer ${pct(b)}`, kind: 'recurformer', budget: b, model: trained, memory: 'full', equalCache: null },
-      { label: `StreamingLLM @${pct(b)}`, kind: 'streaming', budget: b, model: x.model, memory: 'streaming', equalCache: conv },
-      { label: `streaming heads @${pct(b)}`, kind: 'streaming-heads', budget: b, model: x.model, memory: 'streaming-heads', equalCache: conv },
+      { label: `StreamingLLM @${pct(b)}`, kind: 'streaming', budget: b, model: x.model, memory: 'streaming', equalCache: equal },
+      { label: `streaming heads @${pct(b)}`, kind: 'streaming-heads', budget: b, model: x.model, memory: 'streaming-heads', equalCache: equal },
     );
   }
   return configs;
@@ -283,6 +327,7 @@ export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOpti
       // the untrained conversion only shows how much training recovers: perplexity and agreement
       if (c.kind === 'converted' && task !== 'ppl' && task !== 'agree') continue;
       if (c.kind === 'original' && task === 'agree') continue;
+      if (c.kind === 'control' && task === 'cost') continue; // the original's cost
       const file = join(dir, `${task}-${slug(c.label)}.json`);
       const seed = ['--seed', String(x.seed)];
       const args: Record<string, string[]> = {

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { FormatError } from '../../src/tensor/errors.js';
 import { readTrainOptionsFile, trainOption, TRAIN_OPTIONS, unknownOptionHint, type TrainOptionKey } from '../../src/train/options.js';
 import { PREPARATIONS, type Preparation } from './data.js';
+import { REPLACED_KINDS, type ReplacedKind } from '../../src/model/layout.js';
 import { PIPELINE_KEYS, STAGE_KEYS, type ModelExperiment, type StageKey } from './pipeline.js';
 
 /** A stage's training options: any of STAGE_KEYS, each checked by its option's schema. */
@@ -53,6 +54,12 @@ export const recipeSchema = z.strictObject({
   retrieval: z.strictObject({
     lengths: z.array(posInt).min(1), depths: z.array(z.number().min(0).max(1)).min(1), hops: z.array(posInt).min(1), samples: posInt,
   }),
+  /** Kinds of replaced group converted to at every budget (default ["recurrent"]). */
+  headKinds: z.array(z.enum(REPLACED_KINDS as [ReplacedKind, ...ReplacedKind[]])).min(1).refine((a) => new Set(a).size === a.length, 'kinds must be distinct').optional(),
+  headWindow: posInt.optional(),
+  headSinks: z.int().min(0).optional(),
+  /** Train the original through the same distillation stages: the control of every perplexity change. */
+  control: z.boolean().optional(),
   tasks: z.array(z.enum(['ppl', 'passkey', 'hashhop', 'needle', 'agree', 'cost'])).min(1).optional(),
   decodeAt: posInt,
   seed: z.int().min(0),

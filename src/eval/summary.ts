@@ -18,14 +18,22 @@ export interface SummaryRow {
   ppl: number | null;
   /** Relative perplexity change against the row labelled `original`. */
   pplChange: number | null;
-  /** Accuracy at each of `lengths` (null where not run). */
-  passkey: (number | null)[];
-  hashhop: (number | null)[];
-  needle: (number | null)[];
+  /** The same against the control (CONTROL_LABEL: the original trained like the converted models), when there is one. */
+  pplVsControl: number | null;
+  /** Right answers of the prompts at each of `lengths` (null where not run). */
+  passkey: (Count | null)[];
+  hashhop: (Count | null)[];
+  needle: (Count | null)[];
   /** Greedy token match with the original model (teacher-forced). */
   agree: number | null;
   kl: number | null;
   decodeTokPerSec: number | null;
+}
+
+/** Right answers out of n prompts. */
+export interface Count {
+  correct: number;
+  n: number;
 }
 
 export interface Summary {
@@ -35,10 +43,19 @@ export interface Summary {
   rows: SummaryRow[];
 }
 
+/**
+ * The label of the control row: the original model trained through the same stages, data and steps as the converted
+ * models (scripts/experiment/pipeline.ts), so a perplexity change against it is the conversion's, not the training's.
+ */
+export const CONTROL_LABEL = 'original, trained the same (control)';
+
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-function byLength(r: RetrievalResult | undefined, lengths: number[]): (number | null)[] {
-  return lengths.map((L) => r?.byLength.find((b) => b.length === L)?.accuracy ?? null);
+function byLength(r: RetrievalResult | undefined, lengths: number[]): (Count | null)[] {
+  return lengths.map((L) => {
+    const b = r?.byLength.find((x) => x.length === L);
+    return b ? { correct: Math.round(b.accuracy * b.n), n: b.n } : null;
+  });
 }
 
 
@@ -52,6 +69,7 @@ export function summarize(records: readonly EvalRecord[]): Summary {
   const cacheAt = costs[0]?.lengths.at(-1)?.length ?? null;
   const decodeAt = num(costs[0]?.decode?.at);
   const basePpl = num((find('original', 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
+  const controlPpl = num((find(CONTROL_LABEL, 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
   const rows = labels.map((label): SummaryRow => {
     const cost = find(label, 'cost')?.result as CostResult | undefined;
     const ppl = num((find(label, 'ppl')?.result as { ppl?: number } | undefined)?.ppl);
@@ -63,6 +81,7 @@ export function summarize(records: readonly EvalRecord[]): Summary {
       cacheBytes: num(cost?.lengths.find((t) => t.length === cacheAt)?.bytes),
       ppl,
       pplChange: ppl !== null && basePpl !== null ? ppl / basePpl - 1 : null,
+      pplVsControl: ppl !== null && controlPpl !== null && label !== 'original' ? ppl / controlPpl - 1 : null,
       passkey: byLength(find(label, 'passkey')?.result as RetrievalResult | undefined, lengths),
       hashhop: byLength(find(label, 'hashhop')?.result as RetrievalResult | undefined, lengths),
       needle: byLength(find(label, 'needle')?.result as RetrievalResult | undefined, lengths),
@@ -75,8 +94,9 @@ export function summarize(records: readonly EvalRecord[]): Summary {
 }
 
 const fmt = (v: number | null, digits: number): string => (v === null ? '–' : v.toFixed(digits));
-/** Accuracies by length, "1.00 / 0.50" ('–' where not run). */
-export const formatAccuracies = (v: (number | null)[]): string => (v.every((x) => x === null) ? '–' : v.map((x) => fmt(x, 2)).join(' / '));
+/** Right answers by length, "40/40, 38/40" ('–' where not run): counts, so a reader sees how many prompts a rate stands on. */
+export const formatCounts = (v: (Count | null)[]): string =>
+  (v.every((x) => x === null) ? '–' : v.map((x) => (x === null ? '–' : `${x.correct}/${x.n}`)).join(', '));
 /** A relative change as a signed percentage, "+2.5%". */
 export const formatChange = (v: number | null): string => (v === null ? '–' : `${v >= 0 ? '+' : ''}${(v * 100).toFixed(1)}%`);
 const kib = (v: number | null): string => (v === null ? '–' : `${(v / 1024).toFixed(v < 10240 ? 1 : 0)} KiB`);
@@ -87,13 +107,14 @@ const kib = (v: number | null): string => (v === null ? '–' : `${(v / 1024).to
  * summary keeps the measured rate for scripts; controlled figures come from `npm run bench:cache`).
  */
 export function markdownTable(s: Summary): string {
-  const L = s.lengths.join(' / ');
-  const head = ['configuration', 'KV bytes/token', `cache @ ${s.cacheAt ?? '?'} tok`, 'perplexity', 'Δ ppl',
+  const L = s.lengths.join(', ');
+  const control = s.rows.some((r) => r.pplVsControl !== null);
+  const head = ['configuration', 'KV bytes/token', `cache @ ${s.cacheAt ?? '?'} tok`, 'perplexity', 'Δ ppl', ...(control ? ['Δ vs control'] : []),
     `passkey @ ${L}`, `hashhop @ ${L}`, `needle @ ${L}`, 'agree (KL)'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of s.rows) {
     const cells = [r.label, r.kvBytesPerToken === null ? '–' : r.kvBytesPerToken.toLocaleString('en-US'), kib(r.cacheBytes),
-      fmt(r.ppl, 3), formatChange(r.pplChange), formatAccuracies(r.passkey), formatAccuracies(r.hashhop), formatAccuracies(r.needle),
+      fmt(r.ppl, 3), formatChange(r.pplChange), ...(control ? [formatChange(r.pplVsControl)] : []), formatCounts(r.passkey), formatCounts(r.hashhop), formatCounts(r.needle),
       r.agree === null ? '–' : `${fmt(r.agree, 3)} (${fmt(r.kl, 3)})`];
     lines.push(`| ${cells.join(' | ')} |`);
   }

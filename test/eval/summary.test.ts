@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evalRecord, type EvalRecord, type RetrievalResult } from '../../src/eval/record.js';
-import { markdownTable, summarize } from '../../src/eval/summary.js';
+import { CONTROL_LABEL, markdownTable, summarize } from '../../src/eval/summary.js';
 import type { CostResult } from '../../src/eval/cost.js';
 
 function rec(task: EvalRecord['task'], label: string, memory: EvalRecord['memory'], result: unknown): EvalRecord {
@@ -35,15 +35,34 @@ test('summary: rows per label, perplexity change against the original, accuracie
   const [o, h, st] = s.rows;
   assert.equal(o!.pplChange, 0);
   assert.ok(Math.abs(h!.pplChange! - 0.025) < 1e-12);
-  assert.deepEqual(h!.passkey, [1, 0.5]);
+  assert.deepEqual(h!.passkey, [{ correct: 4, n: 4 }, { correct: 2, n: 4 }]);
   assert.deepEqual(h!.hashhop, [null, null]);
   assert.equal(h!.agree, 0.9);
   assert.equal(h!.kvBytesPerToken, 640);
   assert.equal(st!.kvBytesPerToken, null, 'a baseline has no per-token cost of its own: it is sized to the converted cache');
   assert.equal(st!.cacheBytes, 640 * 1024 + 4096);
   const md = markdownTable(s);
-  assert.match(md, /\| RecurFormer 50% \| 640 \| 644 KiB \| 10\.250 \| \+2\.5% \| 1\.00 \/ 0\.50 \| – \| – \| 0\.900 \(0\.050\) \|$/m);
+  assert.match(md, /\| RecurFormer 50% \| 640 \| 644 KiB \| 10\.250 \| \+2\.5% \| 4\/4, 2\/4 \| – \| – \| 0\.900 \(0\.050\) \|$/m);
   assert.doesNotMatch(md, /tok\/s/, 'no shared-host speed column');
   assert.equal(md.split('\n').length, 2 + 3);
   assert.doesNotMatch(md, /NaN|undefined/);
+});
+
+test('summary: with a control row, every perplexity change is also given against it; retrieval as counts', () => {
+  const records = [
+    rec('ppl', 'original', 'full', { ppl: 10 }),
+    rec('ppl', CONTROL_LABEL, 'full', { ppl: 9 }),
+    rec('ppl', 'RecurFormer 50%', 'full', { ppl: 9.45 }),
+    rec('passkey', 'RecurFormer 50%', 'full', { ...retrieval([[256, 0.975]]), byLength: [{ length: 256, n: 40, accuracy: 0.975 }] }),
+  ];
+  const s = summarize(records);
+  const [o, c, h] = s.rows;
+  assert.equal(o!.pplVsControl, null, 'the original is not compared with its own trained copy');
+  assert.ok(Math.abs(c!.pplVsControl!) < 1e-12);
+  assert.ok(Math.abs(h!.pplVsControl! - 0.05) < 1e-12 && Math.abs(h!.pplChange! + 0.055) < 1e-12);
+  assert.deepEqual(h!.passkey, [{ correct: 39, n: 40 }]);
+  const md = markdownTable(s);
+  assert.match(md, /\| Δ ppl \| Δ vs control \|/);
+  assert.match(md, /\| RecurFormer 50% \| – \| – \| 9\.450 \| -5\.5% \| \+5\.0% \| 39\/40 \|/);
+  assert.doesNotMatch(markdownTable(summarize(records.filter((r) => r.label !== CONTROL_LABEL))), /control/, 'no column without a control');
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, prepare, report, type ModelExperiment } from '../../scripts/experiment/pipeline.js';
-import { summarize } from '../../src/eval/summary.js';
+import { CONTROL_LABEL, summarize } from '../../src/eval/summary.js';
 import type { CostResult } from '../../src/eval/cost.js';
 import { tempDir } from '../io/tmp.js';
 
@@ -92,4 +92,40 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.notEqual(after[3], before[3], "the retrained model's evals ran again");
   assert.equal(after[4], before[4], 'the StreamingLLM evals (original model, untrained conversion) are kept');
   assert.ok(lines.some((l) => l.includes('its command changed: running again')), lines.join('\n'));
+});
+
+test('experiment pipeline: both kinds of replaced group under one plan, the control, baselines sized to the larger cache', async () => {
+  const out = tempDir('pipeline-kinds');
+  const text = readFileSync('data/tinystories-valid-excerpt/tinystories_val.txt', 'utf8');
+  const train = join(out, 'train.txt'), held = join(out, 'held.txt');
+  writeFileSync(train, text.slice(0, 40_000));
+  writeFileSync(held, text.slice(-4_000));
+  const stage = { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 };
+  const x: ModelExperiment = {
+    name: 'kinds', model: 'models/stories260K', trainData: train, calib: train, analyzeSeq: 128, analyzeSamples: 2,
+    heldout: held, pplCtx: 128, pplStride: 128, budgets: [0.5], headKinds: ['recurrent', 'recurrent+window'], headWindow: 16, headSinks: 2,
+    control: true, align: { ...stage, lr: 3e-3 }, distill: { ...stage, trainable: 'all', ceWeight: 0.5 },
+    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 }, tasks: ['ppl', 'cost'], decodeAt: 256, seed: 0,
+  };
+  const configs = await prepare(x, { out, log: () => {} });
+  assert.deepEqual(configs.map((c) => c.label), ['original', CONTROL_LABEL, 'converted 50% (untrained)', 'RecurFormer 50%',
+    'converted 50% recurrent+window (untrained)', 'recurrent+window 50%', 'StreamingLLM @50%', 'streaming heads @50%']);
+  const spec = (d: string): { kind?: string; window?: number; sinks?: number; layers: unknown } =>
+    (JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')) as { recurformer: { kind?: string; window?: number; sinks?: number; layers: unknown } }).recurformer;
+  const rw = spec(configs[4]!.model), rec = spec(configs[2]!.model);
+  assert.deepEqual([rw.kind, rw.window, rw.sinks], ['recurrent+window', 16, 2]);
+  assert.equal(rec.kind, undefined);
+  assert.deepEqual(rw.layers, rec.layers, 'one plan for both kinds');
+  // the control is the original trained by the same stage: its weights moved, and its teacher was the original
+  assert.notDeepEqual(readFileSync(join(configs[1]!.model, 'model.safetensors')), readFileSync('models/stories260K/model.safetensors'));
+  assert.equal(configs[6]!.equalCache, configs[4]!.model, 'the baselines hold what the recurrent+window model holds');
+  const { records } = await evaluate(x, configs, { out, log: () => {} });
+  const cost = (label: string): CostResult => records.find((r) => r.label === label && r.task === 'cost')!.result as CostResult;
+  assert.equal(records.filter((r) => r.label === CONTROL_LABEL).map((r) => r.task).join(), 'ppl', 'the control is scored, its cost is the original\'s');
+  assert.ok(cost('recurrent+window 50%').lengths.every((l, i) => l.bytes > cost('RecurFormer 50%').lengths[i]!.bytes), 'a window costs bytes');
+  for (const base of ['StreamingLLM @50%', 'streaming heads @50%']) {
+    for (const [i, l] of cost(base).lengths.entries()) assert.ok(l.bytes <= cost('recurrent+window 50%').lengths[i]!.bytes, `${base} at ${l.length}`);
+  }
+  const s = summarize(records);
+  assert.ok(s.rows.filter((r) => r.label !== 'original').every((r) => r.pplVsControl !== null && Number.isFinite(r.pplVsControl)));
 });
