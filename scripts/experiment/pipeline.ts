@@ -234,7 +234,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const configs: Config[] = [{ label: 'original', kind: 'original', budget: null, model: x.model, memory: 'full', equalCache: null }];
   const cache = join(dir, 'token-cache');
   /** One `recurformer train` stage into OUT unless its model exists; returns OUT/model. */
-  const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string,
+  const trainOne = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string,
     seed = x.seed): Promise<string> => {
     const command = ['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
       '--seed', String(seed), '--cache', cache, '--out', out];
@@ -244,9 +244,22 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     });
     return join(out, 'model');
   };
-  /** The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. */
+  /**
+   * The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. For
+   * the control (the original, its own teacher) a stage without cross-entropy or weight decay is skipped: its
+   * gradient is exactly zero there, so it would leave the weights as they are.
+   */
   const distillStages = async (first: string, b: number | null, suffix: string): Promise<string> => {
     const p = b === null ? '' : String(Math.round(b * 100));
+    const control = suffix === '-control';
+    const moves = (t: TrainSettings): boolean => (t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0;
+    const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string, seed = x.seed): Promise<string> => {
+      if (control && !moves(t)) {
+        log(`- ${out}: skipped (the original distilled from itself without cross-entropy or weight decay does not change)`);
+        return student;
+      }
+      return trainOne(student, data, stage, t, out, seed);
+    };
     let trained = await trainStage(first, x.trainData, 'distill', x.distill, join(dir, `distill${p}${suffix}`));
     // a second distillation stage on other data continues the first
     // (more stages continue it, one per further seed: distill-long50-s2, ...)
@@ -266,11 +279,12 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   };
   if (x.control) {
     // the original through the same distillation stages, as its own teacher (the default seeds: the longest path)
-    const trainsMore = [x.distill, ...(x.distillLong ? [x.distillLong] : [])].some((t) => (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all');
+    const trainsMore = [x.distill, ...(x.distillLong ? [x.distillLong] : [])]
+      .some((t) => (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all' && ((t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0));
     if (trainsMore) {
       configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control'), memory: 'full', equalCache: null });
     } else {
-      log(`- ${x.name}: the distillation stages train only recurrent tensors, so the original is its own control`);
+      log(`- ${x.name}: no distillation stage changes the original (recurrent tensors only, or no cross-entropy and no weight decay), so it is its own control`);
     }
   }
   const kinds = x.headKinds ?? ['recurrent'];
@@ -286,7 +300,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
         '--out', conv];
       await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
       convs.push(conv);
-      const aligned = await trainStage(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`));
+      const aligned = await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`));
       const trained = await distillStages(aligned, b, suffix);
       const name = rw ? `recurrent+window ${pct(b)}` : `RecurFormer ${pct(b)}`;
       configs.push(
