@@ -43,6 +43,49 @@ test('convert --budget 0.5, then inspect reports half the KV bytes and the recur
   }
 });
 
+test('convert --head-kind recurrent+window: inspect reports the kind and the window bytes, eval cost counts them, generate runs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rf-convrw-'));
+  try {
+    const a = join(dir, 'analysis.json');
+    writeFileSync(a, JSON.stringify(fakeAnalysis()));
+    const out = join(dir, 'conv');
+    const c = await runCli(['convert', '--analysis', a, '--budget', '0.5', '--calib-tokens', '128', '--head-kind', 'recurrent+window',
+      '--head-window', '16', '--head-sinks', '2', '--out', out, '--json']);
+    assert.equal(c.code, 0, c.stderr);
+    assert.deepEqual(JSON.parse(c.stdout) as unknown, { ...JSON.parse(c.stdout) as object, headKind: 'recurrent+window', headWindow: 16, headSinks: 2 });
+    const i = JSON.parse((await runCli(['inspect', out, '--json'])).stdout) as Record<string, number | string>;
+    assert.deepEqual([i.headKind, i.headWindow, i.headSinks, i.kvBytesPerToken], ['recurrent+window', 16, 2, 640]);
+    // the plain recurrent state of the same groups, plus 2 + 16 - 1 tokens of keys and values per replaced group (10)
+    assert.equal(i.constantStateBytes, 4 * [2, 4, 4].reduce((s, r) => s + 2 * r * 64 + 3 * (40 * r), 0) + 17 * 10 * 8 * 2 * 4);
+    const text = (await runCli(['inspect', out])).stdout;
+    assert.match(text, /20 recurrent\+window \(exact window 2 sinks \+ 16 recent tokens\)/);
+    const cost = await runCli(['eval', 'cost', out, '--lengths', '8,64', '--json']);
+    assert.equal(cost.code, 0, cost.stderr);
+    const lengths = (JSON.parse(cost.stdout) as { result: { lengths: { length: number; bytes: number }[] } }).result.lengths;
+    const state = 4 * [2, 4, 4].reduce((s, r) => s + 2 * r * 64 + 3 * (40 * r), 0), win = 10 * 8 * 2 * 4;
+    assert.deepEqual(lengths.map((l) => l.bytes), [8 * 640 + 8 * win + state, 64 * 640 + 17 * win + state], 'windows fill, then stop growing');
+    const g = await runCli(['generate', out, '--temperature', '0', '--max-tokens', '20', '--json']);
+    assert.equal(g.code, 0, g.stderr);
+    assert.ok((JSON.parse(g.stdout) as { ids: number[] }).ids.length > 0);
+    for (const [args, re] of [
+      [['--head-window', '16'], /--head-window belongs to --head-kind recurrent\+window/],
+      [['--head-kind', 'sliding'], /--head-kind sliding is not one of recurrent, recurrent\+window/],
+      [['--head-kind', 'recurrent+window', '--head-window', '0'], /--head-window/],
+    ] as const) {
+      const r = await runCli(['convert', '--analysis', a, '--budget', '0.5', ...args, '--out', join(dir, 'bad')]);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, re);
+      assert.ok(!existsSync(join(dir, 'bad')), 'nothing written');
+    }
+    // adding groups to it keeps its kind; another kind is refused
+    const mixed = await runCli(['convert', out, '--analysis', a, '--budget', '0.75', '--head-kind', 'recurrent', '--out', join(dir, 'mixed')]);
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stderr, /differs from the model's earlier replaced groups/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('generate --memory streaming uses the StreamingLLM baseline; unknown memory kinds are errors', async () => {
   const s = await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--memory', 'streaming', '--window', '1000', '--json']);
   const f = await runCli(['generate', '--temperature', '0', '--max-tokens', '40', '--json']);
