@@ -283,11 +283,15 @@ function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Arra
 }
 
 /**
- * recurrent+window heads: the least-squares mix per added head, fitted to what the exact window misses:
- * mix = <y_orig - y_w, r> / <r, r> over the calibration tokens, with y_w the head's windowed attention and r its
- * recurrent read-out (the `rec_out` tap), both from one run of the converted model with mix 0. Mix 0 (the streaming
- * head alone) is among the candidates, so the fitted head is never worse than it on these tokens. The recurrent
- * projections keep their init (mix carries the scale a plain recurrent head's fit folds into W_x).
+ * recurrent+window heads: each added head's recurrent read-out r is fitted to what its exact window misses,
+ * res = y_orig - y_w (y_w: the head's windowed attention), on the calibration tokens, in two steps:
+ *   1. scale: without the per-head norm, W_x's rows of the head are multiplied by rms(res) / rms(r), so the read-out
+ *      starts at the size of what it is to supply (the unnormalized linear attention is orders of magnitude larger,
+ *      which would leave mix near 1e-4, where every optimizer step of a few 1e-4 is a jump);
+ *   2. mix = <res, r> / <r, r> with the rescaled r: least squares, so the fitted head is never worse than the window
+ *      alone (mix 0) on these tokens; after step 1 it is the cosine of res and r, in [-1, 1].
+ * y_w and r come from the `head_out` and `rec_out` taps of the converted model with mix 0, whose outputs then do
+ * not depend on the recurrent weights: one run before and one after the rescale.
  */
 function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added: Map<number, number[]>): void {
   const cfg = orig.config, spec = conv.recurformer;
@@ -299,24 +303,44 @@ function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added:
     fresh.set(layer, hs);
     slots.set(layer, hs.map((h) => all.indexOf(h))); // their places among the layer's replaced heads
   }
+  const Dh = cfg.headDim, D = cfg.dModel, Tn = ids.length;
   const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, fresh);
-  // one run of the converted model with the added heads' mix at 0: their windowed attention and recurrent read-out
-  const model = calibrationModel(conv, spec);
-  const w = headOutputs(model, ids, fresh), r = headOutputs(model, ids, slots, 'rec_out');
-  const Dh = cfg.headDim;
+  const w = headOutputs(calibrationModel(conv, spec), ids, fresh);
+  /** Sums over the calibration tokens of head j's (res . r) and (r . r), and of (res . res). */
+  const sums = (res: Float32Array, r: Float32Array, n: number, j: number): { rr: number; er: number; ee: number } => {
+    let rr = 0, er = 0, ee = 0;
+    for (let t = 0; t < Tn; t++) {
+      for (let k = 0; k < Dh; k++) {
+        const o = (t * n + j) * Dh + k;
+        rr += r[o]! * r[o]!;
+        er += res[o]! * r[o]!;
+        ee += res[o]! * res[o]!;
+      }
+    }
+    return { rr, er, ee };
+  };
+  const res = new Map([...fresh.keys()].map((l) => {
+    const ya = a.get(l)!, yw = w.get(l)!;
+    return [l, ya.map((v, i) => v - yw[i]!)];
+  }));
+  if (!spec.norm) {
+    const r = headOutputs(calibrationModel(conv, spec), ids, slots, 'rec_out');
+    for (const [layer, hs] of fresh) {
+      const wx = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!.data as Float32Array;
+      hs.forEach((_, j) => {
+        const { rr, ee } = sums(res.get(layer)!, r.get(layer)!, hs.length, j);
+        const scale = rr > 0 && ee > 0 ? Math.sqrt(ee / rr) : 1;
+        const i = slots.get(layer)![j]!; // the head's rows in this layer's W_x
+        for (let x = i * Dh * D; x < (i + 1) * Dh * D; x++) wx[x] = wx[x]! * scale;
+      });
+    }
+  }
+  const r = headOutputs(calibrationModel(conv, spec), ids, slots, 'rec_out');
   for (const [layer, hs] of fresh) {
-    const ya = a.get(layer)!, yw = w.get(layer)!, yr = r.get(layer)!;
     const mix = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.mix`)!.data as Float32Array;
     hs.forEach((_, j) => {
-      let num = 0, den = 0;
-      for (let t = 0; t < ids.length; t++) {
-        for (let k = 0; k < Dh; k++) {
-          const o = (t * hs.length + j) * Dh + k;
-          num += (ya[o]! - yw[o]!) * yr[o]!;
-          den += yr[o]! * yr[o]!;
-        }
-      }
-      mix[slots.get(layer)![j]!] = den > 0 ? num / den : 0;
+      const { rr, er } = sums(res.get(layer)!, r.get(layer)!, hs.length, j);
+      mix[slots.get(layer)![j]!] = rr > 0 ? er / rr : 0;
     });
   }
 }

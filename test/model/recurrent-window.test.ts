@@ -167,6 +167,8 @@ test('convert --head-kind recurrent+window: the fitted mix is never worse than t
   const zero = rwConverted(cfg, { headWindow: 4, headSinks: 1 });
   const mixes = [...fitted.tensors.values()].filter((t) => t.name.endsWith('.recurrent.mix'));
   assert.ok(mixes.length > 0 && mixes.every((t) => (t.data as Float32Array).some((x) => x !== 0)), 'mix is fitted');
+  // after the rescale of W_x, mix is the cosine of the residual and the read-out
+  assert.ok(mixes.every((t) => (t.data as Float32Array).every((x) => Math.abs(x) <= 1 + 1e-6)), mixes.map((t) => [...t.data as Float32Array]).join(' '));
   // the first converted layer sees the original's input, so its replaced heads' outputs compare directly
   const l = fitted.recurformer.layers[0]!.layer;
   const out = (m: DecoderLM): Float32Array => noGrad(() => {
