@@ -95,7 +95,7 @@ export class Llama implements Family {
     const c = this.cfg, L = this.layers[l]!;
     const h = o.rmsnorm(x, L.inNorm); // (B, T, D)
     // one fused product for a few rows (decode), three otherwise: (B, T, Hq * Dh), (B, T, Hkv * Dh) twice
-    const [q, k, v] = o.linearMulti(h, [L.q, L.k, L.v], [L.qb, L.kb, L.vb]);
+    const [q, k, v] = o.qkv(l, h, [L.q, L.k, L.v], [L.qb, L.kb, L.vb]);
     let qh = o.heads(q!, c.nHeads), kh = o.heads(k!, c.nKvHeads); // (B, T, Hq, Dh), (B, T, Hkv, Dh)
     if (L.qNorm && L.kNorm) {
       qh = o.rmsnorm(qh, L.qNorm); // per head

@@ -26,6 +26,11 @@ export interface Ops<V> {
   linear(x: V, w: Weight, b?: Tensor | null): V;
   /** [x @ w_i^T (+ b_i)] for weights sharing x (fused for a few rows). */
   linearMulti(x: V, ws: readonly Weight[], bs?: readonly (Tensor | null)[]): V[];
+  /**
+   * Layer l's q, k and v projections (separate weights (Hq * Dh, D), (Hkv * Dh, D) twice): linearMulti, except
+   * that step mode leaves the rows of the heads of pure recurrent groups at 0, as nothing reads them.
+   */
+  qkv(l: number, x: V, ws: readonly [Weight, Weight, Weight], bs: readonly [Tensor | null, Tensor | null, Tensor | null]): V[];
   add(a: V, b: V): V;
   mul(a: V, b: V): V;
   /** The config's activation. */
@@ -61,6 +66,10 @@ export class GraphOps implements Ops<Tensor> {
   }
 
   linearMulti(x: Tensor, ws: readonly Weight[], bs: readonly (Tensor | null)[] = []): Tensor[] {
+    return linearMultiW(x, ws, bs);
+  }
+
+  qkv(_l: number, x: Tensor, ws: readonly [Weight, Weight, Weight], bs: readonly [Tensor | null, Tensor | null, Tensor | null]): Tensor[] {
     return linearMultiW(x, ws, bs);
   }
 

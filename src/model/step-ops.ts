@@ -49,6 +49,17 @@ function mixRows(att: Float32Array, rec: Float32Array, mix: Float32Array, width:
   for (let i = 0; i < rec.length; i++) out[i] = att[i]! + Math.fround(rec[i]! * mix[Math.floor(i / width)]!);
 }
 
+/** Rows [r0, r0 + n) of x @ w^T into the same rows of y, through the kernel of w's type. */
+function matvecRows(w: Weight, r0: number, n: number, x: Float32Array, y: Float32Array): void {
+  const [N, Kd] = w.shape as [number, number];
+  const out = y.subarray(r0, r0 + n);
+  if (w instanceof HalfWeight) vMatvec16(w.kind, w.data.subarray(r0 * Kd, (r0 + n) * Kd), n, Kd, x, out);
+  else if (w instanceof QuantWeight) {
+    const rowBytes = w.data.length / N;
+    vMatvecQ(w.type, w.data.subarray(r0 * rowBytes, (r0 + n) * rowBytes), n, Kd, x, out);
+  } else vMatvec(data(w).subarray(r0 * Kd, (r0 + n) * Kd), n, Kd, x, out);
+}
+
 export class StepOps implements Ops<Float32Array> {
   private readonly slots: Float32Array[] = [];
   private next = 0;
@@ -119,6 +130,35 @@ export class StepOps implements Ops<Float32Array> {
     const slots: MultiSlot[] = ws.map((w) => ({ w: w instanceof HalfWeight ? w.data : data(w as Tensor), N: w.shape[0]!, y: this.row(w.shape[0]!) }));
     vMatvecMulti(1, ws[0]!.shape[1]!, x, half === null ? 0 : half === 'f16' ? 1 : 2, slots);
     return slots.map((s, i) => (bs[i] ? this.add(s.y, data(bs[i]!)) : s.y));
+  }
+
+  /**
+   * The q/k/v products of layer l. Without pure recurrent groups, linearMulti. With them, only the row runs of the
+   * heads and groups some other kind reads, one product per run (a row's value does not depend on the rows computed
+   * with it), into rows that stay 0 elsewhere: a converted model's decode skips the q/k/v of its replaced heads.
+   */
+  qkv(l: number, x: Float32Array, ws: readonly [Weight, Weight, Weight], bs: readonly [Tensor | null, Tensor | null, Tensor | null]): Float32Array[] {
+    const lay = this.layout.layers[l]!;
+    if (lay.groups.recurrent.length === 0) return this.linearMulti(x, ws, bs);
+    const Dh = this.cfg.headDim, nRep = this.cfg.nHeads / this.cfg.nKvHeads;
+    const keptGroups = lay.kinds.map((k) => k !== 'recurrent');
+    return ws.map((w, i) => {
+      const y = this.row(w.shape[0]!);
+      y.fill(0);
+      const per = i === 0 ? nRep : 1; // q: nRep heads per group
+      let g = 0;
+      while (g < keptGroups.length) {
+        if (!keptGroups[g]) {
+          g++;
+          continue;
+        }
+        let e = g;
+        while (e < keptGroups.length && keptGroups[e]) e++;
+        matvecRows(w, g * per * Dh, (e - g) * per * Dh, x, y);
+        g = e;
+      }
+      return bs[i] ? this.add(y, data(bs[i]!)) : y;
+    });
   }
 
   add(a: Float32Array, b: Float32Array): Float32Array {

@@ -7,7 +7,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { buildModel } from '../../src/io/build.js';
-import { HalfWeight } from '../../src/model/weights.js';
+import { HalfWeight, QuantWeight, type Weight } from '../../src/model/weights.js';
+import { GgmlType, quantize } from '../../src/io/ggml-quants.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/io/tensor-file.js';
 import { convert } from '../../src/convert/apply.js';
 import { planFromAnalysis, type AnalysisLike } from '../../src/convert/plan.js';
@@ -61,10 +62,14 @@ function assertSame(m: DecoderLM, mem: () => HybridMemory, label: string, expect
   }
 }
 
-function convertedModel(over: Parameters<typeof tinyConfig>[1], budget: number, opts: { gate?: boolean; norm?: boolean } = {}): DecoderLM {
+function convertedModel(over: Parameters<typeof tinyConfig>[1], budget: number, opts: { gate?: boolean; norm?: boolean } = {},
+  scattered = false): DecoderLM {
   const cfg = tinyConfig('llama', over);
   const base = randomModel(cfg, 3);
-  const plan = planFromAnalysis(fakeAnalysis() as AnalysisLike, cfg.nLayers, cfg.nKvHeads, { budget });
+  const analysis = fakeAnalysis() as AnalysisLike;
+  // scattered: replaced groups anywhere in a layer (fakeAnalysis replaces each layer's last groups first)
+  if (scattered) analysis.groups.forEach((g, i) => (g.groupScore.rr['16'] = ((i * 7) % 11) / 11));
+  const plan = planFromAnalysis(analysis, cfg.nLayers, cfg.nKvHeads, { budget });
   return buildModel(convert(base, plan, { chunk: 4, ...opts }));
 }
 
@@ -121,6 +126,42 @@ test('fast decode equals the general path on converted models whose recurrent pr
     const held = [...m.recurrent.values()].flatMap((r) => [r.params.wx, r.params.wb, r.params.wc, r.params.wdt, ...(r.params.wz ? [r.params.wz] : [])]);
     assert.ok(held.length > 0 && held.every((w) => w instanceof HalfWeight && w.kind === kind), `${kind}: the model reads them 16-bit`);
     assertSame(m, () => fullMemory(m), `${kind} recurrent projections ${JSON.stringify(opts)}`);
+  }
+});
+
+test('a converted model\'s decode skips the q/k/v rows of its recurrent heads, and equals the general path (f32, 16-bit, Q8_0)', () => {
+  const m0 = convertedModel({ nLayers: 5, nHeads: 8, nKvHeads: 4 }, 0.5, {}, true);
+  assert.ok(m0.layout.layers.some((L) => L.groups.recurrent.length > 0 && L.groups.recurrent[0] === 0 && L.groups.attention.length > 0),
+    'a layer whose kept groups start after a recurrent one');
+  const qkv = /\.self_attn\.[qkv]_proj\.weight$/;
+  const held: [string, (w: Tensor) => Weight][] = [
+    ['f32', (w) => w],
+    ['bf16', (w) => new HalfWeight(w.shape, f32ArrayToBf16(w.data), undefined, 'bf16')],
+    ['Q8_0', (w) => new QuantWeight(w.shape, 'Q8_0', quantize(GgmlType.Q8_0, w.data))],
+  ];
+  for (const [label, make] of held) {
+    const weights = new Map([...m0.weights].map(([n, w]) => [n, qkv.test(n) ? make(w as Tensor) : w]));
+    const m = new DecoderLM(m0.cfg, weights, m0.spec);
+    // what step mode's q/k/v hand to attend: rows of recurrent heads stay 0, the others equal the fused products
+    const seen: Float32Array[][] = [];
+    const orig = StepOps.prototype.qkv;
+    StepOps.prototype.qkv = function (this: StepOps, ...a: Parameters<typeof orig>) {
+      const r = orig.apply(this, a);
+      seen.push(r.map((x) => Float32Array.from(x)));
+      return r;
+    };
+    try {
+      assertSame(m, () => fullMemory(m), `${label} q/k/v`);
+    } finally {
+      StepOps.prototype.qkv = orig;
+    }
+    const Dh = m.cfg.headDim;
+    for (const L of m.layout.layers.filter((x) => x.groups.recurrent.length > 0)) {
+      const [q, k] = seen[seen.length - m.cfg.nLayers + L.layer]!;
+      for (const h of L.heads.recurrent) assert.ok(q!.subarray(h * Dh, (h + 1) * Dh).every((x) => x === 0), `${label}: q of recurrent head ${h} not computed`);
+      for (const g of L.groups.recurrent) assert.ok(k!.subarray(g * Dh, (g + 1) * Dh).every((x) => x === 0), `${label}: k of recurrent group ${g}`);
+      for (const h of L.heads.attention) assert.ok(q!.subarray(h * Dh, (h + 1) * Dh).some((x) => x !== 0), `${label}: q of attention head ${h}`);
+    }
   }
 });
 
