@@ -85,6 +85,41 @@ def read_f32(path: str) -> np.ndarray:
     return np.fromfile(path, dtype="<f4")
 
 
+def prefill_both(model, folder: str, ids: np.ndarray, tmp_path):
+    """The logits (B, T, V) of ids (B, T) in one forward: PyTorch's (model) and TypeScript's (folder)."""
+    import torch
+    B, T = ids.shape
+    out = os.path.join(str(tmp_path), "prefill.bin")
+    run_ts({"op": "prefill", "model": folder, "ids": ids.reshape(-1).tolist(), "B": B, "T": T, "out": out}, tmp_path)
+    with torch.no_grad():
+        py = model(torch.from_numpy(ids)).numpy()
+    return py, read_f32(out).reshape(B, T, -1)
+
+
+def greedy(model, prompt, steps, cache):
+    """The prompt in one forward with the cache, then `steps` greedy tokens: (per-step last logits, ids)."""
+    import torch
+    with torch.no_grad():
+        last = model(torch.tensor([prompt]), cache=cache, last_only=True)[0, -1]
+        rows, ids = [last], []
+        for _ in range(steps):
+            nxt = int(torch.argmax(last))
+            ids.append(nxt)
+            last = model(torch.tensor([[nxt]]), cache=cache)[0, -1]
+            rows.append(last)
+    return torch.stack(rows).numpy(), ids
+
+
+def generate_both(model, folder: str, prompt, steps: int, tmp_path, cache=None):
+    """Greedy generation of `steps` tokens after `prompt` in PyTorch (with `cache`, default the model's hybrid cache)
+    and in TypeScript: (py step logits, py ids, ts step logits, ts ids)."""
+    from recurformer_torch import HybridCache
+    out = os.path.join(str(tmp_path), "gen.bin")
+    ts_ids = json.loads(run_ts({"op": "generate", "model": folder, "prompt": list(prompt), "steps": steps, "out": out}, tmp_path))["ids"]
+    py, py_ids = greedy(model, list(prompt), steps, cache if cache is not None else HybridCache(model))
+    return py, py_ids, read_f32(out).reshape(steps + 1, -1), ts_ids
+
+
 @pytest.fixture(scope="session")
 def stories50() -> str:
     return converted_folder("stories260K")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TOL_LOGITS_F32, read_f32, run_ts
+from conftest import ROOT, TOL_LOGITS_F32, generate_both, prefill_both
 from recurformer_torch import RecurformerLM, config_from_hf, load_folder, parse_spec, save_folder
 from recurformer_torch.folder import FolderInfo
 
@@ -53,18 +53,9 @@ def test_family_hybrid_matches_typescript(name, tmp_path):
     model = load_folder(folder)  # BF16 weights as saved
     assert model.recurrent_layers()
     ids = np.random.default_rng(5).integers(3, 512, size=(2, 40))
-    out = str(tmp_path / "p.bin")
-    run_ts({"op": "prefill", "model": folder, "ids": ids.reshape(-1).tolist(), "B": 2, "T": 40, "out": out}, tmp_path)
-    ts = read_f32(out).reshape(2, 40, -1)
-    with torch.no_grad():
-        py = model(torch.from_numpy(ids)).numpy()
+    py, ts = prefill_both(model, folder, ids, tmp_path)
     assert float(np.abs(ts).max()) > 0.5
     assert float(np.abs(py - ts).max()) <= TOL_LOGITS_F32, float(np.abs(py - ts).max())
-    from test_parity import greedy
-    from recurformer_torch import HybridCache
-    prompt = ids[0, :10].tolist()
-    gen = str(tmp_path / "g.bin")
-    ts_ids = json.loads(run_ts({"op": "generate", "model": folder, "prompt": prompt, "steps": 20, "out": gen}, tmp_path))["ids"]
-    pg, py_ids = greedy(model, prompt, 20, HybridCache(model))
+    pg, py_ids, tg, ts_ids = generate_both(model, folder, ids[0, :10].tolist(), 20, tmp_path)
     assert py_ids == ts_ids
-    assert float(np.abs(pg - read_f32(gen).reshape(21, -1)).max()) <= TOL_LOGITS_F32
+    assert float(np.abs(pg - tg).max()) <= TOL_LOGITS_F32

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOL_LOGITS_F32, read_f32, run_ts
+from conftest import TOL_LOGITS_F32, generate_both, greedy, prefill_both, read_f32, run_ts
 from recurformer_torch import HybridCache, load_folder
 
 STEPS = 64
@@ -22,31 +22,12 @@ def _ids(model, B: int, T: int, seed: int) -> np.ndarray:
     return ids
 
 
-def greedy(model, prompt, steps, cache):
-    """The prompt in one forward with the cache, then `steps` greedy tokens: (per-step last logits, ids)."""
-    with torch.no_grad():
-        last = model(torch.tensor([prompt]), cache=cache, last_only=True)[0, -1]
-        rows, ids = [last], []
-        for _ in range(steps):
-            nxt = int(torch.argmax(last))
-            ids.append(nxt)
-            last = model(torch.tensor([[nxt]]), cache=cache)[0, -1]
-            rows.append(last)
-    return torch.stack(rows).numpy(), ids
-
-
 @pytest.mark.parametrize("fixture", ["stories50", "demo50", "gpt2_50"])
 def test_prefill_logits_match_typescript(fixture, request, tmp_path):
     folder = request.getfixturevalue(fixture)
     model = load_folder(folder)
     assert model.recurrent_layers(), "the fixture must be a converted model"
-    B, T = 2, 80  # T > the SSD chunk (64): the inter-chunk state passing is exercised
-    ids = _ids(model, B, T, seed=1)
-    out = os.path.join(str(tmp_path), "ts.bin")
-    run_ts({"op": "prefill", "model": folder, "ids": ids.reshape(-1).tolist(), "B": B, "T": T, "out": out}, tmp_path)
-    ts = read_f32(out).reshape(B, T, -1)
-    with torch.no_grad():
-        py = model(torch.from_numpy(ids)).numpy()
+    py, ts = prefill_both(model, folder, _ids(model, 2, 80, seed=1), tmp_path)  # 80 > the SSD chunk (64): state passing
     diff = float(np.abs(py - ts).max())
     assert py.shape == ts.shape
     assert diff <= TOL_LOGITS_F32, f"max |logits_torch - logits_ts| = {diff:.3g} > {TOL_LOGITS_F32}"
@@ -57,11 +38,7 @@ def test_prefill_logits_match_typescript(fixture, request, tmp_path):
 def test_greedy_generation_matches_typescript(fixture, request, tmp_path):
     folder = request.getfixturevalue(fixture)
     model = load_folder(folder)
-    prompt = _ids(model, 1, 9, seed=2)[0].tolist()
-    out = os.path.join(str(tmp_path), "gen.bin")
-    ts_ids = json.loads(run_ts({"op": "generate", "model": folder, "prompt": prompt, "steps": STEPS, "out": out}, tmp_path))["ids"]
-    ts = read_f32(out).reshape(STEPS + 1, -1)
-    py, py_ids = greedy(model, prompt, STEPS, HybridCache(model))
+    py, py_ids, ts, ts_ids = generate_both(model, folder, _ids(model, 1, 9, seed=2)[0].tolist(), STEPS, tmp_path)
     assert py_ids == ts_ids
     assert len(set(py_ids)) > 3  # a real continuation, not one repeated token
     diff = float(np.abs(py - ts).max())
@@ -127,13 +104,8 @@ def demo_rw(ts_head_kind, tmp_path_factory):
 def test_recurrent_window_prefill_matches_typescript(demo_rw, which, tmp_path):
     folder = demo_rw[which]
     model = load_folder(folder)
-    B, T = 2, 80  # T > window + sinks: keys leave the window; T > the SSD chunk
-    ids = _ids(model, B, T, seed=4)
-    out = os.path.join(str(tmp_path), "ts.bin")
-    run_ts({"op": "prefill", "model": folder, "ids": ids.reshape(-1).tolist(), "B": B, "T": T, "out": out}, tmp_path)
-    ts = read_f32(out).reshape(B, T, -1)
-    with torch.no_grad():
-        py = model(torch.from_numpy(ids)).numpy()
+    # 80 tokens > window + sinks: keys leave the window; and > the SSD chunk
+    py, ts = prefill_both(model, folder, _ids(model, 2, 80, seed=4), tmp_path)
     diff = float(np.abs(py - ts).max())
     assert diff <= TOL_LOGITS_F32, f"max |logits_torch - logits_ts| = {diff:.3g} > {TOL_LOGITS_F32}"
 
@@ -142,13 +114,9 @@ def test_recurrent_window_prefill_matches_typescript(demo_rw, which, tmp_path):
 def test_recurrent_window_generation_matches_typescript(demo_rw, which, tmp_path):
     folder = demo_rw[which]
     model = load_folder(folder)
-    prompt = _ids(model, 1, 9, seed=5)[0].tolist()
-    out = os.path.join(str(tmp_path), "gen.bin")
-    steps = 32  # past window + sinks: the window store evicts during decode
-    ts_ids = json.loads(run_ts({"op": "generate", "model": folder, "prompt": prompt, "steps": steps, "out": out}, tmp_path))["ids"]
-    ts = read_f32(out).reshape(steps + 1, -1)
     cache = HybridCache(model)
-    py, py_ids = greedy(model, prompt, steps, cache)
+    # 32 steps: past window + sinks, the window store evicts during decode
+    py, py_ids, ts, ts_ids = generate_both(model, folder, _ids(model, 1, 9, seed=5)[0].tolist(), 32, tmp_path, cache)
     assert py_ids == ts_ids
     assert float(np.abs(py - ts).max()) <= TOL_LOGITS_F32
     l = model.recurrent_layers()[0]
@@ -165,17 +133,11 @@ def test_recurrent_window_family_matches_typescript(ts_head_kind, name, window, 
     model = load_folder(folder)
     assert model.spec.kind == "recurrent+window"
     ids = np.random.default_rng(6).integers(3, 512, size=(2, 40))
-    out = str(tmp_path / "p.bin")
-    run_ts({"op": "prefill", "model": folder, "ids": ids.reshape(-1).tolist(), "B": 2, "T": 40, "out": out}, tmp_path)
-    with torch.no_grad():
-        py = model(torch.from_numpy(ids)).numpy()
-    assert float(np.abs(py - read_f32(out).reshape(2, 40, -1)).max()) <= TOL_LOGITS_F32
-    prompt = ids[0, :10].tolist()
-    gen = str(tmp_path / "g.bin")
-    ts_ids = json.loads(run_ts({"op": "generate", "model": folder, "prompt": prompt, "steps": 20, "out": gen}, tmp_path))["ids"]
-    pg, py_ids = greedy(model, prompt, 20, HybridCache(model))
+    py, ts = prefill_both(model, folder, ids, tmp_path)
+    assert float(np.abs(py - ts).max()) <= TOL_LOGITS_F32
+    pg, py_ids, tg, ts_ids = generate_both(model, folder, ids[0, :10].tolist(), 20, tmp_path)
     assert py_ids == ts_ids
-    assert float(np.abs(pg - read_f32(gen).reshape(21, -1)).max()) <= TOL_LOGITS_F32
+    assert float(np.abs(pg - tg).max()) <= TOL_LOGITS_F32
 
 
 def test_recurrent_window_folder_from_typescript_round_trips(demo_rw, tmp_path):
