@@ -77,6 +77,11 @@ test('convert --head-kind recurrent+window: inspect reports the kind and the win
       assert.match(r.stderr, re);
       assert.ok(!existsSync(join(dir, 'bad')), 'nothing written');
     }
+    // llama.cpp has no such heads: GGUF export says so, and writes nothing
+    const gg = await runCli(['export', out, '--format', 'gguf', '--out', join(dir, 'rw.gguf')]);
+    assert.equal(gg.code, 1);
+    assert.match(gg.stderr, /is a converted model \(recurrent\+window heads\), which llama.cpp cannot run/);
+    assert.ok(!existsSync(join(dir, 'rw.gguf')));
     // adding groups to it keeps its kind; another kind is refused
     const mixed = await runCli(['convert', out, '--analysis', a, '--budget', '0.75', '--head-kind', 'recurrent', '--out', join(dir, 'mixed')]);
     assert.equal(mixed.code, 1);

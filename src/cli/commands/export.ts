@@ -64,6 +64,10 @@ export function registerExport(program: Command): void {
         prepareOutDir('export', '--out', o.out); // a path that cannot be written fails before any tensor is converted
         tokenizerWritten = writingTo('export', '--out', o.out, () => writeHfFolder(o.out, lm, dtype as 'F32' | 'F16' | 'BF16', { maxShardBytes })).tokenizerWritten;
       } else if (o.format === 'gguf') {
+        if (lm.recurformer) {
+          throw new ArgumentError('export', '--format gguf', `${lm.source} is a converted model (${lm.recurformer.kind ?? 'recurrent'} heads), which llama.cpp cannot run`,
+            'keep it as a Hugging Face folder (`export --format hf`), or export it for PyTorch with `--format hf-torch`');
+        }
         if (!isGgufExportType(dtype)) throw new ArgumentError('export', '--dtype', `${o.dtype} is not one of ${GGUF_EXPORT_TYPES.join(', ')} for GGUF`);
         prepareOutFile('export', '--out', o.out);
         writingTo('export', '--out', o.out, () => writeGgufModel(o.out, lm, dtype));
