@@ -1,8 +1,9 @@
 /**
- * `npm run demo`: the whole RecurFormer loop on the bundled stories260K in about five minutes. It analyzes the
- * heads, converts half of the KV groups (the most recency-aware) into recurrent heads, trains them briefly (align,
- * then distill), evaluates the result against full attention and both eviction baselines at equal cache, prints the
- * table and writes an HTML report. What it runs is the recipe recipes/demo.json.
+ * `npm run demo`: the whole RecurFormer loop on the bundled stories260K in about eight minutes. It analyzes the
+ * heads, converts half of the KV groups (the most recency-aware) into recurrent heads and, under the same plan, into
+ * recurrent+window groups (an exact window + a recurrent head), trains each briefly (align, then distill), evaluates
+ * them against full attention and both eviction baselines at equal cache, prints the table and writes an HTML
+ * report. What it runs is the recipe recipes/demo.json.
  *
  *   npm run demo [-- --out runs/demo] [--force]
  */
@@ -30,5 +31,6 @@ const page = join(out, 'report.html');
 await report(files, 'recurformer demo: stories260K, half of the KV groups recurrent', page, log);
 process.stdout.write(`\n${markdownTable(summarize(records))}\n\n`);
 process.stdout.write(`report: ${page}\nattention analysis: ${join(out, x.name, 'analysis', 'report.html')}\n` +
-  `converted model: ${join(out, x.name, 'distill50', 'model')}  (try: npx recurformer generate ${join(out, x.name, 'distill50', 'model')} --prompt "Once upon a time")\n` +
+  `converted models: ${join(out, x.name, 'distill50', 'model')} (recurrent), ${join(out, x.name, 'distill50-rw', 'model')} (recurrent+window)\n` +
+  `  try: npx recurformer generate ${join(out, x.name, 'distill50-rw', 'model')} --prompt "Once upon a time"\n` +
   `done in ${((Date.now() - t0) / 60000).toFixed(1)} min\n`);
