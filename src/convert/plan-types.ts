@@ -39,6 +39,11 @@ export interface ReplacementPlan {
   earlier?: PlanLayer[];
   /** Score of each replaced group, for the reader. */
   scores: { layer: number; kvGroup: number; score: number }[];
+  /**
+   * The kind of the replaced groups convert made (absent in plans convert did not write, and in older ones):
+   * `convert --plan` takes it, and the window, unless --head-kind / --head-window / --head-sinks say otherwise.
+   */
+  head?: { kind: 'recurrent' | 'recurrent+window'; window?: number; sinks?: number };
   /** Groups kept because the retrieval probe says retrieval needs them (absent without a probe). */
   protected?: { threshold: number; groups: { layer: number; kvGroup: number; harm: number }[] };
 }

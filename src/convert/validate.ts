@@ -31,6 +31,7 @@ const planSchema = z.object({
   earlier: z.array(planLayer).optional(),
   scores: z.array(z.object({ ...groupAt, score: z.number() })),
   protected: z.object({ threshold: z.number(), groups: z.array(z.object({ ...groupAt, harm: z.number() })) }).optional(),
+  head: z.object({ kind: z.enum(['recurrent', 'recurrent+window']), window: count.optional(), sinks: z.int().min(0).optional() }).optional(),
 });
 
 // only what convert reads; analysis.json has much more, and older files may lack `model` or some of its fields

@@ -77,6 +77,13 @@ test('convert --head-kind recurrent+window: inspect reports the kind and the win
       assert.match(r.stderr, re);
       assert.ok(!existsSync(join(dir, 'bad')), 'nothing written');
     }
+    // plan.json records the kind, so converting with it again gives the same kind and window
+    assert.deepEqual((JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8')) as { head: unknown }).head, { kind: 'recurrent+window', window: 16, sinks: 2 });
+    const again = await runCli(['convert', '--plan', join(out, 'plan.json'), '--calib-tokens', '128', '--out', join(dir, 'again'), '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(readFileSync(join(dir, 'again', 'model.safetensors')), readFileSync(join(out, 'model.safetensors')), 'the same model');
+    const other = JSON.parse((await runCli(['convert', '--plan', join(out, 'plan.json'), '--head-kind', 'recurrent', '--out', join(dir, 'rec'), '--json'])).stdout) as { headKind: string };
+    assert.equal(other.headKind, 'recurrent', '--head-kind overrides the plan');
     // llama.cpp has no such heads: GGUF export says so, and writes nothing
     const gg = await runCli(['export', out, '--format', 'gguf', '--out', join(dir, 'rw.gguf')]);
     assert.equal(gg.code, 1);

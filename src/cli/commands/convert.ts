@@ -104,7 +104,7 @@ export function registerConvert(program: Command): void {
         });
       }
       if (o.init !== 'attention' && o.init !== 'random') throw new ArgumentError('convert', '--init', `${o.init} is not attention or random`);
-      const kind = headKindArgs(o);
+      const kind = headKindArgs(o, plan.head);
       // --data is the calibration text's name in every command; --calib, its old name here, still works
       if (o.data !== undefined && o.calib !== undefined) throw new ArgumentError('convert', '--calib', 'is the old name of --data', 'pass only --data');
       if (o.calib !== undefined) process.stderr.write('recurformer: warning: --calib is deprecated; use --data\n');
@@ -134,8 +134,10 @@ export function registerConvert(program: Command): void {
       // the plan written beside the model records its shape and every recurrent group, the earlier ones included
       const { schema, version, model: _shape, earlier: _stale, ...rest } = plan;
       const earlier = lm.recurformer?.layers ?? [];
+      const r = conv.recurformer;
       const written: ReplacementPlan = {
-        schema, version, model: modelShape(cfg), ...rest, layers: conv.recurformer.layers, ...(earlier.length ? { earlier } : {}),
+        schema, version, model: modelShape(cfg), ...rest, layers: r.layers, ...(earlier.length ? { earlier } : {}),
+        head: { kind: r.kind ?? 'recurrent', ...(r.kind === 'recurrent+window' ? { window: r.window, sinks: r.sinks } : {}) },
       };
       writeConverted(o.out, conv, written, { force: o.force ?? false, dtype, maxShardBytes: parseShardSize(o.maxShardSize ?? '2GB') });
       const replaced = written.layers.reduce((s, l) => s + l.groups.length, 0);
@@ -166,14 +168,17 @@ export function outputDtype(flag: string | undefined, lm: { tensors: ReadonlyMap
   return storedFloatDtype(lm.tensors);
 }
 
-/** --head-kind, --head-window and --head-sinks as convert options (convert checks them against a converted model's). */
-function headKindArgs(o: Opts): Pick<ConvertOptions, 'kind' | 'headWindow' | 'headSinks'> {
+/**
+ * --head-kind, --head-window and --head-sinks as convert options (convert checks them against a converted model's);
+ * a plan convert wrote supplies the ones the flags leave out, unless --head-kind names another kind.
+ */
+function headKindArgs(o: Opts, fromPlan: ReplacementPlan['head']): Pick<ConvertOptions, 'kind' | 'headWindow' | 'headSinks'> {
   if (o.headKind !== undefined && !REPLACED_KINDS.includes(o.headKind as ReplacedKind)) {
     throw new ArgumentError('convert', '--head-kind', `${o.headKind} is not one of ${REPLACED_KINDS.join(', ')}`);
   }
-  return {
-    ...(o.headKind !== undefined ? { kind: o.headKind as ReplacedKind } : {}),
-    ...(o.headWindow !== undefined ? { headWindow: parseIntArg('--head-window', o.headWindow, 1) } : {}),
-    ...(o.headSinks !== undefined ? { headSinks: parseIntArg('--head-sinks', o.headSinks, 0) } : {}),
-  };
+  const plan = fromPlan && (o.headKind === undefined || o.headKind === fromPlan.kind) ? fromPlan : undefined;
+  const kind = (o.headKind as ReplacedKind | undefined) ?? plan?.kind;
+  const window = o.headWindow !== undefined ? parseIntArg('--head-window', o.headWindow, 1) : plan?.window;
+  const sinks = o.headSinks !== undefined ? parseIntArg('--head-sinks', o.headSinks, 0) : plan?.sinks;
+  return { ...(kind !== undefined ? { kind } : {}), ...(window !== undefined ? { headWindow: window } : {}), ...(sinks !== undefined ? { headSinks: sinks } : {}) };
 }
