@@ -8,6 +8,9 @@
  * against the original head's output on calibration tokens, is folded into W_x: without it the unnormalized linear
  * attention is several times too large (DESIGN.md). Random init (ablation) draws the projections from N(0, 0.02).
  *
+ * With kind recurrent+window (docs/convert.md) the groups also keep an exact window of their keys and values, and
+ * each head's recurrent read-out enters its output times a per-head `mix`, fitted by fitMix instead of the scale.
+ *
  * A model that is already converted keeps its recurrent groups as they are (they may have been trained since): the
  * plan's groups are added to them, with the earlier heads' hyperparameters, and only the added heads are initialized.
  */
