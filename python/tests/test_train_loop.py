@@ -44,6 +44,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_two_ranks(cmd, timeout: int) -> None:
+    """Runs `python cmd` as ranks 0 and 1 of a 2-process gloo group with the environment torchrun would set (Debian's
+    torch 1.13 torchrun fails on Python 3.11 in its own argument parsing, so the tests start the ranks themselves)."""
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err
+
+
 def weights(out: str) -> dict:
     return torch.load(os.path.join(out, "checkpoint.pt"), map_location="cpu")
 
@@ -57,15 +69,7 @@ def test_two_process_ddp_equals_one_process(stories50, shard, tmp_path):
     args = ("--stage", "distill", "--steps", "3", "--ce-weight", "0.5", "--accum", "2")
     r = subprocess.run([sys.executable] + train_cmd(stories50, shard, one, *args), env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    # what torchrun sets up (Debian's torch 1.13 torchrun fails on Python 3.11 in its own argument parsing, so the
-    # test starts the two ranks itself with torchrun's environment)
-    port = free_port()
-    procs = [subprocess.Popen([sys.executable] + train_cmd(stories50, shard, two, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
-             for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    run_two_ranks(train_cmd(stories50, shard, two, *args), timeout=120)
     a, b = weights(one), weights(two)
     assert a["step"] == b["step"] == 3 and a["data"] == b["data"]
     diff = max(float((a["weights"][n] - b["weights"][n]).abs().max()) for n in a["names"])
@@ -160,14 +164,7 @@ def test_two_process_fsdp_equals_one_process(stories50, shard, tmp_path):
     args = ("--stage", "distill", "--steps", "3", "--ce-weight", "0.5", "--accum", "2", "--trainable", "recurrent+norms")
     r = subprocess.run([sys.executable] + train_cmd(stories50, shard, one, *args), env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    port = free_port()
-    procs = [subprocess.Popen([sys.executable] + train_cmd(stories50, shard, two, *args, "--fsdp"), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=env(RANK=r, LOCAL_RANK=r, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
-             for r in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    run_two_ranks(train_cmd(stories50, shard, two, *args, "--fsdp"), timeout=300)
     a, b = weights(one), weights(two)
     assert a["step"] == b["step"] == 3 and a["names"] == b["names"]
     diff = max(float((a["weights"][n] - b["weights"][n]).abs().max()) for n in a["names"])

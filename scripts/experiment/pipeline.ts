@@ -245,17 +245,20 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     return join(out, 'model');
   };
   /**
-   * The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. For
-   * the control (the original, its own teacher) a stage without cross-entropy or weight decay is skipped: its
-   * gradient is exactly zero there, so it would leave the weights as they are.
+   * Whether a distillation stage can change the original distilled from itself: only if it trains every weight (the
+   * original has no recurrent tensors) with cross-entropy or weight decay (the KL to itself has zero gradient).
    */
-  const distillStages = async (first: string, b: number | null, suffix: string): Promise<string> => {
+  const movesOriginal = (t: TrainSettings): boolean =>
+    (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all' && ((t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0);
+  /**
+   * The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. For
+   * the control (the original, its own teacher) a stage that cannot change it is skipped.
+   */
+  const distillStages = async (first: string, b: number | null, suffix: string, control = false): Promise<string> => {
     const p = b === null ? '' : String(Math.round(b * 100));
-    const control = suffix === '-control';
-    const moves = (t: TrainSettings): boolean => (t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0;
     const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string, seed = x.seed): Promise<string> => {
-      if (control && !moves(t)) {
-        log(`- ${out}: skipped (the original distilled from itself without cross-entropy or weight decay does not change)`);
+      if (control && !movesOriginal(t)) {
+        log(`- ${out}: skipped (it cannot change the original distilled from itself)`);
         return student;
       }
       return trainOne(student, data, stage, t, out, seed);
@@ -279,10 +282,8 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   };
   if (x.control) {
     // the original through the same distillation stages, as its own teacher (the default seeds: the longest path)
-    const trainsMore = [x.distill, ...(x.distillLong ? [x.distillLong] : [])]
-      .some((t) => (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all' && ((t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0));
-    if (trainsMore) {
-      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control'), memory: 'full', equalCache: null });
+    if ([x.distill, ...(x.distillLong ? [x.distillLong] : [])].some(movesOriginal)) {
+      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control', true), memory: 'full', equalCache: null });
     } else {
       log(`- ${x.name}: no distillation stage changes the original (recurrent tensors only, or no cross-entropy and no weight decay), so it is its own control`);
     }

@@ -219,28 +219,32 @@ export function calibrationModel(lm: LoadedModel, spec: RecurformerSpec | null):
   return buildModel(lm, { dtype: 'keep', share: true }, spec);
 }
 
+type HeadsByLayer = ReadonlyMap<number, readonly number[]>;
+
 /**
- * The outputs (T, heads.length * Dh) of the given query heads of each layer in `heads`, for the token ids, as a tap
- * sink keeps them: only those heads' columns are copied out of each block's `tap` (default head_out, whose head axis
- * is the model's query heads; rec_out's is the layer's replaced heads, `heads` then indexes those), so a long
- * calibration text holds a few of the model's heads per layer, not every head of every layer twice.
+ * Per tap name of `wants` (head_out, whose head axis is the model's query heads; rec_out, whose head axis is the
+ * layer's replaced heads), the outputs (T, heads.length * Dh) of the listed heads of each listed layer, for the token
+ * ids, from one forward pass. A tap sink keeps them: only those heads' columns are copied out, so a long calibration
+ * text holds a few of the model's heads per layer, not every head of every layer twice.
  */
-function headOutputs(model: DecoderLM, ids: Int32Array, heads: ReadonlyMap<number, readonly number[]>, tap = 'head_out'): Map<number, Float32Array> {
+function headOutputs(model: DecoderLM, ids: Int32Array, wants: Readonly<Record<string, HeadsByLayer>>): Record<string, Map<number, Float32Array>> {
   const Dh = model.cfg.headDim;
   const Tn = ids.length;
-  const out = new Map<number, Float32Array>();
-  const re = new RegExp(`^blk\\.(\\d+)\\.${tap}$`);
-  const layerOf = (name: string): number => Number(re.exec(name)?.[1] ?? -1);
+  const out: Record<string, Map<number, Float32Array>> = Object.fromEntries(Object.keys(wants).map((tap) => [tap, new Map()]));
+  const parse = (name: string): { tap: string; l: number } | null => {
+    const m = /^blk\.(\d+)\.(\w+)$/.exec(name);
+    return m && wants[m[2]!]?.has(Number(m[1])) ? { tap: m[2]!, l: Number(m[1]) } : null;
+  };
   const sink: TapSink = {
-    wants: (name) => heads.has(layerOf(name)),
+    wants: (name) => parse(name) !== null,
     put: (name, value) => {
-      const l = layerOf(name), hs = heads.get(l)!;
+      const { tap, l } = parse(name)!, hs = wants[tap]!.get(l)!;
       const H = value.shape[2]!, v = T.contiguous(value).data; // (1, T, H, Dh)
       const y = new Float32Array(Tn * hs.length * Dh);
       for (let t = 0; t < Tn; t++) {
         hs.forEach((h, i) => y.set(v.subarray((t * H + h) * Dh, (t * H + h + 1) * Dh), (t * hs.length + i) * Dh));
       }
-      out.set(l, y);
+      out[tap]!.set(l, y);
     },
   };
   // only the taps are read: the logits of the last position alone, so the head is one row, not (T, V)
@@ -260,8 +264,8 @@ function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Arra
   if (spec.gate || spec.norm) return;
   const fresh = new Map<number, number[]>();
   for (const [layer, groups] of added) if (groups.length > 0) fresh.set(layer, [...headsOfGroups(cfg, groups)]);
-  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, fresh);
-  const b = headOutputs(calibrationModel(conv, spec), ids, fresh);
+  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, { head_out: fresh }).head_out!;
+  const b = headOutputs(calibrationModel(conv, spec), ids, { head_out: fresh }).head_out!;
   const Dh = cfg.headDim, D = cfg.dModel;
   for (const { layer, groups } of spec.layers) {
     const hs = fresh.get(layer);
@@ -294,7 +298,7 @@ function fitOutputScales(orig: LoadedModel, conv: ConvertedModel, ids: Int32Arra
  *   2. mix = <res, r> / <r, r> with the rescaled r: least squares, so the fitted head is never worse than the window
  *      alone (mix 0) on these tokens; after step 1 it is the cosine of res and r, in [-1, 1].
  * y_w and r come from the `head_out` and `rec_out` taps of the converted model with mix 0, whose outputs then do
- * not depend on the recurrent weights: one run before and one after the rescale.
+ * not depend on the recurrent weights: one run for both taps, and (without the norm) one more after the rescale.
  */
 function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added: Map<number, number[]>): void {
   const cfg = orig.config, spec = conv.recurformer;
@@ -307,8 +311,10 @@ function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added:
     slots.set(layer, hs.map((h) => all.indexOf(h))); // their places among the layer's replaced heads
   }
   const Dh = cfg.headDim, D = cfg.dModel, Tn = ids.length;
-  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, fresh);
-  const w = headOutputs(calibrationModel(conv, spec), ids, fresh);
+  const a = headOutputs(calibrationModel(orig, orig.recurformer ?? null), ids, { head_out: fresh }).head_out!;
+  // the converted model with mix 0: the windowed attention and, before the rescale, the read-out, in one pass
+  const first = headOutputs(calibrationModel(conv, spec), ids, { head_out: fresh, rec_out: slots });
+  const w = first.head_out!;
   /** Sums over the calibration tokens of head j's (res . r) and (r . r), and of (res . res). */
   const sums = (res: Float32Array, r: Float32Array, n: number, j: number): { rr: number; er: number; ee: number } => {
     let rr = 0, er = 0, ee = 0;
@@ -327,7 +333,7 @@ function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added:
     return [l, ya.map((v, i) => v - yw[i]!)];
   }));
   if (!spec.norm) {
-    const r = headOutputs(calibrationModel(conv, spec), ids, slots, 'rec_out');
+    const r = first.rec_out!;
     for (const [layer, hs] of fresh) {
       const wx = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.wx`)!.data as Float32Array;
       hs.forEach((_, j) => {
@@ -338,7 +344,7 @@ function fitMix(orig: LoadedModel, conv: ConvertedModel, ids: Int32Array, added:
       });
     }
   }
-  const r = headOutputs(calibrationModel(conv, spec), ids, slots, 'rec_out');
+  const r = spec.norm ? first.rec_out! : headOutputs(calibrationModel(conv, spec), ids, { rec_out: slots }).rec_out!;
   for (const [layer, hs] of fresh) {
     const mix = conv.tensors.get(`${layerPrefix(cfg, layer)}.recurrent.mix`)!.data as Float32Array;
     hs.forEach((_, j) => {

@@ -12,7 +12,7 @@ import { ArgumentError, ShapeError } from '../tensor/errors.js';
 import { attnScaleOf, type ModelConfig } from './config.js';
 import type { LayerLayout, RecurrentDims } from './layout.js';
 import { recurrentChunked, recurrentStep, zeroState, type RecurrentParams } from './recurrent-head.js';
-import type { KVStore, KVView, LayerStores } from './stores.js';
+import { storeOf, type KVView, type LayerStores } from './stores.js';
 import type { TapSink } from './taps.js';
 
 /** A layer's recurrent heads: shapes, parameters and the query heads they serve. */
@@ -61,7 +61,7 @@ export function attend(cfg: ModelConfig, lay: LayerLayout, rl: RecurrentLayer | 
       if (taps.wants(`blk.${l}.k`)) taps.put(`blk.${l}.k`, kk);
       if (taps.wants(`blk.${l}.v`)) taps.put(`blk.${l}.v`, vk);
     }
-    const store: KVStore | null | undefined = plain ? stores?.kv : kind === 'window' ? stores?.window : stores?.headWindow;
+    const store = stores ? storeOf(stores, kind) : null;
     // without a store the call sees only its own tokens, through the recurrent+window groups' own window
     const view: KVView = store ? store.append(T.contiguous(kk), T.contiguous(vk))
       : { k: kk, v: vk, qOffset: 0, ...(kind === 'recurrent+window' ? lay.headWindow! : {}) };

@@ -116,6 +116,11 @@ export interface LayerLayout {
   readonly ownWindow: number;
   /** The exact window of this layer's recurrent+window groups (null without them). */
   readonly headWindow: WindowOpts | null;
+  /**
+   * Runs [first group, count] of the KV groups whose q/k/v something reads (every kind but pure recurrent); null when
+   * every group's are read. Step mode computes only these rows.
+   */
+  readonly qkvRuns: readonly (readonly [number, number])[] | null;
 }
 
 /** The memory's windows: sinks + the most recent `window` keys per windowed group. */
@@ -287,5 +292,17 @@ function makeLayer(cfg: ModelConfig, spec: RecurformerSpec | null, l: number, ki
   const replaced = [...groups.recurrent, ...groups['recurrent+window']];
   const rec = replaced.length > 0 ? layerDims(cfg, spec!, replaced) : null;
   const headWindow = groups['recurrent+window'].length > 0 ? specWindow(spec) : null;
-  return Object.freeze({ layer: l, kinds: Object.freeze([...kinds]), groups, heads, merge, recurrent: rec, ownWindow: layerWindow(cfg, l), headWindow });
+  let qkvRuns: [number, number][] | null = null;
+  if (groups.recurrent.length > 0) {
+    qkvRuns = [];
+    kinds.forEach((k, g) => {
+      if (k === 'recurrent') return;
+      const last = qkvRuns!.at(-1);
+      if (last && last[0] + last[1] === g) last[1]++;
+      else qkvRuns!.push([g, 1]);
+    });
+  }
+  return Object.freeze({
+    layer: l, kinds: Object.freeze([...kinds]), groups, heads, merge, recurrent: rec, ownWindow: layerWindow(cfg, l), headWindow, qkvRuns,
+  });
 }

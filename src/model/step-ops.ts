@@ -21,7 +21,7 @@ import { maskOf, type RecurrentLayer } from './attention.js';
 import { projectRow } from './recurrent-head.js';
 import { channels, type Layout } from './layout.js';
 import type { Ops } from './ops.js';
-import type { KVRows, ModelMemory } from './stores.js';
+import { storeOf, type KVRows, type ModelMemory } from './stores.js';
 import { HalfWeight, QuantWeight, type Weight } from './weights.js';
 
 let enabled = true;
@@ -138,25 +138,14 @@ export class StepOps implements Ops<Float32Array> {
    * with it), into rows that stay 0 elsewhere: a converted model's decode skips the q/k/v of its replaced heads.
    */
   qkv(l: number, x: Float32Array, ws: readonly [Weight, Weight, Weight], bs: readonly [Tensor | null, Tensor | null, Tensor | null]): Float32Array[] {
-    const lay = this.layout.layers[l]!;
-    if (lay.groups.recurrent.length === 0) return this.linearMulti(x, ws, bs);
+    const runs = this.layout.layers[l]!.qkvRuns;
+    if (!runs) return this.linearMulti(x, ws, bs);
     const Dh = this.cfg.headDim, nRep = this.cfg.nHeads / this.cfg.nKvHeads;
-    const keptGroups = lay.kinds.map((k) => k !== 'recurrent');
     return ws.map((w, i) => {
       const y = this.row(w.shape[0]!);
       y.fill(0);
-      const per = i === 0 ? nRep : 1; // q: nRep heads per group
-      let g = 0;
-      while (g < keptGroups.length) {
-        if (!keptGroups[g]) {
-          g++;
-          continue;
-        }
-        let e = g;
-        while (e < keptGroups.length && keptGroups[e]) e++;
-        matvecRows(w, g * per * Dh, (e - g) * per * Dh, x, y);
-        g = e;
-      }
+      const per = i === 0 ? nRep * Dh : Dh; // rows of one group: q has nRep heads a group
+      for (const [g, n] of runs) matvecRows(w, g * per, n * per, x, y);
       return bs[i] ? this.add(y, data(bs[i]!)) : y;
     });
   }
@@ -215,8 +204,7 @@ export class StepOps implements Ops<Float32Array> {
         qk = qr;
         kk = kr;
       }
-      const store = kind === 'attention' ? stores.kv : kind === 'window' ? stores.window : stores.headWindow;
-      const view: KVRows = store!.appendRow(kk, vk);
+      const view: KVRows = storeOf(stores, kind)!.appendRow(kk, vk);
       const { window, sinks } = maskOf(lay, view);
       const out = kind === 'recurrent+window' ? (headWindow = this.row(Hk * Dh)) : parts.subarray(at, (at += Hk * Dh));
       vAttention(qk, view.k, view.v, out, {

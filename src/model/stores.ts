@@ -57,6 +57,11 @@ export interface LayerStores {
   recurrent: RecurrentStore | null;
 }
 
+/** The store of a layer that holds the keys and values of its groups of `kind`. */
+export function storeOf(s: LayerStores, kind: 'attention' | 'window' | 'recurrent+window'): KVStore | null {
+  return kind === 'attention' ? s.kv : kind === 'window' ? s.window : s.headWindow;
+}
+
 export interface ModelMemory {
   /** The layout the memory was made for (the model checks it against its own). */
   readonly layout: Layout;
