@@ -23,6 +23,8 @@ export interface SummaryRow {
   /** Right answers of the prompts at each of `lengths` (null where not run). */
   passkey: (Count | null)[];
   hashhop: (Count | null)[];
+  /** HashHop split by the number of hops (ascending), each by length as `hashhop`; empty where it did not run. */
+  hashhopByHops: { hops: number; counts: (Count | null)[] }[];
   needle: (Count | null)[];
   /** Greedy token match with the original model (teacher-forced). */
   agree: number | null;
@@ -58,6 +60,18 @@ function byLength(r: RetrievalResult | undefined, lengths: number[]): (Count | n
   });
 }
 
+/** HashHop's right answers by number of hops, then by length (its cells carry both). */
+function byHops(r: RetrievalResult | undefined, lengths: number[]): { hops: number; counts: (Count | null)[] }[] {
+  const cells = r?.cells ?? [];
+  const hops = [...new Set(cells.map((c) => c.hops).filter((h): h is number => h !== undefined))].sort((a, b) => a - b);
+  return hops.map((h) => ({
+    hops: h,
+    counts: lengths.map((L) => {
+      const mine = cells.filter((c) => c.hops === h && c.length === L);
+      return mine.length ? { correct: mine.reduce((a, c) => a + c.correct, 0), n: mine.reduce((a, c) => a + c.n, 0) } : null;
+    }),
+  }));
+}
 
 /** Rows in the order labels first appear in `records`. */
 export function summarize(records: readonly EvalRecord[]): Summary {
@@ -84,6 +98,7 @@ export function summarize(records: readonly EvalRecord[]): Summary {
       pplVsControl: ppl !== null && controlPpl !== null && label !== 'original' ? ppl / controlPpl - 1 : null,
       passkey: byLength(find(label, 'passkey')?.result as RetrievalResult | undefined, lengths),
       hashhop: byLength(find(label, 'hashhop')?.result as RetrievalResult | undefined, lengths),
+      hashhopByHops: byHops(find(label, 'hashhop')?.result as RetrievalResult | undefined, lengths),
       needle: byLength(find(label, 'needle')?.result as RetrievalResult | undefined, lengths),
       agree: num(agree?.match),
       kl: num(agree?.kl),
@@ -109,14 +124,62 @@ const kib = (v: number | null): string => (v === null ? '–' : `${(v / 1024).to
 export function markdownTable(s: Summary): string {
   const L = s.lengths.join(', ');
   const control = s.rows.some((r) => r.pplVsControl !== null);
+  // a retrieval task or agreement that no configuration ran gets no column; HashHop gets one per number of hops
+  const ran = (t: 'passkey' | 'hashhop' | 'needle'): boolean => s.rows.some((r) => r[t].some((c) => c !== null));
+  const hops = [...new Set(s.rows.flatMap((r) => r.hashhopByHops.map((h) => h.hops)))].sort((a, b) => a - b);
+  type Column = [head: string, cell: (r: SummaryRow) => string];
+  const retrieval: Column[] = [
+    ...(ran('passkey') ? [[`passkey @ ${L}`, (r: SummaryRow) => formatCounts(r.passkey)] as Column] : []),
+    ...(!ran('hashhop') ? [] : hops.length === 0 ? [[`hashhop @ ${L}`, (r: SummaryRow) => formatCounts(r.hashhop)] as Column]
+      : hops.map((h): Column => [`hashhop ${h} hop${h === 1 ? '' : 's'} @ ${L}`,
+        (r) => formatCounts(r.hashhopByHops.find((x) => x.hops === h)?.counts ?? [])])),
+    ...(ran('needle') ? [[`needle @ ${L}`, (r: SummaryRow) => formatCounts(r.needle)] as Column] : []),
+  ];
+  const agree = s.rows.some((r) => r.agree !== null);
   const head = ['configuration', 'KV bytes/token', `cache @ ${s.cacheAt ?? '?'} tok`, 'perplexity', 'Δ ppl', ...(control ? ['Δ vs control'] : []),
-    `passkey @ ${L}`, `hashhop @ ${L}`, `needle @ ${L}`, 'agree (KL)'];
+    ...retrieval.map(([h]) => h), ...(agree ? ['agree (KL)'] : [])];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of s.rows) {
     const cells = [r.label, r.kvBytesPerToken === null ? '–' : r.kvBytesPerToken.toLocaleString('en-US'), kib(r.cacheBytes),
-      fmt(r.ppl, 3), formatChange(r.pplChange), ...(control ? [formatChange(r.pplVsControl)] : []), formatCounts(r.passkey), formatCounts(r.hashhop), formatCounts(r.needle),
-      r.agree === null ? '–' : `${fmt(r.agree, 3)} (${fmt(r.kl, 3)})`];
+      fmt(r.ppl, 3), formatChange(r.pplChange), ...(control ? [formatChange(r.pplVsControl)] : []), ...retrieval.map(([, cell]) => cell(r)),
+      ...(agree ? [r.agree === null ? '–' : `${fmt(r.agree, 3)} (${fmt(r.kl, 3)})`] : [])];
     lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
+}
+
+/** The sinks and recent tokens an eviction baseline kept at each length (its record's settings), if it says. */
+function windowsOf(r: EvalRecord | undefined): Map<number, { sinks: number; window: number }> {
+  const w = (r?.settings as { windows?: { length: number; sinks: number; window: number }[] } | undefined)?.windows ?? [];
+  return new Map(w.map((x) => [x.length, { sinks: x.sinks, window: x.window }]));
+}
+
+/**
+ * Where each configuration's retrieval breaks, one line each: the first evaluated length at which its passkey or needle
+ * count falls more than one prompt below the original's at that length, or "holds" to the longest when none does. A
+ * baseline that evicts says what its cache kept there.
+ */
+export function whereItBreaks(records: readonly EvalRecord[]): string[] {
+  const s = summarize(records);
+  const original = s.rows.find((r) => r.label === 'original');
+  if (!original) return [];
+  const tasks = (['passkey', 'needle'] as const).filter((t) => original[t].some((c) => c !== null));
+  const at = (r: SummaryRow, i: number): string => tasks.map((t) => `${t} ${formatCounts([r[t][i] ?? null])}`).join(', ');
+  const lines: string[] = [];
+  for (const r of s.rows) {
+    if (r === original || tasks.every((t) => r[t].every((c) => c === null))) continue;
+    const i = s.lengths.findIndex((_, k) => tasks.some((t) => {
+      const mine = r[t][k], base = original[t][k];
+      return mine && base && mine.correct < base.correct - 1;
+    }));
+    if (i < 0) {
+      const last = s.lengths.length - 1;
+      lines.push(`${r.label}: holds to ${s.lengths[last]} tokens (${at(r, last)}; the original ${at(original, last)})`);
+      continue;
+    }
+    const kept = windowsOf(records.find((x) => x.label === r.label && (x.task === 'passkey' || x.task === 'needle'))).get(s.lengths[i]!);
+    lines.push(`${r.label}: breaks at ${s.lengths[i]} tokens (${at(r, i)}; the original ${at(original, i)})` +
+      (kept ? `: its cache keeps ${kept.sinks} sinks + ${kept.window} recent tokens there` : ''));
+  }
+  return lines;
 }
