@@ -1,36 +1,76 @@
 /**
- * `npm run demo`: the whole RecurFormer loop on the bundled stories260K in about eight minutes. It analyzes the
- * heads, converts half of the KV groups (the most recency-aware) into recurrent heads and, under the same plan, into
- * recurrent+window groups (an exact window + a recurrent head), trains each briefly (align, then distill), evaluates
- * them against full attention and both eviction baselines at equal cache, prints the table and writes an HTML
- * report. What it runs is the recipe recipes/demo.json.
+ * `npm run demo`: what RecurFormer does, shown on the Llama demo model in about three minutes. It analyzes the heads,
+ * converts 75% of the KV groups (the most recency-aware) into recurrent heads and, under the same plan, into
+ * recurrent+window groups (to show the steps), then evaluates the trained checkpoints of both that ship in
+ * models/demo-llama-75 against the original, the control (the original trained the same) and both eviction baselines
+ * at equal cache; it prints the table and where each method's retrieval breaks, and writes an HTML report. `--train`
+ * trains the checkpoints again instead (about two hours on two cores). What it runs is the recipe recipes/demo.json.
  *
- *   npm run demo [-- --out runs/demo] [--force]
+ *   npm run demo [-- --train] [--out runs/demo] [--force] [--recipe recipes/demo.json]
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { markdownTable, summarize } from '../../src/eval/summary.js';
+import { markdownTable, summarize, whereItBreaks } from '../../src/eval/summary.js';
 import { evaluate, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
 import { prepareData } from './data.js';
 
+const HELP = `npm run demo [-- options]
+
+  Analyzes models/demo-llama, converts 75% of its KV groups (recurrent, and recurrent+window), evaluates the trained
+  checkpoints shipped in models/demo-llama-75 against the original, the control and StreamingLLM / streaming heads
+  at equal cache, and prints the table (about 3 minutes on 2 cores).
+
+  --train          train the converted models and the control again (about 2 hours on 2 cores) instead of
+                   evaluating the shipped checkpoints
+  --out DIR        where everything is written (default runs/demo); a run resumes where it stopped
+  --force          redo every step, even those whose outputs exist
+  --recipe FILE    another experiment recipe (default recipes/demo.json; e.g. recipes/demo-stories260K.json)
+  -h, --help       this text
+
+  Examples:
+    npm run demo
+    npm run demo -- --train --out runs/demo-train
+`;
+
 const args = process.argv.slice(2);
-const oi = args.indexOf('--out');
-const out = oi >= 0 ? args[oi + 1]! : 'runs/demo';
-const force = args.includes('--force');
+const value = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('-')) fail(`${name} needs a value`);
+  return v;
+};
+function fail(msg: string): never {
+  process.stderr.write(`demo: ${msg}\n\n${HELP}`);
+  process.exit(2);
+}
+if (args.includes('-h') || args.includes('--help')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+const known = new Set(['--train', '--force', '--out', '--recipe']);
+const unknown = args.find((a, i) => a.startsWith('-') ? !known.has(a) : !['--out', '--recipe'].includes(args[i - 1] ?? ''));
+if (unknown !== undefined) fail(`unknown argument ${unknown}`);
+const out = value('--out') ?? 'runs/demo';
+const recipe = value('--recipe') ?? 'recipes/demo.json';
+const force = args.includes('--force'), train = args.includes('--train');
+
 mkdirSync(out, { recursive: true });
 const t0 = Date.now();
-const x = loadRecipe('recipes/demo.json', out);
-if (x.prepare) prepareData(x.prepare, out);
 const log = (s: string): void => {
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}\n`);
 };
-const configs = await prepare(x, { out, force, log });
+const x = loadRecipe(recipe, out);
+if (x.prepare) prepareData(x.prepare, out);
+const configs = await prepare(x, { out, force, train, log });
 const { records, files } = await evaluate(x, configs, { out, force, log });
-const page = join(out, 'report.html');
-await report(files, 'recurformer demo: stories260K, half of the KV groups recurrent', page, log);
-process.stdout.write(`\n${markdownTable(summarize(records))}\n\n`);
-process.stdout.write(`report: ${page}\nattention analysis: ${join(out, x.name, 'analysis', 'report.html')}\n` +
-  `converted models: ${join(out, x.name, 'distill50', 'model')} (recurrent), ${join(out, x.name, 'distill50-rw', 'model')} (recurrent+window)\n` +
-  `  try: npx recurformer generate ${join(out, x.name, 'distill50-rw', 'model')} --prompt "Once upon a time"\n` +
+const page = join(out, x.name, 'report.html');
+await report(files, `recurformer demo: ${x.name} (${recipe})`, page, log);
+const shown = configs.filter((c) => c.kind === 'recurformer');
+process.stdout.write(`\n${markdownTable(summarize(records))}\n\nwhere retrieval breaks (more than one prompt below the original):\n` +
+  `${whereItBreaks(records).map((l) => `  ${l}`).join('\n')}\n\n` +
+  `report: ${page}\nattention analysis: ${join(out, x.name, 'analysis', 'report.html')}\n` +
+  `converted models: ${shown.map((c) => `${c.model} (${c.label})`).join(', ')}\n` +
+  (shown[0] ? `  try: npx recurformer generate ${shown.at(-1)!.model} --prompt "Once upon a time"\n` : '') +
   `done in ${((Date.now() - t0) / 60000).toFixed(1)} min\n`);

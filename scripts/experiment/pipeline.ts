@@ -98,16 +98,26 @@ export interface ModelExperiment {
    * tensors: otherwise the original is unchanged by them and is its own control.
    */
   control?: boolean;
+  /**
+   * Trained checkpoints to evaluate instead of training them (unless RunOptions.train): keys `control`, `<budget %>`
+   * (the recurrent kind, e.g. `75`) and `<budget %>-rw` (recurrent+window), as the stage folders are named. Each must
+   * have been converted under the plan this run's conversion makes (its config.json's `recurformer` section equal).
+   */
+  trained?: Record<string, string>;
   /** Tasks to run (default all). */
   tasks?: readonly ('ppl' | 'passkey' | 'hashhop' | 'needle' | 'agree' | 'cost')[];
   /** Decode position for the cost task. */
   decodeAt: number;
+  /** Lengths at which the cost task gives cache bytes (eval cost --lengths; default its own, up to 16384). */
+  costLengths?: number[];
   seed: number;
 }
 
 export interface RunOptions {
   out: string;
   force?: boolean;
+  /** Train every stage even where the experiment names a trained checkpoint (`trained`). */
+  train?: boolean;
   log?: (line: string) => void;
 }
 
@@ -122,6 +132,29 @@ export interface Config {
 }
 
 export const pct = (b: number): string => `${Math.round(b * 100)}%`;
+
+type Spec = Record<string, unknown> | undefined;
+const specOf = (dir: string): Spec => (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { recurformer?: Spec }).recurformer;
+
+/**
+ * The trained checkpoint `dir` named by the experiment's `trained[key]`, checked: it exists and, when `conv` is given,
+ * was converted under the same plan (its `recurformer` section equals that of this run's conversion `conv`; for the
+ * control: it has none).
+ */
+export function trainedCheckpoint(x: ModelExperiment, key: string, conv: string | null): string {
+  const dir = x.trained![key]!;
+  const retrain = 'train it instead with --train (npm run demo -- --train)';
+  if (!existsSync(join(dir, 'config.json'))) {
+    throw new Error(`${x.name}: the trained checkpoint ${dir} (trained.${key}) has no config.json; ${retrain}`);
+  }
+  const want = conv === null ? undefined : specOf(conv), have = specOf(dir);
+  if (JSON.stringify(have) !== JSON.stringify(want)) {
+    throw new Error(`${x.name}: the trained checkpoint ${dir} (trained.${key}) was not converted under this run's plan ` +
+      `(${conv === null ? 'the control is the original model, with no recurrent groups' : `${conv}/config.json's recurformer section differs`}): ` +
+      `the analysis, the conversion or the recipe changed since it was trained; ${retrain}`);
+  }
+  return dir;
+}
 
 async function run(args: string[], log: (s: string) => void): Promise<void> {
   log(`$ recurformer ${args.join(' ')}`);
@@ -162,9 +195,12 @@ function inputsOf(command: readonly string[], outputs: readonly string[]): Recor
   return inputs;
 }
 
+/** A command as compared with its record: convert's deprecated `--calib` (recorded by earlier runs) is its `--data`. */
+const canonical = (c: readonly string[]): readonly string[] => (c[0] === 'convert' ? c.map((a) => (a === '--calib' ? '--data' : a)) : c);
+
 /** Why a recorded step must run again ('' if it need not). */
 function staleReason(rec: StepRecord, command: readonly string[], outputs: readonly string[]): string {
-  if (JSON.stringify(rec.command) !== JSON.stringify(command)) return 'its command changed';
+  if (JSON.stringify(canonical(rec.command)) !== JSON.stringify(canonical(command))) return 'its command changed';
   const now = inputsOf(command, outputs);
   for (const [path, was] of Object.entries(rec.inputs)) {
     const is = now[path];
@@ -280,29 +316,42 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     }
     return trained;
   };
+  const kinds = x.headKinds ?? ['recurrent'];
+  // the trained checkpoints this run evaluates instead of training them
+  const keys = [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kinds.map((k) => `${Math.round(b * 100)}${k === 'recurrent+window' ? '-rw' : ''}`))];
+  const bad = Object.keys(x.trained ?? {}).find((k) => !keys.includes(k));
+  if (bad !== undefined) throw new Error(`${x.name}: trained.${bad} names no configuration this run trains (its keys: ${keys.join(', ')})`);
+  const shipped = (key: string): boolean => !o.train && x.trained?.[key] !== undefined;
+  const useTrained = (key: string, conv: string | null): string => {
+    const dir = trainedCheckpoint(x, key, conv);
+    log(`- ${dir}: the trained checkpoint (trained.${key}), not trained again (--train trains it)`);
+    return dir;
+  };
   if (x.control) {
     // the original through the same distillation stages, as its own teacher (the default seeds: the longest path)
-    if ([x.distill, ...(x.distillLong ? [x.distillLong] : [])].some(movesOriginal)) {
+    if (shipped('control')) {
+      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: useTrained('control', null), memory: 'full', equalCache: null });
+    } else if ([x.distill, ...(x.distillLong ? [x.distillLong] : [])].some(movesOriginal)) {
       configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control', true), memory: 'full', equalCache: null });
     } else {
       log(`- ${x.name}: no distillation stage changes the original (recurrent tensors only, or no cross-entropy and no weight decay), so it is its own control`);
     }
   }
-  const kinds = x.headKinds ?? ['recurrent'];
   for (const b of x.budgets) {
     const p = Math.round(b * 100);
     const convs: string[] = [];
     for (const kind of kinds) {
       const rw = kind === 'recurrent+window', suffix = rw ? '-rw' : '';
       const conv = join(dir, `conv${p}${suffix}`);
-      const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--calib', x.calib,
+      const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--data', x.calib,
         ...(x.never?.length ? ['--never', x.never.join(',')] : []),
         ...(rw ? ['--head-kind', kind, ...(x.headWindow ? ['--head-window', String(x.headWindow)] : []), ...(x.headSinks !== undefined ? ['--head-sinks', String(x.headSinks)] : [])] : []),
         '--out', conv];
       await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
       convs.push(conv);
-      const aligned = await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`));
-      const trained = await distillStages(aligned, b, suffix);
+      const key = `${p}${suffix}`;
+      const trained = shipped(key) ? useTrained(key, conv)
+        : await distillStages(await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`)), b, suffix);
       const name = rw ? `recurrent+window ${pct(b)}` : `RecurFormer ${pct(b)}`;
       configs.push(
         { label: `converted ${pct(b)}${rw ? ' recurrent+window' : ''} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },
@@ -351,7 +400,7 @@ export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOpti
         hashhop: ['--lengths', r.lengths.join(','), '--hops', r.hops.join(','), '--samples', String(r.samples), ...seed],
         needle: ['--lengths', r.lengths.join(','), '--depths', r.depths.join(','), '--samples', String(r.samples), ...seed],
         agree: ['--teacher', x.model, '--data', x.heldout, '--ctx', String(x.pplCtx)],
-        cost: ['--decode-at', String(x.decodeAt)],
+        cost: ['--decode-at', String(x.decodeAt), ...(x.costLengths ? ['--lengths', x.costLengths.join(',')] : [])],
       };
       const command = ['eval', task, c.model, ...args[task]!, ...mem, '--out', file];
       await step(file, o, command, () => run(command, log));

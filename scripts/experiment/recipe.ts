@@ -60,8 +60,15 @@ export const recipeSchema = z.strictObject({
   headSinks: z.int().min(0).optional(),
   /** Train the original through the same distillation stages: the control of every perplexity change. */
   control: z.boolean().optional(),
+  /**
+   * Trained checkpoints evaluated instead of training (unless --train): `control`, `<budget %>` (recurrent) and
+   * `<budget %>-rw` (recurrent+window) -> a model folder.
+   */
+  trained: z.record(z.string().regex(/^(control|\d+(-rw)?)$/, '"control", a budget in percent ("75") or one with -rw ("75-rw")'), path).optional(),
   tasks: z.array(z.enum(['ppl', 'passkey', 'hashhop', 'needle', 'agree', 'cost'])).min(1).optional(),
   decodeAt: posInt,
+  /** eval cost --lengths: where the table's cache column is read (its last length). */
+  costLengths: z.array(posInt).min(1).optional(),
   seed: z.int().min(0),
 });
 
@@ -81,6 +88,10 @@ function recipeError(file: string, raw: unknown, issue: z.core.$ZodIssue): Forma
       : new FormatError(file, `${where} is not a recipe key here`, inStage
         ? `a stage sets training options other than ${PIPELINE_KEYS.join(', ')}, which the pipeline sets`
         : `recipe keys: ${Object.keys(recipeSchema.shape).join(', ')}`);
+  }
+  if (issue.code === 'invalid_key') {
+    return new FormatError(file, `${at.slice(0, -1).join('.')} has the key ${JSON.stringify(at.at(-1))}: a key is ${issue.issues[0]?.message ?? issue.message}`,
+      'docs/recipes.md says what a recipe holds');
   }
   let v: unknown = raw;
   for (const k of at) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;

@@ -4,8 +4,11 @@
  * `npm run experiment`, such as recipes/demo-llama-rw.json.
  *
  *   node --import tsx scripts/experiment/run-recipe.ts RECIPE [--out runs/trial] [--prepare-only] [--force]
+ *     [--budgets 0.5,0.75] [--kinds recurrent+window]
  *
  * Steps whose outputs exist under --out are skipped (OUT/steps.json, as in the end-to-end script), so it resumes.
+ * --budgets and --kinds keep only those of the recipe's budgets and head kinds (one part of a long trial at a time;
+ * the table then has only their rows, beside the original and the control).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import { markdownTable, summarize } from '../../src/eval/summary.js';
 import { evaluate, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
 import { prepareData } from './data.js';
+import type { ReplacedKind } from '../../src/model/layout.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
@@ -20,15 +24,24 @@ const opt = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const file = args[0];
-if (!file || file.startsWith('-')) throw new Error('usage: run-recipe.ts RECIPE [--out DIR] [--prepare-only] [--force]');
+if (!file || file.startsWith('-')) throw new Error('usage: run-recipe.ts RECIPE [--out DIR] [--prepare-only] [--force] [--budgets B,B] [--kinds K,K]');
 const out = opt('--out') ?? 'runs/trial';
 const force = args.includes('--force');
 mkdirSync(out, { recursive: true });
 const t0 = Date.now();
+/** The values of a filter option, each of which the recipe must have. */
+function subset<T>(flag: string, want: T[], have: readonly T[]): T[] {
+  const missing = want.filter((v) => !have.includes(v));
+  if (missing.length > 0) throw new Error(`${flag} ${want.join(',')}: ${file} has no ${missing.join(', ')} (it has ${have.join(', ')})`);
+  return want;
+}
 const log = (s: string): void => {
   process.stderr.write(`[${((Date.now() - t0) / 60000).toFixed(1).padStart(5)} min] ${s}\n`);
 };
 const x = loadRecipe(file, out);
+const budgets = opt('--budgets'), kinds = opt('--kinds');
+if (budgets !== undefined) x.budgets = subset('--budgets', budgets.split(',').map(Number), x.budgets);
+if (kinds !== undefined) x.headKinds = subset('--kinds', kinds.split(',') as ReplacedKind[], x.headKinds ?? ['recurrent']);
 if (x.prepare) prepareData(x.prepare, out);
 const configs = await prepare(x, { out, force, log });
 if (!args.includes('--prepare-only')) {

@@ -3,7 +3,7 @@
 // baselines at equal cache; then the summary table and the report page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, prepare, report, type ModelExperiment } from '../../scripts/experiment/pipeline.js';
 import { CONTROL_LABEL, summarize } from '../../src/eval/summary.js';
@@ -105,7 +105,7 @@ test('experiment pipeline: both kinds of replaced group under one plan, the cont
     name: 'kinds', model: 'models/stories260K', trainData: train, calib: train, analyzeSeq: 128, analyzeSamples: 2,
     heldout: held, pplCtx: 128, pplStride: 128, budgets: [0.5], headKinds: ['recurrent', 'recurrent+window'], headWindow: 16, headSinks: 2,
     control: true, align: { ...stage, lr: 3e-3 }, distill: { ...stage, trainable: 'all', ceWeight: 0.5 },
-    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 }, tasks: ['ppl', 'cost'], decodeAt: 256, seed: 0,
+    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 }, tasks: ['ppl', 'cost'], decodeAt: 256, costLengths: [64, 256], seed: 0,
   };
   const configs = await prepare(x, { out, log: () => {} });
   assert.deepEqual(configs.map((c) => c.label), ['original', CONTROL_LABEL, 'converted 50% (untrained)', 'RecurFormer 50%',
@@ -128,4 +128,28 @@ test('experiment pipeline: both kinds of replaced group under one plan, the cont
   }
   const s = summarize(records);
   assert.ok(s.rows.filter((r) => r.label !== 'original').every((r) => r.pplVsControl !== null && Number.isFinite(r.pplVsControl)));
+  assert.deepEqual(cost('original').lengths.map((l) => l.length), [64, 256], 'the recipe\'s cost lengths');
+  assert.equal(s.cacheAt, 256, 'the cache column is read at the last of them');
+
+  // trained checkpoints named by the experiment are evaluated instead of training (npm run demo's shipped models)
+  const shipped = join(out, 'shipped');
+  for (const [key, i] of [['control', 1], ['50', 3], ['50-rw', 5]] as const) cpSync(configs[i]!.model, join(shipped, key), { recursive: true });
+  const trained = { control: join(shipped, 'control'), 50: join(shipped, '50'), '50-rw': join(shipped, '50-rw') };
+  const out2 = tempDir('pipeline-trained'), lines: string[] = [];
+  const configs2 = await prepare({ ...x, trained }, { out: out2, log: (l) => lines.push(l) });
+  assert.deepEqual(configs2.map((c) => c.label), configs.map((c) => c.label));
+  assert.deepEqual([configs2[1]!.model, configs2[3]!.model, configs2[5]!.model], [trained.control, trained[50], trained['50-rw']]);
+  assert.ok(!existsSync(join(out2, 'kinds', 'align50')) && !existsSync(join(out2, 'kinds', 'distill50-control')), 'nothing trained');
+  assert.equal(lines.filter((l) => l.includes('not trained again')).length, 3, lines.join('\n'));
+  const again = await evaluate({ ...x, trained }, configs2, { out: out2, log: () => {} });
+  const ppl = (rs: typeof records, label: string): unknown => rs.find((r) => r.label === label && r.task === 'ppl')!.result;
+  for (const label of [CONTROL_LABEL, 'RecurFormer 50%', 'recurrent+window 50%']) assert.deepEqual(ppl(again.records, label), ppl(records, label), label);
+  // a checkpoint of another plan or kind, a missing one, a key that names nothing: typed errors with the way out
+  const fails = async (t: Record<string, string>, re: RegExp): Promise<void> => {
+    await assert.rejects(prepare({ ...x, trained: t }, { out: out2, log: () => {} }), re);
+  };
+  await fails({ 50: trained['50-rw'] }, /trained\.50\) was not converted under this run's plan.*--train/);
+  await fails({ control: trained[50] }, /trained\.control\) was not converted under this run's plan.*the control is the original/);
+  await fails({ 50: join(shipped, 'nope') }, /nope \(trained\.50\) has no config\.json; train it instead with --train/);
+  await fails({ 75: trained[50] }, /trained\.75 names no configuration this run trains \(its keys: control, 50, 50-rw\)/);
 });

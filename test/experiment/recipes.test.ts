@@ -35,7 +35,7 @@ test('every recipes/*.json validates: experiment recipes by the recipe schema, t
     }
   }
   // the scripts' recipes are among them
-  for (const f of ['recipes/demo.json', 'recipes/stories260K.json', 'recipes/demo-llama.json']) assert.ok(experiments.has(f), f);
+  for (const f of ['recipes/demo.json', 'recipes/demo-stories260K.json', 'recipes/stories260K.json', 'recipes/demo-llama.json']) assert.ok(experiments.has(f), f);
 });
 
 test('the recipes give the train flags the scripts wrote before they were data (steps.json keeps the recorded runs)', () => {
@@ -46,10 +46,33 @@ test('the recipes give the train flags the scripts wrote before they were data (
     '--trainable', 'all', '--packing', 'document', '--ce-weight', '0.2', '--eval-every', '400', '--eval-batches', '4', '--save-every', '0']);
   assert.deepEqual(x.distillLong!.seedsByBudget, { '0.25': [0], '0.75': [0] });
   assert.equal(x.distillLong!.data, join('runs/e2e', 'demo-corpus-mix'));
-  const demo = loadRecipe('recipes/demo.json', 'runs/demo');
+  const demo = loadRecipe('recipes/demo-stories260K.json', 'runs/demo');
   assert.deepEqual(trainArgs(demo.distill), ['--steps', '1200', '--batch', '8', '--seq', '128', '--lr', '0.0003', '--warmup', '50',
     '--eval-every', '1200', '--eval-batches', '4', '--save-every', '0']);
   assert.deepEqual(demo.tasks, ['ppl', 'passkey', 'needle', 'agree', 'cost']);
+});
+
+test('npm run demo trains (with --train) exactly what trained its shipped checkpoints: the stages of recipes/demo-llama-rw.json', () => {
+  const demo = loadRecipe('recipes/demo.json', 'runs/x'), trial = loadRecipe('recipes/demo-llama-rw.json', 'runs/x');
+  const training = (r: typeof demo): unknown => {
+    const { name: _n, retrieval: _r, tasks: _t, trained: _s, budgets: _b, costLengths: _c, ...rest } = r;
+    return rest;
+  };
+  assert.deepEqual(training(demo), training(trial));
+  assert.ok(demo.budgets.every((b) => trial.budgets.includes(b)), 'the trial trains the demo\'s budgets');
+  assert.deepEqual(Object.keys(demo.trained ?? {}).sort(), ['75', '75-rw', 'control']);
+  for (const dir of Object.values(demo.trained!)) {
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { torch_dtype?: string };
+    assert.equal(config.torch_dtype, 'float16', `${dir} ships as F16`);
+  }
+});
+
+test('a recipe\'s trained checkpoints are keyed by the stage folders it names', () => {
+  const dir = tempDir('recipe-trained');
+  const base = JSON.parse(readFileSync('recipes/demo.json', 'utf8')) as Record<string, unknown>;
+  const f = join(dir, 'r.json');
+  writeFileSync(f, JSON.stringify({ ...base, trained: { 'recurrent 75': 'x' } }));
+  assert.throws(() => parseRecipe(readFileSync(f, 'utf8'), f), (e: unknown) => e instanceof FormatError && /trained has the key "recurrent 75": a key is "control", a budget in percent \("75"\) or one with -rw \("75-rw"\)/.test(e.message));
 });
 
 test('the pipeline\'s training defaults are the schema\'s, and its flags reach train as the stage\'s options', async () => {
@@ -81,7 +104,7 @@ test('a recipe with a bad key or value is a FormatError naming the file and the 
     [{ budgets: [0.5, 1] }, /bad\.json: budgets\.1 = 1: /],
     [{ prepare: 'unzip' }, /bad\.json: prepare = "unzip": /],
     [{ analyzeSeq: undefined }, /bad\.json: analyzeSeq is missing/],
-    [{ distillLong: { data: 'd', seedsByBudget: { '2': [0] } } }, /bad\.json: distillLong\.seedsByBudget\.2/],
+    [{ distillLong: { data: 'd', seedsByBudget: { '2': [0] } } }, /bad\.json: distillLong\.seedsByBudget has the key "2": a key is a budget in \(0, 1\)/],
   ];
   for (const [change, re] of cases) {
     const e = (() => {

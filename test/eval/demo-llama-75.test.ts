@@ -1,0 +1,58 @@
+/**
+ * The trained checkpoints `npm run demo` evaluates (models/demo-llama-75, F16; made by recipes/demo-llama-rw.json):
+ * each is what the demo says (the plan: 18 of the 24 KV groups replaced, layer 3 and layer 5's groups 0 and 1 kept;
+ * the kind and its window), and the golden numbers measured on the committed weights hold: greedy pass keys 1,800
+ * and 1,000 tokens back in a 2000-token prompt, and the perplexity of the first 6,000 characters of Frankenstein
+ * (held out from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent
+ * or recurrent+window heads or the hybrid cache moves these numbers.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadModel } from '../../src/io/model-load.js';
+import { buildModel } from '../../src/io/build.js';
+import { evalRetrieval, modelPredictor } from '../../src/eval/retrieval.js';
+import { perplexity } from '../../src/eval/perplexity.js';
+import { plainText } from '../../src/eval/synthetic.js';
+
+const dir = (name: string): string => new URL(`../../models/demo-llama-75/${name}`, import.meta.url).pathname;
+const TEXT = plainText(readFileSync(new URL('../../data/gutenberg/frankenstein_pg84.txt', import.meta.url), 'utf8')).slice(0, 6000);
+
+interface Spec {
+  kind?: string;
+  window?: number;
+  sinks?: number;
+  layers: { layer: number; groups: number[] }[];
+}
+const PLAN = [[0, [0, 1, 2, 3]], [1, [0, 1, 2, 3]], [2, [0, 1, 2, 3]], [4, [0, 1, 2, 3]], [5, [2, 3]]];
+
+// golden: [depth, right answers of 2] at 2000 tokens, and the perplexity (measured on the committed F16 weights)
+const CASES = [
+  { name: 'recurformer', kind: undefined, passkey: [[0, 0], [0.1, 2], [0.5, 2]], ppl: 125.11946 },
+  { name: 'recurrent-window', kind: 'recurrent+window', passkey: [[0, 1], [0.1, 2], [0.5, 2]], ppl: 119.10953 },
+  { name: 'control', kind: null, passkey: [[0, 1], [0.1, 2], [0.5, 2]], ppl: 116.78232 },
+] as const;
+
+for (const c of CASES) {
+  test(`demo checkpoint ${c.name}: its plan and kind, pass keys far back in a 2000-token prompt, held-out perplexity`, () => {
+    const loaded = loadModel(dir(c.name));
+    const config = JSON.parse(readFileSync(`${dir(c.name)}/config.json`, 'utf8')) as { torch_dtype: string; recurformer?: Spec };
+    assert.equal(config.torch_dtype, 'float16');
+    if (c.kind === null) {
+      assert.equal(config.recurformer, undefined, 'the control is an ordinary Llama');
+    } else {
+      const spec = config.recurformer!;
+      assert.deepEqual(spec.layers.map((l) => [l.layer, l.groups]), PLAN);
+      assert.equal(spec.kind, c.kind);
+      if (c.kind === 'recurrent+window') assert.deepEqual([spec.window, spec.sinks], [64, 4]);
+    }
+    const tok = loaded.tokenizer!;
+    const model = buildModel(loaded, {});
+    const r = evalRetrieval(modelPredictor(model, tok), tok, 'passkey',
+      { lengths: [2000], depths: [0, 0.1, 0.5], samples: 2, seed: 0, maxContext: model.cfg.maxPos });
+    assert.deepEqual(r.cells.map((x) => [x.depth, x.correct]), c.passkey);
+    const p = perplexity(model, tok, TEXT, 1024);
+    assert.equal(p.tokens, 1828);
+    assert.ok(Math.abs(p.ppl / c.ppl - 1) < 1e-5, `perplexity ${p.ppl} against the golden ${c.ppl}`);
+  });
+}
