@@ -5,7 +5,7 @@
  *
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
  *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--min-fillers 0] [--min-pairs 0] [--min-chars 200]
- *     [--edge-depths 0] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1]
+ *     [--edge-depths 0] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1] [--hashhop 0] [--hashhop-hops 2]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --min-*
  * and --max-* options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack
@@ -14,7 +14,9 @@
  * instead of a uniform depth: a uniform draw almost never puts it right after the passkey intro, where the
  * evaluation's depth 0 does;
  * --repeat adds that many copy documents (a random sequence of 10 to --max-copy common words written twice; a
- * --copy-numbers fraction of them are 5-digit numbers instead).
+ * --copy-numbers fraction of them are 5-digit numbers instead);
+ * --hashhop adds that many further hashhop documents of 1 to --hashhop-hops hops (pairs in [--min-pairs, --max-pairs)),
+ * for a model that is to learn HashHop (a corpus built without it stays what it was).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -102,6 +104,12 @@ for (let i = 0; i < repeats; i++) {
     ? String(10000 + rng.int(90000))
     : common[rng.int(common.length)]!));
   docs.push(`Copy: ${words.join(' ')}.\nAgain: ${words.join(' ')}.`);
+}
+const extraHashhop = opt('--hashhop', 0), maxHops = opt('--hashhop-hops', 2);
+for (let i = 0; i < extraHashhop; i++) {
+  const hops = 1 + rng.int(maxHops);
+  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops);
+  docs.push(h.prompt + h.answer + '.');
 }
 for (let i = docs.length - 1; i > 0; i--) {
   const j = rng.int(i + 1);
