@@ -1,7 +1,7 @@
 /**
- * One recipe, run on its own: its data preparation, analyze, convert, train and every eval task, then the table
- * (printed and written to OUT/NAME/table.md) and the report page. For trials of a recipe that is not (yet) part of
- * `npm run experiment`, such as recipes/demo-llama-rw.json.
+ * One recipe, run on its own: its data preparation, analyze, convert, train and every eval task, then the table and
+ * where each configuration's retrieval breaks (printed and written to OUT/NAME/table.md) and the report page. For
+ * trials of a recipe that is not (yet) part of `npm run experiment`, such as recipes/demo-llama-rw.json.
  *
  *   node --import tsx scripts/experiment/run-recipe.ts RECIPE [--out runs/trial] [--prepare-only] [--force]
  *     [--budgets 0.5,0.75] [--kinds recurrent+window]
@@ -12,7 +12,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { markdownTable, summarize } from '../../src/eval/summary.js';
+import { markdownTable, summarize, whereItBreaks } from '../../src/eval/summary.js';
 import { evaluate, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
 import { prepareData } from './data.js';
@@ -46,7 +46,8 @@ if (x.prepare) prepareData(x.prepare, out);
 const configs = await prepare(x, { out, force, log });
 if (!args.includes('--prepare-only')) {
   const { records, files } = await evaluate(x, configs, { out, force, log });
-  const table = markdownTable(summarize(records));
+  const breaks = whereItBreaks(records).map((l) => `- ${l}`).join('\n');
+  const table = `${markdownTable(summarize(records))}\n\nWhere retrieval breaks (more than one prompt below the original):\n${breaks}`;
   writeFileSync(join(out, x.name, 'table.md'), `${table}\n`);
   await report(files, `${x.name} (${file})`, join(out, x.name, 'report.html'), log);
   process.stdout.write(`\n${table}\n\nreport: ${join(out, x.name, 'report.html')}\ndone in ${((Date.now() - t0) / 60000).toFixed(1)} min\n`);
