@@ -318,7 +318,9 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   };
   const kinds = x.headKinds ?? ['recurrent'];
   // the trained checkpoints this run evaluates instead of training them
-  const keys = [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kinds.map((k) => `${Math.round(b * 100)}${k === 'recurrent+window' ? '-rw' : ''}`))];
+  /** A kind's folder suffix at a budget, which also keys its trained checkpoint: `75`, `75-rw`. */
+  const stageKey = (b: number, kind: ReplacedKind): string => `${Math.round(b * 100)}${kind === 'recurrent+window' ? '-rw' : ''}`;
+  const keys = [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kinds.map((k) => stageKey(b, k)))];
   const bad = Object.keys(x.trained ?? {}).find((k) => !keys.includes(k));
   if (bad !== undefined) throw new Error(`${x.name}: trained.${bad} names no configuration this run trains (its keys: ${keys.join(', ')})`);
   const shipped = (key: string): boolean => !o.train && x.trained?.[key] !== undefined;
@@ -349,7 +351,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
         '--out', conv];
       await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
       convs.push(conv);
-      const key = `${p}${suffix}`;
+      const key = stageKey(b, kind);
       const trained = shipped(key) ? useTrained(key, conv)
         : await distillStages(await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`)), b, suffix);
       const name = rw ? `recurrent+window ${pct(b)}` : `RecurFormer ${pct(b)}`;
