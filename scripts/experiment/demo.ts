@@ -10,6 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { markdownTable, summarize, whereItBreaks } from '../../src/eval/summary.js';
 import { evaluate, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
@@ -33,28 +34,26 @@ const HELP = `npm run demo [-- options]
     npm run demo -- --train --out runs/demo-train
 `;
 
-const args = process.argv.slice(2);
-const value = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('-')) fail(`${name} needs a value`);
-  return v;
-};
 function fail(msg: string): never {
   process.stderr.write(`demo: ${msg}\n\n${HELP}`);
   process.exit(2);
 }
-if (args.includes('-h') || args.includes('--help')) {
+// node's own parser: unknown options, stray arguments and options without their value are errors
+let opts: { train?: boolean; force?: boolean; out?: string; recipe?: string; help?: boolean };
+try {
+  opts = parseArgs({
+    options: { train: { type: 'boolean' }, force: { type: 'boolean' }, out: { type: 'string' }, recipe: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true, allowPositionals: false,
+  }).values;
+} catch (e) {
+  fail((e as Error).message);
+}
+if (opts.help) {
   process.stdout.write(HELP);
   process.exit(0);
 }
-const known = new Set(['--train', '--force', '--out', '--recipe']);
-const unknown = args.find((a, i) => a.startsWith('-') ? !known.has(a) : !['--out', '--recipe'].includes(args[i - 1] ?? ''));
-if (unknown !== undefined) fail(`unknown argument ${unknown}`);
-const out = value('--out') ?? 'runs/demo';
-const recipe = value('--recipe') ?? 'recipes/demo.json';
-const force = args.includes('--force'), train = args.includes('--train');
+const out = opts.out ?? 'runs/demo', recipe = opts.recipe ?? 'recipes/demo.json';
+const force = opts.force ?? false, train = opts.train ?? false;
 
 mkdirSync(out, { recursive: true });
 const t0 = Date.now();

@@ -21,10 +21,10 @@ test('npm run demo -- --help prints the usage with examples', () => {
 test('npm run demo refuses bad arguments with exit 2, naming them, and writes nothing', () => {
   const out = join(tempDir('demo-cli'), 'run');
   for (const [args, re] of [
-    [['--trian', '--out', out], /demo: unknown argument --trian/],
-    [['--out', out, 'extra'], /demo: unknown argument extra/],
-    [['--recipe'], /demo: --recipe needs a value/],
-    [['--out', '--train'], /demo: --out needs a value/],
+    [['--trian', '--out', out], /demo: Unknown option '--trian'/],
+    [['--out', out, 'extra'], /demo: Unexpected argument 'extra'/],
+    [['--recipe'], /demo: Option '--recipe <value>' argument missing/],
+    [['--out', '--train'], /demo: Option '--out' argument is ambiguous/],
   ] as const) {
     const r = demo(...args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
