@@ -66,10 +66,11 @@ const configs = await prepare(x, { out, force, train, log });
 const { records, files } = await evaluate(x, configs, { out, force, log });
 const page = join(out, x.name, 'report.html');
 await report(files, `recurformer demo: ${x.name} (${recipe})`, page, log);
-const shown = configs.filter((c) => c.kind === 'recurformer');
-process.stdout.write(`\n${markdownTable(summarize(records))}\n\nwhere retrieval breaks (more than one prompt below the original):\n` +
-  `${whereItBreaks(records).map((l) => `  ${l}`).join('\n')}\n\n` +
+const shown = configs.filter((c) => c.kind === 'recurformer'), last = shown.at(-1);
+const summary = summarize(records);
+process.stdout.write(`\n${markdownTable(summary)}\n\nwhere retrieval breaks (more than one prompt below the original):\n` +
+  `${whereItBreaks(records, summary).map((l) => `  ${l}`).join('\n')}\n\n` +
   `report: ${page}\nattention analysis: ${join(out, x.name, 'analysis', 'report.html')}\n` +
   `converted models: ${shown.map((c) => `${c.model} (${c.label})`).join(', ')}\n` +
-  (shown[0] ? `  try: npx recurformer generate ${shown.at(-1)!.model} --prompt "Once upon a time"\n` : '') +
+  (last ? `  try: npx recurformer generate ${last.model} --prompt "Once upon a time"\n` : '') +
   `done in ${((Date.now() - t0) / 60000).toFixed(1)} min\n`);

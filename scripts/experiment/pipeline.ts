@@ -141,7 +141,7 @@ const specOf = (dir: string): Spec => (JSON.parse(readFileSync(join(dir, 'config
  * was converted under the same plan (its `recurformer` section equals that of this run's conversion `conv`; for the
  * control: it has none).
  */
-export function trainedCheckpoint(x: ModelExperiment, key: string, conv: string | null): string {
+function trainedCheckpoint(x: ModelExperiment, key: string, conv: string | null): string {
   const dir = x.trained![key]!;
   const retrain = 'train it instead with --train (npm run demo -- --train)';
   if (!existsSync(join(dir, 'config.json'))) {
@@ -287,11 +287,12 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
   const movesOriginal = (t: TrainSettings): boolean =>
     (t.trainable ?? TRAIN_OPTION_DEFAULTS.trainable) === 'all' && ((t.ceWeight ?? 0) > 0 || (t.weightDecay ?? 0) > 0);
   /**
-   * The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last. For
-   * the control (the original, its own teacher) a stage that cannot change it is skipped.
+   * The distillation stages after `first` (distill, then distillLong once per seed), each continuing the last, in
+   * folders named with `tag` (stageKey's, or `-control`). For the control (the original, its own teacher; budget
+   * null) a stage that cannot change it is skipped.
    */
-  const distillStages = async (first: string, b: number | null, suffix: string, control = false): Promise<string> => {
-    const p = b === null ? '' : String(Math.round(b * 100));
+  const distillStages = async (first: string, b: number | null, tag: string): Promise<string> => {
+    const control = b === null;
     const trainStage = async (student: string, data: string, stage: 'align' | 'distill', t: TrainSettings, out: string, seed = x.seed): Promise<string> => {
       if (control && !movesOriginal(t)) {
         log(`- ${out}: skipped (it cannot change the original distilled from itself)`);
@@ -299,7 +300,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
       }
       return trainOne(student, data, stage, t, out, seed);
     };
-    let trained = await trainStage(first, x.trainData, 'distill', x.distill, join(dir, `distill${p}${suffix}`));
+    let trained = await trainStage(first, x.trainData, 'distill', x.distill, join(dir, `distill${tag}`));
     // a second distillation stage on other data continues the first
     // (more stages continue it, one per further seed: distill-long50-s2, ...)
     if (x.distillLong) {
@@ -311,16 +312,16 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
         throw new Error(`${x.name}: ${field} [${seeds.join(', ')}] must be non-empty and distinct (one stage folder per seed)`);
       }
       for (const [k, seed] of seeds.entries()) {
-        trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${p}${suffix}${k ? `-s${seed}` : ''}`), seed);
+        trained = await trainStage(trained, data, 'distill', x.distillLong, join(dir, `distill-long${tag}${k ? `-s${seed}` : ''}`), seed);
       }
     }
     return trained;
   };
   const kinds = x.headKinds ?? ['recurrent'];
-  // the trained checkpoints this run evaluates instead of training them
-  /** A kind's folder suffix at a budget, which also keys its trained checkpoint: `75`, `75-rw`. */
+  /** A kind's tag at a budget: its folders are conv<tag>, align<tag>, ...; it keys its trained checkpoint (`75`, `75-rw`). */
   const stageKey = (b: number, kind: ReplacedKind): string => `${Math.round(b * 100)}${kind === 'recurrent+window' ? '-rw' : ''}`;
   const keys = [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kinds.map((k) => stageKey(b, k)))];
+  // the trained checkpoints this run evaluates instead of training them
   const bad = Object.keys(x.trained ?? {}).find((k) => !keys.includes(k));
   if (bad !== undefined) throw new Error(`${x.name}: trained.${bad} names no configuration this run trains (its keys: ${keys.join(', ')})`);
   const shipped = (key: string): boolean => !o.train && x.trained?.[key] !== undefined;
@@ -334,26 +335,24 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     if (shipped('control')) {
       configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: useTrained('control', null), memory: 'full', equalCache: null });
     } else if ([x.distill, ...(x.distillLong ? [x.distillLong] : [])].some(movesOriginal)) {
-      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control', true), memory: 'full', equalCache: null });
+      configs.push({ label: CONTROL_LABEL, kind: 'control', budget: null, model: await distillStages(x.model, null, '-control'), memory: 'full', equalCache: null });
     } else {
       log(`- ${x.name}: no distillation stage changes the original (recurrent tensors only, or no cross-entropy and no weight decay), so it is its own control`);
     }
   }
   for (const b of x.budgets) {
-    const p = Math.round(b * 100);
     const convs: string[] = [];
     for (const kind of kinds) {
-      const rw = kind === 'recurrent+window', suffix = rw ? '-rw' : '';
-      const conv = join(dir, `conv${p}${suffix}`);
+      const rw = kind === 'recurrent+window', key = stageKey(b, kind);
+      const conv = join(dir, `conv${key}`);
       const convert = ['convert', x.model, '--analysis', join(an, 'analysis.json'), '--budget', String(b), '--data', x.calib,
         ...(x.never?.length ? ['--never', x.never.join(',')] : []),
         ...(rw ? ['--head-kind', kind, ...(x.headWindow ? ['--head-window', String(x.headWindow)] : []), ...(x.headSinks !== undefined ? ['--head-sinks', String(x.headSinks)] : [])] : []),
         '--out', conv];
       await step(join(conv, 'config.json'), o, convert, () => run(convert, log));
       convs.push(conv);
-      const key = stageKey(b, kind);
       const trained = shipped(key) ? useTrained(key, conv)
-        : await distillStages(await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${p}${suffix}`)), b, suffix);
+        : await distillStages(await trainOne(conv, x.trainData, 'align', x.align, join(dir, `align${key}`)), b, key);
       const name = rw ? `recurrent+window ${pct(b)}` : `RecurFormer ${pct(b)}`;
       configs.push(
         { label: `converted ${pct(b)}${rw ? ' recurrent+window' : ''} (untrained)`, kind: 'converted', budget: b, model: conv, memory: 'full', equalCache: null },

@@ -46,8 +46,9 @@ if (x.prepare) prepareData(x.prepare, out);
 const configs = await prepare(x, { out, force, log });
 if (!args.includes('--prepare-only')) {
   const { records, files } = await evaluate(x, configs, { out, force, log });
-  const breaks = whereItBreaks(records).map((l) => `- ${l}`).join('\n');
-  const table = `${markdownTable(summarize(records))}\n\nWhere retrieval breaks (more than one prompt below the original):\n${breaks}`;
+  const summary = summarize(records);
+  const breaks = whereItBreaks(records, summary).map((l) => `- ${l}`).join('\n');
+  const table = `${markdownTable(summary)}\n\nWhere retrieval breaks (more than one prompt below the original):\n${breaks}`;
   writeFileSync(join(out, x.name, 'table.md'), `${table}\n`);
   await report(files, `${x.name} (${file})`, join(out, x.name, 'report.html'), log);
   process.stdout.write(`\n${table}\n\nreport: ${join(out, x.name, 'report.html')}\ndone in ${((Date.now() - t0) / 60000).toFixed(1)} min\n`);

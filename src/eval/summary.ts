@@ -128,12 +128,13 @@ export function markdownTable(s: Summary): string {
   const ran = (t: 'passkey' | 'hashhop' | 'needle'): boolean => s.rows.some((r) => r[t].some((c) => c !== null));
   const hops = [...new Set(s.rows.flatMap((r) => r.hashhopByHops.map((h) => h.hops)))].sort((a, b) => a - b);
   type Column = [head: string, cell: (r: SummaryRow) => string];
+  const counts = (head: string, of: (r: SummaryRow) => (Count | null)[]): Column => [`${head} @ ${L}`, (r) => formatCounts(of(r))];
+  const hashhop = hops.length === 0 ? [counts('hashhop', (r) => r.hashhop)]
+    : hops.map((h) => counts(`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []));
   const retrieval: Column[] = [
-    ...(ran('passkey') ? [[`passkey @ ${L}`, (r: SummaryRow) => formatCounts(r.passkey)] as Column] : []),
-    ...(!ran('hashhop') ? [] : hops.length === 0 ? [[`hashhop @ ${L}`, (r: SummaryRow) => formatCounts(r.hashhop)] as Column]
-      : hops.map((h): Column => [`hashhop ${h} hop${h === 1 ? '' : 's'} @ ${L}`,
-        (r) => formatCounts(r.hashhopByHops.find((x) => x.hops === h)?.counts ?? [])])),
-    ...(ran('needle') ? [[`needle @ ${L}`, (r: SummaryRow) => formatCounts(r.needle)] as Column] : []),
+    ...(ran('passkey') ? [counts('passkey', (r) => r.passkey)] : []),
+    ...(ran('hashhop') ? hashhop : []),
+    ...(ran('needle') ? [counts('needle', (r) => r.needle)] : []),
   ];
   const agree = s.rows.some((r) => r.agree !== null);
   const head = ['configuration', 'KV bytes/token', `cache @ ${s.cacheAt ?? '?'} tok`, 'perplexity', 'Δ ppl', ...(control ? ['Δ vs control'] : []),
@@ -157,10 +158,9 @@ function windowsOf(r: EvalRecord | undefined): Map<number, { sinks: number; wind
 /**
  * Where each configuration's retrieval breaks, one line each: the first evaluated length at which its passkey or needle
  * count falls more than one prompt below the original's at that length, or "holds" to the longest when none does. A
- * baseline that evicts says what its cache kept there.
+ * baseline that evicts says what its cache kept there. `s` is summarize(records), if the caller has it.
  */
-export function whereItBreaks(records: readonly EvalRecord[]): string[] {
-  const s = summarize(records);
+export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summarize(records)): string[] {
   const original = s.rows.find((r) => r.label === 'original');
   if (!original) return [];
   const tasks = (['passkey', 'needle'] as const).filter((t) => original[t].some((c) => c !== null));
