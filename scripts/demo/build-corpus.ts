@@ -6,6 +6,7 @@
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
  *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--min-fillers 0] [--min-pairs 0] [--min-chars 200]
  *     [--edge-depths 0] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1] [--hashhop 0] [--hashhop-hops 2]
+ *     [--hashhop-alphabet letters]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --min-*
  * and --max-* options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack
@@ -16,7 +17,8 @@
  * --repeat adds that many copy documents (a random sequence of 10 to --max-copy common words written twice; a
  * --copy-numbers fraction of them are 5-digit numbers instead);
  * --hashhop adds that many further hashhop documents of 1 to --hashhop-hops hops (pairs in [--min-pairs, --max-pairs)),
- * for a model that is to learn HashHop (a corpus built without it stays what it was).
+ * for a model that is to learn HashHop (a corpus built without it stays what it was); --hashhop-alphabet: what every
+ * hashhop document's hashes are made of (letters or digits, src/eval/synthetic.ts).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -24,7 +26,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
-import { hashhopCase, needleCase, passkeyCase } from '../../src/eval/synthetic.js';
+import { HASH_ALPHABETS, hashhopCase, needleCase, passkeyCase, type HashAlphabet } from '../../src/eval/synthetic.js';
 import { Rng } from '../../src/tensor/rng.js';
 
 const args = process.argv.slice(2);
@@ -44,6 +46,9 @@ const minFillers = opt('--min-fillers', 0), minPairs = opt('--min-pairs', 0), mi
 if (!(minFillers < maxFillers && minPairs < maxPairs && minChars < maxChars)) throw new Error('each --min-* must be below its --max-*');
 const between = (lo: number, hi: number): number => lo + rng.int(hi - lo);
 const edgeDepths = opt('--edge-depths', 0);
+const alphabetAt = args.indexOf('--hashhop-alphabet');
+const alphabet = (alphabetAt >= 0 ? args[alphabetAt + 1] : 'letters') as HashAlphabet;
+if (!HASH_ALPHABETS.includes(alphabet)) throw new Error(`--hashhop-alphabet must be one of ${HASH_ALPHABETS.join(', ')}`);
 // no draw when --edge-depths is 0, so corpora built without it stay what they were
 const depth = (): number => (edgeDepths > 0 && rng.next() < edgeDepths ? (rng.next() < 0.5 ? 0 : 1) : rng.next());
 
@@ -83,7 +88,7 @@ for (let i = 0; i < perTask; i++) {
   const p = passkeyCase(rng, between(minFillers, maxFillers), depth());
   docs.push(p.prompt + p.answer + '.');
   const hops = 1 + rng.int(4);
-  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops);
+  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops, alphabet);
   docs.push(h.prompt + h.answer + '.');
   const n = needleCase(rng, haystacks[rng.int(haystacks.length)]!, between(minChars, maxChars), depth());
   docs.push(n.prompt + n.answer + '.');
@@ -108,7 +113,7 @@ for (let i = 0; i < repeats; i++) {
 const extraHashhop = opt('--hashhop', 0), maxHops = opt('--hashhop-hops', 2);
 for (let i = 0; i < extraHashhop; i++) {
   const hops = 1 + rng.int(maxHops);
-  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops);
+  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops, alphabet);
   docs.push(h.prompt + h.answer + '.');
 }
 for (let i = docs.length - 1; i > 0; i--) {

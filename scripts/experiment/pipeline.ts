@@ -20,6 +20,7 @@ import { main } from '../../src/cli/main.js';
 import type { EvalRecord } from '../../src/eval/record.js';
 import type { ReplacedKind } from '../../src/model/layout.js';
 import { CONTROL_LABEL } from '../../src/eval/summary.js';
+import type { HashAlphabet } from '../../src/eval/synthetic.js';
 import { TRAIN_OPTION_DEFAULTS, TRAIN_OPTION_KEYS, trainOption, type TrainOptionKey, type TrainOptions } from '../../src/train/options.js';
 
 /** The training options the pipeline sets itself: the models, the data, the stage, the seed, the cache, the run folder. */
@@ -53,6 +54,8 @@ export interface RetrievalSettings {
   depths: number[];
   hops: number[];
   samples: number;
+  /** What hashhop's hashes are made of (default letters). */
+  alphabet?: HashAlphabet;
 }
 
 export interface ModelExperiment {
@@ -398,7 +401,8 @@ export async function evaluate(x: ModelExperiment, configs: Config[], o: RunOpti
       const args: Record<string, string[]> = {
         ppl: ['--data', x.heldout, '--ctx', String(x.pplCtx), '--stride', String(x.pplStride)],
         passkey: ['--lengths', r.lengths.join(','), '--depths', r.depths.join(','), '--samples', String(r.samples), ...seed],
-        hashhop: ['--lengths', r.lengths.join(','), '--hops', r.hops.join(','), '--samples', String(r.samples), ...seed],
+        hashhop: ['--lengths', r.lengths.join(','), '--hops', r.hops.join(','), '--samples', String(r.samples), ...seed,
+          ...(r.alphabet ? ['--alphabet', r.alphabet] : [])],
         needle: ['--lengths', r.lengths.join(','), '--depths', r.depths.join(','), '--samples', String(r.samples), ...seed],
         agree: ['--teacher', x.model, '--data', x.heldout, '--ctx', String(x.pplCtx)],
         cost: ['--decode-at', String(x.decodeAt), ...(x.costLengths ? ['--lengths', x.costLengths.join(',')] : [])],

@@ -17,6 +17,7 @@ import { FormatError } from '../../src/tensor/errors.js';
 import { readTrainOptionsFile, trainOption, TRAIN_OPTIONS, unknownOptionHint, type TrainOptionKey } from '../../src/train/options.js';
 import { PREPARATIONS, type Preparation } from './data.js';
 import { REPLACED_KINDS, type ReplacedKind } from '../../src/model/layout.js';
+import { HASH_ALPHABETS, type HashAlphabet } from '../../src/eval/synthetic.js';
 import { PIPELINE_KEYS, STAGE_KEYS, type ModelExperiment, type StageKey } from './pipeline.js';
 
 /** A stage's training options: any of STAGE_KEYS, each checked by its option's schema. */
@@ -53,6 +54,8 @@ export const recipeSchema = z.strictObject({
   distillLong: stageSchema.extend({ data: path, seeds: seeds.optional(), seedsByBudget: z.record(budgetKey, seeds).optional() }).optional(),
   retrieval: z.strictObject({
     lengths: z.array(posInt).min(1), depths: z.array(z.number().min(0).max(1)).min(1), hops: z.array(posInt).min(1), samples: posInt,
+    /** eval hashhop --alphabet (default letters). */
+    alphabet: z.enum(HASH_ALPHABETS as [HashAlphabet, ...HashAlphabet[]]).optional(),
   }),
   /** Kinds of replaced group converted to at every budget (default ["recurrent"]). */
   headKinds: z.array(z.enum(REPLACED_KINDS as [ReplacedKind, ...ReplacedKind[]])).min(1).refine((a) => new Set(a).size === a.length, 'kinds must be distinct').optional(),

@@ -48,7 +48,7 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   'eval passkey': ['recurformer eval passkey stories-50 --lengths 256,480 --samples 10 --out runs/passkey.json',
     'recurformer eval passkey --memory streaming --equal-cache stories-50'],
-  'eval hashhop': ['recurformer eval hashhop stories-50 --hops 1,2,3 --json'],
+  'eval hashhop': ['recurformer eval hashhop stories-50 --hops 1,2,3 --json', 'recurformer eval hashhop models/demo-llama --alphabet digits --hops 1,2 --lengths 256,1024,2000'],
   'eval needle': ['recurformer eval needle --haystack data/gutenberg/frankenstein_pg84.txt --depths 0,0.5,1'],
   'eval agree': ['recurformer eval agree stories-50 --teacher models/stories260K --data FILE --ctx 256 --max-tokens 20000'],
   'eval cost': ['recurformer eval cost stories-50 --lengths 1024,4096,16384 --out runs/cost.json'],

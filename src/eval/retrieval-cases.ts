@@ -14,7 +14,7 @@ import type { Tokenizer } from '../io/tokenizer.js';
 import { promptIds } from '../inference/generate.js';
 import { ArgumentError } from '../tensor/errors.js';
 import { Rng } from '../tensor/rng.js';
-import { hashhopCase, needleCase, NEEDLE_WORDS, passkeyCase, PASSKEY_KEYS, type RetrievalCase } from './synthetic.js';
+import { hashhopCase, needleCase, NEEDLE_WORDS, passkeyCase, PASSKEY_KEYS, type HashAlphabet, type RetrievalCase } from './synthetic.js';
 
 export type RetrievalTask = 'passkey' | 'hashhop' | 'needle';
 
@@ -37,6 +37,8 @@ export interface CaseSpec {
   sample: number;
   /** The needle's text (required for needle). */
   haystack?: string;
+  /** What hashhop's hashes are made of (default letters; the case's seed does not depend on it). */
+  alphabet?: HashAlphabet;
 }
 
 /** FNV-1a over the case's coordinates: a 32-bit seed that depends on nothing else. */
@@ -128,7 +130,7 @@ function maker(spec: CaseSpec): { make: (n: number) => RetrievalCase; lo: number
   if (spec.task === 'passkey') return { make: (n) => passkeyCase(new Rng(s), n, spec.param), lo: 0, hi: spec.length, guess: 1 };
   if (spec.task === 'hashhop') {
     const hops = spec.param;
-    return { make: (n) => hashhopCase(new Rng(s), n, hops), lo: hops, hi: Math.max(hops, spec.length), guess: hops + 4 };
+    return { make: (n) => hashhopCase(new Rng(s), n, hops, spec.alphabet), lo: hops, hi: Math.max(hops, spec.length), guess: hops + 4 };
   }
   const text = spec.haystack;
   if (text === undefined) throw new ArgumentError('eval needle', 'haystack', 'is required for the needle task', 'pass a text file with --haystack');

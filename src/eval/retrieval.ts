@@ -14,6 +14,7 @@ import type { HybridMemory } from '../inference/hybrid-memory.js';
 import { ArgumentError } from '../tensor/errors.js';
 import type { RetrievalCell, RetrievalMiss, RetrievalResult } from './record.js';
 import { sizedCase, type RetrievalTask, type SizedCase } from './retrieval-cases.js';
+import type { HashAlphabet } from './synthetic.js';
 
 export type { RetrievalTask } from './retrieval-cases.js';
 
@@ -34,6 +35,8 @@ export interface RetrievalOpts {
   seed: number;
   /** The needle's text (required for needle). */
   haystack?: string;
+  /** What hashhop's hashes are made of (default letters). */
+  alphabet?: HashAlphabet;
   /** The model's context: a case needs length + answer tokens + 2 positions. */
   maxContext: number;
   onCase?: (done: number, total: number) => void;
@@ -109,7 +112,7 @@ function planCases(tok: Tokenizer, task: RetrievalTask, opts: RetrievalOpts, par
       const cell = cells.length;
       cells.push({ length, ...(task === 'hashhop' ? { hops: param } : { depth: param }), n: 0, correct: 0, accuracy: 0, meanTokens: 0 });
       for (let sample = 0; sample < opts.samples; sample++) {
-        const c = sizedCase(tok, { task, length, param, seed: opts.seed, sample, haystack: opts.haystack });
+        const c = sizedCase(tok, { task, length, param, seed: opts.seed, sample, haystack: opts.haystack, alphabet: opts.alphabet });
         if (length + c.answerTokens + 2 > opts.maxContext) throw beyondContext(task, length, c.answerTokens, opts.maxContext);
         cases.push({ cell, length, sample, c });
       }

@@ -9,8 +9,11 @@
  *
  *   passkey  (Mohtashami & Jaggi 2023): a fixed filler sentence block repeated, a 5-digit key at a chosen depth,
  *            then "What is the pass key? The pass key is" -> " 12345".
- *   hashhop  (magic.dev's HashHop, chain-of-thought form): random pairs "a = b" of 6-letter hashes, shuffled, then a
- *            query hash; the answer spells every hop: "Query: a =" -> " b = c" for 2 hops.
+ *   hashhop  (magic.dev's HashHop, chain-of-thought form): random pairs "a = b" of 6-character hashes, shuffled, then
+ *            a query hash; the answer spells every hop: "Query: a =" -> " b = c" for 2 hops. The hashes are letters
+ *            (the default) or digits: a small BPE cuts random letters into rare pieces that differ from hash to hash,
+ *            while a tokenizer that splits digits gives every digit hash the same six one-digit tokens, so a small
+ *            model can learn to copy them (the demo models use digits).
  *   needle   (Kamradt's needle in a haystack): a sentence "The secret word of NAME is WORD." inserted at a chosen depth
  *            into real text, then "What is the secret word of NAME? The secret word of NAME is" -> " WORD".
  */
@@ -47,10 +50,20 @@ export function passkeyCase(rng: Rng, fillers: number, depth: number): Retrieval
 
 const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 
-function randomHash(rng: Rng, used: Set<string>): string {
+/** What a hashhop hash is made of: 6 lowercase letters, or 6 digits with no leading zero. */
+export type HashAlphabet = 'letters' | 'digits';
+export const HASH_ALPHABETS: readonly HashAlphabet[] = ['letters', 'digits'];
+
+/** How many distinct hashes an alphabet has. */
+export function hashCount(alphabet: HashAlphabet): number {
+  return alphabet === 'digits' ? 900000 : 26 ** 6;
+}
+
+function randomHash(rng: Rng, used: Set<string>, alphabet: HashAlphabet): string {
   for (;;) {
     let h = '';
-    for (let i = 0; i < 6; i++) h += LETTERS[rng.int(26)];
+    if (alphabet === 'digits') h = String(100000 + rng.int(900000));
+    else for (let i = 0; i < 6; i++) h += LETTERS[rng.int(26)];
     if (!used.has(h)) {
       used.add(h);
       return h;
@@ -62,15 +75,18 @@ function randomHash(rng: Rng, used: Set<string>): string {
  * A hashhop case: `pairs` pairs in all, made of chains of `hops` links (the queried chain plus distractor chains;
  * the remainder of pairs / hops become shorter chains), shuffled. The answer walks the queried chain.
  */
-export function hashhopCase(rng: Rng, pairs: number, hops: number): RetrievalCase {
+export function hashhopCase(rng: Rng, pairs: number, hops: number, alphabet: HashAlphabet = 'letters'): RetrievalCase {
   if (!(Number.isInteger(hops) && hops >= 1)) throw new ArgumentError('hashhop', 'hops', `= ${hops} must be a positive integer`);
   if (!(Number.isInteger(pairs) && pairs >= hops)) throw new ArgumentError('hashhop', 'pairs', `= ${pairs} must be an integer >= hops (${hops})`);
+  if (!HASH_ALPHABETS.includes(alphabet)) {
+    throw new ArgumentError('hashhop', 'alphabet', `= ${JSON.stringify(alphabet)} is not one of ${HASH_ALPHABETS.join(', ')}`);
+  }
   const used = new Set<string>();
   const lines: string[] = [];
   let query: string[] = [];
   for (let left = pairs; left > 0;) {
     const links = Math.min(hops, left);
-    const chain = Array.from({ length: links + 1 }, () => randomHash(rng, used));
+    const chain = Array.from({ length: links + 1 }, () => randomHash(rng, used, alphabet));
     for (let i = 0; i < links; i++) lines.push(`${chain[i]} = ${chain[i + 1]}`);
     if (query.length === 0) query = chain;
     left -= links;

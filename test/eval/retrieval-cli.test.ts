@@ -40,6 +40,12 @@ test('eval passkey --json prints the EvalRecord; --out writes the same record; t
     assert.match(t.stdout, /length\s+tokens\s+hops=1\s+hops=2\s+all\n\s+96\s+\d+\s+\d+%\s+\d+%\s+\d+%\noverall \d+% over 2 cases/);
     // stories260K never follows a hash chain: both cases are listed with what it answered
     assert.match(t.stdout, /\nmisses:\n {2}length 96 hops 1 sample 0: expected " [^"]+", got ".*"\n {2}length 96 hops 2 sample 0: expected /);
+    const d = await runCli(['eval', 'hashhop', '--lengths', '96', '--hops', '2', '--samples', '1', '--alphabet', 'digits', '--json']);
+    assert.equal(d.code, 0, d.stderr);
+    const dr = JSON.parse(d.stdout) as Rec;
+    assert.equal(dr.settings.alphabet, 'digits');
+    for (const m of dr.result.misses) assert.match(m.expected, /^ [1-9]\d{5} = [1-9]\d{5}$/);
+    assert.equal(dr.result.misses.length, 1, 'stories260K never follows a chain of digit hashes either');
     const n = await runCli(['eval', 'needle', '--lengths', '200', '--depths', '0.5', '--samples', '1', '--memory', 'streaming', '--window', '32', '--json']);
     assert.equal(n.code, 0, n.stderr);
     const nr = JSON.parse(n.stdout) as Rec;
@@ -89,6 +95,7 @@ test('bad flags are typed errors naming the flag', async () => {
     [['eval', 'needle', '--depths', '-0.1'], /--depths = -0.1: -0.1 must be within \[0, 1\]/],
     [['eval', 'hashhop', '--hops', '0'], /--hops = 0: 0 must be a positive integer/],
     [['eval', 'hashhop', '--hops', ''], /--hops is empty/],
+    [['eval', 'hashhop', '--alphabet', 'hex'], /--alphabet.*hex.*Allowed choices are letters, digits/],
     [['eval', 'passkey', '--samples', '0'], /--samples = 0/],
     [['eval', 'passkey', '--memory', 'lossy'], /lossy is not a memory kind/],
     [['eval', 'needle', '--haystack', '/nonexistent/book.txt'], /--haystack \/nonexistent\/book.txt does not exist/],

@@ -13,7 +13,7 @@ import { promptIds } from '../../src/inference/generate.js';
 import { streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { evalRetrieval, modelPredictor, continuationText, defaultLengths, type Predictor, type RetrievalOpts, type RetrievalTask } from '../../src/eval/retrieval.js';
 import { caseSeed, largestFitting, sizedCase } from '../../src/eval/retrieval-cases.js';
-import { needleCase, passkeyCase, PASSKEY_FILLER } from '../../src/eval/synthetic.js';
+import { hashhopCase, needleCase, passkeyCase, PASSKEY_FILLER } from '../../src/eval/synthetic.js';
 import { ArgumentError } from '../../src/tensor/errors.js';
 import { Rng } from '../../src/tensor/rng.js';
 
@@ -33,7 +33,7 @@ function opts(task: RetrievalTask, extra: Partial<RetrievalOpts> = {}): Retrieva
 function readAnswer(text: string): string {
   const key = /The pass key is (\d{5})\./.exec(text);
   if (key) return ` ${key[1]}`;
-  const query = /\nQuery: ([a-z]{6}) =$/.exec(text);
+  const query = /\nQuery: ([a-z]{6}|[1-9]\d{5}) =$/.exec(text);
   if (query) {
     const pairs = new Map(/^Pairs: (.*)\.\n/.exec(text)![1]!.split(', ').map((p) => p.split(' = ') as [string, string]));
     const chain: string[] = [];
@@ -72,6 +72,30 @@ for (const task of ['passkey', 'hashhop', 'needle'] as const) {
     assert.ok(r.chance > 0 && r.chance < 0.05);
   });
 }
+
+test('hashhop with digit hashes: the oracle scores 100%, every hash is 6 digits, each cell seeded as with letters', () => {
+  const digits = evalRetrieval(oracle, tok, 'hashhop', opts('hashhop', { alphabet: 'digits' }));
+  assert.equal(digits.accuracy, 1);
+  assert.equal(digits.cells.length, 9);
+  for (const length of LENGTHS.hashhop) {
+    for (const hops of [1, 2, 3]) {
+      const spec = { task: 'hashhop' as const, length, param: hops, seed: 0, sample: 2 };
+      const d = sizedCase(tok, { ...spec, alphabet: 'digits' }), l = sizedCase(tok, spec);
+      assert.ok(d.ids.length <= length);
+      const hashes = d.prompt.replace(/^Pairs: /, '').replace(/\.\nQuery: /, ', ').replace(/ =$/, '').split(/, | = /);
+      assert.equal(hashes.length, 2 * d.size + 1, d.prompt);
+      for (const h of hashes) assert.match(h, /^[1-9]\d{5}$/);
+      assert.match(d.answer, new RegExp(`^( [1-9]\\d{5})( = [1-9]\\d{5}){${hops - 1}}$`));
+      // the letters case of the same cell is what it always was: the alphabet does not move the seed
+      assert.deepEqual(l, sizedCase(tok, { ...spec, alphabet: 'letters' }));
+      assert.match(l.answer, /^ [a-z]{6}/);
+    }
+  }
+  // a digit case is a function of its Rng alone; an alphabet the format does not know is a typed error
+  const a = hashhopCase(new Rng(5), 12, 2, 'digits'), b = hashhopCase(new Rng(5), 12, 2, 'digits');
+  assert.deepEqual(a, b);
+  assert.throws(() => hashhopCase(new Rng(5), 12, 2, 'hex' as 'digits'), (e: unknown) => e instanceof ArgumentError && /alphabet = "hex" is not one of letters, digits/.test(e.message));
+});
 
 test('sizing: passkey within one filler block, hashhop within a couple of pairs, needle maximal to the sentence', () => {
   const block = tok.encode(PASSKEY_FILLER, { bos: false }).length;

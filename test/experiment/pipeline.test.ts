@@ -23,7 +23,7 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
     distill: { steps: 2, batch: 2, seq: 32, lr: 3e-4, warmup: 1 },
     distillLong: { steps: 2, batch: 2, seq: 64, lr: 3e-4, warmup: 1, trainable: 'all', packing: 'document', ceWeight: 0.5, data: held, seeds: [0],
       seedsByBudget: { 0.5: [0, 5] } },
-    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1 },
+    retrieval: { lengths: [256], depths: [0.5], hops: [1], samples: 1, alphabet: 'digits' },
     decodeAt: 256, seed: 0,
   };
   const quiet = (): void => {};
@@ -53,6 +53,10 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   // original: 5 tasks (no agreement with itself); untrained conversion: ppl + agree; the other three: all 6
   assert.equal(records.length, 5 + 2 + 3 * 6);
   assert.equal(files.length, records.length);
+  // the recipe's hash alphabet reaches every hashhop run
+  const hashhop = records.filter((r) => r.task === 'hashhop');
+  assert.equal(hashhop.length, 4);
+  for (const r of hashhop) assert.equal(r.settings['alphabet'], 'digits', r.label);
   const cost = (label: string): CostResult => records.find((r) => r.label === label && r.task === 'cost')!.result as CostResult;
   const hybrid = cost('RecurFormer 50%');
   assert.equal(hybrid.kvBytesPerToken * 2, cost('original').kvBytesPerToken, 'budget 0.5 halves the KV bytes per token');

@@ -105,6 +105,7 @@ test('a recipe with a bad key or value is a FormatError naming the file and the 
     [{ prepare: 'unzip' }, /bad\.json: prepare = "unzip": /],
     [{ analyzeSeq: undefined }, /bad\.json: analyzeSeq is missing/],
     [{ distillLong: { data: 'd', seedsByBudget: { '2': [0] } } }, /bad\.json: distillLong\.seedsByBudget has the key "2": a key is a budget in \(0, 1\)/],
+    [{ retrieval: { ...(good['retrieval'] as object), alphabet: 'hex' } }, /bad\.json: retrieval\.alphabet = "hex": .*letters.*digits/],
   ];
   for (const [change, re] of cases) {
     const e = (() => {

@@ -4,9 +4,9 @@
  * cache at each length (--equal-cache DIR). Prints a table, or the EvalRecord with --json; --out writes it.
  */
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { RetrievalResult } from '../../eval/record.js';
-import { plainText } from '../../eval/synthetic.js';
+import { HASH_ALPHABETS, plainText, type HashAlphabet } from '../../eval/synthetic.js';
 import { answerRoom, DEFAULT_DEPTHS, DEFAULT_HOPS, defaultLengths, evalRetrieval, modelPredictor, type MemoryForLength, type RetrievalTask } from '../../eval/retrieval.js';
 import type { ModelConfig } from '../../model/config.js';
 import { TokenizerError } from '../../tensor/errors.js';
@@ -21,6 +21,7 @@ interface RetrievalFlags extends EqualCacheFlags, RecordFlags {
   lengths?: string;
   depths?: string;
   hops?: string;
+  alphabet?: HashAlphabet;
   haystack?: string;
   textKey?: string;
   samples: string;
@@ -92,11 +93,11 @@ function runTask(task: RetrievalTask, model: string | undefined, o: RetrievalFla
   const mem = planMemory(o, lengths, lm.cfg);
   const bar = lazyBar(task);
   const result = evalRetrieval(modelPredictor(lm, tok, mem.memoryFor), tok, task, {
-    lengths, depths, hops, samples, seed, haystack, maxContext, onCase: bar.tick,
+    lengths, depths, hops, samples, seed, haystack, alphabet: o.alphabet, maxContext, onCase: bar.tick,
   });
   bar.stop();
   const record = taskRecord(task, model ?? defaultModelPath(), o, seed, {
-    lengths, ...(hops ? { hops } : { depths }), samples, maxContext,
+    lengths, ...(hops ? { hops, alphabet: o.alphabet ?? 'letters' } : { depths }), samples, maxContext,
     ...(task === 'needle' ? { haystack: o.haystack ?? 'data/gutenberg/frankenstein_pg84.txt' } : {}),
     ...(mem.windows.length ? { windows: mem.windows } : {}),
   }, result, started);
@@ -119,7 +120,9 @@ export function registerRetrievalEvals(ev: Command): void {
     .option('--depths <list>', depthsHelp, DEFAULT_DEPTHS.join(',')))
     .action((model: string | undefined, o: RetrievalFlags) => runTask('passkey', model, o));
   addCommon(ev.command('hashhop').description('multi-hop retrieval over random hash pairs, accuracy by length x hops')
-    .option('--hops <list>', 'hops per query', DEFAULT_HOPS.join(',')))
+    .option('--hops <list>', 'hops per query', DEFAULT_HOPS.join(','))
+    .addOption(new Option('--alphabet <a>', 'what the 6-character hashes are made of (digits suit a tokenizer that splits digits)')
+      .choices(HASH_ALPHABETS).default('letters')))
     .action((model: string | undefined, o: RetrievalFlags) => runTask('hashhop', model, o));
   addCommon(addTextKeyOption(ev.command('needle').description('needle in real text: a secret word in a book, accuracy by length x depth')
     .option('--depths <list>', depthsHelp, DEFAULT_DEPTHS.join(','))
