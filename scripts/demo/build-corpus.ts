@@ -6,7 +6,7 @@
  *   node --import tsx scripts/demo/build-corpus.ts OUT.jsonl [--seed 0] [--synthetic 700] [--real 1]
  *     [--max-fillers 90] [--max-pairs 160] [--max-chars 7700] [--min-fillers 0] [--min-pairs 0] [--min-chars 200]
  *     [--edge-depths 0] [--repeat 0] [--max-copy 120] [--copy-numbers 0.1] [--hashhop 0] [--hashhop-hops 2]
- *     [--hashhop-alphabet letters]
+ *     [--hashhop-alphabet letters] [--hashhop-queries 1]
  *
  * --synthetic: documents per retrieval task; --real: fraction of the real-text documents kept (seeded); the --min-*
  * and --max-* options bound the synthetic documents' sizes (passkey filler blocks, hashhop pairs, needle haystack
@@ -18,7 +18,8 @@
  * --copy-numbers fraction of them are 5-digit numbers instead);
  * --hashhop adds that many further hashhop documents of 1 to --hashhop-hops hops (pairs in [--min-pairs, --max-pairs)),
  * for a model that is to learn HashHop (a corpus built without it stays what it was); --hashhop-alphabet: what every
- * hashhop document's hashes are made of (letters or digits, src/eval/synthetic.ts).
+ * hashhop document's hashes are made of (letters or digits, src/eval/synthetic.ts); --hashhop-queries: how many chains
+ * each of the --hashhop documents asks for, one answered query after another (more answers per long document).
  *
  * Held out (never trained on): data/gutenberg/frankenstein_pg84.txt (the needle haystack and perplexity text of the
  * evaluation) and the last 10% of the TinyStories excerpt. WikiText-2 is never trained on: its CC BY-SA license
@@ -26,7 +27,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../../src/io/tensor-file.js';
-import { HASH_ALPHABETS, hashhopCase, needleCase, passkeyCase, type HashAlphabet } from '../../src/eval/synthetic.js';
+import { HASH_ALPHABETS, hashhopCase, hashhopDocument, needleCase, passkeyCase, type HashAlphabet } from '../../src/eval/synthetic.js';
 import { Rng } from '../../src/tensor/rng.js';
 
 const args = process.argv.slice(2);
@@ -110,11 +111,15 @@ for (let i = 0; i < repeats; i++) {
     : common[rng.int(common.length)]!));
   docs.push(`Copy: ${words.join(' ')}.\nAgain: ${words.join(' ')}.`);
 }
-const extraHashhop = opt('--hashhop', 0), maxHops = opt('--hashhop-hops', 2);
+const extraHashhop = opt('--hashhop', 0), maxHops = opt('--hashhop-hops', 2), queries = opt('--hashhop-queries', 1);
 for (let i = 0; i < extraHashhop; i++) {
   const hops = 1 + rng.int(maxHops);
-  const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops, alphabet);
-  docs.push(h.prompt + h.answer + '.');
+  if (queries > 1) {
+    docs.push(hashhopDocument(rng, hops + between(minPairs, maxPairs), hops, queries, alphabet));
+  } else { // one query, drawn as corpora built before --hashhop-queries drew it
+    const h = hashhopCase(rng, hops + between(minPairs, maxPairs), hops, alphabet);
+    docs.push(h.prompt + h.answer + '.');
+  }
 }
 for (let i = docs.length - 1; i > 0; i--) {
   const j = rng.int(i + 1);

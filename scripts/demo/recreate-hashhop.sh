@@ -16,3 +16,21 @@ node --import tsx scripts/demo/build-corpus.ts "$W/short.jsonl" --seed 9 --synth
 $T models/demo-llama --stage pretrain --data "$W/short.jsonl" --seq 256 --batch 8 --steps 2000 --lr 1e-3 \
   --min-lr 0.1 --warmup 40 --weight-decay 0.1 --eval-every 250 --eval-batches 4 --save-every 100 --seed 11 \
   --out "$W/short" --json
+# Stage B (long): whole documents up to the context (--packing document), demo-llama's last-stage mix (passkey and
+# needle documents of 1-2k tokens, a third of the keys at the edges) with its hashhop documents in digits and 4,000
+# more 1- and 2-hop ones of 10 to 115 pairs (about 190 to 2,000 tokens), so the copying of hashes reaches the context.
+node --import tsx scripts/demo/build-corpus.ts "$W/long.jsonl" --seed 10 --synthetic 1500 --repeat 3000 --max-copy 200 \
+  --min-fillers 40 --max-fillers 82 --min-pairs 10 --max-pairs 115 --min-chars 3000 --max-chars 7400 --edge-depths 0.3 \
+  --hashhop 4000 --hashhop-hops 2 --hashhop-alphabet digits
+$T "$W/short/model" --stage pretrain --data "$W/long.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
+  --lr 5e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 12 \
+  --out "$W/long" --json
+# Stage C: the same mix with fresh keys, where each of the 4,000 added hashhop documents asks for 8 chains, one
+# answered query after another (--hashhop-queries 8): a 2,000-token document otherwise teaches retrieval through its
+# last dozen tokens only (after stage B: 1-hop 4/8, 4/8, 0/8 at 256 / 1024 / 2000 tokens).
+node --import tsx scripts/demo/build-corpus.ts "$W/long-q8.jsonl" --seed 13 --synthetic 1500 --repeat 3000 --max-copy 200 \
+  --min-fillers 40 --max-fillers 82 --min-pairs 10 --max-pairs 115 --min-chars 3000 --max-chars 7400 --edge-depths 0.3 \
+  --hashhop 4000 --hashhop-hops 2 --hashhop-alphabet digits --hashhop-queries 8
+$T "$W/long/model" --stage pretrain --data "$W/long-q8.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
+  --lr 5e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 13 \
+  --out "$W/long-q8" --json

@@ -36,19 +36,32 @@ function buildCorpus(path: string, args: string[]): void {
  * documents), its calibration text (demo-calib.txt) and the held-out perplexity text (frankenstein-heldout.txt).
  */
 export function demoData(out: string): void {
-  const corpus = join(out, 'demo-corpus.jsonl');
-  buildCorpus(corpus, ['--seed', '1']);
+  demoCorpora(out, 'demo', []);
+}
+
+/**
+ * The same for demo-llama-hh, the sibling that learned HashHop with digit hashes: every hashhop document in digits,
+ * and 1,000 more 1- and 2-hop ones in each corpus, so distillation keeps what the teacher learned (hh-corpus.jsonl,
+ * hh-corpus-mix/, hh-calib.txt; the held-out text is the same).
+ */
+export function hashhopDemoData(out: string): void {
+  demoCorpora(out, 'hh', ['--hashhop', '1000', '--hashhop-hops', '2', '--hashhop-alphabet', 'digits']);
+}
+
+function demoCorpora(out: string, prefix: string, extra: string[]): void {
+  const corpus = join(out, `${prefix}-corpus.jsonl`);
+  buildCorpus(corpus, ['--seed', '1', ...extra]);
   // the recipe of demo-llama's last pretraining stage (scripts/demo/recreate-models.sh), with another seed
-  buildCorpus(join(out, 'demo-corpus-long.jsonl'), ['--seed', '1', '--synthetic', '1500', '--repeat', '6000', '--max-copy', '200',
+  buildCorpus(join(out, `${prefix}-corpus-long.jsonl`), ['--seed', '1', '--synthetic', '1500', '--repeat', '6000', '--max-copy', '200',
     '--min-fillers', '40', '--max-fillers', '82', '--min-pairs', '40', '--max-pairs', '150', '--min-chars', '3000', '--max-chars', '7400',
-    '--edge-depths', '0.3']);
+    '--edge-depths', '0.3', ...extra]);
   // the second distillation stage reads both corpora (a folder of .jsonl files)
-  const mix = join(out, 'demo-corpus-mix');
+  const mix = join(out, `${prefix}-corpus-mix`);
   mkdirSync(mix, { recursive: true });
-  for (const [from, to] of [['demo-corpus.jsonl', 'a-short.jsonl'], ['demo-corpus-long.jsonl', 'b-long.jsonl']] as const) {
+  for (const [from, to] of [[`${prefix}-corpus.jsonl`, 'a-short.jsonl'], [`${prefix}-corpus-long.jsonl`, 'b-long.jsonl']] as const) {
     if (!existsSync(join(mix, to))) copyFileSync(join(out, from), join(mix, to));
   }
-  const calib = join(out, 'demo-calib.txt');
+  const calib = join(out, `${prefix}-calib.txt`);
   if (!existsSync(calib)) {
     // analysis sees the same mix as training: the first 40 documents of the (shuffled) corpus
     const docs = readFileSync(corpus, 'utf8').split('\n').filter(Boolean).slice(0, 40).map((l) => (JSON.parse(l) as { text: string }).text);
@@ -65,6 +78,7 @@ export const PREPARATIONS = {
     heldoutSplit('data/tinystories-valid-excerpt/tinystories_val.txt', 0.9, out);
   },
   'demo-corpora': demoData,
+  'demo-hh-corpora': hashhopDemoData,
 } as const;
 
 export type Preparation = keyof typeof PREPARATIONS;

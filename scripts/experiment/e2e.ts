@@ -82,8 +82,9 @@ for (const x of experiments) {
     `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
     '(steps already done are skipped).');
   for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {
+    const hashhop = r.hashhopByHops.map((h) => `${h.hops} hop${h.hops === 1 ? '' : 's'}: ${formatCounts(h.counts)}`).join('; ');
     readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ${formatChange(r.pplChange)} | ` +
-      `${formatCounts(r.passkey)} | ${formatCounts(r.needle)} |`);
+      `${formatChange(r.pplVsControl)} | ${formatCounts(r.passkey)} | ${hashhop || '–'} | ${formatCounts(r.needle)} |`);
   }
 }
 // The waiver contrast: both demo models (RoPE vs learned absolute positions) and stories260K on the same held-out
@@ -120,7 +121,7 @@ function writeTables(): void {
     .filter((r) => names.some((n) => r.startsWith(`| ${n} |`)));
   const rows = names.flatMap((n) => (ran.has(n) ? readmeRows : oldRows).filter((r) => r.startsWith(`| ${n} |`)));
   replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
-    '| model | configuration | KV bytes/token | Δ perplexity | passkey by length | needle by length |\n' +
-    '|---|---|---:|---:|---:|---:|\n' + rows.join('\n'));
+    '| model | configuration | KV bytes/token | Δ perplexity | Δ vs control | passkey by length | hashhop by hops and length | needle by length |\n' +
+    '|---|---|---:|---:|---:|---:|---:|---:|\n' + rows.join('\n'));
 }
 

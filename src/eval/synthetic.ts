@@ -71,11 +71,8 @@ function randomHash(rng: Rng, used: Set<string>, alphabet: HashAlphabet): string
   }
 }
 
-/**
- * A hashhop case: `pairs` pairs in all, made of chains of `hops` links (the queried chain plus distractor chains;
- * the remainder of pairs / hops become shorter chains), shuffled. The answer walks the queried chain.
- */
-export function hashhopCase(rng: Rng, pairs: number, hops: number, alphabet: HashAlphabet = 'letters'): RetrievalCase {
+/** The pairs of a hashhop prompt, shuffled, and the chains they were made of (the first has `hops` links). */
+function hashChains(rng: Rng, pairs: number, hops: number, alphabet: HashAlphabet): { lines: string[]; chains: string[][] } {
   if (!(Number.isInteger(hops) && hops >= 1)) throw new ArgumentError('hashhop', 'hops', `= ${hops} must be a positive integer`);
   if (!(Number.isInteger(pairs) && pairs >= hops)) throw new ArgumentError('hashhop', 'pairs', `= ${pairs} must be an integer >= hops (${hops})`);
   if (!HASH_ALPHABETS.includes(alphabet)) {
@@ -83,20 +80,47 @@ export function hashhopCase(rng: Rng, pairs: number, hops: number, alphabet: Has
   }
   const used = new Set<string>();
   const lines: string[] = [];
-  let query: string[] = [];
+  const chains: string[][] = [];
   for (let left = pairs; left > 0;) {
     const links = Math.min(hops, left);
     const chain = Array.from({ length: links + 1 }, () => randomHash(rng, used, alphabet));
     for (let i = 0; i < links; i++) lines.push(`${chain[i]} = ${chain[i + 1]}`);
-    if (query.length === 0) query = chain;
+    chains.push(chain);
     left -= links;
   }
   for (let i = lines.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     [lines[i], lines[j]] = [lines[j]!, lines[i]!];
   }
+  return { lines, chains };
+}
+
+/**
+ * A hashhop case: `pairs` pairs in all, made of chains of `hops` links (the queried chain plus distractor chains;
+ * the remainder of pairs / hops become shorter chains), shuffled. The answer walks the queried chain.
+ */
+export function hashhopCase(rng: Rng, pairs: number, hops: number, alphabet: HashAlphabet = 'letters'): RetrievalCase {
+  const { lines, chains } = hashChains(rng, pairs, hops, alphabet);
+  const query = chains[0]!;
   const prompt = `Pairs: ${lines.join(', ')}.\nQuery: ${query[0]} =`;
   return { prompt, answer: ' ' + query.slice(1).join(' = ') };
+}
+
+/**
+ * A hashhop training document with up to `queries` queries, each of another chain with `hops` links, each line
+ * answered: "Pairs: ....\nQuery: a = b = c.\nQuery: d = e = f." One query is the evaluation's format; more give a
+ * long document more answers to learn from (a document of 2,000 tokens otherwise teaches retrieval through its last
+ * dozen tokens only).
+ */
+export function hashhopDocument(rng: Rng, pairs: number, hops: number, queries: number, alphabet: HashAlphabet = 'letters'): string {
+  if (!(Number.isInteger(queries) && queries >= 1)) throw new ArgumentError('hashhop', 'queries', `= ${queries} must be a positive integer`);
+  const { lines, chains } = hashChains(rng, pairs, hops, alphabet);
+  const full = chains.filter((c) => c.length === hops + 1);
+  for (let i = full.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [full[i], full[j]] = [full[j]!, full[i]!];
+  }
+  return `Pairs: ${lines.join(', ')}.` + full.slice(0, queries).map((c) => `\nQuery: ${c.join(' = ')}.`).join('');
 }
 
 const NAMES = ['Anna', 'Ben', 'Clara', 'David', 'Emma', 'Felix', 'Grace', 'Henry', 'Iris', 'Jack', 'Kate', 'Leo', 'Mia',

@@ -13,7 +13,7 @@ import { promptIds } from '../../src/inference/generate.js';
 import { streamingMemory } from '../../src/inference/hybrid-memory.js';
 import { evalRetrieval, modelPredictor, continuationText, defaultLengths, type Predictor, type RetrievalOpts, type RetrievalTask } from '../../src/eval/retrieval.js';
 import { caseSeed, largestFitting, sizedCase } from '../../src/eval/retrieval-cases.js';
-import { hashhopCase, needleCase, passkeyCase, PASSKEY_FILLER } from '../../src/eval/synthetic.js';
+import { hashhopCase, hashhopDocument, needleCase, passkeyCase, PASSKEY_FILLER } from '../../src/eval/synthetic.js';
 import { ArgumentError } from '../../src/tensor/errors.js';
 import { Rng } from '../../src/tensor/rng.js';
 
@@ -95,6 +95,27 @@ test('hashhop with digit hashes: the oracle scores 100%, every hash is 6 digits,
   const a = hashhopCase(new Rng(5), 12, 2, 'digits'), b = hashhopCase(new Rng(5), 12, 2, 'digits');
   assert.deepEqual(a, b);
   assert.throws(() => hashhopCase(new Rng(5), 12, 2, 'hex' as 'digits'), (e: unknown) => e instanceof ArgumentError && /alphabet = "hex" is not one of letters, digits/.test(e.message));
+});
+
+test('a hashhop training document answers each of its queries by the chain its pairs spell, each chain once', () => {
+  for (const [pairs, hops, queries] of [[40, 2, 8], [7, 2, 8], [30, 1, 5], [12, 3, 1]] as const) {
+    const doc = hashhopDocument(new Rng(pairs * 10 + hops), pairs, hops, queries, 'digits');
+    const [head, ...asked] = doc.split('\n');
+    const pairList = /^Pairs: (.*)\.$/.exec(head!)![1]!.split(', ').map((p) => p.split(' = ') as [string, string]);
+    assert.equal(pairList.length, pairs);
+    const next = new Map(pairList);
+    assert.equal(asked.length, Math.min(queries, Math.floor(pairs / hops)), doc);
+    const starts = new Set<string>();
+    for (const line of asked) {
+      const chain = /^Query: (.*)\.$/.exec(line)![1]!.split(' = ');
+      assert.equal(chain.length, hops + 1, line);
+      for (let i = 0; i < hops; i++) assert.equal(next.get(chain[i]!), chain[i + 1], line);
+      assert.ok(![...next.values()].includes(chain[0]!), `${line} starts a chain`);
+      starts.add(chain[0]!);
+    }
+    assert.equal(starts.size, asked.length, 'no chain is asked twice');
+  }
+  assert.throws(() => hashhopDocument(new Rng(1), 10, 2, 0), (e: unknown) => e instanceof ArgumentError && /queries = 0 must be a positive integer/.test(e.message));
 });
 
 test('sizing: passkey within one filler block, hashhop within a couple of pairs, needle maximal to the sentence', () => {
