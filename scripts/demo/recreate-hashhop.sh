@@ -34,3 +34,11 @@ node --import tsx scripts/demo/build-corpus.ts "$W/long-q8.jsonl" --seed 13 --sy
 $T "$W/long/model" --stage pretrain --data "$W/long-q8.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
   --lr 5e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 13 \
   --out "$W/long-q8" --json
+# Stage D: fresh keys again, hashhop documents of 30 to 115 pairs (the long ones are what is still missed: after
+# stage C, 1-hop 6/8, 7/8, 2/8 and 2-hop 7/8, 5/8, 0/8 at 256 / 1024 / 2000 tokens), 5,000 of them.
+node --import tsx scripts/demo/build-corpus.ts "$W/long-d.jsonl" --seed 14 --synthetic 1500 --repeat 3000 --max-copy 200 \
+  --min-fillers 40 --max-fillers 82 --min-pairs 30 --max-pairs 115 --min-chars 3000 --max-chars 7400 --edge-depths 0.3 \
+  --hashhop 5000 --hashhop-hops 2 --hashhop-alphabet digits --hashhop-queries 8
+$T "$W/long-q8/model" --stage pretrain --data "$W/long-d.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
+  --lr 4e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 14 \
+  --out "$W/long-d" --json

@@ -41,11 +41,11 @@ export function demoData(out: string): void {
 
 /**
  * The same for demo-llama-hh, the sibling that learned HashHop with digit hashes: every hashhop document in digits,
- * and 1,000 more 1- and 2-hop ones in each corpus, so distillation keeps what the teacher learned (hh-corpus.jsonl,
- * hh-corpus-mix/, hh-calib.txt; the held-out text is the same).
+ * and 1,000 more 1- and 2-hop ones with 4 answered queries each in each corpus, so distillation keeps what the teacher
+ * learned (hh-corpus.jsonl, hh-corpus-mix/, hh-calib.txt; the held-out text is the same).
  */
 export function hashhopDemoData(out: string): void {
-  demoCorpora(out, 'hh', ['--hashhop', '1000', '--hashhop-hops', '2', '--hashhop-alphabet', 'digits']);
+  demoCorpora(out, 'hh', ['--hashhop', '1000', '--hashhop-hops', '2', '--hashhop-alphabet', 'digits', '--hashhop-queries', '4']);
 }
 
 function demoCorpora(out: string, prefix: string, extra: string[]): void {

@@ -11,7 +11,9 @@
  * OUT/steps.json records each step's command and the modification time and size of every input path it names
  * (models, data, the previous stage's output). A step whose command or inputs changed since then runs again, and
  * so, through their inputs, do the steps after it. Outputs without a record (written before records existed) are
- * kept and recorded.
+ * kept and recorded. A training stage that was interrupted (its checkpoint.bin written, its model not) continues
+ * exactly where it stopped (`recurformer train --resume`) if OUT/started.json says it was started with the same
+ * command and inputs; otherwise it starts again from scratch.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
@@ -212,6 +214,38 @@ function staleReason(rec: StepRecord, command: readonly string[], outputs: reado
   return '';
 }
 
+const startedPath = (o: RunOptions): string => join(o.out, 'started.json');
+
+/** OUT/started.json: the command each training stage folder was last started with. */
+function readStarted(o: RunOptions): Record<string, StepRecord> {
+  const p = startedPath(o);
+  if (!existsSync(p)) return {};
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as Record<string, StepRecord>;
+  } catch {
+    return {}; // nothing to resume from: every stage starts afresh
+  }
+}
+
+/**
+ * Runs a training `command` writing into `out`: resumes the run in `out` when it was interrupted after a checkpoint
+ * and was started with this same command and inputs, else starts it afresh (recording what it started).
+ */
+async function runTrainStage(out: string, done: string, o: RunOptions, command: readonly string[], log: (s: string) => void): Promise<void> {
+  const started = readStarted(o)[out];
+  if (started && existsSync(join(out, 'checkpoint.bin')) && !staleReason(started, command, [done, out])) {
+    log(`- ${out} was interrupted: resuming it from its checkpoint`);
+    await run(['train', '--resume', out], log);
+    return;
+  }
+  rmSync(out, { recursive: true, force: true });
+  const all = readStarted(o);
+  all[out] = { command: [...command], inputs: inputsOf(command, [done, out]) };
+  mkdirSync(o.out, { recursive: true });
+  writeFileAtomic(startedPath(o), new TextEncoder().encode(`${JSON.stringify(all, null, 1)}\n`));
+  await run([...command], log);
+}
+
 /**
  * Runs `fn` (which runs `command`, writing `done` and the paths after --out) unless `done` exists with the same
  * command and unchanged inputs (or --force), then records the step in OUT/steps.json.
@@ -277,10 +311,8 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     seed = x.seed): Promise<string> => {
     const command = ['train', student, '--teacher', x.model, '--data', data, '--stage', stage, ...trainArgs(t),
       '--seed', String(seed), '--cache', cache, '--out', out];
-    await step(join(out, 'model', 'config.json'), o, command, async () => {
-      rmSync(out, { recursive: true, force: true });
-      await run(command, log);
-    });
+    const done = join(out, 'model', 'config.json');
+    await step(done, o, command, () => runTrainStage(out, done, o, command, log));
     return join(out, 'model');
   };
   /**

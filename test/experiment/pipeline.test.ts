@@ -3,7 +3,7 @@
 // baselines at equal cache; then the summary table and the report page.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, prepare, report, type ModelExperiment } from '../../scripts/experiment/pipeline.js';
 import { CONTROL_LABEL, summarize } from '../../src/eval/summary.js';
@@ -96,6 +96,26 @@ test('experiment pipeline: every configuration gets every task; baselines hold n
   assert.notEqual(after[3], before[3], "the retrained model's evals ran again");
   assert.equal(after[4], before[4], 'the StreamingLLM evals (original model, untrained conversion) are kept');
   assert.ok(lines.some((l) => l.includes('its command changed: running again')), lines.join('\n'));
+
+  // an interrupted training stage (its checkpoint written, its model not) continues from its checkpoint to the same
+  // weights; one whose recorded start no longer matches its command starts afresh
+  const first = join(out, 'tiny', 'distill50');
+  const w = weights(first);
+  rmSync(join(first, 'model'), { recursive: true });
+  const resumed: string[] = [];
+  await prepare(x2, { out, log: (l) => resumed.push(l) });
+  assert.ok(resumed.includes(`- ${first} was interrupted: resuming it from its checkpoint`), resumed.join('\n'));
+  assert.ok(resumed.includes(`$ recurformer train --resume ${first}`), resumed.join('\n'));
+  assert.deepEqual(weights(first), w);
+  const started = JSON.parse(readFileSync(join(out, 'started.json'), 'utf8')) as Record<string, { command: string[] }>;
+  started[first]!.command = [...started[first]!.command, '--grad-clip', '0.5'];
+  writeFileSync(join(out, 'started.json'), JSON.stringify(started));
+  rmSync(join(first, 'model'), { recursive: true });
+  const afresh: string[] = [];
+  await prepare(x2, { out, log: (l) => afresh.push(l) });
+  assert.ok(!afresh.some((l) => l.includes('resum')), afresh.join('\n'));
+  assert.ok(afresh.some((l) => l.startsWith(`$ recurformer train ${join(out, 'tiny', 'align50', 'model')}`) && l.endsWith(`--out ${first}`)), afresh.join('\n'));
+  assert.ok(existsSync(join(first, 'model', 'config.json')));
 });
 
 test('experiment pipeline: both kinds of replaced group under one plan, the control, baselines sized to the larger cache', async () => {
