@@ -42,3 +42,22 @@ node --import tsx scripts/demo/build-corpus.ts "$W/long-d.jsonl" --seed 14 --syn
 $T "$W/long-q8/model" --stage pretrain --data "$W/long-d.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
   --lr 4e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 14 \
   --out "$W/long-d" --json
+# Stage E: fresh keys, only long hashhop documents (70 to 118 pairs, about 1,200 to 2,000 tokens) asking 16 chains
+# each (after stage D: 1-hop 6/8, 7/8, 3/8 and 2-hop 6/8, 5/8, 1/8 at 256 / 1024 / 2000 tokens).
+node --import tsx scripts/demo/build-corpus.ts "$W/long-e.jsonl" --seed 15 --synthetic 1500 --repeat 3000 --max-copy 200 \
+  --min-fillers 40 --max-fillers 82 --min-pairs 70 --max-pairs 118 --min-chars 3000 --max-chars 7400 --edge-depths 0.3 \
+  --hashhop 5000 --hashhop-hops 2 --hashhop-alphabet digits --hashhop-queries 16
+$T "$W/long-d/model" --stage pretrain --data "$W/long-e.jsonl" --packing document --seq 2048 --batch 2 --steps 600 \
+  --lr 4e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 200 --eval-batches 4 --save-every 50 --seed 15 \
+  --out "$W/long-e" --json
+# Stage F: hashhop documents of every length again (10 to 118 pairs, 16 chains each), at a lower learning rate, 300
+# steps: stage E's long documents alone had cost the short prompts (after it: 1-hop 4/8, 7/8, 5/8 and 2-hop 1/8,
+# 6/8, 2/8 at 256 / 1024 / 2000 tokens).
+node --import tsx scripts/demo/build-corpus.ts "$W/long-f.jsonl" --seed 16 --synthetic 1500 --repeat 3000 --max-copy 200 \
+  --min-fillers 40 --max-fillers 82 --min-pairs 10 --max-pairs 118 --min-chars 3000 --max-chars 7400 --edge-depths 0.3 \
+  --hashhop 5000 --hashhop-hops 2 --hashhop-alphabet digits --hashhop-queries 16
+$T "$W/long-e/model" --stage pretrain --data "$W/long-f.jsonl" --packing document --seq 2048 --batch 2 --steps 300 \
+  --lr 2e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 100 --eval-batches 4 --save-every 50 --seed 16 \
+  --out "$W/long-f" --json
+mkdir -p models/demo-llama-hh
+node bin/recurformer.js export "$W/long-f/model" --dtype F16 --out models/demo-llama-hh
