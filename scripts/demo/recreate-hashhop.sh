@@ -2,11 +2,12 @@
 # Recreates models/demo-llama-hh: demo-llama trained further to learn 1- and 2-hop HashHop with digit hashes
 # (src/eval/synthetic.ts says why digits), keeping passkey and needle. Every step is seeded. Each stage is a
 # resumable run: if one stops, `recurformer train --resume DIR` continues it exactly. Run from the repository root
-# after `npm install`; W defaults to runs/demo-hh.
+# after `npm install`; W defaults to runs/demo-hh. About two hours on two cores.
 set -euo pipefail
 W=${1:-runs/demo-hh}
 mkdir -p "$W"
 T="node bin/recurformer.js train"
+npx tsc -p tsconfig.json
 export RECURFORMER_THREADS=${RECURFORMER_THREADS:-2}
 # Stage A (short): the induction mix of demo-llama's stage 2 with its hashhop documents in digits, plus 12,000
 # short 1- and 2-hop digit hashhop documents, in sequences of 256 tokens, so the copying learns six-digit keys.
@@ -59,5 +60,5 @@ node --import tsx scripts/demo/build-corpus.ts "$W/long-f.jsonl" --seed 16 --syn
 $T "$W/long-e/model" --stage pretrain --data "$W/long-f.jsonl" --packing document --seq 2048 --batch 2 --steps 300 \
   --lr 2e-4 --min-lr 0.2 --warmup 10 --weight-decay 0.1 --eval-every 100 --eval-batches 4 --save-every 50 --seed 16 \
   --out "$W/long-f" --json
-mkdir -p models/demo-llama-hh
+# the committed weights (F16; models/demo-llama-hh/SOURCE.md is written by hand)
 node bin/recurformer.js export "$W/long-f/model" --dtype F16 --out models/demo-llama-hh
