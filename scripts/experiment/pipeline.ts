@@ -175,15 +175,18 @@ interface StepRecord {
 
 const registryPath = (o: RunOptions): string => join(o.out, 'steps.json');
 
-function readRegistry(o: RunOptions): Record<string, StepRecord> {
-  const p = registryPath(o);
+/** The step records in file `p` ({} if there is none); a file that is not JSON is an error, or {} if `lenient`. */
+function readRecords(p: string, lenient = false): Record<string, StepRecord> {
   if (!existsSync(p)) return {};
   try {
     return JSON.parse(readFileSync(p, 'utf8')) as Record<string, StepRecord>;
   } catch (e) {
+    if (lenient) return {};
     throw new Error(`${p} is not valid JSON (${(e as Error).message}); delete it to record every step afresh`, { cause: e });
   }
 }
+
+const readRegistry = (o: RunOptions): Record<string, StepRecord> => readRecords(registryPath(o));
 
 /** Values that name no input: outputs, and the token cache (it grows as later stages add their data). */
 const NOT_INPUTS = new Set(['--out', '--cache']);
@@ -216,16 +219,8 @@ function staleReason(rec: StepRecord, command: readonly string[], outputs: reado
 
 const startedPath = (o: RunOptions): string => join(o.out, 'started.json');
 
-/** OUT/started.json: the command each training stage folder was last started with. */
-function readStarted(o: RunOptions): Record<string, StepRecord> {
-  const p = startedPath(o);
-  if (!existsSync(p)) return {};
-  try {
-    return JSON.parse(readFileSync(p, 'utf8')) as Record<string, StepRecord>;
-  } catch {
-    return {}; // nothing to resume from: every stage starts afresh
-  }
-}
+/** OUT/started.json: the command each training stage folder was last started with (unreadable: resume nothing). */
+const readStarted = (o: RunOptions): Record<string, StepRecord> => readRecords(startedPath(o), true);
 
 /**
  * Runs a training `command` writing into `out`: resumes the run in `out` when it was interrupted after a checkpoint
