@@ -10,7 +10,7 @@
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
  * --only reruns one model and rewrites only its sections of docs/results.md (results and waiver) and its README
- * rows. --budgets keeps only those of each model's budgets (a trial of one budget, with --out elsewhere and
+ * rows (it refuses to start while the other models' README rows have an older table's columns). --budgets keeps only those of each model's budgets (a trial of one budget, with --out elsewhere and
  * --prepare-only: the tables of a partial run would drop the other budgets' rows).
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -53,6 +53,20 @@ function replaceBetween(file: string, begin: string, end: string, body: string):
 function between(file: string, begin: string, end: string): string {
   const text = readFileSync(file, 'utf8');
   return text.slice(text.indexOf(begin) + begin.length, text.indexOf(end));
+}
+
+/** The README results table's header: every row has its columns. */
+const README_HEAD = '| model | configuration | KV bytes/token | Δ perplexity | Δ vs control | passkey by length | hashhop by hops and length | needle by length |\n'
+  + '|---|---|---:|---:|---:|---:|---:|---:|';
+const columns = (row: string): number => row.split('|').length;
+// --only keeps the other models' README rows as they are: they must have this header's columns, or the table breaks
+if (only && !prepareOnly) {
+  const stale = between('README.md', '<!-- results:begin -->', '<!-- results:end -->').split('\n')
+    .filter((r) => r.startsWith('| ') && !r.startsWith('| model |') && !r.startsWith(`| ${only} |`) && columns(r) !== columns(README_HEAD.split('\n')[0]!));
+  if (stale.length > 0) {
+    throw new Error(`--only ${only}: README.md's other rows have the columns of an older table (e.g. "${stale[0]}"); `
+      + 'run without --only to regenerate every model\'s rows');
+  }
 }
 
 const sections: string[] = [];
@@ -120,8 +134,6 @@ function writeTables(): void {
   const oldRows = between('README.md', '<!-- results:begin -->', '<!-- results:end -->').split('\n')
     .filter((r) => names.some((n) => r.startsWith(`| ${n} |`)));
   const rows = names.flatMap((n) => (ran.has(n) ? readmeRows : oldRows).filter((r) => r.startsWith(`| ${n} |`)));
-  replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->',
-    '| model | configuration | KV bytes/token | Δ perplexity | Δ vs control | passkey by length | hashhop by hops and length | needle by length |\n' +
-    '|---|---|---:|---:|---:|---:|---:|---:|\n' + rows.join('\n'));
+  replaceBetween('README.md', '<!-- results:begin -->', '<!-- results:end -->', `${README_HEAD}\n${rows.join('\n')}`);
 }
 
