@@ -10,8 +10,9 @@
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
  * --only reruns one model and rewrites only its sections of docs/results.md (results and waiver) and its README
- * rows (it refuses to start while the other models' README rows have an older table's columns). --budgets keeps only those of each model's budgets (a trial of one budget, with --out elsewhere and
- * --prepare-only: the tables of a partial run would drop the other budgets' rows).
+ * rows (it refuses to start while the other models' README rows have an older table's columns). --budgets keeps
+ * only those of each model's budgets (a trial of one budget, with --out elsewhere and --prepare-only: the tables of a
+ * partial run would drop the other budgets' rows).
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
