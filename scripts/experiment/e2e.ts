@@ -62,8 +62,9 @@ const README_HEAD = '| model | configuration | KV bytes/token | Δ perplexity | 
 const columns = (row: string): number => row.split('|').length;
 // --only keeps the other models' README rows as they are: they must have this header's columns, or the table breaks
 if (only && !prepareOnly) {
+  const want = columns(README_HEAD.split('\n')[0]!);
   const stale = between('README.md', '<!-- results:begin -->', '<!-- results:end -->').split('\n')
-    .filter((r) => r.startsWith('| ') && !r.startsWith('| model |') && !r.startsWith(`| ${only} |`) && columns(r) !== columns(README_HEAD.split('\n')[0]!));
+    .filter((r) => r.startsWith('| ') && !r.startsWith('| model |') && !r.startsWith(`| ${only} |`) && columns(r) !== want);
   if (stale.length > 0) {
     throw new Error(`--only ${only}: README.md's other rows have the columns of an older table (e.g. "${stale[0]}"); `
       + 'run without --only to regenerate every model\'s rows');

@@ -227,14 +227,13 @@ const readStarted = (o: RunOptions): Record<string, StepRecord> => readRecords(s
  * and was started with this same command and inputs, else starts it afresh (recording what it started).
  */
 async function runTrainStage(out: string, done: string, o: RunOptions, command: readonly string[], log: (s: string) => void): Promise<void> {
-  const started = readStarted(o)[out];
+  const all = readStarted(o), started = all[out];
   if (started && existsSync(join(out, 'checkpoint.bin')) && !staleReason(started, command, [done, out])) {
     log(`- ${out} was interrupted: resuming it from its checkpoint`);
     await run(['train', '--resume', out], log);
     return;
   }
   rmSync(out, { recursive: true, force: true });
-  const all = readStarted(o);
   all[out] = { command: [...command], inputs: inputsOf(command, [done, out]) };
   mkdirSync(o.out, { recursive: true });
   writeFileAtomic(startedPath(o), new TextEncoder().encode(`${JSON.stringify(all, null, 1)}\n`));

@@ -54,11 +54,6 @@ const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 export type HashAlphabet = 'letters' | 'digits';
 export const HASH_ALPHABETS: readonly HashAlphabet[] = ['letters', 'digits'];
 
-/** How many distinct hashes an alphabet has. */
-export function hashCount(alphabet: HashAlphabet): number {
-  return alphabet === 'digits' ? 900000 : 26 ** 6;
-}
-
 function randomHash(rng: Rng, used: Set<string>, alphabet: HashAlphabet): string {
   for (;;) {
     let h = '';
