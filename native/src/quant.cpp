@@ -265,7 +265,8 @@ RF_AVX2 float dot_q8_0_avx2(const uint8_t* w, int64_t K, const QRow& x) {
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-// The K-quant kernels, compiled twice (quant_kq.inc): AVX2, and AVX-512 VNNI where the CPU has it.
+// The K-quant kernels, compiled twice (quant_kq.inc): AVX2, and AVX-512 VNNI where the CPU has it; the VNNI table
+// uses the 512-bit forms of quant_kq512.inc (same integers in the same lanes, so the same bits as AVX2).
 #if defined(__clang__)
 #define RF_TARGET_PUSH(t) _Pragma("clang attribute push") RF_TARGET_APPLY(t)
 #define RF_TARGET_APPLY(t) _Pragma(RF_STR(clang attribute(__attribute__((target(t))), apply_to = function)))
@@ -288,6 +289,7 @@ RF_TARGET_POP
 namespace kq_vnni {
 RF_TARGET_PUSH("avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
 #include "quant_kq.inc"
+#include "quant_kq512.inc"
 RF_TARGET_POP
 }  // namespace kq_vnni
 #undef RF_Q_ACC
@@ -321,10 +323,10 @@ const QuantKernels kScalar = {4, {RF_DOT4(dot_q8_0_scalar)}, {RF_DOT4(dot_qxk_sc
 #if RF_X86
 template <int NX> void q4_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<true, NX>(w, K, x, out); }
-template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<false, NX>(w, K, x, out); }
-template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk<true, NX>(w, K, x, out); }
+template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<false, NX>(w, K, x, out); }
+template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<true, NX>(w, K, x, out); }
 const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)}};
-const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k)}};
+const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)}};
 #endif
 
 // AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.
