@@ -198,7 +198,8 @@ float dot_qxk_scalar(const uint8_t* w, int64_t K, const QRow& x) {
       isum += sm[j] * sum;
       msum += sm[8 + j] * (x.s[16 * b + 2 * j] + x.s[16 * b + 2 * j + 1]);
     }
-    acc += x.d[b] * (f16(w) * static_cast<float>(isum) - f16(w + 2) * static_cast<float>(msum));
+    acc = std::fma(static_cast<float>(isum), f16(w) * x.d[b], acc);  // the float steps of quant_kq.inc
+    acc = std::fma(-static_cast<float>(msum), f16(w + 2) * x.d[b], acc);
   }
   return acc;
 }
@@ -223,7 +224,7 @@ float dot_q6_k_scalar(const uint8_t* w, int64_t K, const QRow& x) {
         isum += sc[j] * sum0 + sc[j + 1] * sum1;
       }
     }
-    acc += f16(w + 208) * x.d[b] * static_cast<float>(isum);
+    acc = std::fma(static_cast<float>(isum), f16(w + 208) * x.d[b], acc);
   }
   return acc;
 }
