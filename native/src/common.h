@@ -47,6 +47,9 @@ Isa cpu_isa();
 const char* simd_name();
 // AVX-512 VNNI with VL and BW (dpwssd on ymm), when cpu_isa() is kAvx512 (so RECURFORMER_SIMD=avx2 turns it off).
 bool cpu_has_avx512_vnni();
+// AMX-INT8 tiles, usable by this process (Linux granted the tile state), when cpu_has_avx512_vnni() and
+// RECURFORMER_SIMD is not avx512 (which stops at the AVX-512 kernels). Only gemmQ's K-quant prefill uses them.
+bool cpu_has_amx_int8();
 
 // The table of the widest instruction set that both the CPU allows and the family has (nullptr: not written for it).
 template <class Table>

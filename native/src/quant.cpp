@@ -17,8 +17,9 @@
 // value for Q4_K); the inner loop is integer multiply-adds (maddubs: unsigned weight codes by signed activation bytes
 // into int16 pair sums, which cannot overflow: at most 2 * 63 * 128), and up to four (AVX2) or eight (AVX-512
 // VNNI) activation rows share each unpacked piece of a weight row, so a prefill unpacks every weight once per 4-8
-// tokens. The result differs from the product with exact activations by the activation rounding only (at most
-// sum |w| * d_b / 2 per output).
+// tokens. On CPUs with AMX (quant_amx.inc) the K-quants' products of 16 or more activation rows run on the tile unit
+// instead, with the same integers and float steps, so the same bits. The result differs from the product with exact
+// activations by the activation rounding only (at most sum |w| * d_b / 2 per output).
 #include "common.h"
 #include "ew_simd.h"
 
@@ -266,6 +267,13 @@ RF_AVX2 float dot_q8_0_avx2(const uint8_t* w, int64_t K, const QRow& x) {
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// AMX needs GCC 11 / clang 12 or later (and Linux, which hands out the tile state on request: rf::cpu_has_amx_int8).
+#if RF_X86 && defined(__linux__) && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
+#define RF_AMX 1
+#else
+#define RF_AMX 0
+#endif
+
 // The K-quant kernels, compiled twice (quant_kq.inc): AVX2, and AVX-512 VNNI where the CPU has it; the VNNI table
 // uses the 512-bit forms of quant_kq512.inc (same integers in the same lanes, so the same bits as AVX2).
 #if defined(__clang__)
@@ -288,9 +296,16 @@ RF_TARGET_POP
 #undef RF_Q_ACC
 #define RF_Q_ACC(isum, pairs, scales) _mm256_dpwssd_epi32(isum, pairs, scales)
 namespace kq_vnni {
+#if RF_AMX
+RF_TARGET_PUSH("amx-tile,amx-int8,avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
+#else
 RF_TARGET_PUSH("avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
+#endif
 #include "quant_kq.inc"
 #include "quant_kq512.inc"
+#if RF_AMX
+#include "quant_amx.inc"
+#endif
 RF_TARGET_POP
 }  // namespace kq_vnni
 #undef RF_Q_ACC
@@ -362,6 +377,19 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
     quantize(0, M);
   else
     rf::parallel_for(M, 4, quantize);
+  int64_t first = 0;  // rows before it are done
+#if RF_AMX
+  // on AMX: the K-quants' whole 16-row tiles of activations (a prefill); the rows left over go through the table
+  if (type != kQ8_0 && M >= 16 && rf::cpu_has_amx_int8()) {
+    const int64_t T = M / 16;
+    const kq_vnni::AmxActs acts = kq_vnni::amx_acts(rows, T, K);
+    if (type == kQ4_K) kq_vnni::amx_product<kQ4_K>(acts, T, w, N, row_bytes, c);
+    else if (type == kQ5_K) kq_vnni::amx_product<kQ5_K>(acts, T, w, N, row_bytes, c);
+    else kq_vnni::amx_product<kQ6_K>(acts, T, w, N, row_bytes, c);
+    first = 16 * T;
+    if (first == M) return;
+  }
+#endif
   const QuantKernels& ks = kernels();
   const RowsFn* fns = ks.of(type);
   const int64_t group = ks.rows;
@@ -370,7 +398,7 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
   const int64_t mblock = std::max<int64_t>(group, ((int64_t(48) << 10) / K) / group * group);
   rf::parallel_for(N, grain, [&](int64_t r0, int64_t r1) {
     float out[kMaxRows];
-    for (int64_t m0 = 0; m0 < M; m0 += mblock) {
+    for (int64_t m0 = first; m0 < M; m0 += mblock) {
       const int64_t m1 = std::min(M, m0 + mblock);
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = w + r * row_bytes;

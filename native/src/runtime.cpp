@@ -20,6 +20,9 @@
 #else
 #define RF_FUTEX 0
 #endif
+#if RF_X86
+#include <cpuid.h>
+#endif
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sched.h>
@@ -56,6 +59,26 @@ bool cpu_has_avx512_vnni() {
 #if RF_X86
   static const bool v = cpu_isa() >= Isa::kAvx512 && __builtin_cpu_supports("avx512vnni") &&
                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  return v;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_amx_int8() {
+#if RF_X86 && defined(__linux__)
+  static const bool v = [] {
+    if (!cpu_has_avx512_vnni()) return false;  // (RECURFORMER_SIMD=avx2 or scalar)
+    const char* env = std::getenv("RECURFORMER_SIMD");
+    if (env && std::strcmp(env, "avx512") == 0) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // AMX-TILE, -INT8
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if (((lo >> 17) & 3) != 3) return false;  // the OS saves the tile state (XTILECFG, XTILEDATA)
+    // Linux hands the (8 KB) tile data state out per process on request: ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  }();
   return v;
 #else
   return false;

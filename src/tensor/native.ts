@@ -13,8 +13,11 @@ import { BackendError } from './errors.js';
 import { KERNEL_NAMES, type Kernels } from './kernels.js';
 
 export interface NativeAddon extends Partial<Kernels> {
-  /** `vnni`: the quantized products use AVX-512 VNNI (else AVX2 or portable, as `simd`). */
-  info(): { simd: string; threads: number; vnni: boolean };
+  /**
+   * `vnni`: the quantized products use AVX-512 VNNI (else AVX2 or portable, as `simd`); `amx`: the K-quant products
+   * of 16 or more rows (prefill) use AMX tiles.
+   */
+  info(): { simd: string; threads: number; vnni: boolean; amx: boolean };
   setThreads(n: number): number;
 }
 

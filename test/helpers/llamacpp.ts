@@ -93,8 +93,13 @@ export function assertSameTokens(theirs: number[], ours: number[], eos: readonly
   if (ours.length < theirs.length) assert.ok(eos.includes(theirs[ours.length]!), `${what}: we stopped early without EOS`);
 }
 
-/** Two tokens whose logits differ by at most this fraction of the step's logit spread count as tied. */
-export const TIE_MARGIN = 2e-3;
+/**
+ * Two tokens whose logits differ by at most this fraction of the step's logit spread count as tied. 2e-3 held on
+ * hosts where llama.cpp runs its AVX2 / AVX-512 kernels; on a Sapphire Rapids host, where it takes its AMX tile
+ * kernels for the K-quants (other sums, other rounding), demo-llama's Q4_K export parted at a step 2.1e-3 apart
+ * (with this project's kernels of before and after its own AMX path: our logits did not move).
+ */
+export const TIE_MARGIN = 4e-3;
 
 /**
  * models/demo-llama (dModel 256, so every matrix row holds whole super-blocks). Its tokenizer's split pattern (GPT-2's

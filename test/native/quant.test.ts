@@ -2,11 +2,12 @@
  * Quantized-weight products (gemmQ) and dequantization (dequantQ) of the addon against the reference backend and
  * against the GGUF reader's dequantizer (io/ggml-quants.ts, itself checked bit for bit on hand-built blocks and,
  * through llama.cpp's greedy tokens, on real files): Q8_0, Q4_K, Q5_K and Q6_K, weights from our quantizer and
- * random block bytes (every code and scale reachable), 1 to 21 activation rows (integer dot products over 8-bit
- * activations, up to four rows sharing each unpacked weight piece), odd row counts. Also: rows do not depend on how
- * many are computed together, the error the activation rounding may cause (bounded per output), and the argument
- * errors. Re-run with RECURFORMER_SIMD=scalar, and with RECURFORMER_SIMD=avx2 where the CPU has AVX-512 VNNI (the
- * two kernel sets must agree bit for bit: dpwssd is madd + add).
+ * random block bytes (every code and scale reachable), 1 to 37 activation rows (integer dot products over 8-bit
+ * activations, up to eight rows sharing each unpacked weight piece; on AMX, tiles of 16 rows), odd row counts. Also:
+ * rows do not depend on how many are computed together, the error the activation rounding may cause (bounded per
+ * output), and the argument errors. Re-run with RECURFORMER_SIMD=scalar, with RECURFORMER_SIMD=avx2 where the CPU
+ * has AVX-512 VNNI, and with RECURFORMER_SIMD=avx512 where it has AMX: every kernel set gives the K-quants the same
+ * bits (exact integer sums per super-block, then the same float steps).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,12 +66,12 @@ test('dequantQ equals the GGUF reader\'s dequantization bit for bit, whole or a 
   }
 });
 
-test('gemmQ matches the reference (8-bit activations, integer products) for 1 to 21 rows', { skip }, () => {
+test('gemmQ matches the reference (8-bit activations, integer products) for 1 to 37 rows', { skip }, () => {
   const nat = getBackend('native').kernels, ref = getBackend('reference').kernels;
   const rng = new Rng(9);
   for (const type of TYPES) {
     for (const [N, K] of [[1, 256], [37, 256], [19, 768]] as const) {
-      for (const M of [1, 2, 5, 8, 9, 21]) {
+      for (const M of [1, 2, 5, 8, 9, 16, 21, 37]) {
         const w = weight(type, N, K, rng, M % 2 === 0);
         const a = gaussian(M * K, rng);
         const cn = new Float32Array(M * N).fill(NaN), cr = new Float32Array(M * N);
@@ -84,10 +85,10 @@ test('gemmQ matches the reference (8-bit activations, integer products) for 1 to
   }
 });
 
-test('each row of a 2,100 x 256 product equals the same row computed alone, bit for bit (groups of 4, threads)', { skip }, () => {
+test('each row of a 2,100 x 512 product equals the same row computed alone, bit for bit (groups of 4-8, AMX tiles, threads)', { skip }, () => {
   const nat = getBackend('native').kernels;
   const rng = new Rng(13);
-  const M = 11, N = 2100, K = 256;
+  const M = 37, N = 2100, K = 512; // on AMX: two tiles of 16 rows and five rows through the AVX-512 kernels
   for (const type of TYPES) {
     const w = weight(type, N, K, rng, false);
     const a = gaussian(M * K, rng);
@@ -163,8 +164,9 @@ function fingerprint(): string {
   const nat = getBackend('native').kernels;
   const rng = new Rng(23);
   return TYPES.map((type) => {
-    const w = weight(type, 40, 512, rng, true), a = gaussian(6 * 512, rng), c = new Float32Array(6 * 40);
-    nat.gemmQ(6, 40, 512, a, type, w, c);
+    // 40 rows: two AMX tiles (where the CPU has them) and eight rows through the kernel table; 45 weight rows: a partial strip
+    const w = weight(type, 45, 512, rng, true), a = gaussian(40 * 512, rng), c = new Float32Array(40 * 45);
+    nat.gemmQ(40, 45, 512, a, type, w, c);
     return Buffer.from(c.buffer).toString('base64');
   }).join('|');
 }
@@ -184,4 +186,18 @@ test('AVX-512 VNNI and AVX2 give the same bits (child process with RECURFORMER_S
   const out = runChild('avx2');
   const theirs = /# fingerprint (\S+)/.exec(out)?.[1];
   assert.equal(fingerprint(), theirs, 'the AVX2 run computed other bits');
+});
+
+const amxSkip = skip || (isChild ? 'already a child run' : load.addon!.info().amx ? false : 'this CPU (or OS) offers no AMX tiles: the AVX-512 / AVX2 kernels are the ones in use');
+test('AMX tiles and the AVX-512 kernels give the same bits (child process with RECURFORMER_SIMD=avx512)', { skip: amxSkip }, () => {
+  const out = runChild('avx512');
+  const theirs = /# fingerprint (\S+)/.exec(out)?.[1];
+  assert.equal(fingerprint(), theirs, 'the AVX-512 run computed other bits');
+});
+
+test('RECURFORMER_SIMD turns AMX off (avx512, avx2, scalar)', { skip }, () => {
+  const info = load.addon!.info();
+  const simd = process.env.RECURFORMER_SIMD;
+  if (simd === 'avx512' || simd === 'avx2' || simd === 'scalar') assert.equal(info.amx, false);
+  if (!info.vnni) assert.equal(info.amx, false, 'AMX is only used beside the AVX-512 VNNI kernels');
 });
