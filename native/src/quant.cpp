@@ -234,6 +234,7 @@ float dot_q6_k_scalar(const uint8_t* w, int64_t K, const QRow& x) {
 // (int16), madd multiplies those by the sub-block scale and adds neighbours into eight int32 lanes. Q8_0's signed
 // weights use |w| and x with w's sign (its activations stay within +-127, so the sign flip cannot overflow).
 #if RF_X86
+using rf::ew::hmax;
 using rf::ew::hsum;
 
 RF_AVX2 inline float f16c(const uint8_t* p) {
@@ -265,6 +266,54 @@ RF_AVX2 float dot_q8_0_avx2(const uint8_t* w, int64_t K, const QRow& x) {
     acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16c(w) * x.d[b]), acc0);
   }
   return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// quantize_row for the K-quants (blocks of 256) in AVX2, the same bits: the largest magnitude and the first value that
+// has it, then round(x * iscale) (cvtps_epi32 rounds to nearest even, as nearbyint does), capped at 127; and the
+// exact sums of every 16 quants. A prefill quantizes every activation row before each product, which on the AMX
+// tiles would otherwise cost as much as the product itself.
+RF_AVX2 void quantize_row_k_avx2(const float* x, int64_t K, int8_t* q, float* d, int16_t* s) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < K / 256; ++b) {
+    const float* xb = x + 256 * b;
+    int8_t* qb = q + 256 * b;
+    __m256 mx = _mm256_setzero_ps();
+    for (int i = 0; i < 256; i += 8) mx = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xb + i), abs_mask), mx);  // NaN: skipped
+    const float amax = hmax(mx);
+    if (!(amax > 0)) {
+      std::memset(qb, 0, 256);
+      std::memset(s + 16 * b, 0, 16 * sizeof(int16_t));
+      d[b] = 0;
+      continue;
+    }
+    float m = 0;
+    for (int i = 0; i < 256; i += 8) {
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(xb + i), abs_mask), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (hit) {
+        m = xb[i + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -128.0f / m;
+    const __m256 vs = _mm256_set1_ps(iscale);
+    const __m256i cap = _mm256_set1_epi32(127);
+    __m256i sums[8];
+    for (int i = 0; i < 256; i += 32) {
+      __m256i r[4];
+      for (int k = 0; k < 4; ++k) r[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + i + 8 * k))), cap);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(
+          _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3])), order);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + i), bytes);
+      sums[i / 32] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, bytes), ones16);  // sums of 4 quants
+    }
+    // lane sums of 16 quants: s[2k] = low half of sums[k], s[2k + 1] = high half
+    const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]));
+    const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[4], sums[5]), _mm256_hadd_epi32(sums[6], sums[7]));
+    const __m256i s16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_permutevar8x32_epi32(u0, order), _mm256_permutevar8x32_epi32(u1, order)), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + 16 * b), s16);
+    d[b] = 1.0f / iscale;
+  }
 }
 
 // AMX needs GCC 11 / clang 12 or later (and Linux, which hands out the tile state on request: rf::cpu_has_amx_int8).
@@ -321,9 +370,11 @@ void rows_of(const uint8_t* w, int64_t K, const QRow* x, float* out) {
 // AVX2's 16 vector registers, 8 with AVX-512 VNNI's 32: the more rows share an unpacked weight piece, the less unpacking).
 using RowsFn = void (*)(const uint8_t* w, int64_t K, const QRow* x, float* out);
 constexpr int kMaxRows = 8;
+using QuantizeFn = void (*)(const float* x, int64_t K, int8_t* q, float* d, int16_t* s);
 struct QuantKernels {
   int rows;
   RowsFn q8_0[kMaxRows], q4_k[kMaxRows], q5_k[kMaxRows], q6_k[kMaxRows];
+  QuantizeFn quantize_k;  // quantize_row for blocks of 256
   const RowsFn* of(int type) const {
     return type == kQ8_0 ? q8_0 : type == kQ4_K ? q4_k : type == kQ5_K ? q5_k : q6_k;
   }
@@ -334,15 +385,18 @@ struct QuantKernels {
 #define RF_Q8(f) RF_Q4(f), f<5>, f<6>, f<7>, f<8>
 #define RF_DOT4(dot) rows_of<dot, 1>, rows_of<dot, 2>, rows_of<dot, 3>, rows_of<dot, 4>
 #define RF_DOT8(dot) RF_DOT4(dot), rows_of<dot, 5>, rows_of<dot, 6>, rows_of<dot, 7>, rows_of<dot, 8>
+void quantize_row_k(const float* x, int64_t K, int8_t* q, float* d, int16_t* s) { quantize_row(x, K, 256, q, d, s); }
 const QuantKernels kScalar = {4, {RF_DOT4(dot_q8_0_scalar)}, {RF_DOT4(dot_qxk_scalar<false>)},
-                              {RF_DOT4(dot_qxk_scalar<true>)}, {RF_DOT4(dot_q6_k_scalar)}};
+                              {RF_DOT4(dot_qxk_scalar<true>)}, {RF_DOT4(dot_q6_k_scalar)}, quantize_row_k};
 #if RF_X86
 template <int NX> void q4_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<true, NX>(w, K, x, out); }
 template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<true, NX>(w, K, x, out); }
-const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)}};
-const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)}};
+const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)},
+                            quantize_row_k_avx2};
+const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
+                            quantize_row_k_avx2};
 #endif
 
 // AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.
@@ -365,10 +419,14 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
   float* ds = tl_scales.get(static_cast<size_t>(M * (K / block)));
   int16_t* ss = sums ? tl_sums.get(static_cast<size_t>(M * (K / 16))) : nullptr;
   QRow* rows = tl_rows.get(static_cast<size_t>(M));
+  const QuantKernels& ks = kernels();
   const auto quantize = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int16_t* s = sums ? ss + m * (K / 16) : nullptr;
-      quantize_row(a + m * K, K, block, q + m * K, ds + m * (K / block), s);
+      if (sums)
+        ks.quantize_k(a + m * K, K, q + m * K, ds + m * (K / block), s);
+      else
+        quantize_row(a + m * K, K, block, q + m * K, ds + m * (K / block), s);
       rows[m] = QRow{q + m * K, ds + m * (K / block), s};
     }
   };
@@ -390,7 +448,6 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
     if (first == M) return;
   }
 #endif
-  const QuantKernels& ks = kernels();
   const RowsFn* fns = ks.of(type);
   const int64_t group = ks.rows;
   const int64_t grain = std::max<int64_t>(4, (int64_t(1) << 15) / std::max<int64_t>(K * M, 1));
