@@ -1,5 +1,6 @@
 // Module entry of the production addon: registers every kernel file's functions and a few informational ones.
 // (The benchmark's hardware probes are a separate module, native/src/bench/probes.cpp.)
+#include "attn_kernels.h"
 #include "common.h"
 
 static Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -9,6 +10,7 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("threads", rf::num_threads());
   o.Set("vnni", rf::cpu_has_avx512_vnni());
   o.Set("amx", rf::cpu_has_amx_int8());
+  o.Set("attention", rf::attn::attn_kernels().name);
   return o;
 }
 

@@ -15,9 +15,9 @@ import { KERNEL_NAMES, type Kernels } from './kernels.js';
 export interface NativeAddon extends Partial<Kernels> {
   /**
    * `vnni`: the quantized products use AVX-512 VNNI (else AVX2 or portable, as `simd`); `amx`: the K-quant products
-   * of 16 or more rows (prefill) use AMX tiles.
+   * of 16 or more rows (prefill) use AMX tiles; `attention`: the attention kernels' set (avx512, avx2 or scalar).
    */
-  info(): { simd: string; threads: number; vnni: boolean; amx: boolean };
+  info(): { simd: string; threads: number; vnni: boolean; amx: boolean; attention: string };
   setThreads(n: number): number;
 }
 

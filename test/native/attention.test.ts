@@ -3,11 +3,13 @@
  * backward against central finite differences, and the native addon against the reference over a grid of shapes
  * and masks (causal / non-causal, chunked prefill with qOffset, sliding window with and without sinks, GQA, odd
  * sizes, fully masked rows, multi-tile and split-K paths). The whole file is re-run once with
- * RECURFORMER_SIMD=scalar so the addon's portable fallback is checked too.
+ * RECURFORMER_SIMD=scalar so the addon's portable fallback is checked too, and where the CPU has AVX-512 a child with
+ * RECURFORMER_SIMD=avx2 must produce the same bits (the 512-bit kernels do per lane what the 256-bit ones do).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../../src/tensor/backend.js';
@@ -421,4 +423,40 @@ test('native attention rejects inconsistent sizes', { skip: nativeSkip }, () => 
 
 test('the whole file passes with RECURFORMER_SIMD=scalar', { skip: isChild || nativeSkip }, () => {
   runSelf('RECURFORMER_SIMD=scalar run', { RECURFORMER_SIMD: 'scalar', [CHILD_ENV]: '1' });
+});
+
+// ---- (5) AVX-512 against AVX2: the same bits ---------------------------------------------------------------------
+
+/** Forward (o, lse) and backward (gq, gk, gv) of a few prefill-sized cases, hashed. */
+function attentionFingerprint(): string {
+  const native = getBackend('native').kernels;
+  const cases: [Shape, MaskCase][] = [
+    [{ name: 'B1 T70 S70 H4/2 Dh64', B: 1, T: 70, S: 70, Hq: 4, Hkv: 2, Dh: 64 }, MASKS[1]!],
+    [{ name: 'B2 T37 S90 H3/1 Dh20', B: 2, T: 37, S: 90, Hq: 3, Hkv: 1, Dh: 20 }, MASKS[4]!],
+    [{ name: 'B1 T48 S48 H2/2 Dh40', B: 1, T: 48, S: 48, Hq: 2, Hkv: 2, Dh: 40 }, MASKS[3]!],
+  ];
+  return cases.map(([s, m0], ci) => {
+    const m = resolveMask(m0, s);
+    const p = makeProblem(s, m, 11000 + ci);
+    const f = runForward(native, p, false);
+    const g = runBackward(native, p, f, random(f.o.length, 12000 + ci));
+    const h = createHash('sha256');
+    for (const a of [f.o, f.lse, g.gq, g.gk, g.gv]) h.update(Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+    return h.digest('hex');
+  }).join('|');
+}
+
+const FP_ENV = 'RECURFORMER_ATTN_TEST_FINGERPRINT';
+if (process.env[FP_ENV] && !nativeSkip) process.stdout.write(`# fingerprint ${attentionFingerprint()}\n`);
+
+const avx512Skip = isChild || nativeSkip || (loadNative().addon?.info().attention === 'avx512' ? false : 'the AVX-512 attention kernels are not in use on this CPU');
+test('the AVX-512 attention kernels give the AVX2 kernels\' bits (child with RECURFORMER_SIMD=avx2)', { skip: avx512Skip }, () => {
+  const file = fileURLToPath(import.meta.url);
+  const env: Record<string, string | undefined> = { ...process.env, RECURFORMER_SIMD: 'avx2', [FP_ENV]: '1', [CHILD_ENV]: '1' };
+  delete env.NODE_TEST_CONTEXT;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--test-name-pattern', 'serves attention', file], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  const theirs = /# fingerprint (\S+)/.exec(r.stdout)?.[1];
+  assert.ok(theirs, 'the child printed no fingerprint');
+  assert.equal(attentionFingerprint(), theirs, 'the AVX2 run computed other bits');
 });
