@@ -9,7 +9,7 @@ static Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("simd", rf::simd_name());
   o.Set("threads", rf::num_threads());
   o.Set("vnni", rf::cpu_has_avx512_vnni());
-  o.Set("amx", rf::cpu_has_amx_int8());
+  o.Set("amx", quant_uses_amx());
   o.Set("attention", rf::attn::attn_kernels().name);
   return o;
 }

@@ -290,3 +290,5 @@ void register_ssd(Napi::Env env, Napi::Object exports);
 void register_rope(Napi::Env env, Napi::Object exports);
 void register_softmax(Napi::Env env, Napi::Object exports);
 void register_quant(Napi::Env env, Napi::Object exports);
+// Whether gemmQ's chosen table sends the K-quants' prefill products to the AMX tiles (info().amx).
+bool quant_uses_amx();

@@ -375,6 +375,7 @@ struct QuantKernels {
   int rows;
   RowsFn q8_0[kMaxRows], q4_k[kMaxRows], q5_k[kMaxRows], q6_k[kMaxRows];
   QuantizeFn quantize_k;  // quantize_row for blocks of 256
+  bool amx;               // the K-quants' products of 16+ rows go to the AMX tiles (quant_amx.inc)
   const RowsFn* of(int type) const {
     return type == kQ8_0 ? q8_0 : type == kQ4_K ? q4_k : type == kQ5_K ? q5_k : q6_k;
   }
@@ -387,21 +388,27 @@ struct QuantKernels {
 #define RF_DOT8(dot) RF_DOT4(dot), rows_of<dot, 5>, rows_of<dot, 6>, rows_of<dot, 7>, rows_of<dot, 8>
 void quantize_row_k(const float* x, int64_t K, int8_t* q, float* d, int16_t* s) { quantize_row(x, K, 256, q, d, s); }
 const QuantKernels kScalar = {4, {RF_DOT4(dot_q8_0_scalar)}, {RF_DOT4(dot_qxk_scalar<false>)},
-                              {RF_DOT4(dot_qxk_scalar<true>)}, {RF_DOT4(dot_q6_k_scalar)}, quantize_row_k};
+                              {RF_DOT4(dot_qxk_scalar<true>)}, {RF_DOT4(dot_q6_k_scalar)}, quantize_row_k, false};
 #if RF_X86
 template <int NX> void q4_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_avx2(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_avx2::rows_qxk<true, NX>(w, K, x, out); }
 template <int NX> void q4_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<false, NX>(w, K, x, out); }
 template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, float* out) { kq_vnni::rows_qxk_512<true, NX>(w, K, x, out); }
 const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)},
-                            quantize_row_k_avx2};
+                            quantize_row_k_avx2, false};
 const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
-                            quantize_row_k_avx2};
+                            quantize_row_k_avx2, false};
+const QuantKernels kAmx = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
+                           quantize_row_k_avx2, RF_AMX != 0};
 #endif
 
-// AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512, else AVX2, else portable.
+// AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512 (with AMX for prefill where the CPU
+// and OS have it and RECURFORMER_SIMD is not avx512), else AVX2, else portable.
 const QuantKernels& kernels() {
-  static const QuantKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2), rf::cpu_has_avx512_vnni() ? RF_X86_TABLE(kVnni) : nullptr);
+  static const QuantKernels& t = rf::pick(kScalar, RF_X86_TABLE(kAvx2),
+                                          !rf::cpu_has_avx512_vnni() ? nullptr
+                                          : RF_AMX && rf::cpu_has_amx_int8() ? RF_X86_TABLE(kAmx)
+                                                                             : RF_X86_TABLE(kVnni));
   return t;
 }
 
@@ -438,7 +445,7 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
   int64_t first = 0;  // rows before it are done
 #if RF_AMX
   // on AMX: the K-quants' whole 16-row tiles of activations (a prefill); the rows left over go through the table
-  if (type != kQ8_0 && M >= 16 && rf::cpu_has_amx_int8()) {
+  if (type != kQ8_0 && M >= 16 && ks.amx) {
     const int64_t T = M / 16;
     const kq_vnni::AmxActs acts = kq_vnni::amx_acts(rows, T, K);
     if (type == kQ4_K) kq_vnni::amx_product<kQ4_K>(acts, T, w, N, row_bytes, c);
@@ -547,6 +554,8 @@ Napi::Value DequantQ(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+bool quant_uses_amx() { return kernels().amx; }
 
 void register_quant(Napi::Env env, Napi::Object exports) {
   rf::export_fn<GemmQ>(env, exports, "gemmQ");
