@@ -61,7 +61,8 @@ log(`wrote ${path} (${args.type}) in ${((performance.now() - t0) / 1000).toFixed
 const lm = loadModel(path);
 const model = buildModel(lm, { dtype: 'keep', share: true });
 const quantized = [...model.weights.values()].filter((w) => w instanceof QuantWeight).length;
-log(`ours: ${quantized} matrices kept in their blocks`);
+const info = addon.info();
+log(`ours: ${quantized} matrices kept in their blocks; quantized products on ${info.amx ? 'AMX tiles (prefill) and AVX-512 VNNI' : info.vnni ? 'AVX-512 VNNI' : info.simd}, attention kernels ${info.attention}`);
 
 /** A deterministic prompt of n ordinary tokens (ids 100.., avoiding control tokens), BOS first. */
 const prompt = (n: number): number[] => [1, ...Array.from({ length: n - 1 }, (_, i) => 100 + ((i * 7919) % 31000))];
