@@ -1,8 +1,8 @@
 /**
- * `npm run demo`: what RecurFormer does, shown on the Llama demo model in about three minutes. It analyzes the heads,
- * converts 75% of the KV groups (the most recency-aware) into recurrent heads and, under the same plan, into
- * recurrent+window groups (to show the steps), then evaluates the trained checkpoints of both that ship in
- * models/demo-llama-75 against the original, the control (the original trained the same) and both eviction baselines
+ * `npm run demo`: what RecurFormer does, shown on the Llama demo model that learned HashHop (models/demo-llama-hh) in
+ * a few minutes. It analyzes the heads, converts 75% of the KV groups (the most recency-aware) into recurrent heads
+ * and, under the same plan, into recurrent+window groups (to show the steps), then evaluates the trained checkpoints of
+ * both that ship in models/demo-llama-hh-75 against the original, the control (the original trained the same) and both eviction baselines
  * at equal cache; it prints the table and where each method's retrieval breaks, and writes an HTML report. `--train`
  * trains the checkpoints again instead (about two hours on two cores). What it runs is the recipe recipes/demo.json.
  *
@@ -18,9 +18,10 @@ import { prepareData } from './data.js';
 
 const HELP = `npm run demo [-- options]
 
-  Analyzes models/demo-llama, converts 75% of its KV groups (recurrent, and recurrent+window), evaluates the trained
-  checkpoints shipped in models/demo-llama-75 against the original, the control and StreamingLLM / streaming heads
-  at equal cache, and prints the table (about 3 minutes on 2 cores).
+  Analyzes models/demo-llama-hh, converts 75% of its KV groups (recurrent, and recurrent+window), evaluates the
+  trained checkpoints shipped in models/demo-llama-hh-75 against the original, the control and StreamingLLM /
+  streaming heads at equal cache (perplexity, passkey, needle, HashHop), and prints the table (about 2 minutes on
+  2 cores).
 
   --train          train the converted models and the control again (about 2 hours on 2 cores) instead of
                    evaluating the shipped checkpoints

@@ -14,7 +14,7 @@ test('npm run demo -- --help prints the usage with examples', () => {
   const r = demo('--help');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /--train/);
-  assert.match(r.stdout, /models\/demo-llama-75/);
+  assert.match(r.stdout, /models\/demo-llama-hh-75/);
   assert.match(r.stdout, /npm run demo -- --train --out runs\/demo-train/);
 });
 

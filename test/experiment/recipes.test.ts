@@ -52,8 +52,8 @@ test('the recipes give the train flags the scripts wrote before they were data (
   assert.deepEqual(demo.tasks, ['ppl', 'passkey', 'needle', 'agree', 'cost']);
 });
 
-test('npm run demo trains (with --train) exactly what trained its shipped checkpoints: the stages of recipes/demo-llama-rw.json', () => {
-  const demo = loadRecipe('recipes/demo.json', 'runs/x'), trial = loadRecipe('recipes/demo-llama-rw.json', 'runs/x');
+test('npm run demo trains (with --train) exactly what trained its shipped checkpoints: the stages of recipes/demo-llama-hh.json', () => {
+  const demo = loadRecipe('recipes/demo.json', 'runs/x'), trial = loadRecipe('recipes/demo-llama-hh.json', 'runs/x');
   const training = (r: typeof demo): unknown => {
     const { name: _n, retrieval: _r, tasks: _t, trained: _s, budgets: _b, costLengths: _c, ...rest } = r;
     return rest;

@@ -1,10 +1,11 @@
 /**
- * The trained checkpoints `npm run demo` evaluates (models/demo-llama-75, F16; made by recipes/demo-llama-rw.json):
- * each is what the demo says (the plan: 18 of the 24 KV groups replaced, layer 3 and layer 5's groups 0 and 1 kept;
- * the kind and its window), and the golden numbers measured on the committed weights hold: greedy pass keys 1,800
- * and 1,000 tokens back in a 2000-token prompt, and the perplexity of the first 6,000 characters of Frankenstein
- * (held out from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent
- * or recurrent+window heads or the hybrid cache moves these numbers.
+ * The trained checkpoints `npm run demo` evaluates (models/demo-llama-hh-75, F16; made by recipes/demo-llama-hh.json
+ * from models/demo-llama-hh): each is what the demo says (the plan: 18 of the 24 KV groups replaced, layer 3 and two
+ * groups of layer 5 kept; the kind and its window), and the golden numbers measured on the committed weights hold:
+ * greedy pass keys 2,000, 1,800 and 1,000 tokens back in a 2000-token prompt, 1- and 2-hop chains of digit hashes
+ * followed through a 1024-token prompt, and the perplexity of the first 6,000 characters of Frankenstein (held out
+ * from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent or
+ * recurrent+window heads or the hybrid cache moves these numbers.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { evalRetrieval, modelPredictor } from '../../src/eval/retrieval.js';
 import { perplexity } from '../../src/eval/perplexity.js';
 import { plainText } from '../../src/eval/synthetic.js';
 
-const dir = (name: string): string => new URL(`../../models/demo-llama-75/${name}`, import.meta.url).pathname;
+const dir = (name: string): string => new URL(`../../models/demo-llama-hh-75/${name}`, import.meta.url).pathname;
 const TEXT = plainText(readFileSync(new URL('../../data/gutenberg/frankenstein_pg84.txt', import.meta.url), 'utf8')).slice(0, 6000);
 
 interface Spec {
@@ -26,15 +27,16 @@ interface Spec {
 }
 const PLAN = [[0, [0, 1, 2, 3]], [1, [0, 1, 2, 3]], [2, [0, 1, 2, 3]], [4, [0, 1, 2, 3]], [5, [2, 3]]];
 
-// golden: [depth, right answers of 2] at 2000 tokens, and the perplexity (measured on the committed F16 weights)
+// golden: [depth, right answers of 2] at 2000 tokens, [hops, right answers of 4] at 1024 tokens, and the perplexity
+// (measured on the committed F16 weights)
 const CASES = [
-  { name: 'recurformer', kind: undefined, passkey: [[0, 0], [0.1, 2], [0.5, 2]], ppl: 125.11946 },
-  { name: 'recurrent-window', kind: 'recurrent+window', passkey: [[0, 1], [0.1, 2], [0.5, 2]], ppl: 119.10953 },
-  { name: 'control', kind: null, passkey: [[0, 1], [0.1, 2], [0.5, 2]], ppl: 116.78232 },
+  { name: 'recurformer', kind: undefined, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 122.78933 },
+  { name: 'recurrent-window', kind: 'recurrent+window', passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 115.19728 },
+  { name: 'control', kind: null, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 111.42340 },
 ] as const;
 
 for (const c of CASES) {
-  test(`demo checkpoint ${c.name}: its plan and kind, pass keys far back in a 2000-token prompt, held-out perplexity`, () => {
+  test(`demo checkpoint ${c.name}: its plan and kind, pass keys far back at 2000 tokens, HashHop at 1024, held-out perplexity`, () => {
     const loaded = loadModel(dir(c.name));
     const config = JSON.parse(readFileSync(`${dir(c.name)}/config.json`, 'utf8')) as { torch_dtype: string; recurformer?: Spec };
     assert.equal(config.torch_dtype, 'float16');
@@ -51,6 +53,9 @@ for (const c of CASES) {
     const r = evalRetrieval(modelPredictor(model, tok), tok, 'passkey',
       { lengths: [2000], depths: [0, 0.1, 0.5], samples: 2, seed: 0, maxContext: model.cfg.maxPos });
     assert.deepEqual(r.cells.map((x) => [x.depth, x.correct]), c.passkey);
+    const h = evalRetrieval(modelPredictor(model, tok), tok, 'hashhop',
+      { lengths: [1024], hops: [1, 2], samples: 4, seed: 0, alphabet: 'digits', maxContext: model.cfg.maxPos });
+    assert.deepEqual(h.cells.map((x) => [x.hops, x.correct]), c.hashhop);
     const p = perplexity(model, tok, TEXT, 1024);
     assert.equal(p.tokens, 1828);
     assert.ok(Math.abs(p.ppl / c.ppl - 1) < 1e-5, `perplexity ${p.ppl} against the golden ${c.ppl}`);
