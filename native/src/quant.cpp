@@ -199,7 +199,7 @@ float dot_qxk_scalar(const uint8_t* w, int64_t K, const QRow& x) {
       isum += sm[j] * sum;
       msum += sm[8 + j] * (x.s[16 * b + 2 * j] + x.s[16 * b + 2 * j + 1]);
     }
-    acc = std::fma(static_cast<float>(isum), f16(w) * x.d[b], acc);  // the float steps of quant_kq.inc
+    acc = std::fma(static_cast<float>(isum), f16(w) * x.d[b], acc);  // the float steps of quant_kq_steps.inc
     acc = std::fma(-static_cast<float>(msum), f16(w + 2) * x.d[b], acc);
   }
   return acc;
@@ -323,8 +323,9 @@ RF_AVX2 void quantize_row_k_avx2(const float* x, int64_t K, int8_t* q, float* d,
 #define RF_AMX 0
 #endif
 
-// The K-quant kernels, compiled twice (quant_kq.inc): AVX2, and AVX-512 VNNI where the CPU has it; the VNNI table
-// uses the 512-bit forms of quant_kq512.inc (same integers in the same lanes, so the same bits as AVX2).
+// The K-quant kernels: AVX2 (quant_kq.inc), and AVX-512 VNNI where the CPU has it (quant_kq512.inc: the same
+// integers in the same lanes, so the same bits as AVX2), each region with the shared end of a super-block
+// (quant_kq_steps.inc).
 #if defined(__clang__)
 #define RF_TARGET_PUSH(t) _Pragma("clang attribute push") RF_TARGET_APPLY(t)
 #define RF_TARGET_APPLY(t) _Pragma(RF_STR(clang attribute(__attribute__((target(t))), apply_to = function)))
@@ -336,28 +337,25 @@ RF_AVX2 void quantize_row_k_avx2(const float* x, int64_t K, int8_t* q, float* d,
 #define RF_STR(x) RF_STR2(x)
 #define RF_STR2(x) #x
 
-#define RF_Q_ACC(isum, pairs, scales) _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, scales))
 namespace kq_avx2 {
 RF_TARGET_PUSH("avx2,fma,f16c")
+#include "quant_kq_steps.inc"
 #include "quant_kq.inc"
 RF_TARGET_POP
 }  // namespace kq_avx2
-#undef RF_Q_ACC
-#define RF_Q_ACC(isum, pairs, scales) _mm256_dpwssd_epi32(isum, pairs, scales)
 namespace kq_vnni {
 #if RF_AMX
 RF_TARGET_PUSH("amx-tile,amx-int8,avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
 #else
 RF_TARGET_PUSH("avx512vnni,avx512vl,avx512bw,avx512f,avx2,fma,f16c")
 #endif
-#include "quant_kq.inc"
+#include "quant_kq_steps.inc"
 #include "quant_kq512.inc"
 #if RF_AMX
 #include "quant_amx.inc"
 #endif
 RF_TARGET_POP
 }  // namespace kq_vnni
-#undef RF_Q_ACC
 #endif
 
 // A kernel for NX activation rows out of a one-row dot product (the scalar table, and Q8_0).
@@ -398,8 +396,11 @@ const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF
                             quantize_row_k_avx2, false};
 const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
                             quantize_row_k_avx2, false};
-const QuantKernels kAmx = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
-                           quantize_row_k_avx2, RF_AMX != 0};
+const QuantKernels kAmx = [] {  // kVnni, with the 16+ row K-quant products on the tiles
+  QuantKernels k = kVnni;
+  k.amx = RF_AMX != 0;
+  return k;
+}();
 #endif
 
 // AVX-512 VNNI (dpwssd) where the CPU has it and RECURFORMER_SIMD allows AVX-512 (with AMX for prefill where the CPU

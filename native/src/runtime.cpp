@@ -33,15 +33,20 @@
 namespace rf {
 
 // ---- instruction sets ------------------------------------------------------------------------------------------
-static Isa detect_isa() {
+// RECURFORMER_SIMD=v (scalar, avx2 or avx512: where the instruction sets stop).
+static bool simd_env_is(const char* v) {
   const char* env = std::getenv("RECURFORMER_SIMD");
-  if (env && std::strcmp(env, "scalar") == 0) return Isa::kScalar;
+  return env && std::strcmp(env, v) == 0;
+}
+
+static Isa detect_isa() {
+  if (simd_env_is("scalar")) return Isa::kScalar;
 #if RF_X86
   __builtin_cpu_init();
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
     return Isa::kScalar;
   // libgcc reports avx512f only when the OS saves zmm state (XCR0), so the kernels may use it.
-  if (!(env && std::strcmp(env, "avx2") == 0) && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (!simd_env_is("avx2") && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
   return Isa::kAvx2;
 #else
   return Isa::kScalar;
@@ -69,8 +74,7 @@ bool cpu_has_amx_int8() {
 #if RF_X86 && defined(__linux__)
   static const bool v = [] {
     if (!cpu_has_avx512_vnni()) return false;  // (RECURFORMER_SIMD=avx2 or scalar)
-    const char* env = std::getenv("RECURFORMER_SIMD");
-    if (env && std::strcmp(env, "avx512") == 0) return false;
+    if (simd_env_is("avx512")) return false;
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // AMX-TILE, -INT8
     unsigned lo = 0, hi = 0;

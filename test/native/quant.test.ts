@@ -177,7 +177,7 @@ test('the scalar kernels pass this whole file and give the SIMD kernels\' bits f
   const out = runChild('scalar');
   const theirs = /# fingerprint (\S+)/.exec(out)?.[1]?.split('|');
   // Q4_K, Q5_K, Q6_K end every super-block with the same exact integers and float steps on every instruction set
-  // (quant_kq.inc); Q8_0's portable dot product adds its blocks in another order than the SIMD one
+  // (quant_kq_steps.inc); Q8_0's portable dot product adds its blocks in another order than the SIMD one
   assert.deepEqual(theirs?.slice(1), fingerprint().split('|').slice(1), 'the scalar run computed other bits');
 });
 
