@@ -3,12 +3,18 @@
  *
  *   node --import tsx bench/kernels.ts            (RECURFORMER_SIMD=scalar / RECURFORMER_THREADS=n to compare)
  *
+ * Last, the quantized products of a prefill (gemmQ: 128 activation rows against Q4_K / Q5_K / Q6_K weights, the
+ * decode benchmark's shapes) in billions of multiply-adds x 2 per second, against the float32 product (gemm) of the
+ * same shape in the same run.
+ *
  * GB/s counts the bytes a kernel must move at least (inputs read once, outputs written once), so it can be compared
  * with the machine's streaming bandwidth. Each timing is the fastest of repeated runs after a warm-up (this is a
  * shared machine: medians wander, minima are stable); the median is printed alongside.
  */
 import { getBackend } from '../src/tensor/backend.js';
 import { BinaryOp, UnaryOp, type Kernels } from '../src/tensor/kernels.js';
+import { GgmlType, quantize, type QuantType } from '../src/io/ggml-quants.js';
+import { loadNative } from '../src/tensor/native.js';
 
 const native = getBackend('native');
 const N = native.kernels;
@@ -136,4 +142,17 @@ for (const c of tinyCases()) {
   const n = per(N), r = per(R);
   console.log(`${pad(c.name, 24)}${pad(c.shape, 14)}${lpad(`${n.toFixed(2)} us`, 11)}${lpad(`ref ${r.toFixed(2)} us`, 18)}` +
     `${lpad(`${(r / n).toFixed(1)}x`, 9)}`);
+}
+
+const info = loadNative().addon?.info();
+console.log(`\nquantized products of a prefill (gemmQ; products on ${info?.amx ? 'AMX tiles' : info?.vnni ? 'AVX-512 VNNI' : native.simd})`);
+console.log(`${pad('type', 8)}${pad('M x N x K', 18)}${lpad('ms', 8)}${lpad('GOPS', 8)}${lpad('f32 gemm GOPS', 15)}${lpad('ratio', 8)}`);
+for (const [type, m, n, k] of [[GgmlType.Q4_K, 128, 768, 768], [GgmlType.Q4_K, 128, 2048, 768], [GgmlType.Q5_K, 128, 2048, 768],
+  [GgmlType.Q6_K, 128, 768, 2048], [GgmlType.Q4_K, 16, 2048, 768]] as [QuantType, number, number, number][]) {
+  const wf = randn(n * k, 0.02), w = quantize(type, wf), a = randn(m * k), c = new Float32Array(m * n);
+  const q = time(() => N.gemmQ(m, n, k, a, type, w, c), 400);
+  const f = time(() => N.gemm(0, 1, m, n, k, 1, a, 0, wf, 0, 0, c, 0, 1), 400);
+  const gops = (t: number): number => (2 * m * n * k) / (t * 1e6);
+  console.log(`${pad(GgmlType[type], 8)}${pad(`${m} x ${n} x ${k}`, 18)}${lpad(q.min.toFixed(3), 8)}${lpad(gops(q.min).toFixed(0), 8)}` +
+    `${lpad(gops(f.min).toFixed(0), 15)}${lpad(`${(f.min / q.min).toFixed(2)}x`, 8)}`);
 }

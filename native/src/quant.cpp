@@ -365,7 +365,8 @@ void rows_of(const uint8_t* w, int64_t K, const QRow* x, float* out) {
 }
 
 // The family's kernel table (rf::pick, common.h): for each format, kernels for 1 to `rows` activation rows (4 with
-// AVX2's 16 vector registers, 8 with AVX-512 VNNI's 32: the more rows share an unpacked weight piece, the less unpacking).
+// AVX2's 16 vector registers, 8 with AVX-512 VNNI's 32: the more rows share an unpacked weight piece, the less unpacking),
+// and for Q4_K / Q5_K on AVX-512 VNNI one kernel for 16 rows (quant_kq512.inc), which a prefill's full groups use.
 using RowsFn = void (*)(const uint8_t* w, int64_t K, const QRow* x, float* out);
 constexpr int kMaxRows = 8;
 using QuantizeFn = void (*)(const float* x, int64_t K, int8_t* q, float* d, int16_t* s);
@@ -374,9 +375,11 @@ struct QuantKernels {
   RowsFn q8_0[kMaxRows], q4_k[kMaxRows], q5_k[kMaxRows], q6_k[kMaxRows];
   QuantizeFn quantize_k;  // quantize_row for blocks of 256
   bool amx;               // the K-quants' products of 16+ rows go to the AMX tiles (quant_amx.inc)
+  RowsFn q4_k16 = nullptr, q5_k16 = nullptr;  // for 16 rows at once, where the set has them
   const RowsFn* of(int type) const {
     return type == kQ8_0 ? q8_0 : type == kQ4_K ? q4_k : type == kQ5_K ? q5_k : q6_k;
   }
+  RowsFn of16(int type) const { return type == kQ4_K ? q4_k16 : type == kQ5_K ? q5_k16 : nullptr; }
 };
 
 // The table entries for 1..4 (or 1..8) rows: of a row-kernel template f<NX>, or of a one-row dot product.
@@ -395,7 +398,7 @@ template <int NX> void q5_k_vnni(const uint8_t* w, int64_t K, const QRow* x, flo
 const QuantKernels kAvx2 = {4, {RF_DOT4(dot_q8_0_avx2)}, {RF_Q4(q4_k_avx2)}, {RF_Q4(q5_k_avx2)}, {RF_Q4(kq_avx2::rows_q6_k)},
                             quantize_row_k_avx2, false};
 const QuantKernels kVnni = {8, {RF_DOT8(dot_q8_0_avx2)}, {RF_Q8(q4_k_vnni)}, {RF_Q8(q5_k_vnni)}, {RF_Q8(kq_vnni::rows_q6_k_512)},
-                            quantize_row_k_avx2, false};
+                            quantize_row_k_avx2, false, kq_vnni::rows_qxk_512x16<false>, kq_vnni::rows_qxk_512x16<true>};
 const QuantKernels kAmx = [] {  // kVnni, with the 16+ row K-quant products on the tiles
   QuantKernels k = kVnni;
   k.amx = RF_AMX != 0;
@@ -457,21 +460,25 @@ void product(int type, int64_t M, int64_t N, int64_t K, const float* a, const ui
   }
 #endif
   const RowsFn* fns = ks.of(type);
-  const int64_t group = ks.rows;
+  const RowsFn f16 = ks.of16(type);
+  const int64_t group = f16 != nullptr ? 16 : ks.rows;
   const int64_t grain = std::max<int64_t>(4, (int64_t(1) << 15) / std::max<int64_t>(K * M, 1));
-  // activation rows in blocks that stay in L1/L2 while the thread's weight rows pass over them
-  const int64_t mblock = std::max<int64_t>(group, ((int64_t(48) << 10) / K) / group * group);
+  // activation rows in blocks of about 24 KB, which stay in L1 while the thread's weight rows pass over them (48 KB,
+  // the whole L1 of recent cores, left no room for the weights: 10% slower at K = 768)
+  const int64_t mblock = std::max<int64_t>(group, ((int64_t(24) << 10) / K) / group * group);
   rf::parallel_for(N, grain, [&](int64_t r0, int64_t r1) {
-    float out[kMaxRows];
+    float out[16];
     for (int64_t m0 = first; m0 < M; m0 += mblock) {
       const int64_t m1 = std::min(M, m0 + mblock);
       for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* wr = w + r * row_bytes;
         if (r + 2 < r1) __builtin_prefetch(wr + 2 * row_bytes);
-        for (int64_t m = m0; m < m1; m += group) {
-          const int nx = static_cast<int>(std::min<int64_t>(group, m1 - m));
-          fns[nx - 1](wr, K, rows + m, out);
+        for (int64_t m = m0; m < m1;) {  // groups of 16 where the set has the kernel, the rest by up to ks.rows
+          const int nx = static_cast<int>(std::min<int64_t>(f16 != nullptr && m1 - m >= 16 ? 16 : ks.rows, m1 - m));
+          if (nx == 16) f16(wr, K, rows + m, out);
+          else fns[nx - 1](wr, K, rows + m, out);
           for (int i = 0; i < nx; ++i) c[(m + i) * N + r] = out[i];
+          m += nx;
         }
       }
     }
