@@ -156,20 +156,29 @@ function windowsOf(r: EvalRecord | undefined): Map<number, { sinks: number; wind
 }
 
 /**
- * Where each configuration's retrieval breaks, one line each: the first evaluated length at which its passkey or needle
- * count falls more than one prompt below the original's at that length, or "holds" to the longest when none does. A
- * baseline that evicts says what its cache kept there. `s` is summarize(records), if the caller has it.
+ * Where each configuration's retrieval breaks, one line each: the first evaluated length at which its passkey, needle
+ * or HashHop count (HashHop by number of hops, where its records say) falls more than one prompt below the original's
+ * at that length, or "holds" to the longest when none does. A baseline that evicts says what its cache kept there.
+ * `s` is summarize(records), if the caller has it.
  */
 export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summarize(records)): string[] {
   const original = s.rows.find((r) => r.label === 'original');
   if (!original) return [];
-  const tasks = (['passkey', 'needle'] as const).filter((t) => original[t].some((c) => c !== null));
-  const at = (r: SummaryRow, i: number): string => tasks.map((t) => `${t} ${formatCounts([r[t][i] ?? null])}`).join(', ');
+  type Series = [name: string, of: (r: SummaryRow) => (Count | null)[]];
+  const hops = original.hashhopByHops.map((h) => h.hops);
+  const series: Series[] = [
+    ['passkey', (r) => r.passkey],
+    ['needle', (r) => r.needle],
+    ...(hops.length > 0
+      ? hops.map((h): Series => [`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []])
+      : [['hashhop', (r: SummaryRow) => r.hashhop] as Series]),
+  ].filter(([, of]) => of(original).some((c) => c !== null));
+  const at = (r: SummaryRow, i: number): string => series.map(([name, of]) => `${name} ${formatCounts([of(r)[i] ?? null])}`).join(', ');
   const lines: string[] = [];
   for (const r of s.rows) {
-    if (r === original || tasks.every((t) => r[t].every((c) => c === null))) continue;
-    const i = s.lengths.findIndex((_, k) => tasks.some((t) => {
-      const mine = r[t][k], base = original[t][k];
+    if (r === original || series.every(([, of]) => of(r).every((c) => c === null))) continue;
+    const i = s.lengths.findIndex((_, k) => series.some(([, of]) => {
+      const mine = of(r)[k], base = of(original)[k];
       return mine && base && mine.correct < base.correct - 1;
     }));
     if (i < 0) {
@@ -177,7 +186,7 @@ export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summa
       lines.push(`${r.label}: holds to ${s.lengths[last]} tokens (${at(r, last)}; the original ${at(original, last)})`);
       continue;
     }
-    const kept = windowsOf(records.find((x) => x.label === r.label && (x.task === 'passkey' || x.task === 'needle'))).get(s.lengths[i]!);
+    const kept = windowsOf(records.find((x) => x.label === r.label && ['passkey', 'needle', 'hashhop'].includes(x.task))).get(s.lengths[i]!);
     lines.push(`${r.label}: breaks at ${s.lengths[i]} tokens (${at(r, i)}; the original ${at(original, i)})` +
       (kept ? `: its cache keeps ${kept.sinks} sinks + ${kept.window} recent tokens there` : ''));
   }

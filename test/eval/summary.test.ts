@@ -116,4 +116,15 @@ test('summary: HashHop by hops and length, one column per number of hops', () =>
   assert.match(md[0]!, /\| hashhop 1 hop @ 256, 1024 \| hashhop 2 hops @ 256, 1024 \|$/);
   assert.match(md[2]!, /\| original \| .* \| 8\/8, 7\/8 \| 6\/8, 3\/8 \|$/);
   assert.match(md[3]!, /\| StreamingLLM @50% \| .* \| 5\/8, 0\/8 \| 1\/8, 0\/8 \|$/);
+  // where it breaks counts HashHop, by hops: a row that keeps passkey but loses 2-hop chains breaks there
+  const more = [
+    ...records,
+    rec('passkey', 'original', 'full', { ...retrieval([]), byLength: [256, 1024].map((length) => ({ length, n: 8, accuracy: 1 })) }),
+    rec('passkey', 'RecurFormer 50%', 'full', { ...retrieval([]), byLength: [256, 1024].map((length) => ({ length, n: 8, accuracy: 1 })) }),
+    rec('hashhop', 'RecurFormer 50%', 'full', hh([cell(256, 1, 8), cell(256, 2, 5), cell(1024, 1, 6), cell(1024, 2, 1)])),
+  ];
+  assert.deepEqual(whereItBreaks(more), [
+    'StreamingLLM @50%: breaks at 256 tokens (passkey –, hashhop 1 hop 5/8, hashhop 2 hops 1/8; the original passkey 8/8, hashhop 1 hop 8/8, hashhop 2 hops 6/8)',
+    'RecurFormer 50%: breaks at 1024 tokens (passkey 8/8, hashhop 1 hop 6/8, hashhop 2 hops 1/8; the original passkey 8/8, hashhop 1 hop 7/8, hashhop 2 hops 3/8)',
+  ]);
 });
