@@ -166,13 +166,11 @@ export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summa
   if (!original) return [];
   type Series = [name: string, of: (r: SummaryRow) => (Count | null)[]];
   const hops = original.hashhopByHops.map((h) => h.hops);
-  const series: Series[] = [
-    ['passkey', (r) => r.passkey],
-    ['needle', (r) => r.needle],
-    ...(hops.length > 0
-      ? hops.map((h): Series => [`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []])
-      : [['hashhop', (r: SummaryRow) => r.hashhop] as Series]),
-  ].filter(([, of]) => of(original).some((c) => c !== null));
+  const hashhop: Series[] = hops.length > 0
+    ? hops.map((h): Series => [`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []])
+    : [['hashhop', (r) => r.hashhop]];
+  const all: Series[] = [['passkey', (r) => r.passkey], ['needle', (r) => r.needle], ...hashhop];
+  const series = all.filter(([, of]) => of(original).some((c) => c !== null));
   const at = (r: SummaryRow, i: number): string => series.map(([name, of]) => `${name} ${formatCounts([of(r)[i] ?? null])}`).join(', ');
   const lines: string[] = [];
   for (const r of s.rows) {
