@@ -98,7 +98,12 @@ function ours(n: number): { prefill: number; decode: number } {
  */
 function llamaWithoutAmx(): string {
   const pkg = `@node-llama-cpp/${process.platform}-${process.arch}`;
-  const from = dirname(dirname(fileURLToPath(import.meta.resolve(pkg))));
+  let from: string;
+  try {
+    from = dirname(dirname(fileURLToPath(import.meta.resolve(pkg))));
+  } catch {
+    throw new Error(`--no-amx: node-llama-cpp's prebuilt package ${pkg} is not installed here (npm ci installs it on Linux x64)`);
+  }
   const copy = mkdtempSync(join(tmpdir(), 'rf-bench-llamacpp-noamx-'));
   cpSync(from, copy, { recursive: true, filter: (f) => basename(f) !== 'libggml-cpu-sapphirerapids.so' });
   const target = pathToFileURL(join(copy, 'dist', 'index.js')).href;
