@@ -35,6 +35,7 @@ const CASES = [
   { name: 'demo-llama-hh-75/recurformer', kind: undefined, plan: PLAN75, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 122.78933 },
   { name: 'demo-llama-hh-75/recurrent-window', kind: 'recurrent+window', plan: PLAN75, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 115.19728 },
   { name: 'demo-llama-hh-75/control', kind: null, plan: null, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 111.42340 },
+  { name: 'demo-llama-hh-50/recurformer', kind: undefined, plan: PLAN50, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 1]], ppl: 119.17068 },
   { name: 'demo-llama-hh-50/recurrent-window', kind: 'recurrent+window', plan: PLAN50, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 3]], ppl: 112.94724 },
 ] as const;
 
