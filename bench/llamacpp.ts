@@ -116,7 +116,15 @@ const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 const llama: Llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, logger: () => {} });
 const lmodel: LlamaModel = await llama.loadModel({ modelPath: path });
 const ctx: LlamaContext = await lmodel.createContext({ contextSize: maxCtx, batchSize: 512, threads });
-const cpuLib = readFileSync('/proc/self/maps', 'utf8').match(/libggml-cpu-[\w-]+\.so/)?.[0] ?? 'unknown (no /proc/self/maps)';
+/** The ggml CPU library llama.cpp loaded (Linux: from this process's memory map). */
+function loadedCpuLib(): string {
+  try {
+    return readFileSync('/proc/self/maps', 'utf8').match(/libggml-cpu-[\w-]+\.so/)?.[0] ?? 'unknown (none mapped)';
+  } catch {
+    return 'unknown (no /proc/self/maps)';
+  }
+}
+const cpuLib = loadedCpuLib();
 log(`llama.cpp: CPU library ${cpuLib}${noAmxCopy ? ' (--no-amx: its AMX build left out)' : ''}`);
 
 async function theirs(n: number): Promise<{ prefill: number; decode: number }> {
