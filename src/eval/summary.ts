@@ -108,6 +108,14 @@ export function summarize(records: readonly EvalRecord[]): Summary {
   return { lengths, cacheAt, decodeAt, rows };
 }
 
+/** A named count series of the table: its right answers by length for a row. */
+type Series = [name: string, of: (r: SummaryRow) => (Count | null)[]];
+/** HashHop's series: one per number of hops ("hashhop 2 hops"), or all hops together where no record counts hops. */
+function hashhopSeries(hops: readonly number[]): Series[] {
+  if (hops.length === 0) return [['hashhop', (r) => r.hashhop]];
+  return hops.map((h): Series => [`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []]);
+}
+
 const fmt = (v: number | null, digits: number): string => (v === null ? '–' : v.toFixed(digits));
 /** Right answers by length, "40/40, 38/40" ('–' where not run): counts, so a reader sees how many prompts a rate stands on. */
 export const formatCounts = (v: (Count | null)[]): string =>
@@ -129,8 +137,7 @@ export function markdownTable(s: Summary): string {
   const hops = [...new Set(s.rows.flatMap((r) => r.hashhopByHops.map((h) => h.hops)))].sort((a, b) => a - b);
   type Column = [head: string, cell: (r: SummaryRow) => string];
   const counts = (head: string, of: (r: SummaryRow) => (Count | null)[]): Column => [`${head} @ ${L}`, (r) => formatCounts(of(r))];
-  const hashhop = hops.length === 0 ? [counts('hashhop', (r) => r.hashhop)]
-    : hops.map((h) => counts(`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []));
+  const hashhop = hashhopSeries(hops).map(([name, of]) => counts(name, of));
   const retrieval: Column[] = [
     ...(ran('passkey') ? [counts('passkey', (r) => r.passkey)] : []),
     ...(ran('hashhop') ? hashhop : []),
@@ -164,12 +171,8 @@ function windowsOf(r: EvalRecord | undefined): Map<number, { sinks: number; wind
 export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summarize(records)): string[] {
   const original = s.rows.find((r) => r.label === 'original');
   if (!original) return [];
-  type Series = [name: string, of: (r: SummaryRow) => (Count | null)[]];
-  const hops = original.hashhopByHops.map((h) => h.hops);
-  const hashhop: Series[] = hops.length > 0
-    ? hops.map((h): Series => [`hashhop ${h} hop${h === 1 ? '' : 's'}`, (r) => r.hashhopByHops.find((x) => x.hops === h)?.counts ?? []])
-    : [['hashhop', (r) => r.hashhop]];
-  const all: Series[] = [['passkey', (r) => r.passkey], ['needle', (r) => r.needle], ...hashhop];
+  const all: Series[] = [['passkey', (r) => r.passkey], ['needle', (r) => r.needle],
+    ...hashhopSeries(original.hashhopByHops.map((h) => h.hops))];
   const series = all.filter(([, of]) => of(original).some((c) => c !== null));
   const at = (r: SummaryRow, i: number): string => series.map(([name, of]) => `${name} ${formatCounts([of(r)[i] ?? null])}`).join(', ');
   const lines: string[] = [];
