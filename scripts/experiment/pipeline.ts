@@ -138,6 +138,33 @@ export interface Config {
 
 export const pct = (b: number): string => `${Math.round(b * 100)}%`;
 
+/** A kind's tag at a budget: its folders are conv<tag>, align<tag>, ...; it keys its trained checkpoint (`75`, `75-rw`). */
+export const stageKey = (b: number, kind: ReplacedKind): string => `${Math.round(b * 100)}${kind === 'recurrent+window' ? '-rw' : ''}`;
+
+/** The keys `trained` may give for this experiment: `control` (if it trains one) and each budget's kinds. */
+export const trainedKeys = (x: ModelExperiment): string[] =>
+  [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => (x.headKinds ?? ['recurrent']).map((k) => stageKey(b, k)))];
+
+/**
+ * The experiment with only `budgets` (and `kinds`) kept, each of which it must have, and `trained` narrowed to what
+ * is left: a part of a long trial at a time (`--budgets`, `--kinds`). `what` names the recipe in errors.
+ */
+export function narrowExperiment<X extends ModelExperiment>(x: X, what: string, budgets?: number[], kinds?: ReplacedKind[]): X {
+  const subset = <T>(flag: string, want: T[] | undefined, have: readonly T[]): T[] => {
+    if (want === undefined) return [...have];
+    const missing = want.filter((v) => !have.includes(v));
+    if (missing.length > 0) throw new Error(`${flag} ${want.join(',')}: ${what} has no ${missing.join(', ')} (it has ${have.join(', ')})`);
+    return want;
+  };
+  const y = { ...x, budgets: subset('--budgets', budgets, x.budgets) };
+  if (kinds !== undefined || x.headKinds !== undefined) y.headKinds = subset('--kinds', kinds, x.headKinds ?? ['recurrent']);
+  if (x.trained) {
+    const keep = new Set(trainedKeys(y));
+    y.trained = Object.fromEntries(Object.entries(x.trained).filter(([k]) => keep.has(k)));
+  }
+  return y;
+}
+
 type Spec = Record<string, unknown> | undefined;
 const specOf = (dir: string): Spec => (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { recurformer?: Spec }).recurformer;
 
@@ -347,9 +374,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     return trained;
   };
   const kinds = x.headKinds ?? ['recurrent'];
-  /** A kind's tag at a budget: its folders are conv<tag>, align<tag>, ...; it keys its trained checkpoint (`75`, `75-rw`). */
-  const stageKey = (b: number, kind: ReplacedKind): string => `${Math.round(b * 100)}${kind === 'recurrent+window' ? '-rw' : ''}`;
-  const keys = [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kinds.map((k) => stageKey(b, k)))];
+  const keys = trainedKeys(x);
   // the trained checkpoints this run evaluates instead of training them
   const bad = Object.keys(x.trained ?? {}).find((k) => !keys.includes(k));
   if (bad !== undefined) throw new Error(`${x.name}: trained.${bad} names no configuration this run trains (its keys: ${keys.join(', ')})`);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { FormatError } from '../../src/tensor/errors.js';
 import { makeTrainConfig, TRAIN_DEFAULTS } from '../../src/train/config.js';
 import { readTrainOptionsFile } from '../../src/train/options.js';
-import { pipelineStageDefaults, STAGE_KEYS, stageOptions, trainArgs, type TrainSettings } from '../../scripts/experiment/pipeline.js';
+import { narrowExperiment, pipelineStageDefaults, STAGE_KEYS, stageOptions, trainArgs, type TrainSettings } from '../../scripts/experiment/pipeline.js';
 import { loadRecipe, parseRecipe } from '../../scripts/experiment/recipe.js';
 import { parseTrain } from '../train/parse-train.js';
 import { tempDir } from '../io/tmp.js';
@@ -65,6 +65,21 @@ test('npm run demo trains (with --train) exactly what trained its shipped checkp
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { torch_dtype?: string };
     assert.equal(config.torch_dtype, 'float16', `${dir} ships as F16`);
   }
+});
+
+test('--budgets / --kinds narrow a recipe, its trained checkpoints with it; each kept value must be the recipe\'s', () => {
+  const x = loadRecipe('recipes/demo-llama-hh.json', 'runs/x');
+  assert.deepEqual(x.budgets, [0.75, 0.5, 0.25]);
+  assert.deepEqual(Object.keys(x.trained ?? {}).sort(), ['50', '50-rw', '75', '75-rw', 'control']);
+  // 25% has no shipped checkpoint: only the control's is left, so the run trains both kinds and not the control
+  const y = narrowExperiment(x, 'r.json', [0.25]);
+  assert.deepEqual([y.budgets, y.headKinds, Object.keys(y.trained!)], [[0.25], ['recurrent', 'recurrent+window'], ['control']]);
+  const z = narrowExperiment(x, 'r.json', [0.5, 0.75], ['recurrent+window']);
+  assert.deepEqual([z.budgets, z.headKinds, Object.keys(z.trained!).sort()], [[0.5, 0.75], ['recurrent+window'], ['50-rw', '75-rw', 'control']]);
+  assert.deepEqual(x.budgets, [0.75, 0.5, 0.25], 'the recipe itself is left as it was');
+  assert.deepEqual(narrowExperiment(x, 'r.json').trained, x.trained, 'no filter keeps everything');
+  assert.throws(() => narrowExperiment(x, 'r.json', [0.3]), /--budgets 0\.3: r\.json has no 0\.3 \(it has 0\.75, 0\.5, 0\.25\)/);
+  assert.throws(() => narrowExperiment(x, 'r.json', undefined, ['streaming' as 'recurrent']), /--kinds streaming: r\.json has no streaming \(it has recurrent, recurrent\+window\)/);
 });
 
 test('a recipe\'s trained checkpoints are keyed by the stage folders it names', () => {
