@@ -1,14 +1,18 @@
 /**
- * The end-to-end experiment (issue 7): for stories260K and the Llama demo model, analyze, convert at 25%, 50% and
- * 75% of KV groups, train (align + distill), run every eval task on the original, each converted model and both
- * baselines at equal cache; then regenerate the tables in docs/results.md and README.md and the report pages
+ * The end-to-end experiment (issue 7, issue 27): for stories260K and demo-llama-hh (the demo model that learned 1- and
+ * 2-hop HashHop), analyze, convert at 25%, 50% and 75% of KV groups to both kinds of replaced group (recurrent, as
+ * RecurFormer; recurrent+window), train (align + distill) or load the recipe's shipped trained checkpoints, run every
+ * eval task on the original, the control (the original trained through the same stages), each converted model and
+ * both baselines at equal cache; then regenerate the tables in docs/results.md and README.md and the report pages
  * (docs/results/<model>.html). What runs for each model is its recipe, recipes/stories260K.json and
- * recipes/demo-llama.json; the trials behind them are in docs/recipes.md.
+ * recipes/demo-llama-hh.json; the trials behind them are in docs/recipes.md.
  *
- *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama] [--prepare-only] [--force]
- *     [--budgets 0.5,0.75]
+ *   node --import tsx scripts/experiment/e2e.ts [--out runs/e2e] [--only stories260K|demo-llama-hh] [--prepare-only]
+ *     [--force] [--train] [--budgets 0.5,0.75]
  *
  * Steps whose outputs exist under --out are skipped, so the command resumes; --force recomputes everything.
+ * demo-llama-hh's recipe names trained checkpoints (models/demo-llama-hh-{25,50,75}, the control in -75): they are
+ * evaluated as they are, unless --train trains them again (about six hours on two cores).
  * --only reruns one model and rewrites only its sections of docs/results.md (results and waiver) and its README
  * rows (it refuses to start while the other models' README rows have an older table's columns). --budgets keeps
  * only those of each model's budgets (a trial of one budget, with --out elsewhere and --prepare-only: the tables of a
@@ -16,8 +20,8 @@
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatChange, formatCounts, markdownTable, summarize } from '../../src/eval/summary.js';
-import { analyze, evaluate, prepare, report } from './pipeline.js';
+import { formatChange, formatCounts, markdownTable, summarize, whereItBreaks } from '../../src/eval/summary.js';
+import { analyze, evaluate, narrowExperiment, prepare, report } from './pipeline.js';
 import { loadRecipe } from './recipe.js';
 import { waiverSection } from './waiver.js';
 import { demoData, prepareData } from './data.js';
@@ -30,6 +34,8 @@ const opt = (name: string): string | undefined => {
 const out = opt('--out') ?? 'runs/e2e';
 const only = opt('--only');
 const force = args.includes('--force');
+/** Train every stage, also those a recipe's `trained` names a checkpoint for. */
+const train = args.includes('--train');
 /** Only analyze, convert and train (no eval, no tables). */
 const prepareOnly = args.includes('--prepare-only');
 const budgetsOpt = opt('--budgets');
@@ -40,8 +46,11 @@ if (onlyBudgets && !onlyBudgets.every((b) => b > 0 && b < 1)) {
 mkdirSync(out, { recursive: true });
 
 /** The recipes (recipes/*.json, checked by scripts/experiment/recipe.ts; why they are what they are: docs/recipes.md). */
-const RECIPES = ['recipes/stories260K.json', 'recipes/demo-llama.json'];
-const experiments = RECIPES.map((f) => loadRecipe(f, out));
+const RECIPES = ['recipes/stories260K.json', 'recipes/demo-llama-hh.json'];
+const experiments = RECIPES.map((f) => narrowExperiment(loadRecipe(f, out), f, onlyBudgets ?? undefined));
+if (only !== undefined && !experiments.some((x) => x.name === only)) {
+  throw new Error(`--only ${only}: no such model (the models: ${experiments.map((x) => x.name).join(', ')})`);
+}
 
 function replaceBetween(file: string, begin: string, end: string, body: string): void {
   const text = readFileSync(file, 'utf8');
@@ -75,14 +84,9 @@ const sections: string[] = [];
 const readmeRows: string[] = [];
 for (const x of experiments) {
   if (only && x.name !== only) continue;
-  if (onlyBudgets) {
-    const missing = onlyBudgets.filter((b) => !x.budgets.includes(b));
-    if (missing.length) throw new Error(`--budgets ${budgetsOpt}: ${x.name} has no budget ${missing.join(', ')} (its budgets: ${x.budgets.join(', ')})`);
-    x.budgets = onlyBudgets;
-  }
   if (x.prepare) prepareData(x.prepare, out);
   const t0 = Date.now();
-  const configs = await prepare(x, { out, force });
+  const configs = await prepare(x, { out, force, train });
   if (prepareOnly) continue;
   const { records, files } = await evaluate(x, configs, { out, force });
   const dir = join(out, x.name);
@@ -93,8 +97,9 @@ for (const x of experiments) {
   copyFileSync(join(dir, 'analysis', 'report.html'), `docs/results/${x.name}-analysis.html`);
   const s = summarize(records);
   const table = markdownTable(s); // no decode tok/s: see markdownTable
-  process.stdout.write(`\n${x.name}\n${table}\n`);
-  sections.push(`### ${x.name}\n\n${table}\n\nReport: [results/${x.name}.html](results/${x.name}.html); attention analysis: ` +
+  const breaks = whereItBreaks(records, s).map((l) => `- ${l}`).join('\n');
+  process.stdout.write(`\n${x.name}\n${table}\n\nWhere retrieval breaks:\n${breaks}\n`);
+  sections.push(`### ${x.name}\n\n${table}\n\nWhere retrieval breaks (more than one prompt below the original):\n${breaks}\n\nReport: [results/${x.name}.html](results/${x.name}.html); attention analysis: ` +
     `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
     '(steps already done are skipped).');
   for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {

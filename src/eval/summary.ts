@@ -175,6 +175,12 @@ export function whereItBreaks(records: readonly EvalRecord[], s: Summary = summa
     ...hashhopSeries(original.hashhopByHops.map((h) => h.hops))];
   const series = all.filter(([, of]) => of(original).some((c) => c !== null));
   const at = (r: SummaryRow, i: number): string => series.map(([name, of]) => `${name} ${formatCounts([of(r)[i] ?? null])}`).join(', ');
+  // a configuration breaks where it is more than one prompt below the original: an original that never gets two
+  // right leaves nothing to lose, and a line per configuration saying that it "holds" would claim what was not shown
+  if (series.length > 0 && !series.some(([, of]) => of(original).some((c) => c !== null && c.correct >= 2))) {
+    const last = s.lengths.length - 1;
+    return [`none can break: the original retrieves at most one prompt per length (at ${s.lengths[last]} tokens: ${at(original, last)}), so there is no retrieval to lose`];
+  }
   const lines: string[] = [];
   for (const r of s.rows) {
     if (r === original || series.every(([, of]) => of(r).every((c) => c === null))) continue;

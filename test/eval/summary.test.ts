@@ -93,6 +93,11 @@ test('where it breaks: the first length more than one prompt below the original,
     'StreamingLLM @75%: breaks at 1024 tokens (passkey 4/10, needle –; the original passkey 9/10, needle 10/10): its cache keeps 4 sinks + 331 recent tokens there',
   ]);
   assert.deepEqual(whereItBreaks(records.filter((r) => r.label !== 'original')), [], 'nothing to compare with without the original');
+  // an original that retrieves nothing (stories260K): no configuration can fall below it, and none is said to hold
+  const none = (label: string, memory: EvalRecord['memory']): EvalRecord[] =>
+    [rec('passkey', label, memory, { ...retrieval([[256, 0], [1024, 0.25]]) }), rec('needle', label, memory, { ...retrieval([[256, 0], [1024, 0]]) })];
+  assert.deepEqual(whereItBreaks([...none('original', 'full'), ...none('RecurFormer 75%', 'full'), ...none('StreamingLLM @75%', 'streaming')]),
+    ['none can break: the original retrieves at most one prompt per length (at 1024 tokens: passkey 1/4, needle 0/4), so there is no retrieval to lose']);
 });
 
 test('summary: HashHop by hops and length, one column per number of hops', () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { FormatError } from '../../src/tensor/errors.js';
 import { makeTrainConfig, TRAIN_DEFAULTS } from '../../src/train/config.js';
 import { readTrainOptionsFile } from '../../src/train/options.js';
-import { narrowExperiment, pipelineStageDefaults, STAGE_KEYS, stageOptions, trainArgs, type TrainSettings } from '../../scripts/experiment/pipeline.js';
+import { narrowExperiment, pipelineStageDefaults, STAGE_KEYS, trainedKeys, stageOptions, trainArgs, type TrainSettings } from '../../scripts/experiment/pipeline.js';
 import { loadRecipe, parseRecipe } from '../../scripts/experiment/recipe.js';
 import { parseTrain } from '../train/parse-train.js';
 import { tempDir } from '../io/tmp.js';
@@ -35,7 +35,7 @@ test('every recipes/*.json validates: experiment recipes by the recipe schema, t
     }
   }
   // the scripts' recipes are among them
-  for (const f of ['recipes/demo.json', 'recipes/demo-stories260K.json', 'recipes/stories260K.json', 'recipes/demo-llama.json']) assert.ok(experiments.has(f), f);
+  for (const f of ['recipes/demo.json', 'recipes/demo-stories260K.json', 'recipes/stories260K.json', 'recipes/demo-llama-hh.json', 'recipes/demo-llama.json']) assert.ok(experiments.has(f), f);
 });
 
 test('the recipes give the train flags the scripts wrote before they were data (steps.json keeps the recorded runs)', () => {
@@ -64,6 +64,18 @@ test('npm run demo trains (with --train) exactly what trained its shipped checkp
   for (const dir of Object.values(demo.trained!)) {
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { torch_dtype?: string };
     assert.equal(config.torch_dtype, 'float16', `${dir} ships as F16`);
+  }
+});
+
+test('npm run experiment trains nothing on demo-llama-hh: its recipe names a shipped F16 checkpoint for every configuration', () => {
+  const x = loadRecipe('recipes/demo-llama-hh.json', 'runs/x');
+  assert.deepEqual(Object.keys(x.trained ?? {}).sort(), trainedKeys(x).sort());
+  for (const [key, dir] of Object.entries(x.trained!)) {
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { torch_dtype?: string; recurformer?: { kind?: string } };
+    assert.equal(config.torch_dtype, 'float16', `${dir} ships as F16`);
+    // the key says the kind: "-rw" recurrent+window, a bare budget recurrent, the control none
+    const kind = key === 'control' ? 'none' : key.endsWith('-rw') ? 'recurrent+window' : 'recurrent';
+    assert.equal(config.recurformer === undefined ? 'none' : config.recurformer.kind ?? 'recurrent', kind, `trained.${key} = ${dir}`);
   }
 });
 
