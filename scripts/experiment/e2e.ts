@@ -100,8 +100,8 @@ for (const x of experiments) {
   const breaks = whereItBreaks(records, s).map((l) => `- ${l}`).join('\n');
   process.stdout.write(`\n${x.name}\n${table}\n\nWhere retrieval breaks:\n${breaks}\n`);
   sections.push(`### ${x.name}\n\n${table}\n\nWhere retrieval breaks (more than one prompt below the original):\n${breaks}\n\nReport: [results/${x.name}.html](results/${x.name}.html); attention analysis: ` +
-    `[results/${x.name}-analysis.html](results/${x.name}-analysis.html). Run time ${((Date.now() - t0) / 60000).toFixed(1)} min ` +
-    '(steps already done are skipped).');
+    `[results/${x.name}-analysis.html](results/${x.name}-analysis.html).`);
+  process.stderr.write(`${x.name}: ${((Date.now() - t0) / 60000).toFixed(1)} min (steps already done are skipped)\n`);
   for (const r of s.rows.filter((r) => !r.label.includes('untrained'))) {
     const hashhop = r.hashhopByHops.map((h) => `${h.hops} hop${h.hops === 1 ? '' : 's'}: ${formatCounts(h.counts)}`).join('; ');
     readmeRows.push(`| ${x.name} | ${r.label} | ${r.kvBytesPerToken?.toLocaleString('en-US') ?? '–'} | ${formatChange(r.pplChange)} | ` +

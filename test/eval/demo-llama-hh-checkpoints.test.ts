@@ -1,8 +1,8 @@
 /**
  * The trained checkpoints of demo-llama-hh in the repository (F16; made by recipes/demo-llama-hh.json from
- * models/demo-llama-hh): models/demo-llama-hh-75, which `npm run demo` evaluates, and models/demo-llama-hh-50. Each is
- * what its SOURCE.md says (the plan: at 75%, 18 of the 24 KV groups replaced, layer 3 and two groups of layer 5 kept;
- * at 50%, 12; the kind and its window), and the golden numbers measured on the committed weights hold:
+ * models/demo-llama-hh): models/demo-llama-hh-75, which `npm run demo` evaluates, and models/demo-llama-hh-50 and -25,
+ * which `npm run experiment` evaluates with them. Each is what its SOURCE.md says (the plan: at 75%, 18 of the 24 KV
+ * groups replaced, layer 3 and two groups of layer 5 kept; at 50%, 12; at 25%, 6; the kind and its window), and the golden numbers measured on the committed weights hold:
  * greedy pass keys 2,000, 1,800 and 1,000 tokens back in a 2000-token prompt, 1- and 2-hop chains of digit hashes
  * followed through a 1024-token prompt, and the perplexity of the first 6,000 characters of Frankenstein (held out
  * from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent or
@@ -28,6 +28,7 @@ interface Spec {
 }
 const PLAN75 = [[0, [0, 1, 2, 3]], [1, [0, 1, 2, 3]], [2, [0, 1, 2, 3]], [4, [0, 1, 2, 3]], [5, [2, 3]]];
 const PLAN50 = [[0, [0]], [1, [0, 1, 2]], [2, [1, 2, 3]], [4, [0, 1, 2, 3]], [5, [2]]];
+const PLAN25 = [[1, [0, 2]], [2, [1, 2, 3]], [4, [1]]];
 
 // golden: [depth, right answers of 2] at 2000 tokens, [hops, right answers of 4] at 1024 tokens, and the perplexity
 // (measured on the committed F16 weights)
@@ -37,6 +38,8 @@ const CASES = [
   { name: 'demo-llama-hh-75/control', kind: null, plan: null, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 2]], ppl: 111.42340 },
   { name: 'demo-llama-hh-50/recurformer', kind: undefined, plan: PLAN50, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 1]], ppl: 119.17068 },
   { name: 'demo-llama-hh-50/recurrent-window', kind: 'recurrent+window', plan: PLAN50, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 3]], ppl: 112.94724 },
+  { name: 'demo-llama-hh-25/recurformer', kind: undefined, plan: PLAN25, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 0]], ppl: 109.00595 },
+  { name: 'demo-llama-hh-25/recurrent-window', kind: 'recurrent+window', plan: PLAN25, passkey: [[0, 2], [0.1, 2], [0.5, 2]], hashhop: [[1, 4], [2, 3]], ppl: 111.35559 },
 ] as const;
 
 for (const c of CASES) {

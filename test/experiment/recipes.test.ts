@@ -81,16 +81,20 @@ test('npm run experiment trains nothing on demo-llama-hh: its recipe names a shi
 
 test('--budgets / --kinds narrow a recipe, its trained checkpoints with it; each kept value must be the recipe\'s', () => {
   const x = loadRecipe('recipes/demo-llama-hh.json', 'runs/x');
-  assert.deepEqual(x.budgets, [0.75, 0.5, 0.25]);
-  assert.deepEqual(Object.keys(x.trained ?? {}).sort(), ['50', '50-rw', '75', '75-rw', 'control']);
-  // 25% has no shipped checkpoint: only the control's is left, so the run trains both kinds and not the control
+  assert.deepEqual(x.budgets, [0.25, 0.5, 0.75]);
+  assert.deepEqual(Object.keys(x.trained ?? {}).sort(), ['25', '25-rw', '50', '50-rw', '75', '75-rw', 'control']);
   const y = narrowExperiment(x, 'r.json', [0.25]);
-  assert.deepEqual([y.budgets, y.headKinds, Object.keys(y.trained!)], [[0.25], ['recurrent', 'recurrent+window'], ['control']]);
+  assert.deepEqual([y.budgets, y.headKinds, Object.keys(y.trained!).sort()], [[0.25], ['recurrent', 'recurrent+window'], ['25', '25-rw', 'control']]);
+  // a budget without shipped checkpoints (as 25% was before it was trained): only the control's is left, so the run
+  // trains both kinds at 25% and not the control
+  const { 25: _a, '25-rw': _b, ...older } = x.trained!;
+  const w = narrowExperiment({ ...x, trained: older }, 'r.json', [0.25]);
+  assert.deepEqual(Object.keys(w.trained!), ['control']);
   const z = narrowExperiment(x, 'r.json', [0.5, 0.75], ['recurrent+window']);
   assert.deepEqual([z.budgets, z.headKinds, Object.keys(z.trained!).sort()], [[0.5, 0.75], ['recurrent+window'], ['50-rw', '75-rw', 'control']]);
-  assert.deepEqual(x.budgets, [0.75, 0.5, 0.25], 'the recipe itself is left as it was');
+  assert.deepEqual(x.budgets, [0.25, 0.5, 0.75], 'the recipe itself is left as it was');
   assert.deepEqual(narrowExperiment(x, 'r.json').trained, x.trained, 'no filter keeps everything');
-  assert.throws(() => narrowExperiment(x, 'r.json', [0.3]), /--budgets 0\.3: r\.json has no 0\.3 \(it has 0\.75, 0\.5, 0\.25\)/);
+  assert.throws(() => narrowExperiment(x, 'r.json', [0.3]), /--budgets 0\.3: r\.json has no 0\.3 \(it has 0\.25, 0\.5, 0\.75\)/);
   assert.throws(() => narrowExperiment(x, 'r.json', undefined, ['streaming' as 'recurrent']), /--kinds streaming: r\.json has no streaming \(it has recurrent, recurrent\+window\)/);
 });
 
