@@ -141,9 +141,12 @@ export const pct = (b: number): string => `${Math.round(b * 100)}%`;
 /** A kind's tag at a budget: its folders are conv<tag>, align<tag>, ...; it keys its trained checkpoint (`75`, `75-rw`). */
 export const stageKey = (b: number, kind: ReplacedKind): string => `${Math.round(b * 100)}${kind === 'recurrent+window' ? '-rw' : ''}`;
 
+/** The kinds an experiment converts to at every budget (default: recurrent only). */
+const kindsOf = (x: ModelExperiment): ReplacedKind[] => x.headKinds ?? ['recurrent'];
+
 /** The keys `trained` may give for this experiment: `control` (if it trains one) and each budget's kinds. */
 export const trainedKeys = (x: ModelExperiment): string[] =>
-  [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => (x.headKinds ?? ['recurrent']).map((k) => stageKey(b, k)))];
+  [...(x.control ? ['control'] : []), ...x.budgets.flatMap((b) => kindsOf(x).map((k) => stageKey(b, k)))];
 
 /**
  * The experiment with only `budgets` (and `kinds`) kept, each of which it must have, and `trained` narrowed to what
@@ -157,7 +160,7 @@ export function narrowExperiment<X extends ModelExperiment>(x: X, what: string, 
     return want;
   };
   const y = { ...x, budgets: subset('--budgets', budgets, x.budgets) };
-  if (kinds !== undefined || x.headKinds !== undefined) y.headKinds = subset('--kinds', kinds, x.headKinds ?? ['recurrent']);
+  if (kinds !== undefined || x.headKinds !== undefined) y.headKinds = subset('--kinds', kinds, kindsOf(x));
   if (x.trained) {
     const keep = new Set(trainedKeys(y));
     y.trained = Object.fromEntries(Object.entries(x.trained).filter(([k]) => keep.has(k)));
@@ -373,7 +376,7 @@ export async function prepare(x: ModelExperiment, o: RunOptions): Promise<Config
     }
     return trained;
   };
-  const kinds = x.headKinds ?? ['recurrent'];
+  const kinds = kindsOf(x);
   const keys = trainedKeys(x);
   // the trained checkpoints this run evaluates instead of training them
   const bad = Object.keys(x.trained ?? {}).find((k) => !keys.includes(k));

@@ -2,10 +2,10 @@
  * The trained checkpoints of demo-llama-hh in the repository (F16; made by recipes/demo-llama-hh.json from
  * models/demo-llama-hh): models/demo-llama-hh-75, which `npm run demo` evaluates, and models/demo-llama-hh-50 and -25,
  * which `npm run experiment` evaluates with them. Each is what its SOURCE.md says (the plan: at 75%, 18 of the 24 KV
- * groups replaced, layer 3 and two groups of layer 5 kept; at 50%, 12; at 25%, 6; the kind and its window), and the golden numbers measured on the committed weights hold:
- * greedy pass keys 2,000, 1,800 and 1,000 tokens back in a 2000-token prompt, 1- and 2-hop chains of digit hashes
- * followed through a 1024-token prompt, and the perplexity of the first 6,000 characters of Frankenstein (held out
- * from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent or
+ * groups replaced, layer 3 and two groups of layer 5 kept; at 50%, 12; at 25%, 6; the kind and its window), and the
+ * golden numbers measured on the committed weights hold: greedy pass keys 2,000, 1,800 and 1,000 tokens back in a
+ * 2000-token prompt, 1- and 2-hop chains of digit hashes followed through a 1024-token prompt, and the perplexity of
+ * the first 6,000 characters of Frankenstein (held out from all training) in 1024-token windows. A change to the weights, the loader's F16 path, the recurrent or
  * recurrent+window heads or the hybrid cache moves these numbers.
  */
 import { test } from 'node:test';
